@@ -1,0 +1,94 @@
+//! Exit codes, as fixed by the contract, and the one place errors become them.
+
+use std::io;
+
+/// The run completed; timeouts and errors are results, not failures.
+pub const SUCCESS: i32 = 0;
+/// The run failed: bad rules, bad input under `--bad-rows fail`, an I/O error.
+pub const FAILURE: i32 = 1;
+/// Bad command line (clap exits with it on its own).
+pub const USAGE: i32 = 2;
+/// The run completed, but a result named by `--fail-on` occurred.
+pub const FAIL_ON: i32 = 3;
+/// Another run holds the lock on this output file (`EX_TEMPFAIL`: try again later).
+pub const LOCKED: i32 = 75;
+/// Interrupted by SIGINT (128 + 2).
+pub const SIGINT: i32 = 130;
+/// Interrupted by SIGTERM (128 + 15).
+pub const SIGTERM: i32 = 143;
+
+/// Another run holds the lock on this output.
+#[derive(Debug)]
+pub struct Locked {
+    pub lock_path: std::path::PathBuf,
+}
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another txguard run holds the lock {}; try again when it has finished",
+            self.lock_path.display()
+        )
+    }
+}
+impl std::error::Error for Locked {}
+
+/// The run was stopped by a signal; carries the signal number.
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            libc::SIGINT => "SIGINT",
+            libc::SIGTERM => "SIGTERM",
+            _ => "a signal",
+        };
+        write!(f, "interrupted by {name}; no output written")
+    }
+}
+impl std::error::Error for Interrupted {}
+
+/// A usage error found after clap parsed the line (e.g. two flags that conflict in meaning).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Usage {}
+
+/// True when the error is a write into a pipe whose reader went away (`txguard run | head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<csv::Error>()
+                .is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::BrokenPipe))
+    })
+}
+
+/// Prints the error's cause chain once, on stderr, and returns the exit code it stands for.
+pub fn report(err: &anyhow::Error) -> i32 {
+    if let Some(Interrupted(signal)) = err.downcast_ref::<Interrupted>() {
+        eprintln!("txguard: {err}");
+        return 128 + signal;
+    }
+    if is_broken_pipe(err) {
+        // The reader of our output went away: it wanted no more. Exit quietly.
+        return SUCCESS;
+    }
+    eprintln!("txguard: error: {err:#}");
+    if err.downcast_ref::<Locked>().is_some() {
+        LOCKED
+    } else if err.downcast_ref::<Usage>().is_some() {
+        USAGE
+    } else {
+        FAILURE
+    }
+}

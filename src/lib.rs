@@ -1,0 +1,11 @@
+//! txguard: evaluate analyst-written rules on every transaction of a CSV batch.
+//!
+//! The run is a pipeline of four stages, one module each:
+//! `input` (CSV → typed rows, in batches) → `exec` (every (row, rule) → one `Outcome`)
+//! → `output` (reordered results CSV, atomic rename) with `summary` and `progress` beside.
+//! The binary, the integration tests and the benches all use this library.
+
+pub mod cli;
+pub mod cmd;
+pub mod exit;
+pub mod rockets;

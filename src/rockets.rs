@@ -1,0 +1,1 @@
+//! The rocket workload (being written).
