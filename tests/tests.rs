@@ -1,1 +1,6 @@
+//! One integration-test binary (links once, runs fast); each module drives the real
+//! `txguard` binary in a fresh temporary directory.
 
+mod workdir;
+
+mod rockets;
