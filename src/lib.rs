@@ -9,3 +9,5 @@ pub mod cli;
 pub mod cmd;
 pub mod exit;
 pub mod rockets;
+pub mod outcome;
+pub mod rules;

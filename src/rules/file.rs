@@ -1,0 +1,309 @@
+//! The rules file (TOML): parsed with serde, then checked into a `RuleSet` whose every
+//! error names the file, the line and, for a rule, its id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ColumnType, Expect, Example, Rule, RuleSet};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    columns: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<i64>,
+    name: Spanned<String>,
+    when: Spanned<String>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    example: Vec<Spanned<RawExample>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExample {
+    row: toml::Table,
+    expect: Spanned<toml::Value>,
+}
+
+/// One problem in a rules file, located for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesError {
+    /// 1-based line in the rules file, when known.
+    pub line: Option<usize>,
+    /// The rule concerned, as `rule 3 "name"`, when there is one.
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(rule) = &self.rule {
+            write!(f, "{rule}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one rules file; displayed one per line, prefixed by the path.
+#[derive(Debug)]
+pub struct RulesErrors {
+    pub path: PathBuf,
+    pub errors: Vec<RulesError>,
+}
+
+impl fmt::Display for RulesErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        write!(f, "{} has {n} error{}:", self.path.display(), if n == 1 { "" } else { "s" })?;
+        for e in &self.errors {
+            write!(f, "\n  {}:{e}", self.path.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RulesErrors {}
+
+/// Maps byte offsets of the file to 1-based line numbers.
+struct Lines {
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+/// Reads and checks a rules file: TOML shape, column types, unique ids and names, timeouts,
+/// examples. Scripts are compiled later (`engine::compile_all`), so that one report can hold
+/// every error of the file.
+pub fn load(path: &Path, default_timeout: Duration) -> Result<RuleSet, RulesErrors> {
+    let fail = |errors| RulesErrors { path: path.to_path_buf(), errors };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(vec![RulesError { line: None, rule: None, message: format!("cannot read: {e}") }])
+    })?;
+    parse(&text, default_timeout).map_err(fail)
+}
+
+/// The pure part of `load`, on the file's text.
+pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<RulesError>> {
+    let lines = Lines::new(text);
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        vec![RulesError {
+            line: e.span().map(|s| lines.line(s.start)),
+            rule: None,
+            message: e.message().trim_end().to_string(),
+        }]
+    })?;
+    let mut errors = Vec::new();
+
+    let mut columns = HashMap::new();
+    for (name, kind) in &raw.columns {
+        match ColumnType::parse(kind.get_ref()) {
+            Some(t) => {
+                columns.insert(name.get_ref().clone(), t);
+            }
+            None => errors.push(RulesError {
+                line: Some(lines.line(kind.span().start)),
+                rule: None,
+                message: format!(
+                    "column {:?}: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\")",
+                    name.get_ref(),
+                    kind.get_ref()
+                ),
+            }),
+        }
+    }
+
+    let default_timeout = match &raw.defaults.timeout {
+        Some(t) => match crate::cli::parse_duration(t.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(RulesError {
+                    line: Some(lines.line(t.span().start)),
+                    rule: None,
+                    message: format!("[defaults] timeout {:?}: {e}", t.get_ref()),
+                });
+                default_timeout
+            }
+        },
+        None => default_timeout,
+    };
+
+    if raw.rule.is_empty() {
+        errors.push(RulesError { line: None, rule: None, message: "no [[rule]] defined".into() });
+    }
+
+    let mut rules = Vec::with_capacity(raw.rule.len());
+    let mut seen_ids: HashMap<i64, usize> = HashMap::new();
+    let mut seen_names: HashMap<String, usize> = HashMap::new();
+    for spanned in raw.rule {
+        let rule_line = lines.line(spanned.span().start);
+        let raw = spanned.into_inner();
+        let id = *raw.id.get_ref();
+        let name = raw.name.get_ref().clone();
+        let label = format!("rule {id} {name:?}");
+        let err = |line: usize, message: String| RulesError {
+            line: Some(line),
+            rule: Some(label.clone()),
+            message,
+        };
+        if let Some(first) = seen_ids.insert(id, rule_line) {
+            errors.push(err(lines.line(raw.id.span().start), format!("duplicate id {id} (first used on line {first})")));
+        }
+        if name.trim().is_empty() {
+            errors.push(err(lines.line(raw.name.span().start), "empty name".into()));
+        } else if let Some(first) = seen_names.insert(name.clone(), rule_line) {
+            errors.push(err(lines.line(raw.name.span().start), format!("duplicate name (first used on line {first})")));
+        }
+        let timeout = match &raw.timeout {
+            Some(t) => crate::cli::parse_duration(t.get_ref()).unwrap_or_else(|e| {
+                errors.push(err(lines.line(t.span().start), format!("timeout {:?}: {e}", t.get_ref())));
+                default_timeout
+            }),
+            None => default_timeout,
+        };
+        let mut examples = Vec::new();
+        for (n, ex) in raw.example.into_iter().enumerate() {
+            let line = lines.line(ex.span().start);
+            let ex = ex.into_inner();
+            match Expect::from_toml(ex.expect.get_ref()) {
+                Some(expect) => examples.push(Example { line, row: ex.row, expect }),
+                None => errors.push(err(
+                    lines.line(ex.expect.span().start),
+                    format!(
+                        "example {}: expect = {} (expected true, false, \"error\" or \"timeout\")",
+                        n + 1,
+                        ex.expect.get_ref()
+                    ),
+                )),
+            }
+        }
+        rules.push(Rule {
+            id,
+            name,
+            script: raw.when.get_ref().clone(),
+            line: lines.line(raw.when.span().start),
+            timeout,
+            examples,
+        });
+    }
+
+    if errors.is_empty() {
+        Ok(RuleSet { columns, rules })
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_well_formed_file_parses_with_defaults_applied() {
+        let text = r#"
+[columns]
+id = "int"
+amount = "float"
+
+[defaults]
+timeout = "250ms"
+
+[[rule]]
+id = 1
+name = "big"
+when = "amount > 10000.0"
+
+[[rule]]
+id = 2
+name = "slow"
+when = "true"
+timeout = "2s"
+
+[[rule.example]]
+row = { id = 7, amount = 25000.0 }
+expect = "timeout"
+"#;
+        let set = parse(text, SECOND).unwrap();
+        assert_eq!(set.columns["amount"], ColumnType::Float);
+        assert_eq!(set.rules.len(), 2);
+        assert_eq!(set.rules[0].timeout, Duration::from_millis(250));
+        assert_eq!(set.rules[1].timeout, Duration::from_secs(2));
+        assert_eq!(set.rules[0].line, 12);
+        assert_eq!(set.rules[1].examples[0].expect, Expect::Timeout);
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_at_once_with_its_line() {
+        let text = r#"
+[columns]
+amount = "decimal"
+
+[[rule]]
+id = 1
+name = "a"
+when = "true"
+timeout = "soon"
+
+[[rule]]
+id = 1
+name = "a"
+when = "true"
+"#;
+        let errors = parse(text, SECOND).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "line 3: column \"amount\": unknown type \"decimal\" (expected \"int\", \"float\", \"bool\" or \"string\")",
+                "line 9: rule 1 \"a\": timeout \"soon\": expected number at 0 (expected e.g. 250ms, 3s, 1m)",
+                "line 12: rule 1 \"a\": duplicate id 1 (first used on line 5)",
+                "line 13: rule 1 \"a\": duplicate name (first used on line 5)",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_name_the_line() {
+        let errors = parse("[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nwhen_not = 1\n", SECOND).unwrap_err();
+        assert_eq!(errors[0].line, Some(5));
+        assert!(errors[0].message.contains("unknown field `when_not`"), "{}", errors[0].message);
+        let errors = parse("[[rule]\n", SECOND).unwrap_err();
+        assert_eq!(errors[0].line, Some(1));
+    }
+}
