@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod input;
 pub mod exit;
 pub mod rockets;
 pub mod outcome;
