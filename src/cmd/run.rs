@@ -1,5 +1,154 @@
-//! `txguard run` (being written).
+//! `txguard run`: check the command line and the rules, take the lock, then drive the
+//! pipeline (input → executor → ordered results) and report what happened.
 
-pub fn run(_args: crate::cli::RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("run: not yet implemented")
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::cli::{BadRows, ExecutorKind, FailOn, RunArgs};
+use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
+use crate::exec::Executor;
+use crate::exit;
+use crate::input::InputReader;
+use crate::outcome::Kind;
+use crate::output::{Destination, OutputLock, RejectsWriter, ResultsWriter, Sink};
+use crate::pipeline::{self, Settings, Tally};
+use crate::progress::Progress;
+use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
+use crate::signals::StopFlag;
+use crate::summary::{RunFacts, Summary};
+
+/// The number of CPUs, the default of `--jobs`: decided here only.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Loads the rules file and compiles every script for syntax: every error at once.
+pub fn load_rules(path: &Path, default_timeout: std::time::Duration) -> Result<RuleSet> {
+    let set = rules::file::load(path, default_timeout)?;
+    let errors = rules::engine::check_syntax(&set);
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(RulesErrors { path: path.to_path_buf(), errors }.into())
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    let started_at = SystemTime::now();
+    let clock = Instant::now();
+    let stop = StopFlag::install()?;
+    let jobs = args.jobs.map_or_else(default_jobs, |j| j as usize);
+
+    // Rules first: their errors are reported before any input is read.
+    let rules = Arc::new(load_rules(&args.rules, args.timeout)?);
+    let rules_sha256 = sha256_hex(&args.rules)?;
+
+    let dest = Destination::of(args.output.as_deref());
+    // The lock is taken before any work, and held until the process ends.
+    let _lock = dest.file().map(OutputLock::acquire).transpose()?;
+
+    let input = InputReader::open(&args.input, &rules)?;
+    let columns = input.columns().clone();
+    // Compiling against the input's columns finds variables that are neither a column
+    // nor the rule's own, before a single row is evaluated.
+    Evaluator::new(&rules, &columns, args.seed).map_err(|errors| RulesErrors { path: args.rules.clone(), errors })?;
+
+    let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
+    let mut results = ResultsWriter::new(Sink::create(&dest)?, &rule_ids)?;
+    let rejects = match args.bad_rows {
+        BadRows::Fail => None,
+        BadRows::Skip => Some(RejectsWriter::new(Sink::create(&rejects_destination(&args, &dest))?)?),
+    };
+
+    let executor: Arc<dyn Executor> = match (args.floor, args.executor) {
+        (true, _) => Arc::new(FloorExecutor { rules: rule_ids.len(), jobs }),
+        (false, ExecutorKind::Threads) => Arc::new(ThreadsExecutor::new(Arc::clone(&rules), columns, args.seed, jobs)),
+        (false, ExecutorKind::Processes) => anyhow::bail!("--executor processes is not available yet"),
+    };
+    let settings = Settings {
+        bad_rows: args.bad_rows,
+        batch_size: args.batch_size as usize,
+        progress: Progress::new(args.progress, input.total_bytes),
+        stop: stop.clone(),
+    };
+    let input_name = input.name().to_string();
+    let outcome = pipeline::run(input, Arc::clone(&executor), rule_ids.len(), rejects, &mut results, &settings);
+    settings.progress.finish();
+    let (tally, rejects) = outcome?;
+    if let Some(signal) = stop.signal() {
+        return Err(exit::Interrupted(signal).into());
+    }
+    results.commit()?;
+    if let Some(rejects) = rejects {
+        rejects.commit()?;
+    }
+
+    let code = exit_code(&args.fail_on, &tally);
+    let summary = Summary::new(
+        RunFacts {
+            started_at,
+            input: input_name,
+            rules_file: args.rules.display().to_string(),
+            rules_sha256,
+            executor: executor.name(),
+            jobs,
+            workers: executor.workers(),
+            wall: clock.elapsed(),
+        },
+        &rules,
+        &tally,
+        code,
+    );
+    if let Some(path) = &args.summary {
+        write_summary_json(path, &summary)?;
+    }
+    if !args.quiet {
+        eprint!("{}", summary.render());
+        if code == exit::FAIL_ON {
+            eprintln!("txguard: exit 3: a result named by --fail-on occurred");
+        }
+    }
+    Ok(code)
+}
+
+/// `--rejects`, or `OUTPUT.rejects.csv` beside a file output, or stderr.
+fn rejects_destination(args: &RunArgs, dest: &Destination) -> Destination {
+    match (&args.rejects, dest.file()) {
+        (Some(path), _) => Destination::of(Some(path)),
+        (None, Some(out)) => {
+            let mut name = out.as_os_str().to_owned();
+            name.push(".rejects.csv");
+            Destination::File(PathBuf::from(name))
+        }
+        (None, None) => Destination::Stderr,
+    }
+}
+
+/// 3 when a result named by `--fail-on` occurred, else 0.
+fn exit_code(fail_on: &[FailOn], tally: &Tally) -> i32 {
+    let occurred = |kind: Kind| tally.counts.iter().any(|c| c[kind as usize] > 0);
+    let hit = fail_on.iter().any(|f| match f {
+        FailOn::Error => occurred(Kind::Error),
+        FailOn::Timeout => occurred(Kind::Timeout),
+        FailOn::False => occurred(Kind::False),
+    });
+    if hit { exit::FAIL_ON } else { exit::SUCCESS }
+}
+
+fn sha256_hex(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The `--summary` JSON, written atomically like every output.
+fn write_summary_json(path: &Path, summary: &Summary) -> Result<()> {
+    use std::io::Write;
+    let mut sink = Sink::create(&Destination::of(Some(path)))?;
+    serde_json::to_writer_pretty(&mut sink, summary).with_context(|| format!("cannot write {}", path.display()))?;
+    sink.write_all(b"\n").with_context(|| format!("cannot write {}", path.display()))?;
+    sink.commit()
 }

@@ -23,7 +23,10 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff that gives up after a minute of failures in a row.
     pub fn new() -> Backoff {
-        Backoff { retries: 0, give_up_after: Duration::from_secs(60) }
+        Backoff {
+            retries: 0,
+            give_up_after: Duration::from_secs(60),
+        }
     }
 
     /// Calls `start` until it succeeds, fails with an error that is not about resources,
@@ -118,18 +121,32 @@ mod tests {
 
     #[test]
     fn endless_resource_errors_give_up_after_the_limit() {
-        let mut backoff = Backoff { retries: 0, give_up_after: Duration::from_secs(1) };
+        let mut backoff = Backoff {
+            retries: 0,
+            give_up_after: Duration::from_secs(1),
+        };
         let mut waited = Duration::ZERO;
         let got: io::Result<()> = backoff.retry(|| Err(eagain()), |d| waited += d);
-        assert_eq!(got.expect_err("gives up").raw_os_error(), Some(libc::EAGAIN));
-        assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(2), "{waited:?}");
+        assert_eq!(
+            got.expect_err("gives up").raw_os_error(),
+            Some(libc::EAGAIN)
+        );
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
     }
 
     #[test]
     fn the_errors_of_a_full_machine_count_as_resource_errors() {
         for code in [libc::EAGAIN, libc::ENOMEM, libc::EMFILE, libc::ENFILE] {
-            assert!(is_out_of_resources(&io::Error::from_raw_os_error(code)), "{code}");
+            assert!(
+                is_out_of_resources(&io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
         }
-        assert!(!is_out_of_resources(&io::Error::from_raw_os_error(libc::ENOENT)));
+        assert!(!is_out_of_resources(&io::Error::from_raw_os_error(
+            libc::ENOENT
+        )));
     }
 }

@@ -26,7 +26,8 @@ pub struct Flight<'a> {
 impl Flight<'_> {
     /// Wall time the flight takes when nothing else competes for the machine.
     pub fn expected(&self) -> Duration {
-        self.delay.saturating_add(self.step.saturating_mul(self.countdown))
+        self.delay
+            .saturating_add(self.step.saturating_mul(self.countdown))
     }
 
     /// Flies the rocket, printing its lines on stdout unless `quiet`. Returns early,
@@ -116,13 +117,19 @@ fn churn() {
 }
 
 fn thread_cpu_time() -> Option<Duration> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
         return None;
     }
-    Some(Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?))
+    Some(Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    ))
 }
 
 #[cfg(test)]

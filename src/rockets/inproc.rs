@@ -59,12 +59,18 @@ impl<'a> Tower<'a> {
     /// Keeps the first error and tells every other rocket to stop.
     fn fail(&self, err: anyhow::Error) {
         self.abort.store(true, Ordering::Relaxed);
-        let mut first = self.error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut first = self
+            .error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         first.get_or_insert(err);
     }
 
     fn finish(self, spawn_retries: u64) -> anyhow::Result<Launched> {
-        let error = self.error.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let error = self
+            .error
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(err) = error {
             return Err(err);
         }
@@ -77,7 +83,11 @@ impl<'a> Tower<'a> {
 }
 
 /// Flies every rocket on the calling thread, in plan order.
-pub fn sequential(plan: &Plan, settings: &Settings, progress: &Progress) -> anyhow::Result<Launched> {
+pub fn sequential(
+    plan: &Plan,
+    settings: &Settings,
+    progress: &Progress,
+) -> anyhow::Result<Launched> {
     let tower = Tower::new(settings, progress);
     for rocket in &plan.rockets {
         tower.fly(rocket);
@@ -101,7 +111,12 @@ pub fn rayon(
     let order = plan.longest_first();
     // One rocket per task: rockets are long and uneven, so splitting down to single items
     // lets idle threads steal work instead of waiting behind a chunk of slow rockets.
-    pool.install(|| order.par_iter().with_max_len(1).for_each(|rocket| tower.fly(rocket)));
+    pool.install(|| {
+        order
+            .par_iter()
+            .with_max_len(1)
+            .for_each(|rocket| tower.fly(rocket))
+    });
     tower.finish(0)
 }
 

@@ -55,7 +55,12 @@ impl Plan {
                 let name = uuid.simple().to_string()[..4].to_owned();
                 let delay = rng.random_range(0.0..MAX_DELAY);
                 let countdown = rng.random_range(0..=MAX_COUNTDOWN);
-                Rocket { index, name, delay, countdown }
+                Rocket {
+                    index,
+                    name,
+                    delay,
+                    countdown,
+                }
             })
             .collect();
         Plan { seed, rockets }
@@ -113,11 +118,19 @@ mod tests {
             assert!((0.0..MAX_DELAY).contains(&r.delay), "{r:?}");
             assert!(r.countdown <= MAX_COUNTDOWN, "{r:?}");
             assert_eq!(r.name.len(), 4, "{r:?}");
-            assert!(r.name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{r:?}");
+            assert!(
+                r.name
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "{r:?}"
+            );
         }
         // Every countdown value occurs: the range is inclusive of 4.
         for c in 0..=MAX_COUNTDOWN {
-            assert!(plan.rockets.iter().any(|r| r.countdown == c), "no countdown {c}");
+            assert!(
+                plan.rockets.iter().any(|r| r.countdown == c),
+                "no countdown {c}"
+            );
         }
     }
 
@@ -126,16 +139,35 @@ mod tests {
         let plan = Plan {
             seed: 0,
             rockets: vec![
-                Rocket { index: 0, name: "aaaa".into(), delay: 1.5, countdown: 2 },
-                Rocket { index: 1, name: "bbbb".into(), delay: 4.0, countdown: 0 },
-                Rocket { index: 2, name: "cccc".into(), delay: 0.25, countdown: 3 },
+                Rocket {
+                    index: 0,
+                    name: "aaaa".into(),
+                    delay: 1.5,
+                    countdown: 2,
+                },
+                Rocket {
+                    index: 1,
+                    name: "bbbb".into(),
+                    delay: 4.0,
+                    countdown: 0,
+                },
+                Rocket {
+                    index: 2,
+                    name: "cccc".into(),
+                    delay: 0.25,
+                    countdown: 3,
+                },
             ],
         };
         assert_eq!(plan.ideal(1.0), Duration::from_secs_f64(4.0));
         assert_eq!(plan.ideal(0.5), Duration::from_secs_f64(2.0));
         assert_eq!(plan.ideal(0.0), Duration::ZERO);
         assert_eq!(plan.countdown_lines(), 5);
-        let order: Vec<&str> = plan.longest_first().iter().map(|r| r.name.as_str()).collect();
+        let order: Vec<&str> = plan
+            .longest_first()
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         assert_eq!(order, ["bbbb", "aaaa", "cccc"]);
     }
 

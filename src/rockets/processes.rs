@@ -86,8 +86,19 @@ struct Landings {
     failures: Vec<Failure>,
 }
 
-/// The standard command for a rocket: this binary's hidden `rocket` subcommand.
-pub fn rocket_command(exe: &std::path::Path, rocket: &Rocket, settings: &super::Settings) -> Launch {
+/// Slack added to every child's bound: room for a slow start on a loaded machine.
+const BOUND_SLACK: Duration = Duration::from_secs(30);
+
+/// The standard launch of a rocket: this binary's hidden `rocket` subcommand, bounded by
+/// twice its expected flight plus 30 s, plus `spin_cpu` (all the CPU time the run's
+/// spinning countdowns need: a spinning child shares the cores with all the others, so
+/// its wall time can grow up to that, however slow the machine).
+pub fn rocket_launch(
+    exe: &std::path::Path,
+    rocket: &Rocket,
+    settings: &super::Settings,
+    spin_cpu: Duration,
+) -> Launch {
     let flight = settings.flight(rocket);
     let mut command = Command::new(exe);
     command
@@ -113,7 +124,16 @@ pub fn rocket_command(exe: &std::path::Path, rocket: &Rocket, settings: &super::
     if settings.quiet {
         command.arg("--quiet");
     }
-    Launch { command, expected: flight.expected(), bound: Duration::ZERO }
+    let expected = flight.expected();
+    let bound = expected
+        .saturating_mul(2)
+        .saturating_add(BOUND_SLACK)
+        .saturating_add(spin_cpu);
+    Launch {
+        command,
+        expected,
+        bound,
+    }
 }
 
 /// Starts one child per rocket, in the given order, with at most `jobs` alive at once,
@@ -124,7 +144,10 @@ pub fn supervise(
     progress: &Progress,
     prepare: impl Fn(&Rocket) -> Launch,
 ) -> anyhow::Result<Launched> {
-    let slots = Slots { alive: Mutex::new(0), freed: Condvar::new() };
+    let slots = Slots {
+        alive: Mutex::new(0),
+        freed: Condvar::new(),
+    };
     let stop = AtomicBool::new(false);
     let mut backoff = Backoff::new();
     let (to_supervisor, arrivals) = mpsc::channel::<InFlight<'_>>();
@@ -141,7 +164,11 @@ pub fn supervise(
                 break;
             }
             wait_for_slot(&slots, jobs);
-            let Launch { mut command, expected, bound } = prepare(rocket);
+            let Launch {
+                mut command,
+                expected,
+                bound,
+            } = prepare(rocket);
             let child = backoff.retry_sleeping(|| command.spawn());
             let child = match child {
                 Ok(child) => child,
@@ -180,8 +207,10 @@ pub fn supervise(
     if stop.load(Ordering::Relaxed) {
         // A child found stdout closed (`txguard rockets | head`): like a write of our own
         // into a closed pipe, this ends the run quietly.
-        return Err(anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-            .context("a rocket found stdout closed"));
+        return Err(
+            anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+                .context("a rocket found stdout closed"),
+        );
     }
     Ok(Launched {
         launched: landings.launched,
@@ -194,7 +223,10 @@ fn wait_for_slot(slots: &Slots, jobs: Option<usize>) {
     let Some(cap) = jobs else { return };
     let mut alive = slots.alive.lock().unwrap_or_else(PoisonError::into_inner);
     while *alive >= cap {
-        alive = slots.freed.wait(alive).unwrap_or_else(PoisonError::into_inner);
+        alive = slots
+            .freed
+            .wait(alive)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -317,7 +349,11 @@ mod tests {
     fn shell(script: &str, bound: Duration) -> Launch {
         let mut command = Command::new("sh");
         command.arg("-c").arg(script).stdin(Stdio::null());
-        Launch { command, expected: Duration::ZERO, bound }
+        Launch {
+            command,
+            expected: Duration::ZERO,
+            bound,
+        }
     }
 
     #[test]
@@ -337,17 +373,25 @@ mod tests {
         let plan = Plan::new(2, 6);
         let order = plan.longest_first();
         let start = Instant::now();
-        let landed = supervise(&order, None, &Progress::hidden(), |rocket| match rocket.index {
-            1 => shell("exit 3", Duration::from_secs(30)),
-            2 => shell("kill -9 $$", Duration::from_secs(30)),
-            3 => shell("exec sleep 60", Duration::from_millis(200)),
-            _ => shell("exit 0", Duration::from_secs(30)),
+        let landed = supervise(&order, None, &Progress::hidden(), |rocket| {
+            match rocket.index {
+                1 => shell("exit 3", Duration::from_secs(30)),
+                2 => shell("kill -9 $$", Duration::from_secs(30)),
+                3 => shell("exec sleep 60", Duration::from_millis(200)),
+                _ => shell("exit 0", Duration::from_secs(30)),
+            }
         })
         .expect("supervise");
-        assert!(start.elapsed() < Duration::from_secs(20), "a hung child was not killed");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a hung child was not killed"
+        );
         assert_eq!(landed.launched, 3);
-        let mut reasons: Vec<(usize, String)> =
-            landed.failures.into_iter().map(|f| (f.index, f.reason)).collect();
+        let mut reasons: Vec<(usize, String)> = landed
+            .failures
+            .into_iter()
+            .map(|f| (f.index, f.reason))
+            .collect();
         reasons.sort();
         assert_eq!(
             reasons,
@@ -375,7 +419,10 @@ mod tests {
             }
         });
         let err = got.expect_err("cannot start");
-        assert!(format!("{err:#}").contains("cannot start the process of rocket"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("cannot start the process of rocket"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -397,6 +444,10 @@ mod tests {
         })
         .expect("supervise");
         assert_eq!(landed.launched, 7);
-        assert!(start.elapsed() < Duration::from_millis(1900), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(1900),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

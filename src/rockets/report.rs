@@ -52,7 +52,11 @@ impl Report {
 
     /// Rockets landed per second of wall time.
     pub fn rockets_per_sec(&self) -> f64 {
-        if self.launched == 0 { 0.0 } else { ratio(self.launched as f64, self.wall.as_secs_f64()) }
+        if self.launched == 0 {
+            0.0
+        } else {
+            ratio(self.launched as f64, self.wall.as_secs_f64())
+        }
     }
 }
 
@@ -86,12 +90,20 @@ impl fmt::Display for Report {
             self.rockets_per_sec()
         )?;
         if self.spawn_retries > 0 {
-            write!(f, "\n{} starts retried after running out of resources", self.spawn_retries)?;
+            write!(
+                f,
+                "\n{} starts retried after running out of resources",
+                self.spawn_retries
+            )?;
         }
         if !self.failures.is_empty() {
             write!(f, "\nfailures: {}", self.failures.len())?;
             for failure in self.failures.iter().take(10) {
-                write!(f, "\n  rocket #{} ({}): {}", failure.index, failure.name, failure.reason)?;
+                write!(
+                    f,
+                    "\n  rocket #{} ({}): {}",
+                    failure.index, failure.name, failure.reason
+                )?;
             }
             if self.failures.len() > 10 {
                 write!(f, "\n  … and {} more", self.failures.len() - 10)?;

@@ -1,0 +1,89 @@
+//! The thread executor: each lane is a private `Evaluator` (its own Rhai engine and
+//! compiled rules) on a rayon pool thread. Deadlines are cooperative (`on_progress`), and
+//! a panic inside an evaluation is already an `error` outcome (`Evaluator::evaluate`).
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+
+use super::{Executor, Lane};
+use crate::input::Batch;
+use crate::outcome::Outcome;
+use crate::rules::{Columns, Evaluator, RuleSet};
+
+pub struct ThreadsExecutor {
+    rules: Arc<RuleSet>,
+    columns: Columns,
+    seed: u64,
+    jobs: usize,
+}
+
+impl ThreadsExecutor {
+    pub fn new(rules: Arc<RuleSet>, columns: Columns, seed: u64, jobs: usize) -> ThreadsExecutor {
+        ThreadsExecutor { rules, columns, seed, jobs }
+    }
+}
+
+impl Executor for ThreadsExecutor {
+    fn name(&self) -> &'static str {
+        "threads"
+    }
+
+    fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
+        let evaluator = Evaluator::new(&self.rules, &self.columns, self.seed).map_err(|errors| {
+            anyhow!("rules do not compile: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
+        Ok(Box::new(ThreadLane { evaluator }))
+    }
+}
+
+struct ThreadLane {
+    evaluator: Evaluator,
+}
+
+impl Lane for ThreadLane {
+    fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
+        out.reserve(batch.rows.len() * self.evaluator.rule_count());
+        for row in &batch.rows {
+            self.evaluator.evaluate_row(row, out);
+        }
+        Ok(())
+    }
+}
+
+/// The parse-and-write floor: a lane that evaluates nothing and answers `false` for every
+/// pair. Benchmarks run it to measure what reading, typing, reordering and writing cost
+/// without any rule (`txguard run --floor`, hidden).
+pub struct FloorExecutor {
+    pub rules: usize,
+    pub jobs: usize,
+}
+
+impl Executor for FloorExecutor {
+    fn name(&self) -> &'static str {
+        "floor"
+    }
+
+    fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
+        Ok(Box::new(FloorLane { rules: self.rules }))
+    }
+}
+
+struct FloorLane {
+    rules: usize,
+}
+
+impl Lane for FloorLane {
+    fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
+        out.extend(std::iter::repeat_n(Outcome::False, batch.rows.len() * self.rules));
+        Ok(())
+    }
+}

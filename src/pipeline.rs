@@ -1,0 +1,249 @@
+//! Wires the stages of a run: a reader thread cuts the input into numbered batches, one
+//! thread per lane evaluates them, and the calling thread writes results back in input
+//! order. Memory is bounded by a window of batches: the reader needs a token to start a
+//! batch, and the writer returns one per batch it writes, so a slow batch holds back the
+//! reader (back-pressure) instead of letting finished batches pile up behind it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::cli::BadRows;
+use crate::exec::Executor;
+use crate::exit::Interrupted;
+use crate::input::{Batch, BadRowError, InputReader};
+use crate::outcome::Outcome;
+use crate::output::{RejectsWriter, ResultsWriter};
+use crate::progress::Progress;
+use crate::signals::StopFlag;
+
+/// What a run needs besides its stages.
+pub struct Settings {
+    pub bad_rows: BadRows,
+    pub batch_size: usize,
+    pub progress: Progress,
+    pub stop: StopFlag,
+}
+
+/// What the pipeline counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Valid rows evaluated.
+    pub rows: u64,
+    /// Rows rejected under `--bad-rows skip`.
+    pub bad_rows: u64,
+    /// Bytes of input read.
+    pub bytes: u64,
+    /// Per rule (file order): counts of true, false, error, timeout.
+    pub counts: Vec<[u64; 4]>,
+}
+
+/// A batch and its outcomes, on their way to the writer.
+enum Done {
+    Batch(Batch, Vec<Outcome>),
+    Failed(anyhow::Error),
+}
+
+/// Runs the whole pipeline; on success the results are written (not yet committed).
+/// Rejected rows go to `rejects`, which is handed back so the caller can commit it.
+pub fn run(
+    input: InputReader,
+    executor: Arc<dyn Executor>,
+    rules: usize,
+    rejects: Option<RejectsWriter>,
+    results: &mut ResultsWriter,
+    settings: &Settings,
+) -> Result<(Tally, Option<RejectsWriter>)> {
+    let jobs = executor.jobs().max(1);
+    // Enough batches in flight to keep every lane busy while the writer catches up.
+    let window = 4 * jobs + 4;
+    let (token_tx, token_rx) = mpsc::sync_channel::<()>(window);
+    for _ in 0..window {
+        token_tx.send(()).expect("the window channel holds `window` tokens");
+    }
+    let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(jobs);
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let abort = Arc::new(AtomicBool::new(false));
+
+    let reader = {
+        let abort = Arc::clone(&abort);
+        let bad_rows = settings.bad_rows;
+        let batch_size = settings.batch_size;
+        let progress = settings.progress.clone();
+        thread::Builder::new()
+            .name("reader".into())
+            .spawn(move || read_batches(input, rejects, bad_rows, batch_size, &progress, &token_rx, &work_tx, &abort))
+            .context("cannot start the reader thread")?
+    };
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .thread_name(|i| format!("lane-{i}"))
+        .build()
+        .context("cannot start the thread pool")?;
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    {
+        let executor = Arc::clone(&executor);
+        let done_tx = Mutex::new(done_tx);
+        // Each pool thread drives one lane for the whole run: the lane owns what is
+        // expensive to build (an evaluator, a worker process).
+        pool.spawn_broadcast(move |ctx| {
+            let done = done_tx.lock().map(|tx| tx.clone());
+            let Ok(done) = done else { return };
+            drive_lane(&*executor, ctx.index(), &work_rx, &done);
+        });
+    }
+
+    let written = write_in_order(&done_rx, results, rules, &token_tx, settings, &abort);
+    if written.is_err() {
+        abort.store(true, Ordering::Relaxed);
+        executor.shutdown();
+    }
+    drop(done_rx);
+    drop(token_tx);
+    let mut tally = written?;
+    let (bytes, rejected, rejects) = reader
+        .join()
+        .map_err(|_| anyhow!("the reader thread panicked"))??;
+    tally.bad_rows = rejected;
+    tally.bytes = bytes;
+    Ok((tally, rejects))
+}
+
+/// The reader stage: returns (bytes read, rows rejected, the rejects writer).
+#[allow(clippy::too_many_arguments)]
+fn read_batches(
+    mut input: InputReader,
+    mut rejects: Option<RejectsWriter>,
+    bad_rows: BadRows,
+    batch_size: usize,
+    progress: &Progress,
+    tokens: &Receiver<()>,
+    work: &SyncSender<Batch>,
+    abort: &AtomicBool,
+) -> Result<(u64, u64, Option<RejectsWriter>)> {
+    let mut seq = 0;
+    let mut rejected = 0;
+    let mut rows = Vec::with_capacity(batch_size);
+    let mut at_end = false;
+    while !at_end {
+        while rows.len() < batch_size {
+            match input.next_row()? {
+                None => {
+                    at_end = true;
+                    break;
+                }
+                Some(Ok(row)) => rows.push(row),
+                Some(Err(bad)) => match (bad_rows, rejects.as_mut()) {
+                    (BadRows::Skip, Some(writer)) => {
+                        writer.write(&bad)?;
+                        rejected += 1;
+                    }
+                    _ => {
+                        abort.store(true, Ordering::Relaxed);
+                        return Err(BadRowError { input: input.name().to_string(), row: bad }.into());
+                    }
+                },
+            }
+        }
+        progress.set_position(input.bytes_read());
+        if rows.is_empty() || abort.load(Ordering::Relaxed) {
+            break;
+        }
+        // Wait for room in the window; the writer going away means the run is over.
+        if tokens.recv().is_err() {
+            break;
+        }
+        let batch = Batch { seq, rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_size)) };
+        if work.send(batch).is_err() {
+            break;
+        }
+        seq += 1;
+    }
+    Ok((input.bytes_read(), rejected, rejects))
+}
+
+/// One lane's loop: take the next batch, evaluate it, pass it on.
+fn drive_lane(executor: &dyn Executor, index: usize, work: &Mutex<Receiver<Batch>>, done: &mpsc::Sender<Done>) {
+    let mut lane = match executor.lane(index) {
+        Ok(lane) => lane,
+        Err(e) => {
+            let _ = done.send(Done::Failed(e));
+            return;
+        }
+    };
+    loop {
+        // Hold the lock only to receive, so other lanes can take the next batch.
+        let next = work.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+        let Ok(batch) = next else { return };
+        let mut outcomes = Vec::new();
+        let message = match lane.evaluate(&batch, &mut outcomes) {
+            Ok(()) => Done::Batch(batch, outcomes),
+            Err(e) => Done::Failed(e),
+        };
+        let failed = matches!(message, Done::Failed(_));
+        if done.send(message).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The writer stage, on the calling thread: restores input order, writes, counts.
+fn write_in_order(
+    done: &Receiver<Done>,
+    results: &mut ResultsWriter,
+    rules: usize,
+    tokens: &SyncSender<()>,
+    settings: &Settings,
+    abort: &AtomicBool,
+) -> Result<Tally> {
+    let mut tally = Tally { counts: vec![[0; 4]; rules], ..Tally::default() };
+    let mut next = 0u64;
+    let mut pending: BTreeMap<u64, (Batch, Vec<Outcome>)> = BTreeMap::new();
+    loop {
+        if let Some(signal) = settings.stop.signal() {
+            crate::rules::cancel_all();
+            return Err(Interrupted(signal).into());
+        }
+        match done.recv_timeout(Duration::from_millis(50)) {
+            Ok(Done::Batch(batch, outcomes)) => {
+                if outcomes.len() != batch.rows.len() * rules {
+                    return Err(anyhow!(
+                        "internal error: batch {} came back with {} outcomes for {} rows × {rules} rules",
+                        batch.seq,
+                        outcomes.len(),
+                        batch.rows.len()
+                    ));
+                }
+                pending.insert(batch.seq, (batch, outcomes));
+                while let Some((batch, outcomes)) = pending.remove(&next) {
+                    results.write_batch(&batch.rows, &outcomes)?;
+                    tally.rows += batch.rows.len() as u64;
+                    for (i, outcome) in outcomes.iter().enumerate() {
+                        tally.counts[i % rules][outcome.kind() as usize] += 1;
+                    }
+                    next += 1;
+                    // The reader may have finished: a token nobody takes is harmless.
+                    let _ = tokens.try_send(());
+                }
+            }
+            Ok(Done::Failed(e)) => return Err(e),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if abort.load(Ordering::Relaxed) || !pending.is_empty() {
+        // The reader stopped early (its error is reported by the caller), or a batch
+        // never came back: either way these results are incomplete.
+        if pending.is_empty() {
+            return Ok(tally);
+        }
+        return Err(anyhow!("internal error: {} batches were never written", pending.len()));
+    }
+    Ok(tally)
+}

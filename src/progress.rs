@@ -1,0 +1,69 @@
+//! The one place that knows indicatif: a progress bar on stderr, positioned on bytes of
+//! input read (so the ETA is real for files), drawn only where a person can see it.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::ProgressWhen;
+
+/// A handle the reader stage moves forward; clones share one bar.
+#[derive(Clone)]
+pub struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    /// A bar over `total` bytes (a spinner when the size is unknown, e.g. stdin).
+    pub fn new(when: ProgressWhen, total: Option<u64>) -> Progress {
+        let visible = match when {
+            ProgressWhen::Always => true,
+            ProgressWhen::Never => false,
+            ProgressWhen::Auto => std::io::stderr().is_terminal(),
+        };
+        if !visible {
+            return Progress { bar: ProgressBar::hidden() };
+        }
+        let bar = match total {
+            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})")
+                    .expect("valid template"),
+            ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec})").expect("valid template"),
+            ),
+        };
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress { bar }
+    }
+
+    /// A bar counting items (rockets), for commands that know their count.
+    pub fn counter(when: ProgressWhen, total: u64, what: &str) -> Progress {
+        let visible = match when {
+            ProgressWhen::Always => true,
+            ProgressWhen::Never => false,
+            ProgressWhen::Auto => std::io::stderr().is_terminal(),
+        };
+        if !visible {
+            return Progress { bar: ProgressBar::hidden() };
+        }
+        let template = format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what}");
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            .with_style(ProgressStyle::with_template(&template).expect("valid template"));
+        Progress { bar }
+    }
+
+    pub fn set_position(&self, pos: u64) {
+        self.bar.set_position(pos);
+    }
+
+    pub fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    /// Removes the bar so the summary that follows starts on a clean line.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
