@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{BadRows, ExecutorKind, FailOn, RunArgs};
+use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exec::Executor;
 use crate::exit;
@@ -67,7 +68,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let executor: Arc<dyn Executor> = match (args.floor, args.executor) {
         (true, _) => Arc::new(FloorExecutor { rules: rule_ids.len(), jobs }),
         (false, ExecutorKind::Threads) => Arc::new(ThreadsExecutor::new(Arc::clone(&rules), columns, args.seed, jobs)),
-        (false, ExecutorKind::Processes) => anyhow::bail!("--executor processes is not available yet"),
+        (false, ExecutorKind::Processes) => {
+            let setup = WorkerSetup {
+                rules_text: std::fs::read_to_string(&args.rules)
+                    .with_context(|| format!("cannot read {}", args.rules.display()))?,
+                default_timeout: args.timeout,
+                columns,
+                seed: args.seed,
+            };
+            Arc::new(ProcessesExecutor::new(Arc::clone(&rules), setup, jobs)?)
+        }
     };
     let settings = Settings {
         bad_rows: args.bad_rows,

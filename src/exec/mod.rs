@@ -5,6 +5,7 @@
 //! - `threads`: each lane is a private `Evaluator` on a rayon pool thread;
 //! - `processes`: each lane is a supervisor thread and its worker process.
 
+pub mod processes;
 pub mod threads;
 
 use std::sync::atomic::{AtomicU64, Ordering};
