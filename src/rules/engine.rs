@@ -124,6 +124,10 @@ pub fn check_syntax(set: &RuleSet) -> Vec<RulesError> {
 
 fn compile_error(rule: &super::Rule, err: &rhai::ParseError, columns: Option<&Columns>) -> RulesError {
     let pos = err.position();
+    let undefined_variable = match err.err_type() {
+        ParseErrorType::VariableUndefined(name) => Some(name.clone()),
+        _ => None,
+    };
     let message = match (err.err_type(), columns) {
         (ParseErrorType::VariableUndefined(name), Some(columns)) => format!(
             "variable {name:?} is neither a column of the input nor defined by the rule (columns: {})",
@@ -136,7 +140,7 @@ fn compile_error(rule: &super::Rule, err: &rhai::ParseError, columns: Option<&Co
         (Some(l), None) => format!("when: line {l}: "),
         _ => "when: ".to_string(),
     };
-    RulesError { line: Some(rule.line), rule: Some(rule.label()), message: format!("{at}{message}") }
+    RulesError { line: Some(rule.line), rule: Some(rule.label()), message: format!("{at}{message}"), undefined_variable }
 }
 
 /// A variable a rule reads, and the row value it is bound to.

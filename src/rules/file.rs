@@ -54,6 +54,8 @@ pub struct RulesError {
     /// The rule concerned, as `rule 3 "name"`, when there is one.
     pub rule: Option<String>,
     pub message: String,
+    /// For a script reading a variable that does not exist: its name.
+    pub undefined_variable: Option<String>,
 }
 
 impl fmt::Display for RulesError {
@@ -80,7 +82,14 @@ impl fmt::Display for RulesErrors {
         let n = self.errors.len();
         write!(f, "{} has {n} error{}:", self.path.display(), if n == 1 { "" } else { "s" })?;
         for e in &self.errors {
-            write!(f, "\n  {}:{e}", self.path.display())?;
+            write!(f, "\n  {}:", self.path.display())?;
+            if let Some(line) = e.line {
+                write!(f, "{line}:")?;
+            }
+            if let Some(rule) = &e.rule {
+                write!(f, " {rule}:")?;
+            }
+            write!(f, " {}", e.message)?;
         }
         Ok(())
     }
@@ -112,7 +121,7 @@ impl Lines {
 pub fn load(path: &Path, default_timeout: Duration) -> Result<RuleSet, RulesErrors> {
     let fail = |errors| RulesErrors { path: path.to_path_buf(), errors };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        fail(vec![RulesError { line: None, rule: None, message: format!("cannot read: {e}") }])
+        fail(vec![RulesError { line: None, rule: None, message: format!("cannot read: {e}"), undefined_variable: None }])
     })?;
     parse(&text, default_timeout).map_err(fail)
 }
@@ -125,6 +134,7 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
             line: e.span().map(|s| lines.line(s.start)),
             rule: None,
             message: e.message().trim_end().to_string(),
+            undefined_variable: None,
         }]
     })?;
     let mut errors = Vec::new();
@@ -143,6 +153,7 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
                     name.get_ref(),
                     kind.get_ref()
                 ),
+                undefined_variable: None,
             }),
         }
     }
@@ -155,6 +166,7 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
                     line: Some(lines.line(t.span().start)),
                     rule: None,
                     message: format!("[defaults] timeout {:?}: {e}", t.get_ref()),
+                    undefined_variable: None,
                 });
                 default_timeout
             }
@@ -163,7 +175,12 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
     };
 
     if raw.rule.is_empty() {
-        errors.push(RulesError { line: None, rule: None, message: "no [[rule]] defined".into() });
+        errors.push(RulesError {
+            line: None,
+            rule: None,
+            message: "no [[rule]] defined".into(),
+            undefined_variable: None,
+        });
     }
 
     let mut rules = Vec::with_capacity(raw.rule.len());
@@ -179,6 +196,7 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
             line: Some(line),
             rule: Some(label.clone()),
             message,
+            undefined_variable: None,
         };
         if let Some(first) = seen_ids.insert(id, rule_line) {
             errors.push(err(lines.line(raw.id.span().start), format!("duplicate id {id} (first used on line {first})")));

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rhai::Dynamic;
 
 pub use engine::{cancel_all, Evaluator};
+pub use random::hash_id as random_key_hash;
 pub use file::{RulesError, RulesErrors};
 
 /// The declared type of an input column (`[columns]`); undeclared columns are strings.
