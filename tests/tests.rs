@@ -3,4 +3,6 @@
 
 mod workdir;
 
+mod check_generate;
 mod rockets;
+mod run;

@@ -69,8 +69,15 @@ fn columns_of(set: &RuleSet) -> Columns {
     }
     for rule in &set.rules {
         for example in &rule.examples {
-            for key in example.row.keys() {
-                add(key, set.column_type(key));
+            for (key, value) in &example.row {
+                // An undeclared column takes the type its example value has.
+                let kind = set.columns.get(key).copied().unwrap_or(match value {
+                    toml::Value::Integer(_) => ColumnType::Int,
+                    toml::Value::Float(_) => ColumnType::Float,
+                    toml::Value::Boolean(_) => ColumnType::Bool,
+                    _ => ColumnType::String,
+                });
+                add(key, kind);
             }
         }
     }
