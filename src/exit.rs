@@ -73,22 +73,30 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Prints the error's cause chain once, on stderr, and returns the exit code it stands for.
-pub fn report(err: &anyhow::Error) -> i32 {
+/// The exit code an error stands for.
+pub fn code_of(err: &anyhow::Error) -> i32 {
     if let Some(Interrupted(signal)) = err.downcast_ref::<Interrupted>() {
-        eprintln!("txguard: {err}");
-        return 128 + signal;
-    }
-    if is_broken_pipe(err) {
-        // The reader of our output went away: it wanted no more. Exit quietly.
-        return SUCCESS;
-    }
-    eprintln!("txguard: error: {err:#}");
-    if err.downcast_ref::<Locked>().is_some() {
+        128 + signal
+    } else if is_broken_pipe(err) {
+        SUCCESS
+    } else if err.downcast_ref::<Locked>().is_some() {
         LOCKED
     } else if err.downcast_ref::<Usage>().is_some() {
         USAGE
     } else {
         FAILURE
     }
+}
+
+/// Removes unfinished outputs, prints the error's cause chain once on stderr, and returns
+/// the exit code it stands for.
+pub fn report(err: &anyhow::Error) -> i32 {
+    crate::output::remove_unfinished();
+    if err.downcast_ref::<Interrupted>().is_some() {
+        eprintln!("txguard: {err}");
+    } else if !is_broken_pipe(err) {
+        // (A reader of our output that went away wanted no more: exit quietly.)
+        eprintln!("txguard: error: {err:#}");
+    }
+    code_of(err)
 }

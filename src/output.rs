@@ -6,6 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
@@ -75,6 +76,22 @@ impl OutputLock {
     }
 }
 
+/// Temporary files of outputs not yet committed. A failed or interrupted run may leave a
+/// sink on a thread it does not wait for (the reader holds the rejects); `exit::report`
+/// removes whatever is still listed here before the process exits.
+static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every temporary output file that was never committed.
+pub fn remove_unfinished() {
+    for path in unfinished().drain(..) {
+        let _ = fs::remove_file(path);
+    }
+}
+
 /// A byte sink that becomes visible at its destination only on `commit`.
 pub struct Sink {
     writer: BufWriter<Box<dyn Write + Send>>,
@@ -108,6 +125,7 @@ impl Sink {
                     .tempfile_in(dir)
                     .with_context(|| format!("cannot create a temporary file in {} for {}", dir.display(), p.display()))?;
                 let (file, path) = temp.into_parts();
+                unfinished().push(path.to_path_buf());
                 (Box::new(file), Some((path, p.clone())), p.display().to_string())
             }
         };
@@ -124,6 +142,7 @@ impl Sink {
         let label = self.label;
         let inner = self.writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {label}"))?;
         if let Some((temp, dest)) = self.pending {
+            unfinished().retain(|p| p.as_path() != &*temp);
             // The temporary file is a File behind the box; sync it through its path.
             drop(inner);
             File::open(&temp)

@@ -53,22 +53,27 @@ pub struct Summary {
     pub wall_seconds: f64,
     pub transactions_per_second: f64,
     pub exit_code: i32,
+    /// Why the run failed (exit 1, 75, 130, 143); absent when it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Everything `Summary::new` needs that the pipeline does not count.
-pub struct RunFacts<'a> {
+/// Filled in as a run learns them, so a failed run can still say what it knew.
+pub struct RunFacts {
     pub started_at: std::time::SystemTime,
     pub input: String,
     pub rules_file: String,
     pub rules_sha256: String,
-    pub executor: &'a str,
+    pub executor: String,
     pub jobs: usize,
     pub workers: Option<WorkerCounts>,
     pub wall: Duration,
 }
 
 impl Summary {
-    pub fn new(facts: RunFacts<'_>, rules: &RuleSet, tally: &Tally, exit_code: i32) -> Summary {
+    /// A completed run's summary, or (with `error`) a failed one's, whose counts are zero.
+    pub fn new(facts: RunFacts, rules: &RuleSet, tally: &Tally, exit_code: i32, error: Option<String>) -> Summary {
         let wall = facts.wall.as_secs_f64();
         Summary {
             txguard_version: env!("CARGO_PKG_VERSION"),
@@ -78,7 +83,7 @@ impl Summary {
             input_bytes: tally.bytes,
             rules_file: facts.rules_file,
             rules_sha256: facts.rules_sha256,
-            executor: facts.executor.to_string(),
+            executor: facts.executor,
             jobs: facts.jobs,
             transactions: tally.rows,
             bad_rows: tally.bad_rows,
@@ -86,7 +91,7 @@ impl Summary {
             rules: rules
                 .rules
                 .iter()
-                .zip(&tally.counts)
+                .zip(tally.counts.iter().chain(std::iter::repeat(&[0; 4])))
                 .map(|(rule, c)| RuleSummary {
                     id: rule.id,
                     name: rule.name.clone(),
@@ -100,6 +105,7 @@ impl Summary {
             wall_seconds: wall,
             transactions_per_second: if wall > 0.0 { tally.rows as f64 / wall } else { 0.0 },
             exit_code,
+            error,
         }
     }
 

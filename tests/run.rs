@@ -29,7 +29,7 @@ fn hostile_but_valid_csv_is_read_exactly() {
          3,7,\"two\r\nlines\",\"São Paulo\"\r\n\
          \"4\",10001,,Kraków",
     );
-    wd.create("rules.toml", rules(&(rule(1, "amount > 10000.0") + &rule(2, r#"city == "東京" || city.len() == 9"#))));
+    wd.create("rules.toml", rules(&(rule(1, "amount > 10000.0") + &*rule(2, r#"city == "東京" || city.len() == 9"#))));
     wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]).expect_success();
     assert_eq!(
         wd.read("out.csv"),
@@ -136,7 +136,7 @@ fn rules_file_errors_are_all_reported_before_the_input_is_read() {
     assert!(!stderr.contains("missing.csv"), "{stderr}");
     assert!(!wd.exists("out.csv"));
 
-    wd.create("rules.toml", rules(&(rule(1, "amount >") + &rule(2, "true") + &rule(3, "1 +* 2"))));
+    wd.create("rules.toml", rules(&(rule(1, "amount >") + &*rule(2, "true") + &*rule(3, "1 +* 2"))));
     let run = wd.run(&["run", "missing.csv", "--rules", "rules.toml"]);
     run.expect_code(1)
         .expect_stderr_contains("rules.toml:8: rule 1 \"rule1\": when: line 1, column 9: Script is incomplete")
@@ -152,7 +152,7 @@ fn rules_file_errors_are_all_reported_before_the_input_is_read() {
 fn a_rule_reading_a_column_the_input_lacks_fails_before_any_row_is_evaluated() {
     let wd = Workdir::new("unknown-var");
     wd.create("tx.csv", "id,amount\n1,5\n");
-    wd.create("rules.toml", rules(&(rule(1, "amount > 1.0") + &rule(2, "amout > 1.0"))));
+    wd.create("rules.toml", rules(&(rule(1, "amount > 1.0") + &*rule(2, "amout > 1.0"))));
     wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"])
         .expect_code(1)
         .expect_stderr_contains(
@@ -167,9 +167,9 @@ fn loops_runtime_errors_and_non_bools_are_results_with_details() {
     wd.create("tx.csv", "id,amount\n1,5\n2,20000\n");
     let body = rule(1, "if id == 2 { loop {} } true")
         + "timeout = \"50ms\"\n\n"
-        + &rule(2, "if id == 1 { throw \"no score for this merchant\" } false")
-        + &rule(3, "amount")
-        + &rule(4, "let m = #{}; m.missing > 1");
+        + &*rule(2, "if id == 1 { throw \"no score for this merchant\" } false")
+        + &*rule(3, "amount")
+        + &*rule(4, "let m = #{}; m.missing > 1");
     wd.create("rules.toml", rules(&body));
     wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]).expect_success();
     assert_eq!(
@@ -204,9 +204,9 @@ fn results_are_identical_for_every_job_count_and_batch_size() {
     let wd = Workdir::new("determinism");
     wd.run(&["generate", "-n", "20000", "--seed", "9", "-o", "tx.csv"]).expect_success();
     let body = rule(1, "amount > 100.0 && coin_flip()")
-        + &rule(2, "random() < 0.3")
-        + &rule(3, "if id % 7 == 0 { throw \"seven\" } coin_flip() && coin_flip()")
-        + &rule(4, "country == \"US\"");
+        + &*rule(2, "random() < 0.3")
+        + &*rule(3, "if id % 7 == 0 { throw \"seven\" } coin_flip() && coin_flip()")
+        + &*rule(4, "country == \"US\"");
     wd.create("rules.toml", rules(&body));
     let mut outputs = Vec::new();
     for (jobs, batch) in [("1", "1024"), ("4", "1024"), ("2", "7"), ("3", "5000")] {
@@ -260,7 +260,7 @@ fn standard_input_can_be_the_input() {
 fn the_summary_counts_every_result_kind_per_rule() {
     let wd = Workdir::new("summary");
     wd.create("tx.csv", "id,amount\n1,5\n2,20000\n3,1\n");
-    wd.create("rules.toml", rules(&(rule(7, "amount > 10.0") + &rule(8, "if id == 3 { throw \"x\" } true"))));
+    wd.create("rules.toml", rules(&(rule(7, "amount > 10.0") + &*rule(8, "if id == 3 { throw \"x\" } true"))));
     let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"]);
     run.expect_success()
         .expect_stderr_contains("txguard: 3 transactions × 2 rules = 6 results")

@@ -4,5 +4,6 @@
 mod workdir;
 
 mod check_generate;
+mod cron;
 mod rockets;
 mod run;

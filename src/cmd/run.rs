@@ -38,15 +38,69 @@ pub fn load_rules(path: &Path, default_timeout: std::time::Duration) -> Result<R
     }
 }
 
+/// What a run has learnt so far: enough for a summary even when it fails half-way.
+struct Known {
+    facts: RunFacts,
+    clock: Instant,
+    rules: Option<Arc<RuleSet>>,
+    tally: Tally,
+}
+
 pub fn run(args: RunArgs) -> Result<i32> {
-    let started_at = SystemTime::now();
-    let clock = Instant::now();
-    let stop = StopFlag::install()?;
     let jobs = args.jobs.map_or_else(default_jobs, |j| j as usize);
+    let mut known = Known {
+        facts: RunFacts {
+            started_at: SystemTime::now(),
+            input: args.input.display().to_string(),
+            rules_file: args.rules.display().to_string(),
+            rules_sha256: String::new(),
+            executor: if args.floor { "floor".into() } else { format!("{:?}", args.executor).to_lowercase() },
+            jobs,
+            workers: None,
+            wall: Default::default(),
+        },
+        clock: Instant::now(),
+        rules: None,
+        tally: Tally::default(),
+    };
+    let result = execute(&args, jobs, &mut known);
+    known.facts.wall = known.clock.elapsed();
+    let code = match &result {
+        Ok(code) => *code,
+        Err(err) => exit::code_of(err),
+    };
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    let empty = RuleSet { columns: Default::default(), rules: Vec::new() };
+    let rules = known.rules.clone();
+    let summary = Summary::new(known.facts, rules.as_deref().unwrap_or(&empty), &known.tally, code, error);
+    // A run locked out by another must not overwrite the summary of the one that runs.
+    if let (Some(path), false) = (&args.summary, code == exit::LOCKED) {
+        let written = write_summary_json(path, &summary);
+        // A run that failed reports its own error; a summary that cannot be written fails
+        // a run that had succeeded.
+        if result.is_ok() {
+            written?;
+        } else if let Err(e) = written {
+            eprintln!("txguard: also: {e:#}");
+        }
+    }
+    let code = result?;
+    if !args.quiet {
+        eprint!("{}", summary.render());
+        if code == exit::FAIL_ON {
+            eprintln!("txguard: exit 3: a result named by --fail-on occurred");
+        }
+    }
+    Ok(code)
+}
+
+fn execute(args: &RunArgs, jobs: usize, known: &mut Known) -> Result<i32> {
+    let stop = StopFlag::install()?;
 
     // Rules first: their errors are reported before any input is read.
+    known.facts.rules_sha256 = sha256_hex(&args.rules)?;
     let rules = Arc::new(load_rules(&args.rules, args.timeout)?);
-    let rules_sha256 = sha256_hex(&args.rules)?;
+    known.rules = Some(Arc::clone(&rules));
 
     let dest = Destination::of(args.output.as_deref());
     // The lock is taken before any work, and held until the process ends.
@@ -62,7 +116,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut results = ResultsWriter::new(Sink::create(&dest)?, &rule_ids)?;
     let rejects = match args.bad_rows {
         BadRows::Fail => None,
-        BadRows::Skip => Some(RejectsWriter::new(Sink::create(&rejects_destination(&args, &dest))?)?),
+        BadRows::Skip => Some(RejectsWriter::new(Sink::create(&rejects_destination(args, &dest))?)?),
     };
 
     let executor: Arc<dyn Executor> = match (args.floor, args.executor) {
@@ -85,9 +139,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         progress: Progress::new(args.progress, input.total_bytes),
         stop: stop.clone(),
     };
-    let input_name = input.name().to_string();
     let outcome = pipeline::run(input, Arc::clone(&executor), rule_ids.len(), rejects, &mut results, &settings);
     settings.progress.finish();
+    known.facts.workers = executor.workers();
     let (tally, rejects) = outcome?;
     if let Some(signal) = stop.signal() {
         return Err(exit::Interrupted(signal).into());
@@ -96,32 +150,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if let Some(rejects) = rejects {
         rejects.commit()?;
     }
-
     let code = exit_code(&args.fail_on, &tally);
-    let summary = Summary::new(
-        RunFacts {
-            started_at,
-            input: input_name,
-            rules_file: args.rules.display().to_string(),
-            rules_sha256,
-            executor: executor.name(),
-            jobs,
-            workers: executor.workers(),
-            wall: clock.elapsed(),
-        },
-        &rules,
-        &tally,
-        code,
-    );
-    if let Some(path) = &args.summary {
-        write_summary_json(path, &summary)?;
-    }
-    if !args.quiet {
-        eprint!("{}", summary.render());
-        if code == exit::FAIL_ON {
-            eprintln!("txguard: exit 3: a result named by --fail-on occurred");
-        }
-    }
+    known.tally = tally;
     Ok(code)
 }
 
@@ -150,7 +180,7 @@ fn exit_code(fail_on: &[FailOn], tally: &Tally) -> i32 {
 }
 
 fn sha256_hex(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read rules file {}", path.display()))?;
     Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 
