@@ -5,5 +5,6 @@ mod workdir;
 
 mod check_generate;
 mod cron;
+mod fuzz;
 mod rockets;
 mod run;
