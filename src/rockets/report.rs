@@ -75,7 +75,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = format!("{:?}", self.mode).to_lowercase();
         let workload = format!("{:?}", self.workload).to_lowercase();
-        let jobs = self.jobs.map(|j| format!(", {j} jobs")).unwrap_or_default();
+        let jobs = self.jobs.map(|j| format!(", jobs {j}")).unwrap_or_default();
         writeln!(
             f,
             "rockets: {} of {} launched, mode {mode}{jobs}, workload {workload}, time scale {}, seed {}",
