@@ -3,13 +3,17 @@
 //! order. Memory is bounded by a window of batches: the reader needs a token to start a
 //! batch, and the writer returns one per batch it writes, so a slow batch holds back the
 //! reader (back-pressure) instead of letting finished batches pile up behind it.
+//!
+//! Batches are sized by how long they take: the lanes aim at ~20 ms of work per batch.
+//! Fast rules get large batches (little per-batch overhead); slow or hanging rules get
+//! small ones, so no lane sits on a long batch while the others have run out of work.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
@@ -25,6 +29,7 @@ use crate::signals::StopFlag;
 /// What a run needs besides its stages.
 pub struct Settings {
     pub bad_rows: BadRows,
+    /// The largest batch, in rows (batches start small and grow while they are fast).
     pub batch_size: usize,
     pub progress: Progress,
     pub stop: StopFlag,
@@ -69,15 +74,16 @@ pub fn run(
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(jobs);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let abort = Arc::new(AtomicBool::new(false));
+    let sizer = Arc::new(BatchSizer::new(settings.batch_size));
 
     let reader = {
         let abort = Arc::clone(&abort);
         let bad_rows = settings.bad_rows;
-        let batch_size = settings.batch_size;
+        let sizer = Arc::clone(&sizer);
         let progress = settings.progress.clone();
         thread::Builder::new()
             .name("reader".into())
-            .spawn(move || read_batches(input, rejects, bad_rows, batch_size, &progress, &token_rx, &work_tx, &abort))
+            .spawn(move || read_batches(input, rejects, bad_rows, &sizer, &progress, &token_rx, &work_tx, &abort))
             .context("cannot start the reader thread")?
     };
 
@@ -95,7 +101,7 @@ pub fn run(
         pool.spawn_broadcast(move |ctx| {
             let done = done_tx.lock().map(|tx| tx.clone());
             let Ok(done) = done else { return };
-            drive_lane(&*executor, ctx.index(), &work_rx, &done);
+            drive_lane(&*executor, ctx.index(), &work_rx, &done, &sizer);
         });
     }
 
@@ -121,7 +127,7 @@ fn read_batches(
     mut input: InputReader,
     mut rejects: Option<RejectsWriter>,
     bad_rows: BadRows,
-    batch_size: usize,
+    sizer: &BatchSizer,
     progress: &Progress,
     tokens: &Receiver<()>,
     work: &SyncSender<Batch>,
@@ -129,9 +135,10 @@ fn read_batches(
 ) -> Result<(u64, u64, Option<RejectsWriter>)> {
     let mut seq = 0;
     let mut rejected = 0;
-    let mut rows = Vec::with_capacity(batch_size);
+    let mut rows = Vec::new();
     let mut at_end = false;
     while !at_end {
+        let batch_size = sizer.get();
         while rows.len() < batch_size {
             match input.next_row()? {
                 None => {
@@ -159,7 +166,7 @@ fn read_batches(
         if tokens.recv().is_err() {
             break;
         }
-        let batch = Batch { seq, rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_size)) };
+        let batch = Batch { seq, rows: std::mem::take(&mut rows) };
         if work.send(batch).is_err() {
             break;
         }
@@ -169,7 +176,13 @@ fn read_batches(
 }
 
 /// One lane's loop: take the next batch, evaluate it, pass it on.
-fn drive_lane(executor: &dyn Executor, index: usize, work: &Mutex<Receiver<Batch>>, done: &mpsc::Sender<Done>) {
+fn drive_lane(
+    executor: &dyn Executor,
+    index: usize,
+    work: &Mutex<Receiver<Batch>>,
+    done: &mpsc::Sender<Done>,
+    sizer: &BatchSizer,
+) {
     let mut lane = match executor.lane(index) {
         Ok(lane) => lane,
         Err(e) => {
@@ -182,7 +195,10 @@ fn drive_lane(executor: &dyn Executor, index: usize, work: &Mutex<Receiver<Batch
         let next = work.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
         let Ok(batch) = next else { return };
         let mut outcomes = Vec::new();
-        let message = match lane.evaluate(&batch, &mut outcomes) {
+        let started = Instant::now();
+        let evaluated = lane.evaluate(&batch, &mut outcomes);
+        sizer.observe(batch.rows.len(), started.elapsed());
+        let message = match evaluated {
             Ok(()) => Done::Batch(batch, outcomes),
             Err(e) => Done::Failed(e),
         };
@@ -190,6 +206,41 @@ fn drive_lane(executor: &dyn Executor, index: usize, work: &Mutex<Receiver<Batch
         if done.send(message).is_err() || failed {
             return;
         }
+    }
+}
+
+/// The batch size the reader uses next, steered by the lanes toward `TARGET` of work.
+struct BatchSizer {
+    current: AtomicUsize,
+    max: usize,
+}
+
+impl BatchSizer {
+    /// Work per batch worth aiming at: long enough that per-batch costs vanish, short
+    /// enough that the last batches of a run finish together.
+    const TARGET: Duration = Duration::from_millis(20);
+    const MIN: usize = 4;
+    const START: usize = 64;
+
+    fn new(max: usize) -> BatchSizer {
+        BatchSizer { current: AtomicUsize::new(Self::START.min(max).max(1)), max: max.max(1) }
+    }
+
+    fn get(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// A lane evaluated `rows` rows in `took`: move halfway toward the size that takes
+    /// `TARGET`, never more than doubling at once.
+    fn observe(&self, rows: usize, took: Duration) {
+        if rows == 0 {
+            return;
+        }
+        let per_row = took.as_secs_f64() / rows as f64;
+        let ideal = if per_row > 0.0 { Self::TARGET.as_secs_f64() / per_row } else { f64::MAX };
+        let current = self.get();
+        let next = ((current as f64 + ideal.min(current as f64 * 4.0)) / 2.0) as usize;
+        self.current.store(next.clamp(Self::MIN.min(self.max), self.max), Ordering::Relaxed);
     }
 }
 
