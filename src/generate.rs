@@ -65,9 +65,9 @@ pub fn write_transactions(out: &mut impl Write, count: u64, seed: u64) -> io::Re
         use std::fmt::Write as _;
         let _ = write!(line, "{id},");
         push_timestamp(&mut line, seconds);
-        let _ = write!(
+        let _ = writeln!(
             line,
-            ",ACC{account:06},{}.{:02},{},{},{}\n",
+            ",ACC{account:06},{}.{:02},{},{},{}",
             cents / 100,
             cents % 100,
             currencies.pick(&mut rng),

@@ -208,7 +208,7 @@ impl std::error::Error for BadRowError {}
 
 /// Drops the '\r' of a CRLF line ending from the last field of a record.
 fn strip_cr(record: &mut ByteRecord) {
-    let Some(last) = record.iter().last() else { return };
+    let Some(last) = record.iter().next_back() else { return };
     if last.last() == Some(&b'\r') {
         let mut fixed = ByteRecord::with_capacity(record.as_slice().len(), record.len());
         let n = record.len();

@@ -65,7 +65,7 @@ fn each_kind_of_bad_row_stops_the_run_with_file_line_column_and_value() {
 #[test]
 fn invalid_utf8_in_a_string_column_is_a_bad_row() {
     let wd = Workdir::new("bad-utf8");
-    wd.create("tx.csv", b"id,amount,country\n1,5,F\xffR\n2,5,FR\n".to_vec());
+    wd.create("tx.csv", b"id,amount,country\n1,5,F\xffR\n2,5,FR\n");
     wd.create("rules.toml", rules(&rule(1, "country == \"FR\"")));
     wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"])
         .expect_code(1)
