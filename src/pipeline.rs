@@ -298,3 +298,129 @@ fn write_in_order(
     }
     Ok(tally)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Lane;
+    use crate::output::{Destination, Sink};
+    use std::sync::atomic::AtomicU64;
+
+    /// A fake executor: answers `true` for every pair, but lane 0 holds its first batch
+    /// until every other batch has been evaluated, so batches finish out of order.
+    struct OutOfOrder {
+        jobs: usize,
+        evaluated: Arc<AtomicU64>,
+        batches: u64,
+        fail_at: Option<u64>,
+    }
+
+    struct FakeLane {
+        index: usize,
+        evaluated: Arc<AtomicU64>,
+        batches: u64,
+        fail_at: Option<u64>,
+    }
+
+    impl Executor for OutOfOrder {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn jobs(&self) -> usize {
+            self.jobs
+        }
+        fn lane(&self, index: usize) -> Result<Box<dyn crate::exec::Lane>> {
+            Ok(Box::new(FakeLane {
+                index,
+                evaluated: Arc::clone(&self.evaluated),
+                batches: self.batches,
+                fail_at: self.fail_at,
+            }))
+        }
+    }
+
+    impl Lane for FakeLane {
+        fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
+            if Some(batch.seq) == self.fail_at {
+                return Err(anyhow!("lane {} failed on batch {}", self.index, batch.seq));
+            }
+            if batch.seq == 0 {
+                // Wait (bounded) until the other lanes have evaluated everything else.
+                let until = Instant::now() + Duration::from_secs(10);
+                while self.evaluated.load(Ordering::SeqCst) + 1 < self.batches && Instant::now() < until {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            out.extend(batch.rows.iter().map(|row| if row.id.ends_with('7') { Outcome::False } else { Outcome::True }));
+            self.evaluated.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn rules() -> crate::rules::RuleSet {
+        crate::rules::file::parse("[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n", Duration::from_secs(1)).unwrap()
+    }
+
+    fn run_fake(rows: u64, batch: usize, executor: OutOfOrder) -> (Result<Tally>, String) {
+        let csv: String = std::iter::once("id\n".to_string()).chain((1..=rows).map(|i| format!("{i}\n"))).collect();
+        let input = InputReader::from_reader(Box::new(std::io::Cursor::new(csv.into_bytes())), "t.csv".into(), None, &rules()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let mut results = ResultsWriter::new(Sink::create(&Destination::File(path.clone())).unwrap(), &[1]).unwrap();
+        let settings = Settings {
+            bad_rows: BadRows::Fail,
+            batch_size: batch,
+            progress: Progress::new(crate::cli::ProgressWhen::Never, None),
+            stop: StopFlag::never(),
+        };
+        let tally = run(input, Arc::new(executor), 1, None, &mut results, &settings).map(|(t, _)| t);
+        if tally.is_ok() {
+            results.commit().unwrap();
+        }
+        (tally, std::fs::read_to_string(&path).unwrap_or_default())
+    }
+
+    #[test]
+    fn batches_that_finish_out_of_order_are_written_in_input_order() {
+        // --batch-size 4: ten batches of four rows.
+        let evaluated = Arc::new(AtomicU64::new(0));
+        let executor = OutOfOrder { jobs: 3, evaluated, batches: 10, fail_at: None };
+        let (tally, out) = run_fake(40, 4, executor);
+        let tally = tally.unwrap();
+        assert_eq!(tally.rows, 40);
+        assert_eq!(tally.counts, vec![[36, 4, 0, 0]]);
+        let expected: String = std::iter::once("transaction_id,rule_id,result,detail\n".to_string())
+            .chain((1..=40).map(|i| format!("{i},1,{},\n", if i % 10 == 7 { "false" } else { "true" })))
+            .collect();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_failing_lane_fails_the_run() {
+        let evaluated = Arc::new(AtomicU64::new(0));
+        let executor = OutOfOrder { jobs: 2, evaluated, batches: 100, fail_at: Some(3) };
+        let (tally, out) = run_fake(400, 4, executor);
+        // Which lane takes batch 3 depends on scheduling; the message names it.
+        let message = tally.unwrap_err().to_string();
+        assert!(["lane 0 failed on batch 3", "lane 1 failed on batch 3"].contains(&message.as_str()), "{message}");
+        assert_eq!(out, "", "nothing is committed");
+    }
+
+    #[test]
+    fn the_sizer_grows_for_fast_batches_and_shrinks_for_slow_ones() {
+        let sizer = BatchSizer::new(1024);
+        assert_eq!(sizer.get(), 64);
+        sizer.observe(64, Duration::from_micros(64));
+        assert_eq!(sizer.get(), 160, "at most 4x the current size, halfway there");
+        for _ in 0..10 {
+            sizer.observe(sizer.get(), Duration::from_micros(sizer.get() as u64));
+        }
+        assert_eq!(sizer.get(), 1024, "capped at --batch-size");
+        for _ in 0..20 {
+            sizer.observe(sizer.get(), Duration::from_millis(5) * sizer.get() as u32);
+        }
+        assert_eq!(sizer.get(), BatchSizer::MIN, "5 ms per row: a few rows per batch");
+        let small = BatchSizer::new(7);
+        assert_eq!(small.get(), 7);
+    }
+}
