@@ -9,6 +9,18 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::ProgressWhen;
 
 /// A handle the reader stage moves forward; clones share one bar.
+/// Where to draw, or `None` for no bar. indicatif's own stderr target hides itself off a
+/// terminal, so `always` draws through a target that does not ask.
+fn draw_target(when: ProgressWhen) -> Option<ProgressDrawTarget> {
+    match when {
+        ProgressWhen::Never => None,
+        ProgressWhen::Auto => std::io::stderr().is_terminal().then(ProgressDrawTarget::stderr),
+        ProgressWhen::Always => {
+            Some(ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 10))
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Progress {
     bar: ProgressBar,
@@ -17,39 +29,26 @@ pub struct Progress {
 impl Progress {
     /// A bar over `total` bytes (a spinner when the size is unknown, e.g. stdin).
     pub fn new(when: ProgressWhen, total: Option<u64>) -> Progress {
-        let visible = match when {
-            ProgressWhen::Always => true,
-            ProgressWhen::Never => false,
-            ProgressWhen::Auto => std::io::stderr().is_terminal(),
-        };
-        if !visible {
+        let Some(target) = draw_target(when) else {
             return Progress { bar: ProgressBar::hidden() };
-        }
-        let bar = match total {
-            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})")
-                    .expect("valid template"),
-            ),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec})").expect("valid template"),
-            ),
         };
+        let template = match total {
+            Some(_) => "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})",
+            None => "{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec})",
+        };
+        let bar = ProgressBar::with_draw_target(total, target)
+            .with_style(ProgressStyle::with_template(template).expect("valid template"));
         bar.enable_steady_tick(Duration::from_millis(200));
         Progress { bar }
     }
 
     /// A bar counting items (rockets), for commands that know their count.
     pub fn counter(when: ProgressWhen, total: u64, what: &str) -> Progress {
-        let visible = match when {
-            ProgressWhen::Always => true,
-            ProgressWhen::Never => false,
-            ProgressWhen::Auto => std::io::stderr().is_terminal(),
-        };
-        if !visible {
+        let Some(target) = draw_target(when) else {
             return Progress { bar: ProgressBar::hidden() };
-        }
+        };
         let template = format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what}");
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+        let bar = ProgressBar::with_draw_target(Some(total), target)
             .with_style(ProgressStyle::with_template(&template).expect("valid template"));
         Progress { bar }
     }

@@ -278,3 +278,14 @@ fn bad_command_lines_exit_2() {
     wd.run(&["run", "tx.csv", "--rules", "r.toml", "-j", "0"]).expect_code(2);
     wd.run(&["frobnicate"]).expect_code(2);
 }
+
+#[test]
+fn the_progress_bar_shows_bytes_read_only_when_asked_off_a_terminal() {
+    let wd = Workdir::new("progress");
+    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"]).expect_success();
+    wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
+    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q", "--progress", "always"]);
+    run.expect_success().expect_stderr_contains("/1.14 MiB");
+    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]);
+    assert_eq!(run.stderr(), "", "auto: no bar when stderr is not a terminal");
+}
