@@ -43,6 +43,7 @@ impl std::fmt::Display for Interrupted {
         let name = match self.0 {
             libc::SIGINT => "SIGINT",
             libc::SIGTERM => "SIGTERM",
+            libc::SIGHUP => "SIGHUP",
             _ => "a signal",
         };
         write!(f, "interrupted by {name}; no output written")

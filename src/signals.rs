@@ -1,12 +1,13 @@
-//! SIGINT and SIGTERM: the first one asks the run to stop (checked by the pipeline), so
-//! the temporary output is removed and workers are stopped before exiting 130 or 143. A
-//! second one, if the first is somehow not honoured, terminates at once.
+//! SIGINT, SIGTERM (and SIGHUP, a closed terminal): the first one asks the run to stop
+//! (checked by the pipeline), so the temporary output is removed and workers are stopped
+//! before exiting 128 + the signal (130, 143, 129). A second one, if the first is somehow
+//! not honoured, terminates at once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// Which signal asked us to stop, if any.
 #[derive(Clone)]
@@ -17,7 +18,7 @@ impl StopFlag {
     pub fn install() -> Result<StopFlag> {
         let flag = Arc::new(AtomicUsize::new(0));
         let armed = Arc::new(AtomicBool::new(false));
-        for signal in [SIGINT, SIGTERM] {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             // Handlers run in registration order: the first signal finds `armed` false and
             // only sets the flags; a second one finds it true and exits at once.
             let install = || -> std::io::Result<()> {

@@ -69,6 +69,11 @@ fn sigterm_stops_the_run_with_143_and_no_output() {
 }
 
 #[test]
+fn sighup_from_a_closed_terminal_also_leaves_no_output() {
+    interrupted_run_leaves_nothing_behind(libc::SIGHUP, 129);
+}
+
+#[test]
 fn fail_on_exits_3_after_writing_everything() {
     let wd = Workdir::new("fail-on");
     wd.create("tx.csv", "id,amount\n1,5\n2,50\n");
