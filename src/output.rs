@@ -113,6 +113,9 @@ impl Sink {
                 (Box::new(f), None, p.display().to_string())
             }
             Destination::File(p) => {
+                if p.is_dir() {
+                    anyhow::bail!("cannot write {}: it is a directory", p.display());
+                }
                 let dir = match p.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d,
                     _ => Path::new("."),

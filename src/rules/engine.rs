@@ -422,6 +422,18 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_inside_an_evaluation_is_an_error_result_and_the_evaluator_goes_on() {
+        let mut ev = evaluator("[[rule]]\nid = 1\nname = \"r\"\nwhen = 'if amount > 1.0 { native_bug() } true'\n");
+        ev.engine.register_fn("native_bug", || -> bool { panic!("index out of bounds in a native function") });
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let outcome = ev.evaluate(0, &row(1, 5.0, "FR"), 0);
+        std::panic::set_hook(hook);
+        assert_eq!(outcome, Outcome::Error("evaluation panicked: index out of bounds in a native function".into()));
+        assert_eq!(ev.evaluate(0, &row(2, 0.5, "FR"), 0), Outcome::True);
+    }
+
+    #[test]
     fn sleep_past_the_deadline_is_a_timeout_even_though_it_cannot_be_interrupted() {
         assert_eq!(one("sleep_ms(300); true", &row(1, 1.0, "FR")), Outcome::Timeout(Duration::from_millis(200)));
         assert_eq!(one("sleep_ms(1); true", &row(1, 1.0, "FR")), Outcome::True);
