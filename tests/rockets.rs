@@ -337,3 +337,68 @@ fn a_reader_that_hangs_up_ends_the_run_quietly() {
         ],
     );
 }
+
+/// Runs `txguard ARGS` as user `nobody` allowed only `nproc` processes and threads, when
+/// this test runs as root with util-linux at hand (it cannot lower the limit otherwise:
+/// root ignores RLIMIT_NPROC). Returns None when that is not possible here.
+fn run_with_few_processes(nproc: u32, args: &[&str]) -> Option<std::process::Output> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["setpriv", "prlimit"].iter().all(|tool| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !root || !tools {
+        eprintln!("skipped: needs root and util-linux's setpriv and prlimit");
+        return None;
+    }
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg("prlimit")
+        .arg(format!("--nproc={nproc}"))
+        .arg(env!("CARGO_BIN_EXE_txguard"))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv");
+    Some(output)
+}
+
+#[test]
+fn running_out_of_processes_slows_the_launch_but_does_not_fail_it() {
+    for mode in ["threads", "processes"] {
+        let args = [
+            "rockets",
+            "-n",
+            "300",
+            "--mode",
+            mode,
+            "--time-scale",
+            "0.02",
+            "--seed",
+            "6",
+            "-q",
+        ];
+        let Some(output) = run_with_few_processes(60, &args) else {
+            return;
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{mode}: {stderr}");
+        assert!(
+            stderr.contains("rockets: 300 of 300 launched"),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            stderr.contains("starts retried after running out of resources"),
+            "{mode}: {stderr}"
+        );
+    }
+}
