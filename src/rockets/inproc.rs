@@ -9,7 +9,6 @@ use anyhow::Context;
 use rayon::prelude::*;
 
 use super::backoff::Backoff;
-use super::flight::Flight;
 use super::plan::{Plan, Rocket};
 use super::progress::Progress;
 use super::{Launched, Settings};
@@ -154,17 +153,4 @@ pub fn threads(plan: &Plan, settings: &Settings, progress: &Progress) -> anyhow:
         }
     });
     tower.finish(backoff.retries)
-}
-
-/// Lets `Settings` build a flight for the in-process modes and the child alike.
-impl Settings {
-    pub(crate) fn flight<'r>(&self, rocket: &'r Rocket) -> Flight<'r> {
-        Flight {
-            name: &rocket.name,
-            delay: self.scaled(rocket.delay),
-            countdown: rocket.countdown,
-            step: self.scaled(1.0),
-            workload: self.workload,
-        }
-    }
 }

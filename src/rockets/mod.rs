@@ -54,6 +54,17 @@ impl Settings {
         Duration::try_from_secs_f64(seconds * self.time_scale).unwrap_or(Duration::MAX)
     }
 
+    /// The flight of `rocket` in real time: the same for a thread here and for a child.
+    pub fn flight<'r>(&self, rocket: &'r Rocket) -> flight::Flight<'r> {
+        flight::Flight {
+            name: &rocket.name,
+            delay: self.scaled(rocket.delay),
+            countdown: rocket.countdown,
+            step: self.scaled(1.0),
+            workload: self.workload,
+        }
+    }
+
     /// Refuses a time scale that makes a rocket longer than a `Duration` can hold.
     pub fn check_scale(&self, plan: &Plan) -> anyhow::Result<()> {
         let longest = plan::MAX_DELAY + f64::from(plan::MAX_COUNTDOWN);
