@@ -6,6 +6,7 @@
 //! - `processes`: each lane is a supervisor thread and its worker process.
 
 pub mod processes;
+pub mod protocol;
 pub mod threads;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,12 +1,39 @@
-//! The process executor (being written): supervised worker processes.
+//! The process executor (`--executor processes`): each lane is a supervisor and one
+//! long-lived worker process (this binary re-executed as `txguard worker`), fed batches
+//! over stdin, answering over stdout (`exec::protocol`). What threads cannot do, this
+//! can: an evaluation blocked outside the interpreter (`sleep_ms`, a stuck native call)
+//! is stopped at its deadline by killing its worker, and a worker that crashes costs
+//! nothing but a retry.
+//!
+//! - `supervisor`: the lane: sends batches, watches deadlines, kills, respawns, retries;
+//! - `worker_process`: one child process, its pipes and their threads, kill and reap;
+//! - `progress_slot`: shared memory that tells the supervisor which evaluation is in
+//!   flight and since when, without a system call per evaluation.
 
-use std::sync::Arc;
+pub mod progress_slot;
+mod supervisor;
+mod worker_process;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use super::{Executor, Lane};
+use super::{Executor, Lane, WorkerCounters, WorkerCounts};
+use crate::exec::protocol::{self, Setup};
 use crate::rules::{Columns, RuleSet};
+
+pub use worker_process::describe as describe_status;
+
+/// Past its rule's time limit, an evaluation still in flight is given this much more
+/// before its worker is killed. The worker's own cooperative deadline stops an ordinary
+/// `loop {}` within microseconds, so this only has to absorb scheduling delays; an
+/// evaluation killed here was past its deadline anyway, so its result (`timeout`) is the
+/// one the worker would have given.
+pub const KILL_GRACE: Duration = Duration::from_millis(20);
 
 /// What a worker needs to rebuild the run's evaluator.
 pub struct WorkerSetup {
@@ -18,15 +45,120 @@ pub struct WorkerSetup {
     pub seed: u64,
 }
 
+/// What every lane needs to start and supervise workers; built once per run.
+pub struct Plan {
+    /// The program to run: `/proc/self/exe`, this very binary even if the file on disk
+    /// has been replaced since the run started (a rebuild would otherwise start workers
+    /// of another version).
+    program: PathBuf,
+    /// `argv[0]` of workers, as people see them in `ps`.
+    arg0: OsString,
+    /// The `Setup` frame, encoded once.
+    setup_frame: Vec<u8>,
+    rules: usize,
+    /// Per rule (file order): nanoseconds after an evaluation's start past which its worker
+    /// is killed (time limit + `KILL_GRACE`).
+    kill_after_ns: Vec<u64>,
+    /// The rules' time limits, recorded as `timeout` outcomes when a worker is killed.
+    timeouts: Vec<Duration>,
+}
+
+/// State shared by the lanes of a run and `shutdown`.
+pub struct Shared {
+    pub counters: WorkerCounters,
+    /// Pids of live, unreaped workers (a reaped pid is removed before it can be reused).
+    live: Mutex<Vec<u32>>,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            counters: WorkerCounters::default(),
+            live: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a new worker; false if the run is stopping (the caller kills it).
+    fn register(&self, pid: u32) -> bool {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_stopping() {
+            return false;
+        }
+        live.push(pid);
+        true
+    }
+
+    fn deregister(&self, pid: u32) {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|&p| p != pid);
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Kills every live worker at once; no new one starts after this.
+    fn shutdown(&self) {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        self.stopping.store(true, Ordering::Relaxed);
+        for &pid in live.iter() {
+            // SAFETY: plain kill(2) of a child that is registered, hence not yet reaped.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 pub struct ProcessesExecutor {
-    _rules: Arc<RuleSet>,
-    _setup: WorkerSetup,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
     jobs: usize,
 }
 
 impl ProcessesExecutor {
     pub fn new(rules: Arc<RuleSet>, setup: WorkerSetup, jobs: usize) -> Result<ProcessesExecutor> {
-        Ok(ProcessesExecutor { _rules: rules, _setup: setup, jobs })
+        let exe = std::env::current_exe()
+            .context("cannot find the txguard executable to start workers")?;
+        let self_exe = PathBuf::from("/proc/self/exe");
+        let program = if self_exe.exists() {
+            self_exe
+        } else {
+            exe.clone()
+        };
+        let mut setup_frame = Vec::new();
+        protocol::encode_setup(
+            &mut setup_frame,
+            &Setup {
+                rules_text: setup.rules_text,
+                default_timeout: setup.default_timeout,
+                columns: setup.columns,
+                seed: setup.seed,
+            },
+        );
+        let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
+        let kill_after_ns = timeouts
+            .iter()
+            .map(|t| u64::try_from(t.saturating_add(KILL_GRACE).as_nanos()).unwrap_or(u64::MAX))
+            .collect();
+        let plan = Plan {
+            program,
+            arg0: exe.into_os_string(),
+            setup_frame,
+            rules: rules.rules.len(),
+            kill_after_ns,
+            timeouts,
+        };
+        Ok(ProcessesExecutor {
+            plan: Arc::new(plan),
+            shared: Arc::new(Shared::new()),
+            jobs,
+        })
     }
 }
 
@@ -39,7 +171,20 @@ impl Executor for ProcessesExecutor {
         self.jobs
     }
 
+    /// Starts the lane's first worker from the calling thread, which drives the lane for
+    /// the whole run: `PR_SET_PDEATHSIG` fires when the spawning thread exits.
     fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
-        anyhow::bail!("--executor processes is not available yet")
+        Ok(Box::new(supervisor::ProcessLane::new(
+            Arc::clone(&self.plan),
+            Arc::clone(&self.shared),
+        )?))
+    }
+
+    fn workers(&self) -> Option<WorkerCounts> {
+        Some(self.shared.counters.snapshot())
+    }
+
+    fn shutdown(&self) {
+        self.shared.shutdown();
     }
 }

@@ -1,0 +1,453 @@
+//! A process lane: the supervisor of one worker at a time, on the lane's own thread.
+//!
+//! For each batch it sends the worker one request (the evaluation indexes still without
+//! an outcome) and waits for outcomes with a timeout. Whenever it wakes it reads the
+//! worker's progress slot: the evaluation in flight and its start. Past that rule's limit
+//! plus `KILL_GRACE`, the worker is killed and reaped, the evaluation is recorded as
+//! `timeout`, and the rest goes to a fresh worker. A worker that dies on its own is
+//! replaced too; the evaluation it was running is retried once, and if it kills the next
+//! worker as well it is recorded as `error` ("worker died: signal 9"). Outcomes are
+//! placed by index, so nothing is lost or written twice, whatever happens in between.
+//!
+//! Once a lane has had to replace a worker it keeps a spare one started and set up, so
+//! the next replacement costs no spawn on the critical path (rules that hang on many
+//! rows would otherwise pay a process start per hang).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+
+use super::progress_slot::monotonic_ns;
+use super::worker_process::{Message, Worker, describe};
+use super::{Plan, Shared};
+use crate::exec::Lane;
+use crate::exec::protocol::{self, Reply};
+use crate::input::Batch;
+use crate::outcome::Outcome;
+
+/// A worker that is not evaluating and says nothing for this long is stuck outside any
+/// rule (a bug, or a stopped process): the run fails rather than hang.
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
+/// Longest sleep between two looks at the progress slot when nothing is in flight.
+const MAX_POLL: Duration = Duration::from_secs(1);
+/// After a kill, how long the outcomes the worker wrote before dying may take to arrive.
+const DRAIN_BOUND: Duration = Duration::from_secs(1);
+/// How long a worker whose stdout ended may take to exit before it is killed.
+const EXIT_BOUND: Duration = Duration::from_secs(1);
+/// Workers in a row killed by a signal before they were ready: then the run fails.
+const STARTUP_DEATHS: u32 = 3;
+/// How long error messages wait for a dead worker's stderr to close.
+const STDERR_WAIT: Duration = Duration::from_secs(1);
+
+pub struct ProcessLane {
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    /// The worker between batches; `None` after it was killed or died.
+    worker: Option<Worker>,
+    /// A started, set-up worker standing by (see the module doc).
+    spare: Option<Worker>,
+    keep_spare: bool,
+    next_request: u64,
+    startup_deaths: u32,
+}
+
+/// How a request ended.
+enum Ending {
+    /// Every evaluation of the request has its outcome.
+    Answered,
+    /// Evaluation `index` passed its deadline and grace: kill the worker.
+    Overran { index: u64 },
+    /// The worker's output ended before the request was answered.
+    Died,
+}
+
+/// The outcomes of one batch, filled by index in any order.
+struct Work {
+    outcomes: Vec<Option<Outcome>>,
+    missing: usize,
+    /// Evaluations that were in flight when a worker died: a second death is an error.
+    struck: Vec<u64>,
+}
+
+impl Work {
+    fn new(total: usize) -> Work {
+        Work {
+            outcomes: vec![None; total],
+            missing: total,
+            struck: Vec::new(),
+        }
+    }
+
+    fn is_missing(&self, index: u64) -> bool {
+        self.outcomes
+            .get(index as usize)
+            .is_some_and(Option::is_none)
+    }
+
+    fn set(&mut self, index: u64, outcome: Outcome) {
+        let slot = &mut self.outcomes[index as usize];
+        if slot.is_none() {
+            self.missing -= 1;
+            *slot = Some(outcome);
+        }
+    }
+
+    fn first_missing(&self) -> Option<u64> {
+        self.outcomes
+            .iter()
+            .position(Option::is_none)
+            .map(|i| i as u64)
+    }
+
+    /// The evaluations still without an outcome, as ordered ranges.
+    fn missing_ranges(&self) -> Vec<Range<u64>> {
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        for (i, o) in self.outcomes.iter().enumerate() {
+            if o.is_none() {
+                let i = i as u64;
+                match ranges.last_mut() {
+                    Some(r) if r.end == i => r.end += 1,
+                    _ => ranges.push(i..i + 1),
+                }
+            }
+        }
+        ranges
+    }
+}
+
+/// A request sent to a worker, and how far its answers have come.
+struct Request {
+    id: u64,
+    ranges: Vec<Range<u64>>,
+    /// The range, and the index in it, the next outcome is for.
+    range: usize,
+    next: u64,
+}
+
+impl Request {
+    fn new(id: u64, ranges: Vec<Range<u64>>) -> Request {
+        let next = ranges[0].start;
+        Request {
+            id,
+            ranges,
+            range: 0,
+            next,
+        }
+    }
+
+    fn is_answered(&self) -> bool {
+        self.range == self.ranges.len()
+    }
+
+    /// Places outcomes that must continue exactly where the last ones stopped.
+    fn accept(
+        &mut self,
+        request: u64,
+        first: u64,
+        outcomes: Vec<Outcome>,
+        work: &mut Work,
+    ) -> Result<(), String> {
+        if request != self.id {
+            return Err(format!(
+                "answered request {request} while request {} is in flight",
+                self.id
+            ));
+        }
+        if first != self.next || self.is_answered() {
+            return Err(format!(
+                "sent outcomes from evaluation {first}, expected {}",
+                self.next
+            ));
+        }
+        for outcome in outcomes {
+            if self.is_answered() {
+                return Err("sent more outcomes than evaluations asked for".into());
+            }
+            work.set(self.next, outcome);
+            self.next += 1;
+            if self.next == self.ranges[self.range].end {
+                self.range += 1;
+                if let Some(r) = self.ranges.get(self.range) {
+                    self.next = r.start;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProcessLane {
+    pub fn new(plan: Arc<Plan>, shared: Arc<Shared>) -> Result<ProcessLane> {
+        let worker = Worker::spawn(&plan, &shared)?;
+        Ok(ProcessLane {
+            plan,
+            shared,
+            worker: Some(worker),
+            spare: None,
+            keep_spare: false,
+            next_request: 0,
+            startup_deaths: 0,
+        })
+    }
+
+    fn stopped(&self) -> Result<()> {
+        if self.shared.is_stopping() {
+            bail!("the run is stopping: worker processes were stopped");
+        }
+        Ok(())
+    }
+
+    /// The lane's worker: the one from the last batch, else the spare, else a new one.
+    fn take_worker(&mut self) -> Result<Worker> {
+        if let Some(worker) = self.worker.take() {
+            return Ok(worker);
+        }
+        if let Some(mut spare) = self.spare.take() {
+            match spare.try_status() {
+                None => return Ok(spare),
+                Some(_) => {
+                    // It died standing by (killed from outside): it still died.
+                    self.shared.counters.died.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Worker::spawn(&self.plan, &self.shared)
+    }
+
+    /// Kills `worker` and returns the run's error: what it did, and its stderr.
+    fn fatal(&self, mut worker: Worker, what: &str) -> anyhow::Error {
+        let _ = worker.kill();
+        with_stderr(anyhow!("worker pid {} {what}", worker.pid), &worker)
+    }
+
+    /// Waits for the answers to `request`, watching the deadline of the evaluation in
+    /// flight. `Err` is fatal to the run (a protocol error, a stuck worker).
+    fn supervise(
+        &mut self,
+        worker: &mut Worker,
+        request: &mut Request,
+        work: &mut Work,
+    ) -> Result<Ending, String> {
+        let rules = self.plan.rules as u64;
+        let idle_poll = self
+            .plan
+            .kill_after_ns
+            .iter()
+            .min()
+            .map_or(MAX_POLL, |&ns| {
+                Duration::from_nanos(ns).clamp(Duration::from_millis(1), MAX_POLL)
+            });
+        let mut last_seq = None;
+        let mut last_activity = Instant::now();
+        loop {
+            if request.is_answered() {
+                return Ok(Ending::Answered);
+            }
+            let mut wait = idle_poll;
+            let snapshot = worker.slot.read();
+            if snapshot.map(|s| s.seq) != last_seq {
+                last_seq = snapshot.map(|s| s.seq);
+                last_activity = Instant::now();
+            }
+            match snapshot {
+                Some(s) if s.request == request.id && s.started_ns.is_some() => {
+                    let started = s.started_ns.unwrap_or_default();
+                    let deadline =
+                        started.saturating_add(self.plan.kill_after_ns[(s.index % rules) as usize]);
+                    let now = monotonic_ns();
+                    if now >= deadline {
+                        return Ok(Ending::Overran { index: s.index });
+                    }
+                    wait = wait.min(Duration::from_nanos(deadline - now));
+                }
+                _ if last_activity.elapsed() > IDLE_LIMIT => {
+                    return Err(format!(
+                        "has answered nothing for {} s while evaluating no rule",
+                        IDLE_LIMIT.as_secs()
+                    ));
+                }
+                _ => {}
+            }
+            let Some(message) = worker.recv_timeout(wait) else {
+                continue;
+            };
+            last_activity = Instant::now();
+            match message {
+                Message::Reply(Reply::Ready { rules: n, .. }) => {
+                    if worker.ready {
+                        return Err("said it was ready twice".into());
+                    }
+                    if n as usize != self.plan.rules {
+                        return Err(format!("compiled {n} rules, expected {}", self.plan.rules));
+                    }
+                    worker.ready = true;
+                    self.startup_deaths = 0;
+                }
+                Message::Reply(Reply::Outcomes {
+                    request: r,
+                    first,
+                    outcomes,
+                }) => {
+                    if !worker.ready {
+                        return Err("sent outcomes before it was ready".into());
+                    }
+                    request
+                        .accept(r, first, outcomes, work)
+                        .map_err(|e| format!("broke the protocol: {e}"))?;
+                }
+                Message::Reply(Reply::Fatal(m)) => return Err(format!("failed: {m}")),
+                Message::Bad(m) => return Err(format!("sent a malformed frame: {m}")),
+                Message::Eof => return Ok(Ending::Died),
+            }
+        }
+    }
+
+    /// After a kill: the outcomes the worker wrote before it died are still in the pipe;
+    /// keep them (they need not be computed again).
+    fn drain(worker: &mut Worker, request: &mut Request, work: &mut Work) {
+        let until = Instant::now() + DRAIN_BOUND;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match worker.recv_timeout(left) {
+                Some(Message::Reply(Reply::Ready { .. })) => worker.ready = true,
+                Some(Message::Reply(Reply::Outcomes {
+                    request: r,
+                    first,
+                    outcomes,
+                })) if worker.ready => {
+                    if request.accept(r, first, outcomes, work).is_err() {
+                        return;
+                    }
+                }
+                Some(Message::Reply(_)) => {}
+                Some(_) | None => return,
+            }
+        }
+    }
+
+    /// A worker that stopped answering on its own: reap it, then decide what its death
+    /// means for the evaluation it was running.
+    fn bury(&mut self, mut worker: Worker, request: &Request, work: &mut Work) -> Result<()> {
+        let status = worker.wait_or_kill(EXIT_BOUND)?;
+        self.stopped()?;
+        if !worker.ready {
+            // Dying before `Ready` is not a rule's doing: a worker that exits (version
+            // mismatch, bad setup) fails the run; signals are retried, a few times.
+            self.startup_deaths += 1;
+            if status.code().is_some() || self.startup_deaths >= STARTUP_DEATHS {
+                let what = format!("exited with {} before it was ready", describe(status));
+                return Err(with_stderr(
+                    anyhow!("worker pid {} {what}", worker.pid),
+                    &worker,
+                ));
+            }
+            self.shared.counters.died.fetch_add(1, Ordering::Relaxed);
+            self.keep_spare = true;
+            return Ok(());
+        }
+        self.shared.counters.died.fetch_add(1, Ordering::Relaxed);
+        self.keep_spare = true;
+        // The evaluation in flight at the death, else the first one not answered.
+        let in_flight = worker
+            .slot
+            .read()
+            .filter(|s| {
+                s.request == request.id && s.started_ns.is_some() && work.is_missing(s.index)
+            })
+            .map(|s| s.index);
+        let Some(blamed) = in_flight.or_else(|| work.first_missing()) else {
+            return Ok(());
+        };
+        if work.struck.contains(&blamed) {
+            let mut cause = format!("worker died: {}", describe(status));
+            if status.code().is_some()
+                && let Some(line) = worker.stderr_tail(STDERR_WAIT).lines().last()
+            {
+                cause.push_str(": ");
+                cause.push_str(line.trim());
+            }
+            work.set(blamed, Outcome::Error(cause));
+        } else {
+            work.struck.push(blamed);
+        }
+        Ok(())
+    }
+}
+
+impl Lane for ProcessLane {
+    fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
+        let rules = self.plan.rules;
+        let mut work = Work::new(batch.rows.len() * rules);
+        let mut frame = Vec::new();
+        while work.missing > 0 {
+            self.stopped()?;
+            let mut worker = self.take_worker()?;
+            let mut request = Request::new(self.next_request, work.missing_ranges());
+            self.next_request += 1;
+            // Rows before the first evaluation still needed are not sent again.
+            let row_base = request.ranges[0].start / rules as u64;
+            frame.clear();
+            protocol::encode_batch(
+                &mut frame,
+                request.id,
+                rules as u32,
+                row_base,
+                &request.ranges,
+                &batch.rows[row_base as usize..],
+            )?;
+            worker.send(std::mem::take(&mut frame));
+            if self.keep_spare && self.spare.is_none() {
+                // Started while the worker evaluates, off the critical path.
+                self.spare = Some(Worker::spawn(&self.plan, &self.shared)?);
+            }
+            match self.supervise(&mut worker, &mut request, &mut work) {
+                Err(what) => {
+                    self.stopped()?;
+                    return Err(self.fatal(worker, &what));
+                }
+                Ok(Ending::Answered) => self.worker = Some(worker),
+                Ok(Ending::Overran { index }) => {
+                    worker.kill()?;
+                    self.stopped()?;
+                    self.shared.counters.killed.fetch_add(1, Ordering::Relaxed);
+                    self.keep_spare = true;
+                    Self::drain(&mut worker, &mut request, &mut work);
+                    if work.is_missing(index) {
+                        let limit = self.plan.timeouts[index as usize % rules];
+                        work.set(index, Outcome::Timeout(limit));
+                    }
+                }
+                Ok(Ending::Died) => self.bury(worker, &request, &mut work)?,
+            }
+        }
+        out.reserve(work.outcomes.len());
+        out.extend(
+            work.outcomes
+                .into_iter()
+                .map(|o| o.expect("every evaluation has an outcome")),
+        );
+        Ok(())
+    }
+}
+
+impl Drop for ProcessLane {
+    /// Closes every worker's stdin first, so they all exit at once; each is then reaped
+    /// (or killed and reaped) by its own drop.
+    fn drop(&mut self) {
+        for worker in self.worker.iter_mut().chain(self.spare.iter_mut()) {
+            worker.close_input();
+        }
+    }
+}
+
+/// Adds the worker's stderr tail to an error, or says it was empty.
+fn with_stderr(err: anyhow::Error, worker: &Worker) -> anyhow::Error {
+    let tail = worker.stderr_tail(STDERR_WAIT);
+    if tail.is_empty() {
+        anyhow!("{err} (its stderr is empty)")
+    } else {
+        anyhow!("{err}; its stderr ends with:\n{tail}")
+    }
+}

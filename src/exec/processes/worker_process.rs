@@ -1,0 +1,354 @@
+//! One worker process, as its supervisor holds it: the child, its progress slot, and three
+//! small threads that keep its pipes moving so the supervisor never blocks on them:
+//! - a writer feeds stdin (a worker that stops reading cannot block the supervisor);
+//! - a reader turns stdout frames into `Message`s on a channel, so the supervisor waits
+//!   for answers with `recv_timeout` and every read of the worker has a deadline;
+//! - a drain empties stderr (a full pipe must never block the worker) and keeps its tail
+//!   for error messages.
+//!
+//! A worker dies with its supervisor: `PR_SET_PDEATHSIG` (set in the child, fired when the
+//! spawning thread exits, and lanes spawn from their own long-lived thread), a `getppid`
+//! check for the race where the parent died before that, and exit on stdin EOF. It runs in
+//! its own process group, so a kill of `-pid` takes anything it started. Every kill is
+//! followed by a bounded reap: no zombies.
+
+use std::io::{BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use wait_timeout::ChildExt;
+
+use super::progress_slot::{ProgressSlot, SLOT_FD_ENV};
+use super::{Plan, Shared};
+use crate::exec::protocol::{self, FrameError, ProtocolError, Reply};
+
+/// Longest wait for a killed worker to be reaped; past it the run fails rather than leak.
+const REAP_BOUND: Duration = Duration::from_secs(5);
+/// How much of a worker's stderr is kept for messages.
+const STDERR_KEPT: usize = 8 << 10;
+/// Stack of the pipe threads: they decode frames, nothing deep.
+const PIPE_THREAD_STACK: usize = 256 << 10;
+
+/// What the reader thread saw on a worker's stdout.
+#[derive(Debug)]
+pub enum Message {
+    Reply(Reply),
+    /// Bytes that do not follow the protocol (fatal to the run).
+    Bad(String),
+    /// The stream ended (perhaps inside a frame): the worker exited or died.
+    Eof,
+}
+
+/// The last bytes a worker wrote on stderr, and whether its stderr has closed.
+#[derive(Default)]
+struct StderrTail {
+    state: Mutex<(Vec<u8>, bool)>,
+    closed: Condvar,
+}
+
+pub struct Worker {
+    child: Child,
+    pub pid: u32,
+    pub slot: ProgressSlot,
+    /// Frames for the writer thread; `None` once stdin is closed.
+    input: Option<Sender<Vec<u8>>>,
+    replies: Receiver<Message>,
+    stderr: Arc<StderrTail>,
+    /// `Ready` has been received.
+    pub ready: bool,
+    status: Option<ExitStatus>,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Starts a worker and sends it its `Setup` frame (without waiting for `Ready`).
+    pub fn spawn(plan: &Plan, shared: &Arc<Shared>) -> Result<Worker> {
+        if shared.is_stopping() {
+            return Err(anyhow!("the run is stopping: no new worker"));
+        }
+        let slot =
+            ProgressSlot::create().context("cannot create a worker's progress slot (memfd)")?;
+        let mut command = Command::new(&plan.program);
+        command
+            .arg0(&plan.arg0)
+            .arg("worker")
+            .arg("--protocol")
+            .arg(protocol::VERSION.to_string())
+            .env(SLOT_FD_ENV, slot.raw_fd().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let slot_fd = slot.raw_fd();
+        // SAFETY: getpid is async-signal-safe; the closure below only makes raw system
+        // calls (prctl, getppid, fcntl), all async-signal-safe, as pre_exec requires.
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl: then nobody would ever kill us.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                // The slot is close-on-exec in the parent (other children must not get
+                // it); this child keeps it, under the same number.
+                if libc::fcntl(slot_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().with_context(|| {
+            format!("cannot start a worker process ({})", plan.program.display())
+        })?;
+        let pid = child.id();
+        shared
+            .counters
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr_pipe = child.stderr.take().expect("stderr is piped");
+        // A batch fits in the pipe at once, so the writer makes few system calls; the
+        // default is kept if the system refuses.
+        // SAFETY: a valid descriptor; F_SETPIPE_SZ fails harmlessly.
+        unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+
+        let stderr = Arc::new(StderrTail::default());
+        let mut worker = Worker {
+            child,
+            pid,
+            slot,
+            input: None,
+            replies: mpsc::channel().1,
+            stderr: Arc::clone(&stderr),
+            ready: false,
+            status: None,
+            shared: Arc::clone(shared),
+        };
+        if !shared.register(pid) {
+            // Shutdown began while we were spawning: this one goes too (Drop reaps it).
+            return Err(anyhow!("the run is stopping: no new worker"));
+        }
+        let (input_tx, input_rx) = mpsc::channel::<Vec<u8>>();
+        let (reply_tx, reply_rx) = mpsc::channel::<Message>();
+        worker.input = Some(input_tx);
+        worker.replies = reply_rx;
+        spawn_pipe_thread(format!("worker-{pid}-in"), move || feed(stdin, &input_rx))?;
+        spawn_pipe_thread(format!("worker-{pid}-out"), move || {
+            read_replies(stdout, &reply_tx)
+        })?;
+        spawn_pipe_thread(format!("worker-{pid}-err"), move || {
+            drain_stderr(stderr_pipe, &stderr)
+        })?;
+        worker.send(plan.setup_frame.to_vec());
+        Ok(worker)
+    }
+
+    /// Queues a frame for the worker's stdin. A worker that died is noticed on its stdout.
+    pub fn send(&self, frame: Vec<u8>) {
+        if let Some(input) = &self.input {
+            let _ = input.send(frame);
+        }
+    }
+
+    /// The next message, or `None` if none came within `wait`.
+    pub fn recv_timeout(&self, wait: Duration) -> Option<Message> {
+        match self.replies.recv_timeout(wait) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Message::Eof),
+        }
+    }
+
+    /// The exit status, if the worker has already exited (reaping it).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            // Under the registry's lock, so `shutdown` cannot signal the pid once reaped.
+            let mut live = self
+                .shared
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Ok(Some(status)) = self.child.try_wait() {
+                live.retain(|&p| p != self.pid);
+                self.status = Some(status);
+            }
+        }
+        self.status
+    }
+
+    /// Kills the worker's process group and reaps it, within `REAP_BOUND`.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        // Out of the registry first: once reaped, the pid may be reused, and `shutdown`
+        // must never signal a stranger.
+        self.shared.deregister(self.pid);
+        let pid = self.pid as libc::pid_t;
+        // SAFETY: plain kill(2); the child is not reaped yet, so the pid is still ours.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+        self.reap(REAP_BOUND)
+    }
+
+    /// Waits up to `bound` for the worker to exit on its own; kills it past that.
+    pub fn wait_or_kill(&mut self, bound: Duration) -> Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        // Out of the registry before a wait that may reap. While it waits, `shutdown` does
+        // not see this worker; harmless: it is exiting (stdin closed, or stdout ended), and
+        // is killed below if it does not.
+        self.shared.deregister(self.pid);
+        match self.child.wait_timeout(bound) {
+            Ok(Some(status)) => {
+                self.status = Some(status);
+                Ok(status)
+            }
+            _ => self.kill(),
+        }
+    }
+
+    fn reap(&mut self, bound: Duration) -> Result<ExitStatus> {
+        match self.child.wait_timeout(bound) {
+            Ok(Some(status)) => {
+                self.status = Some(status);
+                Ok(status)
+            }
+            Ok(None) => Err(anyhow!(
+                "worker pid {} could not be reaped within {bound:?} of SIGKILL",
+                self.pid
+            )),
+            Err(e) => Err(anyhow!("cannot reap worker pid {}: {e}", self.pid)),
+        }
+    }
+
+    /// Closes the worker's stdin: a healthy worker exits 0 on that EOF.
+    pub fn close_input(&mut self) {
+        self.input = None;
+    }
+
+    /// The last lines the worker wrote on stderr, waiting up to `wait` for it to close.
+    pub fn stderr_tail(&self, wait: Duration) -> String {
+        let guard = self
+            .stderr
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .stderr
+            .closed
+            .wait_timeout_while(guard, wait, |(_, closed)| !*closed)
+            .unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&guard.0).trim().to_string()
+    }
+}
+
+impl Drop for Worker {
+    /// A worker never outlives its handle: stdin is closed (a healthy worker exits at
+    /// once), then it is reaped, or killed and reaped.
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            self.close_input();
+            let result = if self.shared.is_stopping() {
+                self.kill()
+            } else {
+                self.wait_or_kill(Duration::from_secs(2))
+            };
+            if result.is_err() {
+                eprintln!(
+                    "txguard: warning: worker pid {} could not be reaped",
+                    self.pid
+                );
+            }
+        }
+    }
+}
+
+/// `signal 9` or `exit code 3`, for messages.
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        _ => format!("{status}"),
+    }
+}
+
+fn spawn_pipe_thread(name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
+    thread::Builder::new()
+        .name(name)
+        .stack_size(PIPE_THREAD_STACK)
+        .spawn(body)
+        .map(drop)
+        .context("cannot start a worker's pipe thread")
+}
+
+/// The writer thread: frames to stdin until the channel closes or the worker is gone;
+/// dropping `stdin` at the end is the worker's EOF.
+fn feed(mut stdin: std::process::ChildStdin, frames: &Receiver<Vec<u8>>) {
+    for frame in frames {
+        if stdin.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+/// The reader thread: frames from stdout to messages, until the end or a bad frame.
+fn read_replies(stdout: std::process::ChildStdout, replies: &Sender<Message>) {
+    let mut reader = BufReader::with_capacity(256 << 10, stdout);
+    let mut payload = Vec::new();
+    loop {
+        let message =
+            match protocol::read_frame(&mut reader, protocol::MAX_FROM_WORKER, &mut payload) {
+                Ok(None) => Message::Eof,
+                Ok(Some(kind)) => match protocol::decode_reply(kind, &payload) {
+                    Ok(reply) => Message::Reply(reply),
+                    Err(e) => Message::Bad(e.to_string()),
+                },
+                Err(FrameError::Protocol(ProtocolError::TruncatedFrame { .. })) => Message::Eof,
+                Err(e) => Message::Bad(e.to_string()),
+            };
+        let last = !matches!(message, Message::Reply(_));
+        if replies.send(message).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The drain thread: keeps the last `STDERR_KEPT` bytes of stderr.
+fn drain_stderr(mut stderr: std::process::ChildStderr, tail: &StderrTail) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stderr.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut state = tail.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0.extend_from_slice(&chunk[..n]);
+        if state.0.len() > 2 * STDERR_KEPT {
+            let cut = state.0.len() - STDERR_KEPT;
+            state.0.drain(..cut);
+        }
+    }
+    tail.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+    tail.closed.notify_all();
+}
