@@ -21,7 +21,7 @@ use crate::rules::{self, Evaluator};
 
 /// Test-only: makes workers misbehave on purpose, so tests can prove the supervisor
 /// copes. `protocol` (speak another version), `garbage` (write junk instead of outcomes),
-/// `exit` (exit 3 after reading the setup), `kill-on-id:ID` (SIGKILL itself when about to
+/// `exit` (exit 3 after reading the setup), `kill-on-id:ID` (SIGKILL itself as it starts to
 /// evaluate the first rule on transaction ID). Never set it outside tests.
 pub const FAULT_ENV: &str = "TXGUARD_TEST_WORKER_FAULT";
 
@@ -224,13 +224,6 @@ impl WorkerLoop {
                 if hashed.0 != row_index {
                     hashed = (row_index, rules::random_key_hash(&row.id));
                 }
-                if let Fault::KillOnId(id) = &self.fault
-                    && rule == 0
-                    && row.id == *id
-                {
-                    // SAFETY: plain kill(2) of ourselves.
-                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-                }
                 let now = monotonic_ns();
                 if !self.buf.is_empty() && now.saturating_sub(last_write) >= FLUSH_EVERY_NS {
                     encoder.close(&mut self.buf);
@@ -239,6 +232,13 @@ impl WorkerLoop {
                 }
                 if let Some(slot) = &mut self.slot {
                     slot.begin(batch.request, index, now);
+                }
+                if let Fault::KillOnId(id) = &self.fault
+                    && rule == 0
+                    && row.id == *id
+                {
+                    // SAFETY: plain kill(2) of ourselves.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
                 }
                 let outcome = evaluator.evaluate(rule, row, hashed.1);
                 if let Some(slot) = &mut self.slot {

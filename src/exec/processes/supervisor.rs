@@ -96,10 +96,18 @@ impl Work {
     }
 
     fn first_missing(&self) -> Option<u64> {
-        self.outcomes
-            .iter()
+        self.missing_from(0)
+    }
+
+    fn next_missing_after(&self, index: u64) -> Option<u64> {
+        self.missing_from(index as usize + 1)
+    }
+
+    fn missing_from(&self, from: usize) -> Option<u64> {
+        let rest = self.outcomes.get(from..)?;
+        rest.iter()
             .position(Option::is_none)
-            .map(|i| i as u64)
+            .map(|i| (from + i) as u64)
     }
 
     /// The evaluations still without an outcome, as ordered ranges.
@@ -349,17 +357,21 @@ impl ProcessLane {
         }
         self.shared.counters.died.fetch_add(1, Ordering::Relaxed);
         self.keep_spare = true;
-        // The evaluation in flight at the death, else the first one not answered.
-        let in_flight = worker
+        // The evaluation in flight at the death; or, if it died between two, the one it
+        // touched last (its outcome may be what killed it); or, if it never started this
+        // request, the first one not answered. Whatever it is, a second death on the same
+        // one records it as an error, so the lane always moves on.
+        let last = worker
             .slot
             .read()
-            .filter(|s| {
-                s.request == request.id && s.started_ns.is_some() && work.is_missing(s.index)
-            })
+            .filter(|s| s.request == request.id)
             .map(|s| s.index);
-        let Some(blamed) = in_flight.or_else(|| work.first_missing()) else {
-            return Ok(());
+        let blamed = match last {
+            Some(index) if work.is_missing(index) => Some(index),
+            Some(index) => work.next_missing_after(index),
+            None => work.first_missing(),
         };
+        let Some(blamed) = blamed else { return Ok(()) };
         if work.struck.contains(&blamed) {
             let mut cause = format!("worker died: {}", describe(status));
             if status.code().is_some()
@@ -449,5 +461,71 @@ fn with_stderr(err: anyhow::Error, worker: &Worker) -> anyhow::Error {
         anyhow!("{err} (its stderr is empty)")
     } else {
         anyhow!("{err}; its stderr ends with:\n{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_evaluations_become_ordered_ranges() {
+        let mut work = Work::new(10);
+        assert_eq!(work.missing_ranges(), vec![0..10]);
+        for i in [0, 1, 4, 9] {
+            work.set(i, Outcome::True);
+        }
+        assert_eq!(work.missing_ranges(), vec![2..4, 5..9]);
+        assert_eq!(work.first_missing(), Some(2));
+        assert_eq!(work.next_missing_after(4), Some(5));
+        assert_eq!(work.next_missing_after(9), None);
+        work.set(4, Outcome::False); // already set: the first outcome stays
+        assert_eq!(work.outcomes[4], Some(Outcome::True));
+        assert_eq!(work.missing, 6);
+    }
+
+    #[test]
+    fn outcomes_are_placed_along_the_ranges_and_must_continue_where_they_stopped() {
+        let mut work = Work::new(10);
+        for i in [0, 1, 4, 9] {
+            work.set(i, Outcome::True);
+        }
+        let mut request = Request::new(7, work.missing_ranges());
+        request
+            .accept(7, 2, vec![Outcome::False; 3], &mut work)
+            .unwrap();
+        assert_eq!(request.next, 6, "2, 3, then 5: index 4 is not asked for");
+        assert_eq!(
+            work.outcomes[2..6],
+            [
+                Some(Outcome::False),
+                Some(Outcome::False),
+                Some(Outcome::True),
+                Some(Outcome::False)
+            ]
+        );
+        assert!(
+            request
+                .accept(7, 2, vec![Outcome::False], &mut work)
+                .is_err(),
+            "not where it stopped"
+        );
+        assert!(
+            request
+                .accept(8, 6, vec![Outcome::False], &mut work)
+                .is_err(),
+            "another request"
+        );
+        request
+            .accept(7, 6, vec![Outcome::True; 3], &mut work)
+            .unwrap();
+        assert!(request.is_answered());
+        assert!(
+            request
+                .accept(7, 9, vec![Outcome::False], &mut work)
+                .is_err(),
+            "more than asked"
+        );
+        assert_eq!(work.missing, 0);
     }
 }

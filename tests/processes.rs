@@ -1,0 +1,530 @@
+//! `--executor processes`: real worker processes, supervised. Every test bounds its runs
+//! with a generous "did not hang" limit; none asserts a timing beyond that.
+
+use std::fs;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wait_timeout::ChildExt;
+
+use crate::workdir::Workdir;
+
+/// Far above what any of these runs needs, even on a loaded machine.
+const HANG: Duration = Duration::from_secs(120);
+
+/// Rules exercising everything that must agree between executors: coin flips, random
+/// draws, runtime errors, thrown errors, non-bool results, and a cooperative timeout.
+const MIXED_RULES: &str = r#"
+[columns]
+id = "int"
+amount = "float"
+
+[[rule]]
+id = 1
+name = "large_coin"
+when = "amount > 500.0 && coin_flip()"
+
+[[rule]]
+id = 2
+name = "random_draws"
+when = "random() < 0.25 || random() > 0.9"
+
+[[rule]]
+id = 3
+name = "score_table"
+when = '''
+let score = #{ casino: 0.9, grocery: 0.1, fuel: 0.1, restaurant: 0.2 };
+score[merchant] > 0.5
+'''
+
+[[rule]]
+id = 4
+name = "not_a_bool"
+when = 'if country == "US" { amount } else { true }'
+
+[[rule]]
+id = 5
+name = "hangs_now_and_then"
+when = '''
+if id % 97 == 0 { loop {} }
+amount > 9000.0
+'''
+timeout = "50ms"
+
+[[rule]]
+id = 6
+name = "throws"
+when = '''
+if id % 13 == 0 { throw "bad id " + id }
+false
+'''
+"#;
+
+fn generate(wd: &Workdir, name: &str, count: u32, seed: u32) {
+    wd.run(&[
+        "generate",
+        "-n",
+        &count.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "-o",
+        name,
+    ])
+    .expect_success();
+}
+
+/// A run that finished (or was killed as hung, which fails the test).
+struct Bounded {
+    code: Option<i32>,
+    stderr: String,
+    took: Duration,
+}
+
+/// Starts `txguard ARGS` in the workdir with `env`, stderr to a file, stdout discarded.
+fn start(wd: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let stderr = fs::File::create(wd.path("stderr.txt")).unwrap();
+    let mut cmd = wd.command(args);
+    cmd.stdout(Stdio::null()).stderr(stderr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn txguard")
+}
+
+/// Waits for `child` within `HANG`; kills it and fails the test if it hangs.
+fn finish(wd: &Workdir, mut child: Child, args: &[&str], started: Instant) -> Bounded {
+    let status = child.wait_timeout(HANG).unwrap();
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "txguard {args:?} hung for {HANG:?}\nstderr:\n{}",
+            wd.read("stderr.txt")
+        );
+    };
+    Bounded {
+        code: status.code(),
+        stderr: wd.read("stderr.txt"),
+        took: started.elapsed(),
+    }
+}
+
+fn run_bounded(wd: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Bounded {
+    let started = Instant::now();
+    let child = start(wd, args, env);
+    finish(wd, child, args, started)
+}
+
+#[track_caller]
+fn expect_code(run: &Bounded, code: i32) {
+    assert_eq!(run.code, Some(code), "stderr:\n{}", run.stderr);
+}
+
+fn summary(wd: &Workdir, name: &str) -> serde_json::Value {
+    serde_json::from_str(&wd.read(name)).unwrap()
+}
+
+fn threads_results(wd: &Workdir, input: &str, rules: &str, out: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        input,
+        "--rules",
+        rules,
+        "-o",
+        out,
+        "-q",
+        "--executor",
+        "threads",
+        "-j",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    expect_code(&run_bounded(wd, &args, &[]), 0);
+    wd.read(out)
+}
+
+/// Pids of `parent`'s children that are txguard workers.
+fn worker_children(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let ppid: Option<u32> = rest.split(' ').nth(1).and_then(|p| p.parse().ok());
+        if ppid == Some(parent) && is_live_worker(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// True if `pid` is a running (not zombie) `txguard worker --protocol` process.
+fn is_live_worker(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+    if state == Some('Z') || state == Some('X') {
+        return false;
+    }
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline.windows(18).any(|w| w == b"worker\0--protocol\0")
+}
+
+/// Waits until `parent` has at least `n` workers; returns their pids.
+fn wait_for_workers(parent: u32, n: usize) -> Vec<u32> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids = worker_children(parent);
+        if pids.len() >= n {
+            return pids;
+        }
+        assert!(
+            Instant::now() < until,
+            "txguard {parent} never had {n} workers (has {pids:?})"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+#[test]
+fn processes_give_byte_identical_results_to_threads_for_any_jobs() {
+    let wd = Workdir::new("proc-parity");
+    generate(&wd, "tx.csv", 3000, 11);
+    wd.create("rules.toml", MIXED_RULES);
+    let expected = threads_results(&wd, "tx.csv", "rules.toml", "threads.csv", &["--seed", "5"]);
+    assert!(
+        expected.contains(",error,"),
+        "the rules give runtime errors"
+    );
+    assert!(
+        expected.contains(",timeout,exceeded 50ms"),
+        "the rules give timeouts"
+    );
+    assert!(
+        expected.contains("returned f64"),
+        "the rules give non-bool results"
+    );
+    for (jobs, batch) in [("1", "1024"), ("3", "100"), ("2", "7")] {
+        let out = format!("processes-{jobs}-{batch}.csv");
+        let summary_file = format!("summary-{jobs}.json");
+        let args = [
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            &out,
+            "--seed",
+            "5",
+            "--executor",
+            "processes",
+            "-j",
+            jobs,
+            "--batch-size",
+            batch,
+            "--summary",
+            &summary_file,
+        ];
+        let run = run_bounded(&wd, &args, &[]);
+        expect_code(&run, 0);
+        assert!(
+            wd.read(&out) == expected,
+            "-j {jobs} --batch-size {batch}: results differ from threads"
+        );
+        let workers = &summary(&wd, &summary_file)["workers"];
+        assert_eq!(workers["died"], 0, "{workers}");
+        assert!(
+            workers["started"].as_u64().unwrap() >= jobs.parse::<u64>().unwrap(),
+            "{workers}"
+        );
+        assert!(run.stderr.contains("workers: "), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn sleep_far_beyond_the_timeout_is_killed_at_the_deadline() {
+    let wd = Workdir::new("proc-sleep");
+    generate(&wd, "tx.csv", 200, 3);
+    wd.create(
+        "rules.toml",
+        r#"
+[columns]
+id = "int"
+amount = "float"
+
+[[rule]]
+id = 1
+name = "large"
+when = "amount > 1000.0"
+
+[[rule]]
+id = 2
+name = "slow_service"
+when = '''
+if id % 10 == 0 { sleep_ms(60000) }
+coin_flip()
+'''
+timeout = "100ms"
+"#,
+    );
+    let args = [
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--executor",
+        "processes",
+        "-j",
+        "2",
+        "--summary",
+        "summary.json",
+    ];
+    let run = run_bounded(&wd, &args, &[]);
+    expect_code(&run, 0);
+    // 20 blocked evaluations × 100 ms / 2 jobs = 1 s; a minute means nothing was killed.
+    assert!(run.took < Duration::from_secs(50), "took {:?}", run.took);
+    let out = wd.read("out.csv");
+    let timeouts: Vec<&str> = out.lines().filter(|l| l.contains(",timeout,")).collect();
+    let expected: Vec<String> = (1..=20)
+        .map(|i| format!("{},2,timeout,exceeded 100ms", i * 10))
+        .collect();
+    assert_eq!(timeouts, expected);
+    assert_eq!(out.lines().count(), 1 + 200 * 2);
+    let workers = &summary(&wd, "summary.json")["workers"];
+    assert!(workers["killed"].as_u64().unwrap() >= 20, "{workers}");
+    assert_eq!(workers["died"], 0, "{workers}");
+    assert!(
+        run.stderr.contains("killed at a deadline"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Rules slow enough (10 ms an evaluation) to leave time to kill a worker mid-run.
+const SLOW_RULES: &str = r#"
+[columns]
+id = "int"
+amount = "float"
+
+[[rule]]
+id = 1
+name = "slow_coin"
+when = "sleep_ms(10); coin_flip()"
+
+[[rule]]
+id = 2
+name = "large"
+when = "amount > 1000.0"
+"#;
+
+#[test]
+fn a_worker_killed_from_outside_mid_run_changes_nothing_in_the_results() {
+    let wd = Workdir::new("proc-kill-worker");
+    generate(&wd, "tx.csv", 600, 8);
+    wd.create("rules.toml", SLOW_RULES);
+    let expected = threads_results(&wd, "tx.csv", "rules.toml", "threads.csv", &[]);
+    let args = [
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--executor",
+        "processes",
+        "-j",
+        "3",
+        "--batch-size",
+        "10",
+        "--summary",
+        "summary.json",
+    ];
+    let started = Instant::now();
+    let child = start(&wd, &args, &[]);
+    let workers = wait_for_workers(child.id(), 3);
+    // 600 rows × 10 ms / 3 workers: about 2 s of work; kill one early on.
+    thread::sleep(Duration::from_millis(300));
+    kill9(workers[1]);
+    let run = finish(&wd, child, &args, started);
+    expect_code(&run, 0);
+    assert!(
+        wd.read("out.csv") == expected,
+        "results differ from threads after a worker was killed"
+    );
+    let workers = &summary(&wd, "summary.json")["workers"];
+    assert_eq!(workers["died"], 1, "{workers}");
+    assert!(workers["started"].as_u64().unwrap() >= 4, "{workers}");
+}
+
+#[test]
+fn an_evaluation_that_kills_its_worker_twice_is_an_error_and_nothing_else_changes() {
+    let wd = Workdir::new("proc-crash");
+    generate(&wd, "tx.csv", 500, 2);
+    wd.create("rules.toml", MIXED_RULES);
+    let expected = threads_results(&wd, "tx.csv", "rules.toml", "threads.csv", &[]);
+    let args = [
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--executor",
+        "processes",
+        "-j",
+        "2",
+        "--batch-size",
+        "64",
+        "--summary",
+        "summary.json",
+    ];
+    let run = run_bounded(
+        &wd,
+        &args,
+        &[("TXGUARD_TEST_WORKER_FAULT", "kill-on-id:123")],
+    );
+    expect_code(&run, 0);
+    let out = wd.read("out.csv");
+    let want: String = expected
+        .lines()
+        .map(|l| {
+            if l.starts_with("123,1,") {
+                "123,1,error,worker died: signal 9"
+            } else {
+                l
+            }
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    assert!(
+        out == want,
+        "only (123, rule 1) may differ:\n{}",
+        out.lines()
+            .filter(|l| l.starts_with("123,"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let workers = &summary(&wd, "summary.json")["workers"];
+    assert_eq!(workers["died"], 2, "retried once, then recorded: {workers}");
+}
+
+#[test]
+fn killing_the_parent_leaves_no_worker_alive() {
+    let wd = Workdir::new("proc-kill-parent");
+    generate(&wd, "tx.csv", 2000, 4);
+    wd.create("rules.toml", SLOW_RULES);
+    let args = [
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--executor",
+        "processes",
+        "-j",
+        "2",
+    ];
+    let mut child = start(&wd, &args, &[]);
+    let workers = wait_for_workers(child.id(), 2);
+    thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap(); // SIGKILL: no handler, no cleanup
+    child.wait().unwrap();
+    thread::sleep(Duration::from_secs(2));
+    let alive: Vec<u32> = workers
+        .iter()
+        .copied()
+        .filter(|&pid| is_live_worker(pid))
+        .collect();
+    assert!(alive.is_empty(), "workers {alive:?} outlived their parent");
+    assert!(!wd.exists("out.csv"), "no output from a killed run");
+}
+
+fn expect_worker_fault_fails_clearly(fault: &str, message: &str) {
+    let wd = Workdir::new(&format!("proc-fault-{fault}"));
+    generate(&wd, "tx.csv", 300, 1);
+    wd.create("rules.toml", MIXED_RULES);
+    let args = [
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--executor",
+        "processes",
+        "-j",
+        "2",
+    ];
+    let run = run_bounded(&wd, &args, &[("TXGUARD_TEST_WORKER_FAULT", fault)]);
+    expect_code(&run, 1);
+    assert!(
+        run.stderr.contains("txguard: error: worker pid "),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(message),
+        "stderr lacks {message:?}:\n{}",
+        run.stderr
+    );
+    assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
+    assert!(!wd.exists("out.csv"));
+}
+
+#[test]
+fn a_protocol_mismatch_is_a_clear_error_not_a_hang() {
+    expect_worker_fault_fails_clearly(
+        "protocol",
+        "protocol version mismatch: the supervisor speaks version 1, this worker speaks version 2",
+    );
+}
+
+#[test]
+fn garbage_from_a_worker_is_a_clear_error_not_a_hang() {
+    expect_worker_fault_fails_clearly(
+        "garbage",
+        "sent a malformed frame: frame of 1112686919 bytes exceeds the limit",
+    );
+}
+
+#[test]
+fn a_worker_that_exits_before_it_is_ready_is_a_clear_error() {
+    expect_worker_fault_fails_clearly("exit", "exited with exit code 3 before it was ready");
+}
+
+#[test]
+fn the_worker_subcommand_refuses_another_protocol_version() {
+    let wd = Workdir::new("proc-worker-version");
+    let run = wd.run(&["worker", "--protocol", "999"]);
+    run.expect_code(2)
+        .expect_stderr_contains("protocol version mismatch: the supervisor speaks version 999");
+}
+
+#[test]
+fn a_worker_exits_quietly_when_its_input_ends() {
+    let wd = Workdir::new("proc-worker-eof");
+    let version = txguard::exec::protocol::VERSION.to_string();
+    let run = wd.run_with_stdin(&["worker", "--protocol", &version], b"");
+    run.expect_success();
+    assert!(run.output.stdout.is_empty());
+}
