@@ -8,3 +8,4 @@ mod cron;
 mod fuzz;
 mod rockets;
 mod run;
+mod processes;
