@@ -1,8 +1,8 @@
 //! The three in-process modes: `sequential` (one after another), `rayon` (a pool of
 //! `--jobs` threads) and `threads` (one small-stacked OS thread per rocket).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 
 use anyhow::Context;
@@ -123,90 +123,73 @@ pub fn rayon(
 ///
 /// A thread that cannot be created for lack of resources (EAGAIN when the process or user
 /// thread limit is reached, ENOMEM) is retried after a pause, while the rockets already
-/// flying finish and release theirs. Handles are dropped at once (the threads are then
-/// detached); the scope still waits for every thread before it returns.
+/// flying finish and release theirs.
 ///
-/// A landed rocket's thread does not exit until the last rocket has started (`Gate`):
-/// creating a thread maps its stack and exiting unmaps it, both under the one address
-/// space lock, and exits fighting starts for that lock slowed the starts down (on the
-/// 2-vCPU VM this was measured on, 10,000 threads at scale 0.01: median 1.08 s and
-/// outliers past 2 s without the gate, 0.96 s with it). Rockets still fly on their own
-/// time; only the teardown waits. The gate opens early if starting runs out of resources, so
-/// that finished threads can give theirs back.
+/// Every thread is joined, so the wall time covers each thread's whole life, teardown
+/// included (a detached thread can still be unmapping its stacks after the scope has
+/// seen its closure return). Finished threads are joined along the way too, so their
+/// stacks go back to the allocator's cache for the threads still to come.
 pub fn threads(plan: &Plan, settings: &Settings, progress: &Progress) -> anyhow::Result<Launched> {
     let tower = Tower::new(settings, progress);
-    let gate = Gate::default();
     let mut backoff = Backoff::new();
     let order = plan.longest_first();
     thread::scope(|scope| {
-        // Opens the gate when the spawning loop ends, however it ends (even by a panic),
-        // before the scope waits for the threads: they could not finish otherwise.
-        let _open_at_end = OpenOnDrop(&gate);
-        for rocket in order {
+        let mut flying = Vec::new();
+        for (started, rocket) in order.into_iter().enumerate() {
             if tower.abort.load(Ordering::Relaxed) {
                 break;
             }
-            let (tower, gate) = (&tower, &gate);
+            if started % JOIN_EVERY == 0 {
+                join_finished(&mut flying);
+            }
+            let tower = &tower;
             let spawned = backoff.retry(
                 || {
                     thread::Builder::new()
                         .stack_size(ROCKET_STACK)
-                        .spawn_scoped(scope, move || {
-                            tower.fly(rocket);
-                            gate.pass();
-                        })
-                        .map(drop)
+                        .spawn_scoped(scope, move || tower.fly(rocket))
                 },
                 |pause| {
-                    gate.open();
+                    join_finished(&mut flying);
                     thread::sleep(pause);
                 },
             );
-            if let Err(err) = spawned {
-                // Stop the rockets in flight too: the run has failed.
-                tower.fail(anyhow::Error::new(err).context(format!(
-                    "cannot start the thread of rocket #{} even after waiting for resources",
-                    rocket.index
-                )));
-                break;
+            match spawned {
+                Ok(handle) => flying.push(handle),
+                Err(err) => {
+                    // Stop the rockets in flight too: the run has failed.
+                    tower.fail(anyhow::Error::new(err).context(format!(
+                        "cannot start the thread of rocket #{} even after waiting for resources",
+                        rocket.index
+                    )));
+                    break;
+                }
             }
+        }
+        for handle in flying {
+            join(handle);
         }
     });
     tower.finish(backoff.retries)
 }
 
-/// Where landed rocket threads wait until it opens; once open, it stays open.
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    opened: Condvar,
-}
+/// Rockets started between two sweeps for finished threads: often enough to recycle
+/// stacks, rarely enough that the sweeps cost nothing next to the starts.
+const JOIN_EVERY: usize = 256;
 
-impl Gate {
-    /// Returns once the gate is open.
-    fn pass(&self) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*open {
-            open = self
-                .opened
-                .wait(open)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    fn open(&self) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if !*open {
-            *open = true;
-            self.opened.notify_all();
+fn join_finished(flying: &mut Vec<thread::ScopedJoinHandle<'_, ()>>) {
+    let mut i = 0;
+    while i < flying.len() {
+        if flying[i].is_finished() {
+            join(flying.swap_remove(i));
+        } else {
+            i += 1;
         }
     }
 }
 
-struct OpenOnDrop<'a>(&'a Gate);
-
-impl Drop for OpenOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.open();
-    }
+fn join(handle: thread::ScopedJoinHandle<'_, ()>) {
+    // A flight does not panic; if one ever did, its panic is already printed and the
+    // rocket is simply not counted as launched.
+    let _ = handle.join();
 }
