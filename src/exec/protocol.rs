@@ -444,17 +444,26 @@ pub fn encode_batch(
 }
 
 fn put_value(out: &mut Vec<u8>, value: &Dynamic) -> Result<(), ProtocolError> {
-    if let Ok(i) = value.as_int() {
-        out.push(VALUE_INT);
-        put_u64(out, i as u64);
-    } else if let Ok(f) = value.as_float() {
-        out.push(VALUE_FLOAT);
-        put_u64(out, f.to_bits());
-    } else if let Ok(b) = value.as_bool() {
-        out.push(if b { VALUE_TRUE } else { VALUE_FALSE });
-    } else if let Ok(s) = value.as_immutable_string_ref() {
+    // `is_*` tests the tag; a failed `as_*` would build a type name first.
+    if value.is_string()
+        && let Ok(s) = value.as_immutable_string_ref()
+    {
         out.push(VALUE_STRING);
         put_str(out, s.as_str());
+    } else if value.is_int()
+        && let Ok(i) = value.as_int()
+    {
+        out.push(VALUE_INT);
+        put_u64(out, i as u64);
+    } else if value.is_float()
+        && let Ok(f) = value.as_float()
+    {
+        out.push(VALUE_FLOAT);
+        put_u64(out, f.to_bits());
+    } else if value.is_bool()
+        && let Ok(b) = value.as_bool()
+    {
+        out.push(if b { VALUE_TRUE } else { VALUE_FALSE });
     } else if value.is_unit() {
         out.push(VALUE_UNIT);
     } else {
@@ -473,7 +482,7 @@ fn get_value(c: &mut Cursor<'_>) -> Result<Dynamic, ProtocolError> {
         VALUE_FLOAT => Dynamic::from_float(f64::from_bits(c.u64("float value")?)),
         VALUE_FALSE => Dynamic::FALSE,
         VALUE_TRUE => Dynamic::TRUE,
-        VALUE_STRING => Dynamic::from(c.str("string value")?.to_string()),
+        VALUE_STRING => Dynamic::from(rhai::ImmutableString::from(c.str("string value")?)),
         tag => return Err(ProtocolError::UnknownTag { what: "value", tag }),
     })
 }
