@@ -100,6 +100,7 @@ pub fn run(args: &WorkerArgs) -> Result<i32> {
             }
             Err(_) => None,
         },
+        clock: StartClock::new(),
         fault,
     };
     match worker.serve() {
@@ -122,6 +123,7 @@ struct WorkerLoop {
     buf: Vec<u8>,
     payload: Vec<u8>,
     slot: Option<SlotWriter>,
+    clock: StartClock,
     fault: Fault,
 }
 
@@ -214,7 +216,7 @@ impl WorkerLoop {
     fn evaluate(&mut self, evaluator: &mut Evaluator, batch: &BatchRequest) -> Result<()> {
         let rules = u64::from(batch.rules);
         let mut encoder = OutcomesEncoder::new(batch.request);
-        let clock = StartClock::new();
+        let clock = self.clock;
         let mut last_write = clock.now_ns();
         let mut hashed = (u64::MAX, 0);
         for range in &batch.ranges {

@@ -28,12 +28,19 @@ use crate::rules::{Columns, RuleSet};
 
 pub use worker_process::describe as describe_status;
 
-/// Past its rule's time limit, an evaluation still in flight is given this much more
-/// before its worker is killed. The worker's own cooperative deadline stops an ordinary
-/// `loop {}` within microseconds, so this only has to absorb scheduling delays; an
-/// evaluation killed here was past its deadline anyway, so its result (`timeout`) is the
-/// one the worker would have given.
+/// Past its rule's time limit, an evaluation still in flight and running on the CPU is
+/// given this much more before its worker is killed: the worker's own cooperative
+/// deadline stops an ordinary `loop {}` within microseconds, so this only absorbs
+/// scheduling delays, and saves a process start per ordinary hang.
+///
+/// An evaluation still in flight past its limit gives `timeout` whether it is killed or
+/// stops itself (`Evaluator::evaluate` turns any late finish into a timeout), so a kill
+/// never changes a result; the grace is a matter of cost only. Hence a worker that is
+/// *blocked* past the limit (asleep in `sleep_ms`, or stopped: it cannot stop itself) is
+/// killed sooner, after `BLOCKED_MARGIN` plus one tick of the start clock.
 pub const KILL_GRACE: Duration = Duration::from_millis(20);
+/// See `KILL_GRACE`: the margin past the limit for a worker that is not running.
+pub const BLOCKED_MARGIN: Duration = Duration::from_millis(1);
 
 /// What a worker needs to rebuild the run's evaluator.
 pub struct WorkerSetup {
@@ -56,9 +63,12 @@ pub struct Plan {
     /// The `Setup` frame, encoded once.
     setup_frame: Vec<u8>,
     rules: usize,
-    /// Per rule (file order): nanoseconds after an evaluation's start past which its worker
-    /// is killed (time limit + `KILL_GRACE`).
-    kill_after_ns: Vec<u64>,
+    /// Per rule (file order): its time limit in nanoseconds.
+    limit_ns: Vec<u64>,
+    /// Past the limit, when a blocked worker is killed (`BLOCKED_MARGIN` + a clock tick),
+    /// and when a running one is (`KILL_GRACE`), in nanoseconds.
+    blocked_margin_ns: u64,
+    grace_ns: u64,
     /// The rules' time limits, recorded as `timeout` outcomes when a worker is killed.
     timeouts: Vec<Duration>,
 }
@@ -142,16 +152,18 @@ impl ProcessesExecutor {
             },
         );
         let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
-        let kill_after_ns = timeouts
-            .iter()
-            .map(|t| u64::try_from(t.saturating_add(KILL_GRACE).as_nanos()).unwrap_or(u64::MAX))
-            .collect();
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let limit_ns = timeouts.iter().map(|&t| nanos(t)).collect();
+        // The worker stamps starts with this clock: up to one tick early.
+        let tick_ns = progress_slot::StartClock::new().tick_ns();
         let plan = Plan {
             program,
             arg0: exe.into_os_string(),
             setup_frame,
             rules: rules.rules.len(),
-            kill_after_ns,
+            limit_ns,
+            blocked_margin_ns: nanos(BLOCKED_MARGIN) + tick_ns,
+            grace_ns: nanos(KILL_GRACE).max(nanos(BLOCKED_MARGIN) + tick_ns),
             timeouts,
         };
         Ok(ProcessesExecutor {

@@ -44,7 +44,8 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// is the same clock as of the last tick: a few nanoseconds to read instead of tens,
 /// which shows once per evaluation. Its stamp can be up to one tick early, so a kill can
 /// come up to one tick early too; that is why it is used only when a tick is at most
-/// `MAX_TICK_NS`, well below the supervisor's grace (`KILL_GRACE`, 20 ms).
+/// `MAX_TICK_NS`, and the supervisor adds a tick to its margins (`Plan`).
+#[derive(Debug, Clone, Copy)]
 pub struct StartClock(libc::clockid_t);
 
 const MAX_TICK_NS: i64 = 5_000_000;
@@ -66,6 +67,20 @@ impl StartClock {
 
     pub fn now_ns(&self) -> u64 {
         clock_ns(self.0)
+    }
+
+    /// How early a stamp can be: one tick of the coarse clock, 0 for the fine one.
+    pub fn tick_ns(&self) -> u64 {
+        if self.0 == libc::CLOCK_MONOTONIC {
+            return 0;
+        }
+        let mut res = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `res` is a valid timespec to write.
+        unsafe { libc::clock_getres(self.0, &mut res) };
+        res.tv_nsec as u64
     }
 }
 

@@ -3,7 +3,8 @@
 //! For each batch it sends the worker one request (the evaluation indexes still without
 //! an outcome) and waits for outcomes with a timeout. Whenever it wakes it reads the
 //! worker's progress slot: the evaluation in flight and its start. Past that rule's limit
-//! plus `KILL_GRACE`, the worker is killed and reaped, the evaluation is recorded as
+//! plus a margin (`KILL_GRACE` if the worker is running, less if it is blocked and cannot
+//! stop itself), the worker is killed and reaped, the evaluation is recorded as
 //! `timeout`, and the rest goes to a fresh worker. A worker that dies on its own is
 //! replaced too; the evaluation it was running is retried once, and if it kills the next
 //! worker as well it is recorded as `error` ("worker died: signal 9"). Outcomes are
@@ -189,7 +190,7 @@ impl Request {
 
 impl ProcessLane {
     pub fn new(plan: Arc<Plan>, shared: Arc<Shared>) -> Result<ProcessLane> {
-        let worker = Worker::spawn(&plan, &shared)?;
+        let worker = spawn_patiently(&plan, &shared)?;
         Ok(ProcessLane {
             plan,
             shared,
@@ -222,7 +223,7 @@ impl ProcessLane {
                 }
             }
         }
-        Worker::spawn(&self.plan, &self.shared)
+        spawn_patiently(&self.plan, &self.shared)
     }
 
     /// Kills `worker` and returns the run's error: what it did, and its stderr.
@@ -240,14 +241,9 @@ impl ProcessLane {
         work: &mut Work,
     ) -> Result<Ending, String> {
         let rules = self.plan.rules as u64;
-        let idle_poll = self
-            .plan
-            .kill_after_ns
-            .iter()
-            .min()
-            .map_or(MAX_POLL, |&ns| {
-                Duration::from_nanos(ns).clamp(Duration::from_millis(1), MAX_POLL)
-            });
+        let shortest = self.plan.limit_ns.iter().min().copied().unwrap_or(0);
+        let idle_poll = Duration::from_nanos(shortest.saturating_add(self.plan.blocked_margin_ns))
+            .clamp(Duration::from_millis(1), MAX_POLL);
         let mut last_seq = None;
         let mut last_activity = Instant::now();
         loop {
@@ -263,13 +259,20 @@ impl ProcessLane {
             match snapshot {
                 Some(s) if s.request == request.id && s.started_ns.is_some() => {
                     let started = s.started_ns.unwrap_or_default();
-                    let deadline =
-                        started.saturating_add(self.plan.kill_after_ns[(s.index % rules) as usize]);
+                    let limit_end =
+                        started.saturating_add(self.plan.limit_ns[(s.index % rules) as usize]);
+                    let blocked_kill = limit_end.saturating_add(self.plan.blocked_margin_ns);
+                    let running_kill = limit_end.saturating_add(self.plan.grace_ns);
                     let now = monotonic_ns();
-                    if now >= deadline {
+                    if now >= running_kill || (now >= blocked_kill && worker.is_blocked()) {
                         return Ok(Ending::Overran { index: s.index });
                     }
-                    wait = wait.min(Duration::from_nanos(deadline - now));
+                    let next = if now < blocked_kill {
+                        blocked_kill
+                    } else {
+                        running_kill
+                    };
+                    wait = wait.min(Duration::from_nanos(next - now));
                 }
                 _ if last_activity.elapsed() > IDLE_LIMIT => {
                     return Err(format!(
@@ -411,8 +414,9 @@ impl Lane for ProcessLane {
             )?;
             worker.send(std::mem::take(&mut frame));
             if self.keep_spare && self.spare.is_none() {
-                // Started while the worker evaluates, off the critical path.
-                self.spare = Some(Worker::spawn(&self.plan, &self.shared)?);
+                // Started while the worker evaluates, off the critical path. Only a
+                // convenience: if the system refuses a process now, try next time.
+                self.spare = Worker::spawn(&self.plan, &self.shared).ok();
             }
             match self.supervise(&mut worker, &mut request, &mut work) {
                 Err(what) => {
@@ -450,6 +454,31 @@ impl Drop for ProcessLane {
     fn drop(&mut self) {
         for worker in self.worker.iter_mut().chain(self.spare.iter_mut()) {
             worker.close_input();
+        }
+    }
+}
+
+/// Starts a worker, retrying for a few seconds when the system is out of processes or
+/// memory for the moment (`EAGAIN`, `ENOMEM`): a busy machine slows the run, it does not
+/// fail it. Any other error fails at once.
+fn spawn_patiently(plan: &Plan, shared: &Arc<Shared>) -> Result<Worker> {
+    let mut pause = Duration::from_millis(10);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Worker::spawn(plan, shared) {
+            Ok(worker) => return Ok(worker),
+            Err(e) => {
+                let transient = e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>()
+                        .and_then(std::io::Error::raw_os_error)
+                        .is_some_and(|code| code == libc::EAGAIN || code == libc::ENOMEM)
+                });
+                if !transient || shared.is_stopping() || Instant::now() + pause > give_up {
+                    return Err(e);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
         }
     }
 }

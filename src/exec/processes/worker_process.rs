@@ -242,6 +242,20 @@ impl Worker {
         }
     }
 
+    /// True if the worker is not running: asleep (`sleep_ms`, a blocking call) or
+    /// stopped, so it cannot reach its cooperative deadline check. A system call, made
+    /// only for an evaluation past its limit.
+    pub fn is_blocked(&self) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        // The state follows the command name, which is in parentheses.
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next());
+        matches!(state, Some('S' | 'D' | 'T' | 't'))
+    }
+
     /// Closes the worker's stdin: a healthy worker exits 0 on that EOF.
     pub fn close_input(&mut self) {
         self.input = None;
