@@ -6,12 +6,14 @@
 //! nothing but a retry.
 //!
 //! - `supervisor`: the lane: sends batches, watches deadlines, kills, respawns, retries;
+//! - `work`: which evaluations of a batch have their outcome (retries lose nothing);
 //! - `worker_process`: one child process, its pipes and their threads, kill and reap;
 //! - `progress_slot`: shared memory that tells the supervisor which evaluation is in
 //!   flight and since when, without a system call per evaluation.
 
 pub mod progress_slot;
 mod supervisor;
+mod work;
 mod worker_process;
 
 use std::ffi::OsString;

@@ -14,7 +14,6 @@
 //! the next replacement costs no spawn on the critical path (rules that hang on many
 //! rows would otherwise pay a process start per hang).
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 
 use super::progress_slot::monotonic_ns;
+use super::work::{Request, Work};
 use super::worker_process::{Message, Worker, describe};
 use super::{Plan, Shared};
 use crate::exec::Lane;
@@ -63,129 +63,6 @@ enum Ending {
     Overran { index: u64 },
     /// The worker's output ended before the request was answered.
     Died,
-}
-
-/// The outcomes of one batch, filled by index in any order.
-struct Work {
-    outcomes: Vec<Option<Outcome>>,
-    missing: usize,
-    /// Evaluations that were in flight when a worker died: a second death is an error.
-    struck: Vec<u64>,
-}
-
-impl Work {
-    fn new(total: usize) -> Work {
-        Work {
-            outcomes: vec![None; total],
-            missing: total,
-            struck: Vec::new(),
-        }
-    }
-
-    fn is_missing(&self, index: u64) -> bool {
-        self.outcomes
-            .get(index as usize)
-            .is_some_and(Option::is_none)
-    }
-
-    fn set(&mut self, index: u64, outcome: Outcome) {
-        let slot = &mut self.outcomes[index as usize];
-        if slot.is_none() {
-            self.missing -= 1;
-            *slot = Some(outcome);
-        }
-    }
-
-    fn first_missing(&self) -> Option<u64> {
-        self.missing_from(0)
-    }
-
-    fn next_missing_after(&self, index: u64) -> Option<u64> {
-        self.missing_from(index as usize + 1)
-    }
-
-    fn missing_from(&self, from: usize) -> Option<u64> {
-        let rest = self.outcomes.get(from..)?;
-        rest.iter()
-            .position(Option::is_none)
-            .map(|i| (from + i) as u64)
-    }
-
-    /// The evaluations still without an outcome, as ordered ranges.
-    fn missing_ranges(&self) -> Vec<Range<u64>> {
-        let mut ranges: Vec<Range<u64>> = Vec::new();
-        for (i, o) in self.outcomes.iter().enumerate() {
-            if o.is_none() {
-                let i = i as u64;
-                match ranges.last_mut() {
-                    Some(r) if r.end == i => r.end += 1,
-                    _ => ranges.push(i..i + 1),
-                }
-            }
-        }
-        ranges
-    }
-}
-
-/// A request sent to a worker, and how far its answers have come.
-struct Request {
-    id: u64,
-    ranges: Vec<Range<u64>>,
-    /// The range, and the index in it, the next outcome is for.
-    range: usize,
-    next: u64,
-}
-
-impl Request {
-    fn new(id: u64, ranges: Vec<Range<u64>>) -> Request {
-        let next = ranges[0].start;
-        Request {
-            id,
-            ranges,
-            range: 0,
-            next,
-        }
-    }
-
-    fn is_answered(&self) -> bool {
-        self.range == self.ranges.len()
-    }
-
-    /// Places outcomes that must continue exactly where the last ones stopped.
-    fn accept(
-        &mut self,
-        request: u64,
-        first: u64,
-        outcomes: Vec<Outcome>,
-        work: &mut Work,
-    ) -> Result<(), String> {
-        if request != self.id {
-            return Err(format!(
-                "answered request {request} while request {} is in flight",
-                self.id
-            ));
-        }
-        if first != self.next || self.is_answered() {
-            return Err(format!(
-                "sent outcomes from evaluation {first}, expected {}",
-                self.next
-            ));
-        }
-        for outcome in outcomes {
-            if self.is_answered() {
-                return Err("sent more outcomes than evaluations asked for".into());
-            }
-            work.set(self.next, outcome);
-            self.next += 1;
-            if self.next == self.ranges[self.range].end {
-                self.range += 1;
-                if let Some(r) = self.ranges.get(self.range) {
-                    self.next = r.start;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 impl ProcessLane {
@@ -490,71 +367,5 @@ fn with_stderr(err: anyhow::Error, worker: &Worker) -> anyhow::Error {
         anyhow!("{err} (its stderr is empty)")
     } else {
         anyhow!("{err}; its stderr ends with:\n{tail}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_evaluations_become_ordered_ranges() {
-        let mut work = Work::new(10);
-        assert_eq!(work.missing_ranges(), vec![0..10]);
-        for i in [0, 1, 4, 9] {
-            work.set(i, Outcome::True);
-        }
-        assert_eq!(work.missing_ranges(), vec![2..4, 5..9]);
-        assert_eq!(work.first_missing(), Some(2));
-        assert_eq!(work.next_missing_after(4), Some(5));
-        assert_eq!(work.next_missing_after(9), None);
-        work.set(4, Outcome::False); // already set: the first outcome stays
-        assert_eq!(work.outcomes[4], Some(Outcome::True));
-        assert_eq!(work.missing, 6);
-    }
-
-    #[test]
-    fn outcomes_are_placed_along_the_ranges_and_must_continue_where_they_stopped() {
-        let mut work = Work::new(10);
-        for i in [0, 1, 4, 9] {
-            work.set(i, Outcome::True);
-        }
-        let mut request = Request::new(7, work.missing_ranges());
-        request
-            .accept(7, 2, vec![Outcome::False; 3], &mut work)
-            .unwrap();
-        assert_eq!(request.next, 6, "2, 3, then 5: index 4 is not asked for");
-        assert_eq!(
-            work.outcomes[2..6],
-            [
-                Some(Outcome::False),
-                Some(Outcome::False),
-                Some(Outcome::True),
-                Some(Outcome::False)
-            ]
-        );
-        assert!(
-            request
-                .accept(7, 2, vec![Outcome::False], &mut work)
-                .is_err(),
-            "not where it stopped"
-        );
-        assert!(
-            request
-                .accept(8, 6, vec![Outcome::False], &mut work)
-                .is_err(),
-            "another request"
-        );
-        request
-            .accept(7, 6, vec![Outcome::True; 3], &mut work)
-            .unwrap();
-        assert!(request.is_answered());
-        assert!(
-            request
-                .accept(7, 9, vec![Outcome::False], &mut work)
-                .is_err(),
-            "more than asked"
-        );
-        assert_eq!(work.missing, 0);
     }
 }

@@ -1,0 +1,334 @@
+//! Unit tests of the protocol: round trips, and malformed input of every kind.
+use super::frame::{put_u32, put_u64};
+use super::*;
+
+fn columns() -> Columns {
+    Columns {
+        names: vec![
+            "id".into(),
+            "amount".into(),
+            "flag".into(),
+            "country".into(),
+        ],
+        types: vec![
+            ColumnType::Int,
+            ColumnType::Float,
+            ColumnType::Bool,
+            ColumnType::String,
+        ],
+    }
+}
+
+fn rows() -> Vec<Row> {
+    (0..3)
+        .map(|i| Row {
+            line: 2 + i,
+            id: format!("{i:03}"),
+            values: vec![
+                Dynamic::from_int(-(i as i64) * 1_000_000_007),
+                Dynamic::from_float(if i == 1 { -0.0 } else { 0.1 + i as f64 }),
+                Dynamic::from_bool(i % 2 == 0),
+                Dynamic::from(format!("Zürich, \"{i}\"\n")),
+            ],
+        })
+        .collect()
+}
+
+/// Splits the one frame in `bytes` into kind and payload, through `read_frame`.
+fn frame(bytes: &[u8]) -> (u8, Vec<u8>) {
+    let mut payload = Vec::new();
+    let kind = read_frame(&mut &bytes[..], usize::MAX, &mut payload)
+        .unwrap()
+        .unwrap();
+    (kind, payload)
+}
+
+fn same_row(a: &Row, b: &Row) -> bool {
+    a.id == b.id
+        && a.values.len() == b.values.len()
+        && a.values.iter().zip(&b.values).all(|(x, y)| {
+            x.type_name() == y.type_name()
+                && match (x.as_float(), y.as_float()) {
+                    (Ok(f), Ok(g)) => f.to_bits() == g.to_bits(),
+                    _ => x.to_string() == y.to_string(),
+                }
+        })
+}
+
+#[test]
+fn setup_round_trips() {
+    let setup = Setup {
+        rules_text: "[[rule]]\nid = 1\nname = \"é\"\nwhen = 'true'\n".into(),
+        default_timeout: Duration::new(3, 250_000_000),
+        columns: columns(),
+        seed: u64::MAX,
+    };
+    let mut out = Vec::new();
+    encode_setup(&mut out, &setup);
+    let (kind, payload) = frame(&out);
+    match decode_request(kind, &payload).unwrap() {
+        Request::Setup(back) => assert_eq!(back, setup),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn batches_round_trip_with_every_value_type() {
+    let mut rows = rows();
+    rows[2].values[2] = Dynamic::UNIT;
+    let mut out = Vec::new();
+    encode_batch(&mut out, 42, 3, 7, &[21..23, 24..30], &rows).unwrap();
+    let (kind, payload) = frame(&out);
+    let Request::Batch(back) = decode_request(kind, &payload).unwrap() else {
+        panic!()
+    };
+    assert_eq!((back.request, back.rules, back.row_base), (42, 3, 7));
+    assert_eq!(back.ranges, vec![21..23, 24..30]);
+    assert_eq!(back.rows.len(), 3);
+    for (a, b) in rows.iter().zip(&back.rows) {
+        assert!(same_row(a, b), "{a:?} != {b:?}");
+    }
+    assert!(
+        back.rows[1].values[1]
+            .as_float()
+            .unwrap()
+            .is_sign_negative()
+    );
+}
+
+#[test]
+fn batch_ranges_must_be_ordered_and_inside_the_rows() {
+    let rows = rows();
+    for bad in [vec![0..0], vec![3..5, 2..4], vec![0..10], vec![5..3]] {
+        let mut out = Vec::new();
+        encode_batch(&mut out, 1, 3, 0, &bad, &rows).unwrap();
+        let (_, payload) = frame(&out);
+        assert!(
+            matches!(decode_batch(&payload), Err(ProtocolError::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+    // Rows start at row_base: indexes before it are not in the batch.
+    let mut out = Vec::new();
+    encode_batch(&mut out, 1, 3, 2, &[5..7], &rows).unwrap();
+    assert!(decode_batch(&frame(&out).1).is_err());
+}
+
+#[test]
+fn replies_round_trip_across_chunks() {
+    let outcomes: Vec<Outcome> = (0..5000)
+        .map(|i| match i % 4 {
+            0 => Outcome::True,
+            1 => Outcome::False,
+            2 => Outcome::Error(format!("boom {i}: ünïcode")),
+            _ => Outcome::Timeout(Duration::from_millis(i)),
+        })
+        .collect();
+    let mut out = Vec::new();
+    encode_ready(&mut out, 3, 1234);
+    let mut enc = OutcomesEncoder::new(9);
+    for (i, o) in outcomes.iter().enumerate() {
+        enc.push(&mut out, 100 + i as u64, o);
+    }
+    enc.close(&mut out);
+    assert!(enc.is_closed());
+    encode_fatal(&mut out, "rules do not compile");
+
+    let mut r = &out[..];
+    let mut payload = Vec::new();
+    let mut back = Vec::new();
+    let mut frames = 0;
+    let mut fatal = None;
+    while let Some(kind) = read_frame(&mut r, MAX_FROM_WORKER, &mut payload).unwrap() {
+        match decode_reply(kind, &payload).unwrap() {
+            Reply::Ready {
+                version,
+                rules,
+                pid,
+            } => assert_eq!((version, rules, pid), (VERSION, 3, 1234)),
+            Reply::Outcomes {
+                request,
+                first,
+                outcomes,
+            } => {
+                assert_eq!(request, 9);
+                assert_eq!(first, 100 + back.len() as u64);
+                back.extend(outcomes);
+                frames += 1;
+            }
+            Reply::Fatal(m) => fatal = Some(m),
+        }
+    }
+    assert_eq!(back, outcomes);
+    assert!(
+        frames > 1,
+        "5000 outcomes with messages span several chunks"
+    );
+    assert_eq!(fatal.as_deref(), Some("rules do not compile"));
+}
+
+#[test]
+fn truncated_frames_are_errors_at_every_cut() {
+    let mut out = Vec::new();
+    encode_batch(&mut out, 1, 2, 0, &[0..6], &rows()).unwrap();
+    for cut in 1..out.len() {
+        let mut payload = Vec::new();
+        match read_frame(&mut &out[..cut], MAX_TO_WORKER, &mut payload) {
+            Err(FrameError::Protocol(ProtocolError::TruncatedFrame { .. })) => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    // A payload cut short inside (with a length that agrees) is caught by the decoder.
+    let (_, payload) = frame(&out);
+    for cut in 0..payload.len() {
+        assert!(decode_batch(&payload[..cut]).is_err(), "cut at {cut}");
+    }
+    assert_eq!(
+        read_frame(&mut &b""[..], 10, &mut Vec::new()).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn oversize_and_empty_frames_are_refused_without_allocating() {
+    let mut payload = Vec::new();
+    let huge = [0xff, 0xff, 0xff, 0x7f, KIND_BATCH];
+    assert!(matches!(
+        read_frame(&mut &huge[..], MAX_TO_WORKER, &mut payload),
+        Err(FrameError::Protocol(ProtocolError::Oversize { .. }))
+    ));
+    // Within the limit but the bytes are not there: memory follows what arrives.
+    let lying = [0x00, 0x00, 0x00, 0x30, KIND_BATCH, 1, 2, 3];
+    assert!(matches!(
+        read_frame(&mut &lying[..], MAX_TO_WORKER, &mut payload),
+        Err(FrameError::Protocol(ProtocolError::TruncatedFrame { .. }))
+    ));
+    assert!(payload.capacity() < 1 << 20, "{}", payload.capacity());
+    assert!(matches!(
+        read_frame(&mut &[0u8, 0, 0, 0, 1][..], 100, &mut payload),
+        Err(FrameError::Protocol(ProtocolError::Empty))
+    ));
+    // A count that claims more items than bytes left.
+    let mut out = Vec::new();
+    let at = begin_frame(&mut out, KIND_OUTCOMES);
+    put_u64(&mut out, 1);
+    put_u64(&mut out, 0);
+    put_u32(&mut out, u32::MAX);
+    out.push(OUTCOME_TRUE);
+    end_frame(&mut out, at);
+    let (kind, payload) = frame(&out);
+    assert!(matches!(
+        decode_reply(kind, &payload),
+        Err(ProtocolError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn unknown_kinds_tags_magic_and_versions_are_errors() {
+    assert_eq!(
+        decode_reply(0x7f, &[]),
+        Err(ProtocolError::UnknownKind(0x7f))
+    );
+    assert!(matches!(
+        decode_request(KIND_READY, &[]),
+        Err(ProtocolError::UnknownKind(KIND_READY))
+    ));
+
+    let mut out = Vec::new();
+    let mut enc = OutcomesEncoder::new(1);
+    enc.push(&mut out, 0, &Outcome::True);
+    enc.close(&mut out);
+    let (kind, mut payload) = frame(&out);
+    *payload.last_mut().unwrap() = 9;
+    assert_eq!(
+        decode_reply(kind, &payload),
+        Err(ProtocolError::UnknownTag {
+            what: "outcome",
+            tag: 9
+        })
+    );
+
+    let mut out = Vec::new();
+    encode_ready(&mut out, 1, 1);
+    let (kind, mut payload) = frame(&out);
+    payload[4..8].copy_from_slice(&(VERSION + 1).to_le_bytes());
+    assert_eq!(
+        decode_reply(kind, &payload),
+        Err(ProtocolError::Version {
+            ours: VERSION,
+            theirs: VERSION + 1
+        })
+    );
+    payload[0] = b'X';
+    assert!(matches!(
+        decode_reply(kind, &payload),
+        Err(ProtocolError::BadMagic(_))
+    ));
+
+    let mut out = Vec::new();
+    encode_setup(
+        &mut out,
+        &Setup {
+            rules_text: String::new(),
+            default_timeout: Duration::ZERO,
+            columns: columns(),
+            seed: 0,
+        },
+    );
+    let (kind, mut payload) = frame(&out);
+    payload[4..8].copy_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(
+        decode_request(kind, &payload),
+        Err(ProtocolError::Version { theirs: 0, .. })
+    ));
+
+    let mut out = Vec::new();
+    let rows = rows();
+    encode_batch(&mut out, 1, 1, 0, &[0..1], &rows[..1]).unwrap();
+    let (_, mut payload) = frame(&out);
+    // The first value tag follows the header (8+4+8+4+16+4+4) and the id ("000").
+    let tag_at = 48 + 4 + 3;
+    assert_eq!(payload[tag_at], VALUE_INT);
+    payload[tag_at] = 0xee;
+    assert_eq!(
+        decode_batch(&payload).unwrap_err(),
+        ProtocolError::UnknownTag {
+            what: "value",
+            tag: 0xee
+        }
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    // A cheap fuzz: every prefix and byte flip of valid frames either decodes or errs.
+    let mut frames = Vec::new();
+    encode_batch(&mut frames, 3, 2, 0, &[0..6], &rows()).unwrap();
+    let mut enc = OutcomesEncoder::new(3);
+    enc.push(&mut frames, 0, &Outcome::Error("x".into()));
+    enc.push(&mut frames, 1, &Outcome::Timeout(Duration::from_secs(1)));
+    enc.close(&mut frames);
+    let mut state = 0x1234_5678_u64;
+    for _ in 0..20_000 {
+        state = crate::rules::random_key_hash(&state.to_string());
+        let mut bytes = frames.clone();
+        let at = (state as usize) % bytes.len();
+        bytes[at] ^= (state >> 32) as u8 | 1;
+        let mut r = &bytes[..];
+        let mut payload = Vec::new();
+        while let Ok(Some(kind)) = read_frame(&mut r, 1 << 20, &mut payload) {
+            let _ = decode_reply(kind, &payload);
+            let _ = decode_request(kind, &payload);
+        }
+    }
+}
+
+#[test]
+fn unsendable_values_are_an_error_not_a_panic() {
+    let mut row = rows().remove(0);
+    row.values[0] = Dynamic::from(vec![Dynamic::from_int(1)]);
+    assert!(matches!(
+        encode_batch(&mut Vec::new(), 1, 1, 0, &[0..1], &[row]),
+        Err(ProtocolError::Invalid(_))
+    ));
+}
