@@ -40,6 +40,8 @@ const DRAIN_BOUND: Duration = Duration::from_secs(1);
 const EXIT_BOUND: Duration = Duration::from_secs(1);
 /// Workers in a row killed by a signal before they were ready: then the run fails.
 const STARTUP_DEATHS: u32 = 3;
+/// Rows per request once a worker of the batch has been replaced (see `evaluate`).
+const RESEND_ROWS: usize = 128;
 /// How long error messages wait for a dead worker's stderr to close.
 const STDERR_WAIT: Duration = Duration::from_secs(1);
 
@@ -273,21 +275,30 @@ impl Lane for ProcessLane {
         let rules = self.plan.rules;
         let mut work = Work::new(batch.rows.len() * rules);
         let mut frame = Vec::new();
+        // The whole batch goes in one request; after a kill or a death, the rest goes in
+        // requests of `RESEND_ROWS`, so rules that hang on many rows of a big batch do not
+        // have the rest of the batch sent again after each hang.
+        let mut max_rows = usize::MAX;
         while work.missing > 0 {
             self.stopped()?;
             let mut worker = self.take_worker()?;
-            let mut request = Request::new(self.next_request, work.missing_ranges());
+            let mut request = Request::new(self.next_request, work.missing_ranges(rules, max_rows));
             self.next_request += 1;
-            // Rows before the first evaluation still needed are not sent again.
-            let row_base = request.ranges[0].start / rules as u64;
+            max_rows = RESEND_ROWS;
+            // Only the rows the request needs: none before its first evaluation or after its last.
+            let row_base = request.ranges[0].start as usize / rules;
+            let row_end = request
+                .ranges
+                .last()
+                .map_or(row_base, |r| (r.end as usize).div_ceil(rules));
             frame.clear();
             protocol::encode_batch(
                 &mut frame,
                 request.id,
                 rules as u32,
-                row_base,
+                row_base as u64,
                 &request.ranges,
-                &batch.rows[row_base as usize..],
+                &batch.rows[row_base..row_end],
             )?;
             worker.send(std::mem::take(&mut frame));
             if self.keep_spare && self.spare.is_none() {

@@ -52,11 +52,20 @@ impl Work {
             .map(|i| (from + i) as u64)
     }
 
-    /// The evaluations still without an outcome, as ordered ranges.
-    pub fn missing_ranges(&self) -> Vec<Range<u64>> {
+    /// The evaluations still without an outcome, as ordered ranges, from the first row
+    /// that has one to at most `max_rows` rows further (`rules` evaluations a row).
+    pub fn missing_ranges(&self, rules: usize, max_rows: usize) -> Vec<Range<u64>> {
+        let Some(first) = self.first_missing() else {
+            return Vec::new();
+        };
+        let first_row = first as usize / rules;
+        let end = first_row
+            .saturating_add(max_rows)
+            .saturating_mul(rules)
+            .min(self.outcomes.len());
         let mut ranges: Vec<Range<u64>> = Vec::new();
-        for (i, o) in self.outcomes.iter().enumerate() {
-            if o.is_none() {
+        for i in first as usize..end {
+            if self.outcomes[i].is_none() {
                 let i = i as u64;
                 match ranges.last_mut() {
                     Some(r) if r.end == i => r.end += 1,
@@ -136,11 +145,14 @@ mod tests {
     #[test]
     fn missing_evaluations_become_ordered_ranges() {
         let mut work = Work::new(10);
-        assert_eq!(work.missing_ranges(), vec![0..10]);
+        assert_eq!(work.missing_ranges(1, usize::MAX), vec![0..10]);
         for i in [0, 1, 4, 9] {
             work.set(i, Outcome::True);
         }
-        assert_eq!(work.missing_ranges(), vec![2..4, 5..9]);
+        assert_eq!(work.missing_ranges(1, usize::MAX), vec![2..4, 5..9]);
+        // Rows of 2 evaluations; at most 2 rows from the first one missing (row 1).
+        assert_eq!(work.missing_ranges(2, 2), vec![2..4, 5..6]);
+        assert_eq!(work.missing_ranges(2, 0), vec![]);
         assert_eq!(work.first_missing(), Some(2));
         assert_eq!(work.next_missing_after(4), Some(5));
         assert_eq!(work.next_missing_after(9), None);
@@ -155,7 +167,7 @@ mod tests {
         for i in [0, 1, 4, 9] {
             work.set(i, Outcome::True);
         }
-        let mut request = Request::new(7, work.missing_ranges());
+        let mut request = Request::new(7, work.missing_ranges(1, usize::MAX));
         request
             .accept(7, 2, vec![Outcome::False; 3], &mut work)
             .unwrap();
