@@ -402,3 +402,43 @@ fn running_out_of_processes_slows_the_launch_but_does_not_fail_it() {
         );
     }
 }
+
+#[test]
+fn processes_mode_needs_almost_no_file_descriptors() {
+    // The original program died of "too many open files"; children here hold none of
+    // ours, and a wait or start that finds none free is retried, not fatal.
+    let available = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!("skipped: needs util-linux's prlimit");
+        return;
+    }
+    let wd = Workdir::new("rockets-nofile");
+    let output = std::process::Command::new("prlimit")
+        .arg("--nofile=7")
+        .arg(env!("CARGO_BIN_EXE_txguard"))
+        .args([
+            "rockets",
+            "-n",
+            "200",
+            "--mode",
+            "processes",
+            "--time-scale",
+            "0.01",
+            "--seed",
+            "9",
+        ])
+        .current_dir(wd.root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run prlimit");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("rockets: 200 of 200 launched"), "{stderr}");
+    assert_eq!(
+        sorted_lines(&String::from_utf8_lossy(&output.stdout)),
+        expected_lines(9, 200)
+    );
+}

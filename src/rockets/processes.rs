@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use wait_timeout::ChildExt;
 
-use super::backoff::Backoff;
+use super::backoff::{Backoff, is_out_of_resources};
 use super::plan::Rocket;
 use super::progress::Progress;
 use super::report::Failure;
@@ -159,6 +159,7 @@ pub fn supervise(
             .context("starting the supervisor thread")?;
 
         let mut started: anyhow::Result<()> = Ok(());
+        let mut first = true;
         for &rocket in order {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -170,7 +171,7 @@ pub fn supervise(
                 bound,
             } = prepare(rocket);
             let child = backoff.retry_sleeping(|| command.spawn());
-            let child = match child {
+            let mut child = match child {
                 Ok(child) => child,
                 Err(err) => {
                     started = Err(anyhow::Error::new(err).context(format!(
@@ -181,6 +182,13 @@ pub fn supervise(
                     break;
                 }
             };
+            if first {
+                // wait-timeout sets up its SIGCHLD pipe on first use and panics if that
+                // fails; do it now, while this process holds the fewest descriptors it
+                // ever will, rather than later in the supervisor when starts hold some.
+                let _ = child.wait_timeout(Duration::ZERO);
+                first = false;
+            }
             let now = Instant::now();
             *slots.alive.lock().unwrap_or_else(PoisonError::into_inner) += 1;
             let flight = InFlight {
@@ -265,7 +273,7 @@ fn land_all<'r>(
         };
         let left = next.deadline.saturating_duration_since(Instant::now());
         let wait = if starting { left.min(SLICE) } else { left };
-        let landed = match next.child.wait_timeout(wait) {
+        let landed = match wait_bounded(&mut next.child, wait) {
             Ok(Some(status)) => Landed::Exited(status),
             Ok(None) if Instant::now() >= next.deadline => Landed::Overran,
             Ok(None) => continue,
@@ -326,6 +334,22 @@ fn judge(status: ExitStatus) -> Result<Judged, String> {
     }
 }
 
+/// Waits up to `wait` for the child to exit, through `wait_timeout`. That needs two
+/// descriptors for the wait; when the process has none left (EMFILE), poll with
+/// `try_wait`, which needs none, rather than give up on a healthy child.
+fn wait_bounded(child: &mut Child, wait: Duration) -> std::io::Result<Option<ExitStatus>> {
+    match child.wait_timeout(wait) {
+        Err(err) if is_out_of_resources(&err) => {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
+            }
+            thread::sleep(wait.min(Duration::from_millis(1)));
+            child.try_wait()
+        }
+        waited => waited,
+    }
+}
+
 /// Kills an overrunning child and reaps it, so that it leaves no zombie behind; returns
 /// a note for the failure message if even that went wrong.
 fn kill_and_reap(child: &mut Child) -> String {
@@ -334,10 +358,14 @@ fn kill_and_reap(child: &mut Child) -> String {
     }
     // SIGKILL cannot be caught: the child is gone within moments; the bound only guards
     // against a kernel that never reports it.
-    match child.wait_timeout(Duration::from_secs(10)) {
-        Ok(Some(_)) => String::new(),
-        Ok(None) => " (and it was still not reaped 10s after SIGKILL)".into(),
-        Err(err) => format!(" (reaping failed: {err})"),
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match wait_bounded(child, deadline.saturating_duration_since(Instant::now())) {
+            Ok(Some(_)) => return String::new(),
+            Ok(None) if Instant::now() < deadline => {}
+            Ok(None) => return " (and it was still not reaped 10s after SIGKILL)".into(),
+            Err(err) => return format!(" (reaping failed: {err})"),
+        }
     }
 }
 
