@@ -34,7 +34,8 @@ pub struct Report {
     pub seed: u64,
     /// Threads in the pool (rayon) or most children alive at once (processes), if capped.
     pub jobs: Option<usize>,
-    /// From the first rocket started to the last one landed.
+    /// From the first start to the end of the last rocket's thread or process (all joined
+    /// or reaped).
     pub wall: Duration,
     /// The longest single rocket: the best any schedule can do.
     pub ideal: Duration,
