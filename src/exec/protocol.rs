@@ -148,6 +148,9 @@ pub struct BatchRequest {
 }
 
 /// Encodes a `Batch` frame. Fails only on a row value that no column type produces.
+/// Encodes a `Batch` frame. `sent[c]` false sends column `c` as unit: the supervisor
+/// leaves out the columns no rule reads (the worker binds only those a rule names).
+/// Fails only on a row value that no column type produces, or a row of another width.
 pub fn encode_batch(
     out: &mut Vec<u8>,
     request: u64,
@@ -155,6 +158,7 @@ pub fn encode_batch(
     row_base: u64,
     ranges: &[Range<u64>],
     rows: &[Row],
+    sent: &[bool],
 ) -> Result<(), ProtocolError> {
     let at = begin_frame(out, KIND_BATCH);
     put_u64(out, request);
@@ -165,7 +169,7 @@ pub fn encode_batch(
         put_u64(out, r.start);
         put_u64(out, r.end);
     }
-    let columns = rows.first().map_or(0, |r| r.values.len());
+    let columns = sent.len();
     put_u32(out, columns as u32);
     put_u32(out, rows.len() as u32);
     for row in rows {
@@ -177,8 +181,12 @@ pub fn encode_batch(
             )));
         }
         put_str(out, &row.id);
-        for value in &row.values {
-            put_value(out, value)?;
+        for (value, &sent) in row.values.iter().zip(sent) {
+            if sent {
+                put_value(out, value)?;
+            } else {
+                out.push(VALUE_UNIT);
+            }
         }
     }
     end_frame(out, at);

@@ -16,6 +16,7 @@ mod supervisor;
 mod work;
 mod worker_process;
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +74,8 @@ pub struct Plan {
     grace_ns: u64,
     /// The rules' time limits, recorded as `timeout` outcomes when a worker is killed.
     timeouts: Vec<Duration>,
+    /// Per column: whether its values are sent (see `read_columns`).
+    sent_columns: Vec<bool>,
 }
 
 /// State shared by the lanes of a run and `shutdown`.
@@ -143,6 +146,7 @@ impl ProcessesExecutor {
         } else {
             exe.clone()
         };
+        let sent_columns = read_columns(&rules, &setup.columns);
         let mut setup_frame = Vec::new();
         protocol::encode_setup(
             &mut setup_frame,
@@ -167,6 +171,7 @@ impl ProcessesExecutor {
             blocked_margin_ns: nanos(BLOCKED_MARGIN) + tick_ns,
             grace_ns: nanos(KILL_GRACE).max(nanos(BLOCKED_MARGIN) + tick_ns),
             timeouts,
+            sent_columns,
         };
         Ok(ProcessesExecutor {
             plan: Arc::new(plan),
@@ -174,6 +179,27 @@ impl ProcessesExecutor {
             jobs,
         })
     }
+}
+
+/// Per column, whether some rule may read it: its name is one of the identifier-shaped
+/// words of some rule's script. The evaluator binds exactly the columns a script names
+/// that way (`engine::identifiers`, the same over-approximation), so a column no script
+/// names is never read, and need not cross the pipe (it is sent as unit). With typical
+/// rules that is most string columns: their copy and decoding dominated a worker's time.
+fn read_columns(rules: &RuleSet, columns: &Columns) -> Vec<bool> {
+    let words: HashSet<&str> = rules
+        .rules
+        .iter()
+        .flat_map(|rule| {
+            rule.script
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        })
+        .collect();
+    columns
+        .names
+        .iter()
+        .map(|name| words.contains(name.as_str()))
+        .collect()
 }
 
 impl Executor for ProcessesExecutor {
@@ -200,5 +226,39 @@ impl Executor for ProcessesExecutor {
 
     fn shutdown(&self) {
         self.shared.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{ColumnType, file};
+
+    #[test]
+    fn only_columns_some_rule_names_are_sent() {
+        let rules = r#"
+[[rule]]
+id = 1
+name = "a"
+when = "amount>1.0&&coin_flip()"
+
+[[rule]]
+id = 2
+name = "b"
+when = '''
+let m = #{x: country};
+m.x == "FR"
+'''
+"#;
+        let set = file::parse(rules, Duration::from_secs(1)).unwrap();
+        let names = ["id", "amount", "country", "merchant", "count"];
+        let columns = Columns {
+            names: names.iter().map(ToString::to_string).collect(),
+            types: vec![ColumnType::String; names.len()],
+        };
+        assert_eq!(
+            read_columns(&set, &columns),
+            [false, true, true, false, false]
+        );
     }
 }

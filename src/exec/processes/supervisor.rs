@@ -299,6 +299,7 @@ impl Lane for ProcessLane {
                 row_base as u64,
                 &request.ranges,
                 &batch.rows[row_base..row_end],
+                &self.plan.sent_columns,
             )?;
             worker.send(std::mem::take(&mut frame));
             if self.keep_spare && self.spare.is_none() {

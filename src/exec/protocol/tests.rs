@@ -77,7 +77,7 @@ fn batches_round_trip_with_every_value_type() {
     let mut rows = rows();
     rows[2].values[2] = Dynamic::UNIT;
     let mut out = Vec::new();
-    encode_batch(&mut out, 42, 3, 7, &[21..23, 24..30], &rows).unwrap();
+    encode_batch(&mut out, 42, 3, 7, &[21..23, 24..30], &rows, &[true; 4]).unwrap();
     let (kind, payload) = frame(&out);
     let Request::Batch(back) = decode_request(kind, &payload).unwrap() else {
         panic!()
@@ -97,11 +97,38 @@ fn batches_round_trip_with_every_value_type() {
 }
 
 #[test]
+fn columns_not_sent_arrive_as_unit() {
+    let rows = rows();
+    let mut out = Vec::new();
+    encode_batch(
+        &mut out,
+        1,
+        1,
+        0,
+        &[0..3],
+        &rows,
+        &[false, true, false, true],
+    )
+    .unwrap();
+    let back = decode_batch(&frame(&out).1).unwrap();
+    for (a, b) in rows.iter().zip(&back.rows) {
+        assert_eq!(a.id, b.id);
+        assert!(b.values[0].is_unit() && b.values[2].is_unit());
+        assert_eq!(a.values[1].as_float(), b.values[1].as_float());
+        assert_eq!(a.values[3].to_string(), b.values[3].to_string());
+    }
+    assert!(
+        encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &[true; 3]).is_err(),
+        "width"
+    );
+}
+
+#[test]
 fn batch_ranges_must_be_ordered_and_inside_the_rows() {
     let rows = rows();
     for bad in [vec![0..0], vec![3..5, 2..4], vec![0..10], vec![5..3]] {
         let mut out = Vec::new();
-        encode_batch(&mut out, 1, 3, 0, &bad, &rows).unwrap();
+        encode_batch(&mut out, 1, 3, 0, &bad, &rows, &[true; 4]).unwrap();
         let (_, payload) = frame(&out);
         assert!(
             matches!(decode_batch(&payload), Err(ProtocolError::Invalid(_))),
@@ -110,7 +137,7 @@ fn batch_ranges_must_be_ordered_and_inside_the_rows() {
     }
     // Rows start at row_base: indexes before it are not in the batch.
     let mut out = Vec::new();
-    encode_batch(&mut out, 1, 3, 2, &[5..7], &rows).unwrap();
+    encode_batch(&mut out, 1, 3, 2, &[5..7], &rows, &[true; 4]).unwrap();
     assert!(decode_batch(&frame(&out).1).is_err());
 }
 
@@ -170,7 +197,7 @@ fn replies_round_trip_across_chunks() {
 #[test]
 fn truncated_frames_are_errors_at_every_cut() {
     let mut out = Vec::new();
-    encode_batch(&mut out, 1, 2, 0, &[0..6], &rows()).unwrap();
+    encode_batch(&mut out, 1, 2, 0, &[0..6], &rows(), &[true; 4]).unwrap();
     for cut in 1..out.len() {
         let mut payload = Vec::new();
         match read_frame(&mut &out[..cut], MAX_TO_WORKER, &mut payload) {
@@ -284,7 +311,7 @@ fn unknown_kinds_tags_magic_and_versions_are_errors() {
 
     let mut out = Vec::new();
     let rows = rows();
-    encode_batch(&mut out, 1, 1, 0, &[0..1], &rows[..1]).unwrap();
+    encode_batch(&mut out, 1, 1, 0, &[0..1], &rows[..1], &[true; 4]).unwrap();
     let (_, mut payload) = frame(&out);
     // The first value tag follows the header (8+4+8+4+16+4+4) and the id ("000").
     let tag_at = 48 + 4 + 3;
@@ -303,7 +330,7 @@ fn unknown_kinds_tags_magic_and_versions_are_errors() {
 fn garbage_never_panics() {
     // A cheap fuzz: every prefix and byte flip of valid frames either decodes or errs.
     let mut frames = Vec::new();
-    encode_batch(&mut frames, 3, 2, 0, &[0..6], &rows()).unwrap();
+    encode_batch(&mut frames, 3, 2, 0, &[0..6], &rows(), &[true; 4]).unwrap();
     let mut enc = OutcomesEncoder::new(3);
     enc.push(&mut frames, 0, &Outcome::Error("x".into()));
     enc.push(&mut frames, 1, &Outcome::Timeout(Duration::from_secs(1)));
@@ -328,7 +355,7 @@ fn unsendable_values_are_an_error_not_a_panic() {
     let mut row = rows().remove(0);
     row.values[0] = Dynamic::from(vec![Dynamic::from_int(1)]);
     assert!(matches!(
-        encode_batch(&mut Vec::new(), 1, 1, 0, &[0..1], &[row]),
+        encode_batch(&mut Vec::new(), 1, 1, 0, &[0..1], &[row], &[true; 4]),
         Err(ProtocolError::Invalid(_))
     ));
 }
