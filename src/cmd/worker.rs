@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::WorkerArgs;
-use crate::exec::processes::progress_slot::{ProgressSlot, SLOT_FD_ENV, SlotWriter, StartClock};
+use crate::exec::processes::progress_slot::{ProgressSlot, SLOT_FD_ENV, SlotWriter, monotonic_ns};
 use crate::exec::protocol::{self, BatchRequest, OutcomesEncoder, Request};
 use crate::rules::{self, Evaluator};
 
@@ -100,7 +100,6 @@ pub fn run(args: &WorkerArgs) -> Result<i32> {
             }
             Err(_) => None,
         },
-        clock: StartClock::new(),
         fault,
     };
     match worker.serve() {
@@ -123,7 +122,6 @@ struct WorkerLoop {
     buf: Vec<u8>,
     payload: Vec<u8>,
     slot: Option<SlotWriter>,
-    clock: StartClock,
     fault: Fault,
 }
 
@@ -216,8 +214,7 @@ impl WorkerLoop {
     fn evaluate(&mut self, evaluator: &mut Evaluator, batch: &BatchRequest) -> Result<()> {
         let rules = u64::from(batch.rules);
         let mut encoder = OutcomesEncoder::new(batch.request);
-        let clock = self.clock;
-        let mut last_write = clock.now_ns();
+        let mut last_write = monotonic_ns();
         let mut hashed = (u64::MAX, 0);
         for range in &batch.ranges {
             for index in range.clone() {
@@ -227,7 +224,7 @@ impl WorkerLoop {
                 if hashed.0 != row_index {
                     hashed = (row_index, rules::random_key_hash(&row.id));
                 }
-                let now = clock.now_ns();
+                let now = monotonic_ns();
                 if !self.buf.is_empty() && now.saturating_sub(last_write) >= FLUSH_EVERY_NS {
                     encoder.close(&mut self.buf);
                     self.write_out()?;

@@ -40,7 +40,7 @@ pub use worker_process::describe as describe_status;
 /// stops itself (`Evaluator::evaluate` turns any late finish into a timeout), so a kill
 /// never changes a result; the grace is a matter of cost only. Hence a worker that is
 /// *blocked* past the limit (asleep in `sleep_ms`, or stopped: it cannot stop itself) is
-/// killed sooner, after `BLOCKED_MARGIN` plus one tick of the start clock.
+/// killed sooner, `BLOCKED_MARGIN` past the limit.
 pub const KILL_GRACE: Duration = Duration::from_millis(20);
 /// See `KILL_GRACE`: the margin past the limit for a worker that is not running.
 pub const BLOCKED_MARGIN: Duration = Duration::from_millis(1);
@@ -68,8 +68,8 @@ pub struct Plan {
     rules: usize,
     /// Per rule (file order): its time limit in nanoseconds.
     limit_ns: Vec<u64>,
-    /// Past the limit, when a blocked worker is killed (`BLOCKED_MARGIN` + a clock tick),
-    /// and when a running one is (`KILL_GRACE`), in nanoseconds.
+    /// Past the limit, when a blocked worker is killed (`BLOCKED_MARGIN`), and when a
+    /// running one is (`KILL_GRACE`), in nanoseconds.
     blocked_margin_ns: u64,
     grace_ns: u64,
     /// The rules' time limits, recorded as `timeout` outcomes when a worker is killed.
@@ -160,16 +160,14 @@ impl ProcessesExecutor {
         let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let limit_ns = timeouts.iter().map(|&t| nanos(t)).collect();
-        // The worker stamps starts with this clock: up to one tick early.
-        let tick_ns = progress_slot::StartClock::new().tick_ns();
         let plan = Plan {
             program,
             arg0: exe.into_os_string(),
             setup_frame,
             rules: rules.rules.len(),
             limit_ns,
-            blocked_margin_ns: nanos(BLOCKED_MARGIN) + tick_ns,
-            grace_ns: nanos(KILL_GRACE).max(nanos(BLOCKED_MARGIN) + tick_ns),
+            blocked_margin_ns: nanos(BLOCKED_MARGIN),
+            grace_ns: nanos(KILL_GRACE),
             timeouts,
             sent_columns,
         };

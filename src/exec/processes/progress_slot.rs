@@ -40,56 +40,6 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The clock a worker stamps the start of each evaluation with. CLOCK_MONOTONIC_COARSE
-/// is the same clock as of the last tick: a few nanoseconds to read instead of tens,
-/// which shows once per evaluation. Its stamp can be up to one tick early, so a kill can
-/// come up to one tick early too; that is why it is used only when a tick is at most
-/// `MAX_TICK_NS`, and the supervisor adds a tick to its margins (`Plan`).
-#[derive(Debug, Clone, Copy)]
-pub struct StartClock(libc::clockid_t);
-
-const MAX_TICK_NS: i64 = 5_000_000;
-
-impl StartClock {
-    pub fn new() -> StartClock {
-        let mut res = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `res` is a valid timespec to write.
-        let ok = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } == 0;
-        if ok && res.tv_sec == 0 && res.tv_nsec <= MAX_TICK_NS {
-            StartClock(libc::CLOCK_MONOTONIC_COARSE)
-        } else {
-            StartClock(libc::CLOCK_MONOTONIC)
-        }
-    }
-
-    pub fn now_ns(&self) -> u64 {
-        clock_ns(self.0)
-    }
-
-    /// How early a stamp can be: one tick of the coarse clock, 0 for the fine one.
-    pub fn tick_ns(&self) -> u64 {
-        if self.0 == libc::CLOCK_MONOTONIC {
-            return 0;
-        }
-        let mut res = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `res` is a valid timespec to write.
-        unsafe { libc::clock_getres(self.0, &mut res) };
-        res.tv_nsec as u64
-    }
-}
-
-impl Default for StartClock {
-    fn default() -> StartClock {
-        StartClock::new()
-    }
-}
-
 /// What the slot says at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
@@ -307,18 +257,6 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         assert!(reader.join().unwrap() > 0);
-    }
-
-    #[test]
-    fn the_start_clock_is_the_monotonic_clock_within_a_tick() {
-        let clock = StartClock::new();
-        let fine = monotonic_ns();
-        let start = clock.now_ns();
-        assert!(start <= monotonic_ns());
-        assert!(
-            fine.saturating_sub(start) <= MAX_TICK_NS as u64,
-            "{fine} vs {start}"
-        );
     }
 
     #[test]
