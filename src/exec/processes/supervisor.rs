@@ -34,8 +34,6 @@ use crate::outcome::Outcome;
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// Longest sleep between two looks at the progress slot when nothing is in flight.
 const MAX_POLL: Duration = Duration::from_secs(1);
-/// After a kill, how long the outcomes the worker wrote before dying may take to arrive.
-const DRAIN_BOUND: Duration = Duration::from_secs(1);
 /// How long a worker whose stdout ended may take to exit before it is killed.
 const EXIT_BOUND: Duration = Duration::from_secs(1);
 /// Workers in a row killed by a signal before they were ready: then the run fails.
@@ -52,6 +50,8 @@ pub struct ProcessLane {
     worker: Option<Worker>,
     /// A started, set-up worker standing by (see the module doc).
     spare: Option<Worker>,
+    /// A worker killed at a deadline, reaped after the next request is sent.
+    dying: Option<Worker>,
     keep_spare: bool,
     next_request: u64,
     startup_deaths: u32,
@@ -75,6 +75,7 @@ impl ProcessLane {
             shared,
             worker: Some(worker),
             spare: None,
+            dying: None,
             keep_spare: false,
             next_request: 0,
             startup_deaths: 0,
@@ -195,24 +196,25 @@ impl ProcessLane {
         }
     }
 
-    /// After a kill: the outcomes the worker wrote before it died are still in the pipe;
-    /// keep them (they need not be computed again).
-    fn drain(worker: &mut Worker, request: &mut Request, work: &mut Work) {
-        let until = Instant::now() + DRAIN_BOUND;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match worker.recv_timeout(left) {
-                Some(Message::Reply(Reply::Ready { .. })) => worker.ready = true,
-                Some(Message::Reply(Reply::Outcomes {
+    /// After a kill: keeps the outcomes the worker wrote before it was killed that have
+    /// already arrived (they need not be computed again). Those still in the pipe are
+    /// not waited for: a worker writes out every 20 ms during a slow batch, so all but the
+    /// last few milliseconds of work are already here, and the rest is computed again.
+    fn keep_answers(worker: &mut Worker, request: &mut Request, work: &mut Work) {
+        while let Some(message) = worker.recv_timeout(Duration::ZERO) {
+            match message {
+                Message::Reply(Reply::Ready { .. }) => worker.ready = true,
+                Message::Reply(Reply::Outcomes {
                     request: r,
                     first,
                     outcomes,
-                })) if worker.ready => {
+                }) if worker.ready => {
                     if request.accept(r, first, outcomes, work).is_err() {
                         return;
                     }
                 }
-                Some(Message::Reply(_)) => {}
-                Some(_) | None => return,
+                Message::Reply(_) => {}
+                Message::Bad(_) | Message::Eof => return,
             }
         }
     }
@@ -302,6 +304,9 @@ impl Lane for ProcessLane {
                 &self.plan.sent_columns,
             )?;
             worker.send(std::mem::take(&mut frame));
+            if let Some(mut dying) = self.dying.take() {
+                dying.kill()?;
+            }
             if self.keep_spare && self.spare.is_none() {
                 // Started while the worker evaluates, off the critical path. Only a
                 // convenience: if the system refuses a process now, try next time.
@@ -314,18 +319,22 @@ impl Lane for ProcessLane {
                 }
                 Ok(Ending::Answered) => self.worker = Some(worker),
                 Ok(Ending::Overran { index }) => {
-                    worker.kill()?;
-                    self.stopped()?;
+                    // Reaped once the rest is on its way to the next worker.
+                    worker.signal_kill();
                     self.shared.counters.killed.fetch_add(1, Ordering::Relaxed);
                     self.keep_spare = true;
-                    Self::drain(&mut worker, &mut request, &mut work);
+                    Self::keep_answers(&mut worker, &mut request, &mut work);
                     if work.is_missing(index) {
                         let limit = self.plan.timeouts[index as usize % rules];
                         work.set(index, Outcome::Timeout(limit));
                     }
+                    self.dying = Some(worker);
                 }
                 Ok(Ending::Died) => self.bury(worker, &request, &mut work)?,
             }
+        }
+        if let Some(mut dying) = self.dying.take() {
+            dying.kill()?;
         }
         out.reserve(work.outcomes.len());
         out.extend(
