@@ -29,8 +29,6 @@ use super::{Executor, Lane, WorkerCounters, WorkerCounts};
 use crate::exec::protocol::{self, Setup};
 use crate::rules::{Columns, RuleSet};
 
-pub use worker_process::describe as describe_status;
-
 /// Past its rule's time limit, an evaluation still in flight and running on the CPU is
 /// given this much more before its worker is killed: the worker's own cooperative
 /// deadline stops an ordinary `loop {}` within microseconds, so this only absorbs

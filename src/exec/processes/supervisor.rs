@@ -348,9 +348,15 @@ impl Lane for ProcessLane {
 
 impl Drop for ProcessLane {
     /// Closes every worker's stdin first, so they all exit at once; each is then reaped
-    /// (or killed and reaped) by its own drop.
+    /// (or killed and reaped) by its own drop. Lanes are dropped before the summary is
+    /// made, so its counters are complete.
     fn drop(&mut self) {
         for worker in self.worker.iter_mut().chain(self.spare.iter_mut()) {
+            // One that already died on its own (killed from outside between batches)
+            // still counts as died.
+            if worker.try_status().is_some_and(|status| !status.success()) {
+                self.shared.counters.died.fetch_add(1, Ordering::Relaxed);
+            }
             worker.close_input();
         }
     }

@@ -1,4 +1,7 @@
 //! Unit tests of the protocol: round trips, and malformed input of every kind.
+// Ranges of one element and empty ranges are what these tests are about.
+#![allow(clippy::single_range_in_vec_init, clippy::reversed_empty_ranges)]
+
 use super::frame::{put_u32, put_u64};
 use super::*;
 
