@@ -430,8 +430,13 @@ fn an_evaluation_that_kills_its_worker_twice_is_an_error_and_nothing_else_change
 #[test]
 fn killing_the_parent_leaves_no_worker_alive() {
     let wd = Workdir::new("proc-kill-parent");
-    generate(&wd, "tx.csv", 2000, 4);
-    wd.create("rules.toml", SLOW_RULES);
+    generate(&wd, "tx.csv", 100, 4);
+    // Every worker blocks in a minute-long call, far from its 5-minute deadline and never
+    // reading stdin: only PR_SET_PDEATHSIG can stop it within 2 s of its parent's death.
+    wd.create(
+        "rules.toml",
+        "[[rule]]\nid = 1\nname = \"stuck\"\nwhen = 'sleep_ms(60000); true'\ntimeout = \"5m\"\n",
+    );
     let args = [
         "run",
         "tx.csv",
@@ -446,8 +451,8 @@ fn killing_the_parent_leaves_no_worker_alive() {
     ];
     let mut child = start(&wd, &args, &[]);
     let workers = wait_for_workers(child.id(), 2);
-    thread::sleep(Duration::from_millis(200));
-    child.kill().unwrap(); // SIGKILL: no handler, no cleanup
+    thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap(); // SIGKILL: no handler, no cleanup, no stdin closed in time
     child.wait().unwrap();
     thread::sleep(Duration::from_secs(2));
     let alive: Vec<u32> = workers
