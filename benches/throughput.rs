@@ -65,24 +65,61 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root: PathBuf = dir.path().to_path_buf();
     std::fs::write(root.join("rules.toml"), RULES).expect("write rules");
-    let generate = ["generate", "-n", &ROWS.to_string(), "--seed", "42", "-o", "tx.csv"].map(String::from);
+    let generate = [
+        "generate",
+        "-n",
+        &ROWS.to_string(),
+        "--seed",
+        "42",
+        "-o",
+        "tx.csv",
+    ]
+    .map(String::from);
     txguard(&root, &generate).expect("generate the input");
     let input_mb = std::fs::metadata(root.join("tx.csv")).expect("input").len() as f64 / 1e6;
 
     let run = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["run", "tx.csv", "--rules", "rules.toml", "-q", "-o", "out.csv"].map(String::from).to_vec();
+        let mut args: Vec<String> = [
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-q",
+            "-o",
+            "out.csv",
+        ]
+        .map(String::from)
+        .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
     let n = jobs.to_string();
     let variants = [
-        Variant { label: format!("floor -j {n}"), args: run(&["--floor", "-j", &n]), compare: false },
-        Variant { label: "threads -j 1".into(), args: run(&["-j", "1"]), compare: true },
-        Variant { label: format!("threads -j {n}"), args: run(&["-j", &n]), compare: true },
-        Variant { label: format!("processes -j {n}"), args: run(&["--executor", "processes", "-j", &n]), compare: true },
+        Variant {
+            label: format!("floor -j {n}"),
+            args: run(&["--floor", "-j", &n]),
+            compare: false,
+        },
+        Variant {
+            label: "threads -j 1".into(),
+            args: run(&["-j", "1"]),
+            compare: true,
+        },
+        Variant {
+            label: format!("threads -j {n}"),
+            args: run(&["-j", &n]),
+            compare: true,
+        },
+        Variant {
+            label: format!("processes -j {n}"),
+            args: run(&["--executor", "processes", "-j", &n]),
+            compare: true,
+        },
     ];
 
-    println!("throughput: {ROWS} rows ({input_mb:.1} MB) x 3 rules, best of {ROUNDS} rounds, {jobs} CPUs");
+    println!(
+        "throughput: {ROWS} rows ({input_mb:.1} MB) x 3 rules, best of {ROUNDS} rounds, {jobs} CPUs"
+    );
     let mut measured: Vec<Measured> = Vec::new();
     for v in &variants {
         let mut best: Option<Duration> = None;
@@ -98,22 +135,33 @@ fn main() {
         }
         match (best, failure) {
             (Some(wall), None) => {
-                let output = v.compare.then(|| std::fs::read(root.join("out.csv")).expect("read results"));
-                measured.push(Measured { label: v.label.clone(), wall, output });
+                let output = v
+                    .compare
+                    .then(|| std::fs::read(root.join("out.csv")).expect("read results"));
+                measured.push(Measured {
+                    label: v.label.clone(),
+                    wall,
+                    output,
+                });
             }
             (_, Some(e)) => println!("  {:<16} not measured: {e}", v.label),
             (None, None) => unreachable!("ROUNDS > 0"),
         }
     }
 
-    let floor = measured.iter().find(|m| m.label.starts_with("floor")).map(|m| m.wall);
+    let floor = measured
+        .iter()
+        .find(|m| m.label.starts_with("floor"))
+        .map(|m| m.wall);
     println!(
         "  {:<16} {:>9} {:>12} {:>14} {:>9} {:>13}",
         "variant", "wall", "tx/s", "evaluations/s", "MB/s", "wall / floor"
     );
     for m in &measured {
         let secs = m.wall.as_secs_f64();
-        let ratio = floor.map_or("-".to_string(), |f| format!("{:.2}x", secs / f.as_secs_f64()));
+        let ratio = floor.map_or("-".to_string(), |f| {
+            format!("{:.2}x", secs / f.as_secs_f64())
+        });
         println!(
             "  {:<16} {:>8.3}s {:>12.0} {:>14.0} {:>9.1} {:>13}",
             m.label,
@@ -124,9 +172,19 @@ fn main() {
             ratio
         );
     }
-    let by_label = |prefix: &str| measured.iter().find(|m| m.label.starts_with(prefix)).map(|m| m.wall.as_secs_f64());
-    if let (Some(threads), Some(processes)) = (by_label(&format!("threads -j {n}")), by_label("processes")) {
-        println!("  processes tx/s / threads tx/s = {:.2}", threads / processes);
+    let by_label = |prefix: &str| {
+        measured
+            .iter()
+            .find(|m| m.label.starts_with(prefix))
+            .map(|m| m.wall.as_secs_f64())
+    };
+    if let (Some(threads), Some(processes)) =
+        (by_label(&format!("threads -j {n}")), by_label("processes"))
+    {
+        println!(
+            "  processes tx/s / threads tx/s = {:.2}",
+            threads / processes
+        );
     }
 
     let outputs: Vec<&Measured> = measured.iter().filter(|m| m.output.is_some()).collect();

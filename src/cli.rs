@@ -168,7 +168,12 @@ pub enum Workload {
 #[derive(Debug, Args)]
 pub struct RocketsArgs {
     /// Rockets to launch.
-    #[arg(short = 'n', long = "count", value_name = "COUNT", default_value_t = 10_000)]
+    #[arg(
+        short = 'n',
+        long = "count",
+        value_name = "COUNT",
+        default_value_t = 10_000
+    )]
     pub count: u32,
     /// How rockets are launched.
     #[arg(long, value_enum, default_value_t = RocketMode::Threads)]

@@ -17,16 +17,51 @@ const EPOCH: i64 = 1_767_225_600;
 
 /// Weighted choices, as (value, weight); weights need not sum to anything.
 const COUNTRIES: &[(&str, u32)] = &[
-    ("US", 380), ("GB", 90), ("DE", 80), ("FR", 70), ("NL", 40), ("ES", 40), ("IT", 40), ("CA", 50),
-    ("CH", 20), ("SE", 15), ("PL", 20), ("BR", 25), ("MX", 25), ("IN", 30), ("JP", 25), ("SG", 10),
-    ("AE", 10), ("NG", 6), ("RU", 4), ("IR", 2), ("KP", 1), ("SY", 1), ("CU", 1),
+    ("US", 380),
+    ("GB", 90),
+    ("DE", 80),
+    ("FR", 70),
+    ("NL", 40),
+    ("ES", 40),
+    ("IT", 40),
+    ("CA", 50),
+    ("CH", 20),
+    ("SE", 15),
+    ("PL", 20),
+    ("BR", 25),
+    ("MX", 25),
+    ("IN", 30),
+    ("JP", 25),
+    ("SG", 10),
+    ("AE", 10),
+    ("NG", 6),
+    ("RU", 4),
+    ("IR", 2),
+    ("KP", 1),
+    ("SY", 1),
+    ("CU", 1),
 ];
 const MERCHANTS: &[(&str, u32)] = &[
-    ("grocery", 220), ("restaurant", 160), ("fuel", 90), ("online_retail", 180), ("travel", 50),
-    ("electronics", 50), ("pharmacy", 40), ("utilities", 40), ("money_transfer", 12),
-    ("jewelry", 8), ("crypto_exchange", 6), ("casino", 5),
+    ("grocery", 220),
+    ("restaurant", 160),
+    ("fuel", 90),
+    ("online_retail", 180),
+    ("travel", 50),
+    ("electronics", 50),
+    ("pharmacy", 40),
+    ("utilities", 40),
+    ("money_transfer", 12),
+    ("jewelry", 8),
+    ("crypto_exchange", 6),
+    ("casino", 5),
 ];
-const CURRENCIES: &[(&str, u32)] = &[("USD", 55), ("EUR", 30), ("GBP", 10), ("CHF", 2), ("JPY", 3)];
+const CURRENCIES: &[(&str, u32)] = &[
+    ("USD", 55),
+    ("EUR", 30),
+    ("GBP", 10),
+    ("CHF", 2),
+    ("JPY", 3),
+];
 
 /// A weighted table ready for sampling by cumulative weight.
 struct Table {
@@ -37,8 +72,17 @@ struct Table {
 impl Table {
     fn new(items: &[(&'static str, u32)]) -> Table {
         let mut total = 0;
-        let cumulative = items.iter().map(|(_, w)| { total += w; total }).collect();
-        Table { values: items.iter().map(|(v, _)| *v).collect(), cumulative }
+        let cumulative = items
+            .iter()
+            .map(|(_, w)| {
+                total += w;
+                total
+            })
+            .collect();
+        Table {
+            values: items.iter().map(|(v, _)| *v).collect(),
+            cumulative,
+        }
     }
 
     fn pick(&self, rng: &mut Xoshiro256PlusPlus) -> &'static str {
@@ -51,7 +95,11 @@ impl Table {
 /// Writes `count` transactions (after the header) to `out`.
 pub fn write_transactions(out: &mut impl Write, count: u64, seed: u64) -> io::Result<()> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let (countries, merchants, currencies) = (Table::new(COUNTRIES), Table::new(MERCHANTS), Table::new(CURRENCIES));
+    let (countries, merchants, currencies) = (
+        Table::new(COUNTRIES),
+        Table::new(MERCHANTS),
+        Table::new(CURRENCIES),
+    );
     out.write_all(HEADER.as_bytes())?;
     let mut line = String::with_capacity(128);
     let mut seconds = EPOCH;
@@ -84,9 +132,9 @@ pub fn write_transactions(out: &mut impl Write, count: u64, seed: u64) -> io::Re
 fn amount_cents(rng: &mut Xoshiro256PlusPlus) -> u64 {
     let kind: u32 = rng.random_range(0..1000);
     match kind {
-        0..=4 => rng.random_range(900_000..1_000_000),        // just under the threshold
-        5..=14 => rng.random_range(1..=20) * 50_000,            // round: 500.00 .. 10,000.00
-        15..=19 => rng.random_range(1_000_000..5_000_000),      // large wires
+        0..=4 => rng.random_range(900_000..1_000_000), // just under the threshold
+        5..=14 => rng.random_range(1..=20) * 50_000,   // round: 500.00 .. 10,000.00
+        15..=19 => rng.random_range(1_000_000..5_000_000), // large wires
         _ => {
             // Box–Muller: a standard normal from two uniforms.
             let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
@@ -102,7 +150,13 @@ fn push_timestamp(out: &mut String, seconds: i64) {
     use std::fmt::Write as _;
     let (days, secs) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -151,8 +205,14 @@ mod tests {
         let mut out = Vec::new();
         write_transactions(&mut out, 100_000, 1).unwrap();
         let text = String::from_utf8(out).unwrap();
-        let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
-        let share = |f: &dyn Fn(&Vec<&str>) -> bool| rows.iter().filter(|r| f(r)).count() as f64 / rows.len() as f64;
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        let share = |f: &dyn Fn(&Vec<&str>) -> bool| {
+            rows.iter().filter(|r| f(r)).count() as f64 / rows.len() as f64
+        };
         let high_risk = share(&|r| ["IR", "KP", "SY", "CU"].contains(&r[5]));
         assert!((0.002..0.01).contains(&high_risk), "{high_risk}");
         let casino = share(&|r| r[6] == "casino");
@@ -160,6 +220,9 @@ mod tests {
         let big = share(&|r| r[3].parse::<f64>().unwrap() > 10_000.0);
         assert!((0.003..0.02).contains(&big), "{big}");
         let top_account = share(&|r| r[2] == "ACC000000");
-        assert!(top_account > 0.05, "the most active account has {top_account}");
+        assert!(
+            top_account > 0.05,
+            "the most active account has {top_account}"
+        );
     }
 }

@@ -7,10 +7,10 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use csv::ByteRecord;
 
-use crate::rules::{is_identifier, Columns, Row, RuleSet};
+use crate::rules::{Columns, Row, RuleSet, is_identifier};
 
 /// A batch of rows, tagged with its place in the input so the writer can restore order.
 #[derive(Debug, Clone, Default)]
@@ -57,13 +57,19 @@ impl InputReader {
     /// Opens `path` (`-` = stdin) and reads its header. Fails when the file cannot be read,
     /// is not CSV, or has no `id` column.
     pub fn open(path: &Path, rules: &RuleSet) -> Result<InputReader> {
-        let (source, name, total_bytes): (Box<dyn Read + Send>, String, Option<u64>) = if path == Path::new("-") {
-            (Box::new(io::stdin()), "<stdin>".to_string(), None)
-        } else {
-            let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
-            let meta = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-            (Box::new(file), path.display().to_string(), meta)
-        };
+        let (source, name, total_bytes): (Box<dyn Read + Send>, String, Option<u64>) =
+            if path == Path::new("-") {
+                (Box::new(io::stdin()), "<stdin>".to_string(), None)
+            } else {
+                let file = File::open(path)
+                    .with_context(|| format!("cannot open input {}", path.display()))?;
+                let meta = file
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                (Box::new(file), path.display().to_string(), meta)
+            };
         InputReader::from_reader(source, name, total_bytes, rules)
     }
 
@@ -84,7 +90,9 @@ impl InputReader {
             .buffer_capacity(256 * 1024)
             .from_reader(Tail::new(source));
         let mut record = ByteRecord::new();
-        let has_header = reader.read_byte_record(&mut record).with_context(|| format!("cannot read {name}"))?;
+        let has_header = reader
+            .read_byte_record(&mut record)
+            .with_context(|| format!("cannot read {name}"))?;
         if !has_header {
             bail!("{name}: empty input: expected a header row with an `id` column");
         }
@@ -93,13 +101,22 @@ impl InputReader {
         for (i, field) in record.iter().enumerate() {
             match std::str::from_utf8(field) {
                 Ok(text) => header.push(text.to_string()),
-                Err(_) => bail!("{name}:1: header field {} is not valid UTF-8: not a CSV of transactions", i + 1),
+                Err(_) => bail!(
+                    "{name}:1: header field {} is not valid UTF-8: not a CSV of transactions",
+                    i + 1
+                ),
             }
         }
         let Some(id_field) = header.iter().position(|h| h == "id") else {
-            bail!("{name}:1: no `id` column in the header ({})", summarize_header(&header));
+            bail!(
+                "{name}:1: no `id` column in the header ({})",
+                summarize_header(&header)
+            );
         };
-        let mut columns = Columns { names: Vec::new(), types: Vec::new() };
+        let mut columns = Columns {
+            names: Vec::new(),
+            types: Vec::new(),
+        };
         let mut fields = Vec::with_capacity(header.len());
         for (i, h) in header.iter().enumerate() {
             if header[..i].contains(h) {
@@ -113,7 +130,16 @@ impl InputReader {
                 fields.push(Field::Hidden);
             }
         }
-        Ok(InputReader { reader, name, fields, header, id_field, columns, record, total_bytes })
+        Ok(InputReader {
+            reader,
+            name,
+            fields,
+            header,
+            id_field,
+            columns,
+            record,
+            total_bytes,
+        })
     }
 
     /// The columns rules can read, in the order rows hold their values.
@@ -154,7 +180,11 @@ impl InputReader {
     /// skipped before a record as part of it).
     fn start_line(&self) -> u64 {
         let end = self.reader.position();
-        let embedded: usize = self.record.iter().map(|f| f.iter().filter(|&&b| b == b'\n').count()).sum();
+        let embedded: usize = self
+            .record
+            .iter()
+            .map(|f| f.iter().filter(|&&b| b == b'\n').count())
+            .sum();
         let tail = self.reader.get_ref();
         let unterminated = tail.at_eof && end.byte() == tail.bytes && !tail.last_was_newline;
         end.line() - u64::from(!unterminated) - embedded as u64
@@ -162,9 +192,17 @@ impl InputReader {
 
     fn type_record(&self, line: u64) -> Result<Row, BadRow> {
         let record = &self.record;
-        let bad = |reason: String| BadRow { line, reason, raw: raw_record(record) };
+        let bad = |reason: String| BadRow {
+            line,
+            reason,
+            raw: raw_record(record),
+        };
         if record.len() != self.fields.len() {
-            return Err(bad(format!("expected {} fields, found {}", self.fields.len(), record.len())));
+            return Err(bad(format!(
+                "expected {} fields, found {}",
+                self.fields.len(),
+                record.len()
+            )));
         }
         let id = &record[self.id_field];
         if id.is_empty() {
@@ -180,7 +218,7 @@ impl InputReader {
                             "column {:?}: {:?} {why}",
                             self.header[i],
                             String::from_utf8_lossy(value)
-                        )))
+                        )));
                     }
                 }
             }
@@ -208,12 +246,18 @@ impl std::error::Error for BadRowError {}
 
 /// Drops the '\r' of a CRLF line ending from the last field of a record.
 fn strip_cr(record: &mut ByteRecord) {
-    let Some(last) = record.iter().next_back() else { return };
+    let Some(last) = record.iter().next_back() else {
+        return;
+    };
     if last.last() == Some(&b'\r') {
         let mut fixed = ByteRecord::with_capacity(record.as_slice().len(), record.len());
         let n = record.len();
         for (i, field) in record.iter().enumerate() {
-            fixed.push_field(if i + 1 == n { &field[..field.len() - 1] } else { field });
+            fixed.push_field(if i + 1 == n {
+                &field[..field.len() - 1]
+            } else {
+                field
+            });
         }
         fixed.set_position(record.position().cloned());
         *record = fixed;
@@ -230,7 +274,12 @@ struct Tail<R> {
 
 impl<R: Read> Tail<R> {
     fn new(inner: R) -> Tail<R> {
-        Tail { inner, bytes: 0, at_eof: false, last_was_newline: false }
+        Tail {
+            inner,
+            bytes: 0,
+            at_eof: false,
+            last_was_newline: false,
+        }
     }
 }
 
@@ -248,7 +297,9 @@ impl<R: Read> Read for Tail<R> {
 }
 
 fn raw_record(record: &ByteRecord) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     // Writing into a Vec cannot fail.
     let _ = writer.write_byte_record(record);
     let mut raw = writer.into_inner().unwrap_or_default();
@@ -258,7 +309,11 @@ fn raw_record(record: &ByteRecord) -> Vec<u8> {
 
 fn summarize_header(header: &[String]) -> String {
     let shown: Vec<String> = header.iter().take(8).map(|h| format!("{h:?}")).collect();
-    let more = if header.len() > 8 { format!(", … {} more", header.len() - 8) } else { String::new() };
+    let more = if header.len() > 8 {
+        format!(", … {} more", header.len() - 8)
+    } else {
+        String::new()
+    };
     format!("found {}{more}", shown.join(", "))
 }
 
@@ -274,7 +329,12 @@ mod tests {
     }
 
     fn reader(csv: &str) -> Result<InputReader> {
-        InputReader::from_reader(Box::new(io::Cursor::new(csv.as_bytes().to_vec())), "tx.csv".into(), None, &rules())
+        InputReader::from_reader(
+            Box::new(io::Cursor::new(csv.as_bytes().to_vec())),
+            "tx.csv".into(),
+            None,
+            &rules(),
+        )
     }
 
     fn all(csv: &str) -> Vec<Result<Row, BadRow>> {
@@ -284,28 +344,53 @@ mod tests {
 
     #[test]
     fn bom_crlf_quotes_and_hidden_columns_are_read() {
-        let rows = all("\u{feff}id,amount,\"note, free\"\r\n1,2.5,\"a, \"\"b\"\"\nc\"\r\n2,3,x\r\n");
+        let rows =
+            all("\u{feff}id,amount,\"note, free\"\r\n1,2.5,\"a, \"\"b\"\"\nc\"\r\n2,3,x\r\n");
         let row = rows[0].as_ref().unwrap();
         assert_eq!(row.id, "1");
         assert_eq!(row.line, 2);
-        assert_eq!(row.values.len(), 2, "the non-identifier column is not a variable");
-        assert_eq!(rows[1].as_ref().unwrap().line, 4, "a quoted newline moves the line count");
+        assert_eq!(
+            row.values.len(),
+            2,
+            "the non-identifier column is not a variable"
+        );
+        assert_eq!(
+            rows[1].as_ref().unwrap().line,
+            4,
+            "a quoted newline moves the line count"
+        );
     }
 
     #[test]
     fn line_numbers_survive_crlf_blank_lines_and_a_missing_final_newline() {
-        let lines = |csv: &str| all(csv).iter().map(|r| r.as_ref().map(|r| r.line).unwrap_or_else(|b| b.line)).collect::<Vec<_>>();
-        assert_eq!(lines("id,amount\r\n1,2\r\n\r\n2,\"3\"\r\n4,\"x\r\ny\"\r\n5,6"), [2, 4, 5, 7]);
+        let lines = |csv: &str| {
+            all(csv)
+                .iter()
+                .map(|r| r.as_ref().map(|r| r.line).unwrap_or_else(|b| b.line))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines("id,amount\r\n1,2\r\n\r\n2,\"3\"\r\n4,\"x\r\ny\"\r\n5,6"),
+            [2, 4, 5, 7]
+        );
         assert_eq!(lines("id,amount\n1,2\n\n\n2,\"x\ny\"\n3,4\n"), [2, 5, 7]);
         assert_eq!(lines("id,amount\n1,\"2\n\""), [2]);
         let rows = all("id,amount\r\n1,\"2.5\"\r\n");
-        assert_eq!(rows[0].as_ref().unwrap().values[1].as_float(), Ok(2.5), "quoted last field before CRLF");
+        assert_eq!(
+            rows[0].as_ref().unwrap().values[1].as_float(),
+            Ok(2.5),
+            "quoted last field before CRLF"
+        );
     }
 
     #[test]
     fn bad_rows_name_line_column_and_value() {
         let rows = all("id,amount\n1,12x\n,5\n3\n4,1,9\n");
-        let reasons: Vec<String> = rows.iter().map(|r| r.as_ref().unwrap_err().to_owned()).map(|b| format!("{}: {}", b.line, b.reason)).collect();
+        let reasons: Vec<String> = rows
+            .iter()
+            .map(|r| r.as_ref().unwrap_err().to_owned())
+            .map(|b| format!("{}: {}", b.line, b.reason))
+            .collect();
         assert_eq!(
             reasons,
             [
@@ -321,8 +406,17 @@ mod tests {
     #[test]
     fn a_file_without_an_id_column_or_header_fails() {
         let err = reader("name,amount\nx,1\n").err().unwrap().to_string();
-        assert_eq!(err, "tx.csv:1: no `id` column in the header (found \"name\", \"amount\")");
-        assert!(reader("").err().unwrap().to_string().contains("empty input"));
+        assert_eq!(
+            err,
+            "tx.csv:1: no `id` column in the header (found \"name\", \"amount\")"
+        );
+        assert!(
+            reader("")
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("empty input")
+        );
         let _ = HashMap::<u8, u8>::new();
     }
 }

@@ -7,15 +7,15 @@
 
 pub mod cli;
 pub mod cmd;
-pub mod input;
+pub mod exec;
 pub mod exit;
 pub mod generate;
-pub mod rockets;
+pub mod input;
 pub mod outcome;
-pub mod rules;
-pub mod exec;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod rockets;
+pub mod rules;
 pub mod signals;
 pub mod summary;

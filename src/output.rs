@@ -31,7 +31,9 @@ impl Destination {
             None => Destination::Stdout,
             Some(p) if p == Path::new("-") => Destination::Stdout,
             Some(p) => match fs::metadata(p) {
-                Ok(meta) if !meta.is_file() && !meta.is_dir() => Destination::Straight(p.to_path_buf()),
+                Ok(meta) if !meta.is_file() && !meta.is_dir() => {
+                    Destination::Straight(p.to_path_buf())
+                }
                 _ => Destination::File(p.to_path_buf()),
             },
         }
@@ -82,7 +84,9 @@ impl OutputLock {
 static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    UNFINISHED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Removes every temporary output file that was never committed.
@@ -120,19 +124,36 @@ impl Sink {
                     Some(d) if !d.as_os_str().is_empty() => d,
                     _ => Path::new("."),
                 };
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let temp = tempfile::Builder::new()
                     .prefix(&format!(".{name}."))
                     .suffix(".tmp")
                     .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
                     .tempfile_in(dir)
-                    .with_context(|| format!("cannot create a temporary file in {} for {}", dir.display(), p.display()))?;
+                    .with_context(|| {
+                        format!(
+                            "cannot create a temporary file in {} for {}",
+                            dir.display(),
+                            p.display()
+                        )
+                    })?;
                 let (file, path) = temp.into_parts();
                 unfinished().push(path.to_path_buf());
-                (Box::new(file), Some((path, p.clone())), p.display().to_string())
+                (
+                    Box::new(file),
+                    Some((path, p.clone())),
+                    p.display().to_string(),
+                )
             }
         };
-        Ok(Sink { writer: BufWriter::with_capacity(256 * 1024, inner), pending, label })
+        Ok(Sink {
+            writer: BufWriter::with_capacity(256 * 1024, inner),
+            pending,
+            label,
+        })
     }
 
     /// What error messages call this sink.
@@ -143,7 +164,11 @@ impl Sink {
     /// Flushes, syncs a file to disk, and renames it into place.
     pub fn commit(self) -> Result<()> {
         let label = self.label;
-        let inner = self.writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {label}"))?;
+        let inner = self
+            .writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {label}"))?;
         if let Some((temp, dest)) = self.pending {
             unfinished().retain(|p| p.as_path() != &*temp);
             // The temporary file is a File behind the box; sync it through its path.
@@ -151,9 +176,12 @@ impl Sink {
             File::open(&temp)
                 .and_then(|f| f.sync_all())
                 .with_context(|| format!("cannot write {label}"))?;
-            temp.persist(&dest)
-                .map_err(|e| e.error)
-                .with_context(|| format!("cannot rename the finished output into place at {}", dest.display()))?;
+            temp.persist(&dest).map_err(|e| e.error).with_context(|| {
+                format!(
+                    "cannot rename the finished output into place at {}",
+                    dest.display()
+                )
+            })?;
         }
         Ok(())
     }
@@ -184,14 +212,24 @@ impl ResultsWriter {
     /// Starts the results with their header; `rule_ids` in rules-file order.
     pub fn new(sink: Sink, rule_ids: &[i64]) -> Result<ResultsWriter> {
         let label = sink.label().to_string();
-        let mut csv = csv::WriterBuilder::new().buffer_capacity(64 * 1024).from_writer(sink);
+        let mut csv = csv::WriterBuilder::new()
+            .buffer_capacity(64 * 1024)
+            .from_writer(sink);
         csv.write_record(["transaction_id", "rule_id", "result", "detail"])
             .with_context(|| format!("cannot write {label}"))?;
-        Ok(ResultsWriter { csv, rule_ids: rule_ids.iter().map(i64::to_string).collect(), detail: String::new() })
+        Ok(ResultsWriter {
+            csv,
+            rule_ids: rule_ids.iter().map(i64::to_string).collect(),
+            detail: String::new(),
+        })
     }
 
     /// Writes one batch: `outcomes` holds every rule's outcome for each row, row-major.
-    pub fn write_batch(&mut self, rows: &[crate::rules::Row], outcomes: &[crate::outcome::Outcome]) -> Result<()> {
+    pub fn write_batch(
+        &mut self,
+        rows: &[crate::rules::Row],
+        outcomes: &[crate::outcome::Outcome],
+    ) -> Result<()> {
         debug_assert_eq!(outcomes.len(), rows.len() * self.rule_ids.len());
         let per_row = self.rule_ids.len();
         for (row, outcomes) in rows.iter().zip(outcomes.chunks(per_row)) {
@@ -199,7 +237,12 @@ impl ResultsWriter {
                 self.detail.clear();
                 outcome.write_detail(&mut self.detail);
                 self.csv
-                    .write_record([row.id.as_str(), rule_id, outcome.kind().as_str(), &self.detail])
+                    .write_record([
+                        row.id.as_str(),
+                        rule_id,
+                        outcome.kind().as_str(),
+                        &self.detail,
+                    ])
                     .with_context(|| format!("cannot write {}", self.csv.get_ref().label()))?;
             }
         }
@@ -208,7 +251,11 @@ impl ResultsWriter {
 
     /// Flushes and, for a file, renames it into place.
     pub fn commit(self) -> Result<()> {
-        let sink = self.csv.into_inner().map_err(|e| e.into_error()).context("cannot write the results")?;
+        let sink = self
+            .csv
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("cannot write the results")?;
         sink.commit()
     }
 }
@@ -223,7 +270,8 @@ impl RejectsWriter {
     pub fn new(sink: Sink) -> Result<RejectsWriter> {
         let label = sink.label().to_string();
         let mut csv = csv::Writer::from_writer(sink);
-        csv.write_record(["line", "reason", "raw"]).with_context(|| format!("cannot write {label}"))?;
+        csv.write_record(["line", "reason", "raw"])
+            .with_context(|| format!("cannot write {label}"))?;
         Ok(RejectsWriter { csv })
     }
 
@@ -235,7 +283,11 @@ impl RejectsWriter {
     }
 
     pub fn commit(self) -> Result<()> {
-        let sink = self.csv.into_inner().map_err(|e| e.into_error()).context("cannot write the rejects")?;
+        let sink = self
+            .csv
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("cannot write the rejects")?;
         sink.commit()
     }
 }

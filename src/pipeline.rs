@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result, anyhow};
 
 use crate::cli::BadRows;
 use crate::exec::Executor;
 use crate::exit::Interrupted;
-use crate::input::{Batch, BadRowError, InputReader};
+use crate::input::{BadRowError, Batch, InputReader};
 use crate::outcome::Outcome;
 use crate::output::{RejectsWriter, ResultsWriter};
 use crate::progress::Progress;
@@ -69,7 +69,9 @@ pub fn run(
     let window = 4 * jobs + 4;
     let (token_tx, token_rx) = mpsc::sync_channel::<()>(window);
     for _ in 0..window {
-        token_tx.send(()).expect("the window channel holds `window` tokens");
+        token_tx
+            .send(())
+            .expect("the window channel holds `window` tokens");
     }
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(jobs);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
@@ -83,7 +85,11 @@ pub fn run(
         let progress = settings.progress.clone();
         thread::Builder::new()
             .name("reader".into())
-            .spawn(move || read_batches(input, rejects, bad_rows, &sizer, &progress, &token_rx, &work_tx, &abort))
+            .spawn(move || {
+                read_batches(
+                    input, rejects, bad_rows, &sizer, &progress, &token_rx, &work_tx, &abort,
+                )
+            })
             .context("cannot start the reader thread")?
     };
 
@@ -153,7 +159,11 @@ fn read_batches(
                     }
                     _ => {
                         abort.store(true, Ordering::Relaxed);
-                        return Err(BadRowError { input: input.name().to_string(), row: bad }.into());
+                        return Err(BadRowError {
+                            input: input.name().to_string(),
+                            row: bad,
+                        }
+                        .into());
                     }
                 },
             }
@@ -166,7 +176,10 @@ fn read_batches(
         if tokens.recv().is_err() {
             break;
         }
-        let batch = Batch { seq, rows: std::mem::take(&mut rows) };
+        let batch = Batch {
+            seq,
+            rows: std::mem::take(&mut rows),
+        };
         if work.send(batch).is_err() {
             break;
         }
@@ -192,7 +205,10 @@ fn drive_lane(
     };
     loop {
         // Hold the lock only to receive, so other lanes can take the next batch.
-        let next = work.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+        let next = work
+            .lock()
+            .map_err(|_| ())
+            .and_then(|rx| rx.recv().map_err(|_| ()));
         let Ok(batch) = next else { return };
         let mut outcomes = Vec::new();
         let started = Instant::now();
@@ -223,7 +239,10 @@ impl BatchSizer {
     const START: usize = 64;
 
     fn new(max: usize) -> BatchSizer {
-        BatchSizer { current: AtomicUsize::new(Self::START.min(max).max(1)), max: max.max(1) }
+        BatchSizer {
+            current: AtomicUsize::new(Self::START.min(max).max(1)),
+            max: max.max(1),
+        }
     }
 
     fn get(&self) -> usize {
@@ -237,10 +256,17 @@ impl BatchSizer {
             return;
         }
         let per_row = took.as_secs_f64() / rows as f64;
-        let ideal = if per_row > 0.0 { Self::TARGET.as_secs_f64() / per_row } else { f64::MAX };
+        let ideal = if per_row > 0.0 {
+            Self::TARGET.as_secs_f64() / per_row
+        } else {
+            f64::MAX
+        };
         let current = self.get();
         let next = ((current as f64 + ideal.min(current as f64 * 4.0)) / 2.0) as usize;
-        self.current.store(next.clamp(Self::MIN.min(self.max), self.max), Ordering::Relaxed);
+        self.current.store(
+            next.clamp(Self::MIN.min(self.max), self.max),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -253,7 +279,10 @@ fn write_in_order(
     settings: &Settings,
     abort: &AtomicBool,
 ) -> Result<Tally> {
-    let mut tally = Tally { counts: vec![[0; 4]; rules], ..Tally::default() };
+    let mut tally = Tally {
+        counts: vec![[0; 4]; rules],
+        ..Tally::default()
+    };
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, (Batch, Vec<Outcome>)> = BTreeMap::new();
     loop {
@@ -294,7 +323,10 @@ fn write_in_order(
         if pending.is_empty() {
             return Ok(tally);
         }
-        return Err(anyhow!("internal error: {} batches were never written", pending.len()));
+        return Err(anyhow!(
+            "internal error: {} batches were never written",
+            pending.len()
+        ));
     }
     Ok(tally)
 }
@@ -347,33 +379,58 @@ mod tests {
             if batch.seq == 0 {
                 // Wait (bounded) until the other lanes have evaluated everything else.
                 let until = Instant::now() + Duration::from_secs(10);
-                while self.evaluated.load(Ordering::SeqCst) + 1 < self.batches && Instant::now() < until {
+                while self.evaluated.load(Ordering::SeqCst) + 1 < self.batches
+                    && Instant::now() < until
+                {
                     thread::sleep(Duration::from_millis(1));
                 }
             }
-            out.extend(batch.rows.iter().map(|row| if row.id.ends_with('7') { Outcome::False } else { Outcome::True }));
+            out.extend(batch.rows.iter().map(|row| {
+                if row.id.ends_with('7') {
+                    Outcome::False
+                } else {
+                    Outcome::True
+                }
+            }));
             self.evaluated.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
     }
 
     fn rules() -> crate::rules::RuleSet {
-        crate::rules::file::parse("[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n", Duration::from_secs(1)).unwrap()
+        crate::rules::file::parse(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
+            Duration::from_secs(1),
+        )
+        .unwrap()
     }
 
     fn run_fake(rows: u64, batch: usize, executor: OutOfOrder) -> (Result<Tally>, String) {
-        let csv: String = std::iter::once("id\n".to_string()).chain((1..=rows).map(|i| format!("{i}\n"))).collect();
-        let input = InputReader::from_reader(Box::new(std::io::Cursor::new(csv.into_bytes())), "t.csv".into(), None, &rules()).unwrap();
+        let csv: String = std::iter::once("id\n".to_string())
+            .chain((1..=rows).map(|i| format!("{i}\n")))
+            .collect();
+        let input = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(csv.into_bytes())),
+            "t.csv".into(),
+            None,
+            &rules(),
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.csv");
-        let mut results = ResultsWriter::new(Sink::create(&Destination::File(path.clone())).unwrap(), &[1]).unwrap();
+        let mut results = ResultsWriter::new(
+            Sink::create(&Destination::File(path.clone())).unwrap(),
+            &[1],
+        )
+        .unwrap();
         let settings = Settings {
             bad_rows: BadRows::Fail,
             batch_size: batch,
             progress: Progress::new(crate::cli::ProgressWhen::Never, None),
             stop: StopFlag::never(),
         };
-        let tally = run(input, Arc::new(executor), 1, None, &mut results, &settings).map(|(t, _)| t);
+        let tally =
+            run(input, Arc::new(executor), 1, None, &mut results, &settings).map(|(t, _)| t);
         if tally.is_ok() {
             results.commit().unwrap();
         }
@@ -384,25 +441,43 @@ mod tests {
     fn batches_that_finish_out_of_order_are_written_in_input_order() {
         // --batch-size 4: ten batches of four rows.
         let evaluated = Arc::new(AtomicU64::new(0));
-        let executor = OutOfOrder { jobs: 3, evaluated, batches: 10, fail_at: None };
+        let executor = OutOfOrder {
+            jobs: 3,
+            evaluated,
+            batches: 10,
+            fail_at: None,
+        };
         let (tally, out) = run_fake(40, 4, executor);
         let tally = tally.unwrap();
         assert_eq!(tally.rows, 40);
         assert_eq!(tally.counts, vec![[36, 4, 0, 0]]);
-        let expected: String = std::iter::once("transaction_id,rule_id,result,detail\n".to_string())
-            .chain((1..=40).map(|i| format!("{i},1,{},\n", if i % 10 == 7 { "false" } else { "true" })))
-            .collect();
+        let expected: String =
+            std::iter::once("transaction_id,rule_id,result,detail\n".to_string())
+                .chain(
+                    (1..=40).map(|i| {
+                        format!("{i},1,{},\n", if i % 10 == 7 { "false" } else { "true" })
+                    }),
+                )
+                .collect();
         assert_eq!(out, expected);
     }
 
     #[test]
     fn a_failing_lane_fails_the_run() {
         let evaluated = Arc::new(AtomicU64::new(0));
-        let executor = OutOfOrder { jobs: 2, evaluated, batches: 100, fail_at: Some(3) };
+        let executor = OutOfOrder {
+            jobs: 2,
+            evaluated,
+            batches: 100,
+            fail_at: Some(3),
+        };
         let (tally, out) = run_fake(400, 4, executor);
         // Which lane takes batch 3 depends on scheduling; the message names it.
         let message = tally.unwrap_err().to_string();
-        assert!(["lane 0 failed on batch 3", "lane 1 failed on batch 3"].contains(&message.as_str()), "{message}");
+        assert!(
+            ["lane 0 failed on batch 3", "lane 1 failed on batch 3"].contains(&message.as_str()),
+            "{message}"
+        );
         assert_eq!(out, "", "nothing is committed");
     }
 
@@ -411,7 +486,11 @@ mod tests {
         let sizer = BatchSizer::new(1024);
         assert_eq!(sizer.get(), 64);
         sizer.observe(64, Duration::from_micros(64));
-        assert_eq!(sizer.get(), 160, "at most 4x the current size, halfway there");
+        assert_eq!(
+            sizer.get(),
+            160,
+            "at most 4x the current size, halfway there"
+        );
         for _ in 0..10 {
             sizer.observe(sizer.get(), Duration::from_micros(sizer.get() as u64));
         }
@@ -419,7 +498,11 @@ mod tests {
         for _ in 0..20 {
             sizer.observe(sizer.get(), Duration::from_millis(5) * sizer.get() as u32);
         }
-        assert_eq!(sizer.get(), BatchSizer::MIN, "5 ms per row: a few rows per batch");
+        assert_eq!(
+            sizer.get(),
+            BatchSizer::MIN,
+            "5 ms per row: a few rows per batch"
+        );
         let small = BatchSizer::new(7);
         assert_eq!(small.get(), 7);
     }

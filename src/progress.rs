@@ -14,10 +14,13 @@ use crate::cli::ProgressWhen;
 fn draw_target(when: ProgressWhen) -> Option<ProgressDrawTarget> {
     match when {
         ProgressWhen::Never => None,
-        ProgressWhen::Auto => std::io::stderr().is_terminal().then(ProgressDrawTarget::stderr),
-        ProgressWhen::Always => {
-            Some(ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 10))
-        }
+        ProgressWhen::Auto => std::io::stderr()
+            .is_terminal()
+            .then(ProgressDrawTarget::stderr),
+        ProgressWhen::Always => Some(ProgressDrawTarget::term_like_with_hz(
+            Box::new(console::Term::stderr()),
+            10,
+        )),
     }
 }
 
@@ -30,10 +33,14 @@ impl Progress {
     /// A bar over `total` bytes (a spinner when the size is unknown, e.g. stdin).
     pub fn new(when: ProgressWhen, total: Option<u64>) -> Progress {
         let Some(target) = draw_target(when) else {
-            return Progress { bar: ProgressBar::hidden() };
+            return Progress {
+                bar: ProgressBar::hidden(),
+            };
         };
         let template = match total {
-            Some(_) => "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})",
+            Some(_) => {
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})"
+            }
             None => "{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec})",
         };
         let bar = ProgressBar::with_draw_target(total, target)
@@ -45,9 +52,12 @@ impl Progress {
     /// A bar counting items (rockets), for commands that know their count.
     pub fn counter(when: ProgressWhen, total: u64, what: &str) -> Progress {
         let Some(target) = draw_target(when) else {
-            return Progress { bar: ProgressBar::hidden() };
+            return Progress {
+                bar: ProgressBar::hidden(),
+            };
         };
-        let template = format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what}");
+        let template =
+            format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what}");
         let bar = ProgressBar::with_draw_target(Some(total), target)
             .with_style(ProgressStyle::with_template(&template).expect("valid template"));
         Progress { bar }

@@ -3,8 +3,8 @@
 //! before exiting 128 + the signal (130, 143, 129). A second one, if the first is somehow
 //! not honoured, terminates at once.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -22,7 +22,11 @@ impl StopFlag {
             // Handlers run in registration order: the first signal finds `armed` false and
             // only sets the flags; a second one finds it true and exits at once.
             let install = || -> std::io::Result<()> {
-                signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&armed))?;
+                signal_hook::flag::register_conditional_shutdown(
+                    signal,
+                    128 + signal,
+                    Arc::clone(&armed),
+                )?;
                 signal_hook::flag::register(signal, Arc::clone(&armed))?;
                 signal_hook::flag::register_usize(signal, Arc::clone(&flag), signal as usize)?;
                 Ok(())

@@ -73,12 +73,19 @@ pub struct RunFacts {
 
 impl Summary {
     /// A completed run's summary, or (with `error`) a failed one's, whose counts are zero.
-    pub fn new(facts: RunFacts, rules: &RuleSet, tally: &Tally, exit_code: i32, error: Option<String>) -> Summary {
+    pub fn new(
+        facts: RunFacts,
+        rules: &RuleSet,
+        tally: &Tally,
+        exit_code: i32,
+        error: Option<String>,
+    ) -> Summary {
         let wall = facts.wall.as_secs_f64();
         Summary {
             txguard_version: env!("CARGO_PKG_VERSION"),
             started_at: humantime::format_rfc3339_millis(facts.started_at).to_string(),
-            finished_at: humantime::format_rfc3339_millis(facts.started_at + facts.wall).to_string(),
+            finished_at: humantime::format_rfc3339_millis(facts.started_at + facts.wall)
+                .to_string(),
             input: facts.input,
             input_bytes: tally.bytes,
             rules_file: facts.rules_file,
@@ -101,9 +108,17 @@ impl Summary {
                     timeout: c[Kind::Timeout as usize],
                 })
                 .collect(),
-            workers: facts.workers.map(|w| WorkersSummary { started: w.started, killed: w.killed, died: w.died }),
+            workers: facts.workers.map(|w| WorkersSummary {
+                started: w.started,
+                killed: w.killed,
+                died: w.died,
+            }),
             wall_seconds: wall,
-            transactions_per_second: if wall > 0.0 { tally.rows as f64 / wall } else { 0.0 },
+            transactions_per_second: if wall > 0.0 {
+                tally.rows as f64 / wall
+            } else {
+                0.0
+            },
             exit_code,
             error,
         }
@@ -123,8 +138,18 @@ impl Summary {
             self.executor,
             self.jobs
         );
-        let width = self.rules.iter().map(|r| r.name.chars().count()).max().unwrap_or(4).max(4);
-        let _ = writeln!(s, "  {:>6}  {:<width$}  {:>9}  {:>9}  {:>9}  {:>9}", "rule", "name", "true", "false", "error", "timeout");
+        let width = self
+            .rules
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            s,
+            "  {:>6}  {:<width$}  {:>9}  {:>9}  {:>9}  {:>9}",
+            "rule", "name", "true", "false", "error", "timeout"
+        );
         for r in &self.rules {
             let _ = writeln!(
                 s,
@@ -134,7 +159,11 @@ impl Summary {
         }
         let _ = writeln!(s, "  bad rows: {}", self.bad_rows);
         if let Some(w) = &self.workers {
-            let _ = writeln!(s, "  workers: {} started, {} killed at a deadline, {} died", w.started, w.killed, w.died);
+            let _ = writeln!(
+                s,
+                "  workers: {} started, {} killed at a deadline, {} died",
+                w.started, w.killed, w.died
+            );
         }
         s
     }

@@ -5,9 +5,12 @@ use crate::workdir::Workdir;
 #[test]
 fn check_passes_the_sample_rules_and_reports_every_problem_at_once() {
     let wd = Workdir::new("check");
-    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/rules.toml")).unwrap();
+    let sample =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/rules.toml")).unwrap();
     wd.create("rules.toml", &sample);
-    wd.run(&["check", "rules.toml"]).expect_success().expect_stderr_contains("rules.toml: 8 rules compile; 13 examples pass");
+    wd.run(&["check", "rules.toml"])
+        .expect_success()
+        .expect_stderr_contains("rules.toml: 8 rules compile; 13 examples pass");
 
     wd.create(
         "bad.toml",
@@ -37,8 +40,11 @@ fn generate_is_byte_identical_for_a_seed_and_has_the_contract_columns() {
     assert_eq!(a.output.stdout, b.output.stdout);
     assert_ne!(a.output.stdout, c.output.stdout);
     let text = a.stdout();
-    assert!(text.starts_with("id,timestamp,account,amount,currency,country,merchant\n1,2026-01-01T"));
+    assert!(
+        text.starts_with("id,timestamp,account,amount,currency,country,merchant\n1,2026-01-01T")
+    );
     assert_eq!(text.lines().count(), 1001);
-    wd.run(&["generate", "-n", "1000", "--seed", "3", "-o", "tx.csv"]).expect_success();
+    wd.run(&["generate", "-n", "1000", "--seed", "3", "-o", "tx.csv"])
+        .expect_success();
     assert_eq!(wd.read("tx.csv"), text);
 }

@@ -23,27 +23,67 @@ fn send(pid: u32, signal: i32) {
 fn a_second_run_on_the_same_output_exits_75_naming_the_lock() {
     let wd = Workdir::new("lock");
     wd.create("tx.csv", "id\n1\n");
-    wd.create("rules.toml", "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n");
+    wd.create(
+        "rules.toml",
+        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
+    );
     wd.create("out.csv", "earlier\n");
     let lock = File::create(wd.path("out.csv.lock")).unwrap();
     lock.lock().unwrap();
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "--summary", "s.json"]);
-    run.expect_code(75).expect_stderr_contains("another txguard run holds the lock out.csv.lock");
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--summary",
+        "s.json",
+    ]);
+    run.expect_code(75)
+        .expect_stderr_contains("another txguard run holds the lock out.csv.lock");
     assert_eq!(wd.read("out.csv"), "earlier\n");
-    assert!(!wd.exists("s.json"), "a locked-out run leaves the summary to the run that holds the lock");
+    assert!(
+        !wd.exists("s.json"),
+        "a locked-out run leaves the summary to the run that holds the lock"
+    );
     drop(lock);
     // The lock dies with its holder: no stale lock to clean up.
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]).expect_success();
-    assert_eq!(wd.read("out.csv"), "transaction_id,rule_id,result,detail\n1,1,true,\n");
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "-q",
+    ])
+    .expect_success();
+    assert_eq!(
+        wd.read("out.csv"),
+        "transaction_id,rule_id,result,detail\n1,1,true,\n"
+    );
 }
 
 fn interrupted_run_leaves_nothing_behind(signal: i32, code: i32) {
     let wd = Workdir::new("signal");
-    wd.run(&["generate", "-n", "2000", "-o", "tx.csv"]).expect_success();
+    wd.run(&["generate", "-n", "2000", "-o", "tx.csv"])
+        .expect_success();
     slow_rules(&wd);
     wd.create("out.csv", "earlier\n");
     let child = wd
-        .command(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-j", "2", "--bad-rows", "skip"])
+        .command(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "out.csv",
+            "-j",
+            "2",
+            "--bad-rows",
+            "skip",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -51,11 +91,24 @@ fn interrupted_run_leaves_nothing_behind(signal: i32, code: i32) {
     let sent = Instant::now();
     send(child.id(), signal);
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(code), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(sent.elapsed() < Duration::from_secs(5), "stopped promptly");
     assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted by SIG"));
-    assert_eq!(wd.read("out.csv"), "earlier\n", "the earlier output is as it was");
-    assert_eq!(wd.listing(), ["out.csv", "out.csv.lock", "rules.toml", "tx.csv"], "no temporary files");
+    assert_eq!(
+        wd.read("out.csv"),
+        "earlier\n",
+        "the earlier output is as it was"
+    );
+    assert_eq!(
+        wd.listing(),
+        ["out.csv", "out.csv.lock", "rules.toml", "tx.csv"],
+        "no temporary files"
+    );
 }
 
 #[test]
@@ -82,11 +135,39 @@ fn fail_on_exits_3_after_writing_everything() {
         "[columns]\namount = \"float\"\n[[rule]]\nid = 1\nname = \"a\"\nwhen = \"amount > 10.0\"\n",
     );
     let out = "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,true,\n";
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "--fail-on", "error,timeout"]).expect_success();
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "--fail-on", "error,false"]);
-    run.expect_code(3).expect_stderr_contains("a result named by --fail-on occurred");
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--fail-on",
+        "error,timeout",
+    ])
+    .expect_success();
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--fail-on",
+        "error,false",
+    ]);
+    run.expect_code(3)
+        .expect_stderr_contains("a result named by --fail-on occurred");
     assert_eq!(wd.read("out.csv"), out);
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "--fail-on", "maybe"]).expect_code(2);
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "--fail-on",
+        "maybe",
+    ])
+    .expect_code(2);
 }
 
 #[test]
@@ -98,8 +179,23 @@ fn the_summary_json_says_what_happened() {
         "[columns]\namount = \"float\"\n[[rule]]\nid = 4\nname = \"big\"\nwhen = \"amount > 10.0\"\n\
          [[rule]]\nid = 5\nname = \"odd\"\nwhen = 'if id == \"3\" { throw \"x\" } true'\n",
     );
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "--bad-rows", "skip", "--summary", "s.json", "-j", "3", "--fail-on", "error"])
-        .expect_code(3);
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--bad-rows",
+        "skip",
+        "--summary",
+        "s.json",
+        "-j",
+        "3",
+        "--fail-on",
+        "error",
+    ])
+    .expect_code(3);
     let json: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
     assert_eq!(json["txguard_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(json["input"], "tx.csv");
@@ -128,37 +224,87 @@ fn the_summary_json_says_what_happened() {
     assert!(json.get("error").is_none());
 
     // A failed run still writes its summary, with the error and exit code.
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "--summary", "s.json"]).expect_code(1);
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--summary",
+        "s.json",
+    ])
+    .expect_code(1);
     let json: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
     assert_eq!(json["exit_code"], 1);
-    assert_eq!(json["error"], "tx.csv:3: column \"amount\": \"x\" is not a float");
+    assert_eq!(
+        json["error"],
+        "tx.csv:3: column \"amount\": \"x\" is not a float"
+    );
 }
 
 #[test]
 fn a_quiet_run_under_cron_prints_nothing() {
     let wd = Workdir::new("quiet");
-    wd.run(&["generate", "-n", "500", "-o", "tx.csv"]).expect_success();
-    wd.create("rules.toml", "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n");
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]);
+    wd.run(&["generate", "-n", "500", "-o", "tx.csv"])
+        .expect_success();
+    wd.create(
+        "rules.toml",
+        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
+    );
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "-q",
+    ]);
     run.expect_success();
     assert_eq!(run.stdout(), "");
     assert_eq!(run.stderr(), "");
     // Without -q the summary is there, but never a progress bar off a terminal.
     let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"]);
-    assert!(run.stderr().starts_with("txguard: 500 transactions"), "{}", run.stderr());
+    assert!(
+        run.stderr().starts_with("txguard: 500 transactions"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
 fn a_full_disk_fails_with_the_os_error_and_leaves_earlier_outputs() {
     let wd = Workdir::new("full");
-    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"]).expect_success();
-    wd.create("rules.toml", "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n");
+    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"])
+        .expect_success();
+    wd.create(
+        "rules.toml",
+        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
+    );
     wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "/dev/full"])
         .expect_code(1)
         .expect_stderr_contains("No space left on device");
-    wd.run(&["generate", "-n", "20000", "-o", "/dev/full"]).expect_code(1).expect_stderr_contains("No space left on device");
+    wd.run(&["generate", "-n", "20000", "-o", "/dev/full"])
+        .expect_code(1)
+        .expect_stderr_contains("No space left on device");
     wd.create("s.json", "earlier\n");
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "/dev/full", "--summary", "s.json"]).expect_code(1);
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "/dev/full",
+        "--summary",
+        "s.json",
+    ])
+    .expect_code(1);
     let json: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
-    assert!(json["error"].as_str().unwrap().contains("No space left on device"));
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device")
+    );
 }

@@ -35,7 +35,10 @@ fn csv_body() -> impl Strategy<Value = Vec<u8>> {
 
 /// Records after the header, blank lines aside, as an independent reader counts them.
 fn input_rows(bytes: &[u8]) -> Option<u64> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(bytes);
     let mut count = 0;
     for record in reader.byte_records() {
         let record = record.ok()?;
@@ -47,7 +50,9 @@ fn input_rows(bytes: &[u8]) -> Option<u64> {
 }
 
 fn line_count(text: &str) -> u64 {
-    csv::Reader::from_reader(text.as_bytes()).byte_records().count() as u64
+    csv::Reader::from_reader(text.as_bytes())
+        .byte_records()
+        .count() as u64
 }
 
 proptest! {

@@ -29,8 +29,20 @@ fn hostile_but_valid_csv_is_read_exactly() {
          3,7,\"two\r\nlines\",\"São Paulo\"\r\n\
          \"4\",10001,,Kraków",
     );
-    wd.create("rules.toml", rules(&(rule(1, "amount > 10000.0") + &*rule(2, r#"city == "東京" || city.len() == 9"#))));
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]).expect_success();
+    wd.create(
+        "rules.toml",
+        rules(&(rule(1, "amount > 10000.0") + &*rule(2, r#"city == "東京" || city.len() == 9"#))),
+    );
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "-q",
+    ])
+    .expect_success();
     assert_eq!(
         wd.read("out.csv"),
         format!(
@@ -42,12 +54,18 @@ fn hostile_but_valid_csv_is_read_exactly() {
 #[test]
 fn each_kind_of_bad_row_stops_the_run_with_file_line_column_and_value() {
     let cases = [
-        ("1,12x,FR\n", "tx.csv:3: column \"amount\": \"12x\" is not a float"),
+        (
+            "1,12x,FR\n",
+            "tx.csv:3: column \"amount\": \"12x\" is not a float",
+        ),
         ("x1,5,FR\n", "tx.csv:3: column \"id\": \"x1\" is not an int"),
         (",5,FR\n", "tx.csv:3: column \"id\" is empty"),
         ("1,5\n", "tx.csv:3: expected 3 fields, found 2"),
         ("1,5,FR,extra\n", "tx.csv:3: expected 3 fields, found 4"),
-        ("1,5,\"F\nR\"\n9,x,FR\n", "tx.csv:5: column \"amount\": \"x\" is not a float"),
+        (
+            "1,5,\"F\nR\"\n9,x,FR\n",
+            "tx.csv:5: column \"amount\": \"x\" is not a float",
+        ),
     ];
     for (bad, message) in cases {
         let wd = Workdir::new("bad-fail");
@@ -57,8 +75,16 @@ fn each_kind_of_bad_row_stops_the_run_with_file_line_column_and_value() {
         wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"])
             .expect_code(1)
             .expect_stderr_contains(message);
-        assert_eq!(wd.read("out.csv"), "yesterday's results\n", "the earlier output is intact");
-        assert_eq!(wd.listing(), ["out.csv", "out.csv.lock", "rules.toml", "tx.csv"], "no temporary file left");
+        assert_eq!(
+            wd.read("out.csv"),
+            "yesterday's results\n",
+            "the earlier output is intact"
+        );
+        assert_eq!(
+            wd.listing(),
+            ["out.csv", "out.csv.lock", "rules.toml", "tx.csv"],
+            "no temporary file left"
+        );
     }
 }
 
@@ -76,11 +102,26 @@ fn invalid_utf8_in_a_string_column_is_a_bad_row() {
 #[test]
 fn skipped_bad_rows_go_to_the_rejects_file_and_are_counted() {
     let wd = Workdir::new("bad-skip");
-    wd.create("tx.csv", "id,amount,country\n1,5,FR\n2,12x,FR\n,5,FR\n3,\"1,5\"\n4,20000,IR\n5,1,FR,x\n");
+    wd.create(
+        "tx.csv",
+        "id,amount,country\n1,5,FR\n2,12x,FR\n,5,FR\n3,\"1,5\"\n4,20000,IR\n5,1,FR,x\n",
+    );
     wd.create("rules.toml", rules(&rule(1, "amount > 10000.0")));
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "--bad-rows", "skip"]);
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--bad-rows",
+        "skip",
+    ]);
     run.expect_success().expect_stderr_contains("bad rows: 4");
-    assert_eq!(wd.read("out.csv"), format!("{HEADER}1,1,false,\n4,1,true,\n"));
+    assert_eq!(
+        wd.read("out.csv"),
+        format!("{HEADER}1,1,false,\n4,1,true,\n")
+    );
     assert_eq!(
         wd.read("out.csv.rejects.csv"),
         "line,reason,raw\n\
@@ -96,12 +137,34 @@ fn skip_with_output_on_stdout_sends_rejects_to_stderr_or_the_named_file() {
     let wd = Workdir::new("bad-skip-stdout");
     wd.create("tx.csv", "id,amount\n1,5\n2,oops\n");
     wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "--bad-rows", "skip", "-q"]);
-    run.expect_success().expect_stderr_contains("line,reason,raw\n3,");
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "--bad-rows",
+        "skip",
+        "-q",
+    ]);
+    run.expect_success()
+        .expect_stderr_contains("line,reason,raw\n3,");
     assert_eq!(run.stdout(), format!("{HEADER}1,1,true,\n"));
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "--bad-rows", "skip", "-q", "--rejects", "rej.csv"])
-        .expect_success();
-    assert_eq!(wd.read("rej.csv"), "line,reason,raw\n3,\"column \"\"amount\"\": \"\"oops\"\" is not a float\",\"2,oops\"\n");
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "--bad-rows",
+        "skip",
+        "-q",
+        "--rejects",
+        "rej.csv",
+    ])
+    .expect_success();
+    assert_eq!(
+        wd.read("rej.csv"),
+        "line,reason,raw\n3,\"column \"\"amount\"\": \"\"oops\"\" is not a float\",\"2,oops\"\n"
+    );
 }
 
 #[test]
@@ -109,14 +172,27 @@ fn a_file_that_is_not_a_transactions_csv_always_fails() {
     let wd = Workdir::new("not-csv");
     wd.create("rules.toml", rules(&rule(1, "true")));
     wd.create("noid.csv", "name,amount\nx,1\n");
-    wd.run(&["run", "noid.csv", "--rules", "rules.toml", "--bad-rows", "skip"])
-        .expect_code(1)
-        .expect_stderr_contains("noid.csv:1: no `id` column in the header");
+    wd.run(&[
+        "run",
+        "noid.csv",
+        "--rules",
+        "rules.toml",
+        "--bad-rows",
+        "skip",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains("noid.csv:1: no `id` column in the header");
     wd.create("binary.csv", [0xffu8, 0xfe, 0x00, 0x01, b'\n', 0x80]);
-    wd.run(&["run", "binary.csv", "--rules", "rules.toml"]).expect_code(1).expect_stderr_contains("not valid UTF-8");
+    wd.run(&["run", "binary.csv", "--rules", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains("not valid UTF-8");
     wd.create("empty.csv", "");
-    wd.run(&["run", "empty.csv", "--rules", "rules.toml"]).expect_code(1).expect_stderr_contains("empty input");
-    wd.run(&["run", "missing.csv", "--rules", "rules.toml"]).expect_code(1).expect_stderr_contains("cannot open input missing.csv");
+    wd.run(&["run", "empty.csv", "--rules", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains("empty input");
+    wd.run(&["run", "missing.csv", "--rules", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains("cannot open input missing.csv");
 }
 
 #[test]
@@ -127,32 +203,62 @@ fn rules_file_errors_are_all_reported_before_the_input_is_read() {
         "[columns]\namount = \"decimal\"\n\n[[rule]]\nid = 1\nname = \"a\"\nwhen = \"amount >\"\n\n[[rule]]\nid = 1\nname = \"b\"\nwhen = \"true\"\n",
     );
     // The input does not exist: the rules' errors must come first, alone.
-    let run = wd.run(&["run", "missing.csv", "--rules", "rules.toml", "-o", "out.csv"]);
+    let run = wd.run(&[
+        "run",
+        "missing.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+    ]);
     run.expect_code(1);
     let stderr = run.stderr();
     assert!(stderr.contains("rules.toml has 2 errors"), "{stderr}");
-    assert!(stderr.contains("rules.toml:2: column \"amount\": unknown type \"decimal\""), "{stderr}");
-    assert!(stderr.contains("rules.toml:10: rule 1 \"b\": duplicate id 1 (first used on line 4)"), "{stderr}");
+    assert!(
+        stderr.contains("rules.toml:2: column \"amount\": unknown type \"decimal\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rules.toml:10: rule 1 \"b\": duplicate id 1 (first used on line 4)"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("missing.csv"), "{stderr}");
     assert!(!wd.exists("out.csv"));
 
-    wd.create("rules.toml", rules(&(rule(1, "amount >") + &*rule(2, "true") + &*rule(3, "1 +* 2"))));
+    wd.create(
+        "rules.toml",
+        rules(&(rule(1, "amount >") + &*rule(2, "true") + &*rule(3, "1 +* 2"))),
+    );
     let run = wd.run(&["run", "missing.csv", "--rules", "rules.toml"]);
     run.expect_code(1)
-        .expect_stderr_contains("rules.toml:8: rule 1 \"rule1\": when: line 1, column 9: Script is incomplete")
-        .expect_stderr_contains("rules.toml:18: rule 3 \"rule3\": when: line 1, column 4: Unexpected '*'");
+        .expect_stderr_contains(
+            "rules.toml:8: rule 1 \"rule1\": when: line 1, column 9: Script is incomplete",
+        )
+        .expect_stderr_contains(
+            "rules.toml:18: rule 3 \"rule3\": when: line 1, column 4: Unexpected '*'",
+        );
 
-    wd.create("rules.toml", "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nwhen_not = 1\n");
-    wd.run(&["run", "missing.csv", "--rules", "rules.toml"]).expect_code(1).expect_stderr_contains("rules.toml:5: unknown field `when_not`");
+    wd.create(
+        "rules.toml",
+        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nwhen_not = 1\n",
+    );
+    wd.run(&["run", "missing.csv", "--rules", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains("rules.toml:5: unknown field `when_not`");
     wd.create("rules.toml", "[[rule]\n");
-    wd.run(&["run", "missing.csv", "--rules", "rules.toml"]).expect_code(1).expect_stderr_contains("rules.toml:1:");
+    wd.run(&["run", "missing.csv", "--rules", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains("rules.toml:1:");
 }
 
 #[test]
 fn a_rule_reading_a_column_the_input_lacks_fails_before_any_row_is_evaluated() {
     let wd = Workdir::new("unknown-var");
     wd.create("tx.csv", "id,amount\n1,5\n");
-    wd.create("rules.toml", rules(&(rule(1, "amount > 1.0") + &*rule(2, "amout > 1.0"))));
+    wd.create(
+        "rules.toml",
+        rules(&(rule(1, "amount > 1.0") + &*rule(2, "amout > 1.0"))),
+    );
     wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"])
         .expect_code(1)
         .expect_stderr_contains(
@@ -167,11 +273,23 @@ fn loops_runtime_errors_and_non_bools_are_results_with_details() {
     wd.create("tx.csv", "id,amount\n1,5\n2,20000\n");
     let body = rule(1, "if id == 2 { loop {} } true")
         + "timeout = \"50ms\"\n\n"
-        + &*rule(2, "if id == 1 { throw \"no score for this merchant\" } false")
+        + &*rule(
+            2,
+            "if id == 1 { throw \"no score for this merchant\" } false",
+        )
         + &*rule(3, "amount")
         + &*rule(4, "let m = #{}; m.missing > 1");
     wd.create("rules.toml", rules(&body));
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]).expect_success();
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "-q",
+    ])
+    .expect_success();
     assert_eq!(
         wd.read("out.csv"),
         format!(
@@ -192,7 +310,10 @@ fn loops_runtime_errors_and_non_bools_are_results_with_details() {
 fn print_in_a_rule_never_reaches_the_data_stream() {
     let wd = Workdir::new("print");
     wd.create("tx.csv", "id,amount\n1,5\n");
-    wd.create("rules.toml", rules(&rule(1, "print(\"hello\"); debug(\"dbg\"); true")));
+    wd.create(
+        "rules.toml",
+        rules(&rule(1, "print(\"hello\"); debug(\"dbg\"); true")),
+    );
     let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "-", "-q"]);
     run.expect_success();
     assert_eq!(run.stdout(), format!("{HEADER}1,1,true,\n"));
@@ -202,17 +323,35 @@ fn print_in_a_rule_never_reaches_the_data_stream() {
 #[test]
 fn results_are_identical_for_every_job_count_and_batch_size() {
     let wd = Workdir::new("determinism");
-    wd.run(&["generate", "-n", "20000", "--seed", "9", "-o", "tx.csv"]).expect_success();
+    wd.run(&["generate", "-n", "20000", "--seed", "9", "-o", "tx.csv"])
+        .expect_success();
     let body = rule(1, "amount > 100.0 && coin_flip()")
         + &*rule(2, "random() < 0.3")
-        + &*rule(3, "if id % 7 == 0 { throw \"seven\" } coin_flip() && coin_flip()")
+        + &*rule(
+            3,
+            "if id % 7 == 0 { throw \"seven\" } coin_flip() && coin_flip()",
+        )
         + &*rule(4, "country == \"US\"");
     wd.create("rules.toml", rules(&body));
     let mut outputs = Vec::new();
     for (jobs, batch) in [("1", "1024"), ("4", "1024"), ("2", "7"), ("3", "5000")] {
         let out = format!("out-{jobs}-{batch}.csv");
-        wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", &out, "-j", jobs, "--batch-size", batch, "--seed", "5", "-q"])
-            .expect_success();
+        wd.run(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            &out,
+            "-j",
+            jobs,
+            "--batch-size",
+            batch,
+            "--seed",
+            "5",
+            "-q",
+        ])
+        .expect_success();
         outputs.push(wd.read(&out));
     }
     assert_eq!(outputs[0].lines().count(), 1 + 20000 * 4);
@@ -220,9 +359,27 @@ fn results_are_identical_for_every_job_count_and_batch_size() {
         assert!(outputs[0] == *other, "outputs differ between job counts");
     }
     let trues = outputs[0].lines().filter(|l| l.ends_with(",true,")).count();
-    assert!(trues > 1000, "coin flips and random() give a mix of results ({trues} true)");
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "other-seed.csv", "--seed", "6", "-q"]).expect_success();
-    assert_ne!(wd.read("other-seed.csv"), outputs[0], "another seed, other flips");
+    assert!(
+        trues > 1000,
+        "coin flips and random() give a mix of results ({trues} true)"
+    );
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "other-seed.csv",
+        "--seed",
+        "6",
+        "-q",
+    ])
+    .expect_success();
+    assert_ne!(
+        wd.read("other-seed.csv"),
+        outputs[0],
+        "another seed, other flips"
+    );
 }
 
 #[test]
@@ -230,7 +387,8 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let wd = Workdir::new("broken-pipe");
-    wd.run(&["generate", "-n", "200000", "-o", "tx.csv"]).expect_success();
+    wd.run(&["generate", "-n", "200000", "-o", "tx.csv"])
+        .expect_success();
     wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
     let mut child = wd
         .command(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
@@ -239,7 +397,9 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     assert_eq!(first, HEADER);
     // The BufReader (our end of the pipe) is dropped here, like `| head -1` exiting.
     let output = child.wait_with_output().unwrap();
@@ -251,7 +411,10 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
 fn standard_input_can_be_the_input() {
     let wd = Workdir::new("stdin");
     wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
-    let run = wd.run_with_stdin(&["run", "-", "--rules", "rules.toml", "-q"], "id,amount\n1,5\n2,0.5\n");
+    let run = wd.run_with_stdin(
+        &["run", "-", "--rules", "rules.toml", "-q"],
+        "id,amount\n1,5\n2,0.5\n",
+    );
     run.expect_success();
     assert_eq!(run.stdout(), format!("{HEADER}1,1,true,\n2,1,false,\n"));
 }
@@ -260,7 +423,10 @@ fn standard_input_can_be_the_input() {
 fn the_summary_counts_every_result_kind_per_rule() {
     let wd = Workdir::new("summary");
     wd.create("tx.csv", "id,amount\n1,5\n2,20000\n3,1\n");
-    wd.create("rules.toml", rules(&(rule(7, "amount > 10.0") + &*rule(8, "if id == 3 { throw \"x\" } true"))));
+    wd.create(
+        "rules.toml",
+        rules(&(rule(7, "amount > 10.0") + &*rule(8, "if id == 3 { throw \"x\" } true"))),
+    );
     let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"]);
     run.expect_success()
         .expect_stderr_contains("txguard: 3 transactions × 2 rules = 6 results")
@@ -273,19 +439,45 @@ fn the_summary_counts_every_result_kind_per_rule() {
 fn bad_command_lines_exit_2() {
     let wd = Workdir::new("usage");
     wd.run(&["run", "tx.csv"]).expect_code(2);
-    wd.run(&["run", "tx.csv", "--rules", "r.toml", "--executor", "fibers"]).expect_code(2);
-    wd.run(&["run", "tx.csv", "--rules", "r.toml", "--timeout", "soon"]).expect_code(2);
-    wd.run(&["run", "tx.csv", "--rules", "r.toml", "-j", "0"]).expect_code(2);
+    wd.run(&["run", "tx.csv", "--rules", "r.toml", "--executor", "fibers"])
+        .expect_code(2);
+    wd.run(&["run", "tx.csv", "--rules", "r.toml", "--timeout", "soon"])
+        .expect_code(2);
+    wd.run(&["run", "tx.csv", "--rules", "r.toml", "-j", "0"])
+        .expect_code(2);
     wd.run(&["frobnicate"]).expect_code(2);
 }
 
 #[test]
 fn the_progress_bar_shows_bytes_read_only_when_asked_off_a_terminal() {
     let wd = Workdir::new("progress");
-    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"]).expect_success();
+    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"])
+        .expect_success();
     wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q", "--progress", "always"]);
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "-q",
+        "--progress",
+        "always",
+    ]);
     run.expect_success().expect_stderr_contains("/1.14 MiB");
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv", "-q"]);
-    assert_eq!(run.stderr(), "", "auto: no bar when stderr is not a terminal");
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "-q",
+    ]);
+    assert_eq!(
+        run.stderr(),
+        "",
+        "auto: no bar when stderr is not a terminal"
+    );
 }

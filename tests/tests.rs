@@ -6,6 +6,6 @@ mod workdir;
 mod check_generate;
 mod cron;
 mod fuzz;
+mod processes;
 mod rockets;
 mod run;
-mod processes;

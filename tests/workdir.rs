@@ -73,7 +73,9 @@ impl Workdir {
     pub fn run_with_stdin(&self, args: &[&str], stdin: impl AsRef<[u8]>) -> Run {
         use std::io::Write;
         let mut cmd = self.command(args);
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn txguard");
         let bytes = stdin.as_ref().to_vec();
         let mut pipe = child.stdin.take().unwrap();
@@ -100,7 +102,11 @@ pub struct Run {
 
 impl Run {
     fn new(command: String, dir: &Path, output: Output) -> Run {
-        Run { command, dir: dir.to_path_buf(), output }
+        Run {
+            command,
+            dir: dir.to_path_buf(),
+            output,
+        }
     }
 
     pub fn code(&self) -> Option<i32> {
@@ -129,7 +135,12 @@ impl Run {
     /// Asserts the exit code and returns self for more checks.
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code(), Some(code), "unexpected exit code\n{}", self.describe());
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "unexpected exit code\n{}",
+            self.describe()
+        );
         self
     }
 
@@ -141,7 +152,11 @@ impl Run {
     /// Asserts that stderr contains `needle`.
     #[track_caller]
     pub fn expect_stderr_contains(&self, needle: &str) -> &Run {
-        assert!(self.stderr().contains(needle), "stderr lacks {needle:?}\n{}", self.describe());
+        assert!(
+            self.stderr().contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.describe()
+        );
         self
     }
 }

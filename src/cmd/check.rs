@@ -8,13 +8,19 @@ use crate::cli::CheckArgs;
 use crate::cmd::run::load_rules;
 use crate::exit;
 use crate::outcome::Outcome;
-use crate::rules::{random_key_hash, ColumnType, Columns, Evaluator, Example, Expect, Row, RuleSet, RulesError, RulesErrors};
+use crate::rules::{
+    ColumnType, Columns, Evaluator, Example, Expect, Row, RuleSet, RulesError, RulesErrors,
+    random_key_hash,
+};
 
 pub fn run(args: &CheckArgs) -> Result<i32> {
     let set = load_rules(&args.rules, args.timeout)?;
     let columns = columns_of(&set);
-    let mut evaluator = Evaluator::new(&set, &columns, args.seed)
-        .map_err(|errors| RulesErrors { path: args.rules.clone(), errors })?;
+    let mut evaluator =
+        Evaluator::new(&set, &columns, args.seed).map_err(|errors| RulesErrors {
+            path: args.rules.clone(),
+            errors,
+        })?;
 
     let mut problems = Vec::new();
     let mut examples = 0;
@@ -36,12 +42,20 @@ pub fn run(args: &CheckArgs) -> Result<i32> {
             };
             let got = evaluator.evaluate(index, &row, random_key_hash(&row.id));
             if !matches(example.expect, &got) {
-                problems.push(problem(format!("expected {}, got {}", expect_name(example.expect), describe(&got))));
+                problems.push(problem(format!(
+                    "expected {}, got {}",
+                    expect_name(example.expect),
+                    describe(&got)
+                )));
             }
         }
     }
     if !problems.is_empty() {
-        return Err(RulesErrors { path: args.rules.clone(), errors: problems }.into());
+        return Err(RulesErrors {
+            path: args.rules.clone(),
+            errors: problems,
+        }
+        .into());
     }
     eprintln!(
         "{}: {} rules compile; {examples} examples pass",
@@ -55,7 +69,10 @@ pub fn run(args: &CheckArgs) -> Result<i32> {
 /// examples name, and any other variable the rules read (it must then be a string column
 /// of the input; `run` checks that against the real header).
 fn columns_of(set: &RuleSet) -> Columns {
-    let mut columns = Columns { names: Vec::new(), types: Vec::new() };
+    let mut columns = Columns {
+        names: Vec::new(),
+        types: Vec::new(),
+    };
     let mut add = |name: &str, kind: ColumnType| {
         if columns.index(name).is_none() {
             columns.names.push(name.to_string());
@@ -83,8 +100,13 @@ fn columns_of(set: &RuleSet) -> Columns {
     }
     // Compile until no variable is unknown, adding each unknown one as a string column.
     loop {
-        let Err(errors) = Evaluator::new(set, &columns, 0) else { return columns };
-        let unknown: Vec<String> = errors.iter().filter_map(|e| e.undefined_variable.clone()).collect();
+        let Err(errors) = Evaluator::new(set, &columns, 0) else {
+            return columns;
+        };
+        let unknown: Vec<String> = errors
+            .iter()
+            .filter_map(|e| e.undefined_variable.clone())
+            .collect();
         if unknown.is_empty() {
             return columns;
         }
@@ -104,7 +126,8 @@ fn example_row(example: &Example, columns: &Columns) -> Result<Row, String> {
     for (name, kind) in columns.names.iter().zip(&columns.types) {
         let value = match example.row.get(name) {
             None => Dynamic::UNIT,
-            Some(v) => typed(v, *kind).ok_or_else(|| format!("column {name:?}: {v} is not a {}", kind.name()))?,
+            Some(v) => typed(v, *kind)
+                .ok_or_else(|| format!("column {name:?}: {v} is not a {}", kind.name()))?,
         };
         values.push(value);
     }
@@ -113,7 +136,11 @@ fn example_row(example: &Example, columns: &Columns) -> Result<Row, String> {
         Some(other) => other.to_string(),
         None => String::new(),
     };
-    Ok(Row { line: example.line as u64, id, values })
+    Ok(Row {
+        line: example.line as u64,
+        id,
+        values,
+    })
 }
 
 fn typed(value: &toml::Value, kind: ColumnType) -> Option<Dynamic> {

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{BadRows, ExecutorKind, FailOn, RunArgs};
+use crate::exec::Executor;
 use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
-use crate::exec::Executor;
 use crate::exit;
 use crate::input::InputReader;
 use crate::outcome::Kind;
@@ -34,7 +34,11 @@ pub fn load_rules(path: &Path, default_timeout: std::time::Duration) -> Result<R
     if errors.is_empty() {
         Ok(set)
     } else {
-        Err(RulesErrors { path: path.to_path_buf(), errors }.into())
+        Err(RulesErrors {
+            path: path.to_path_buf(),
+            errors,
+        }
+        .into())
     }
 }
 
@@ -54,7 +58,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
             input: args.input.display().to_string(),
             rules_file: args.rules.display().to_string(),
             rules_sha256: String::new(),
-            executor: if args.floor { "floor".into() } else { format!("{:?}", args.executor).to_lowercase() },
+            executor: if args.floor {
+                "floor".into()
+            } else {
+                format!("{:?}", args.executor).to_lowercase()
+            },
             jobs,
             workers: None,
             wall: Default::default(),
@@ -70,9 +78,18 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Err(err) => exit::code_of(err),
     };
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
-    let empty = RuleSet { columns: Default::default(), rules: Vec::new() };
+    let empty = RuleSet {
+        columns: Default::default(),
+        rules: Vec::new(),
+    };
     let rules = known.rules.clone();
-    let summary = Summary::new(known.facts, rules.as_deref().unwrap_or(&empty), &known.tally, code, error);
+    let summary = Summary::new(
+        known.facts,
+        rules.as_deref().unwrap_or(&empty),
+        &known.tally,
+        code,
+        error,
+    );
     // A run locked out by another must not overwrite the summary of the one that runs.
     if let (Some(path), false) = (&args.summary, code == exit::LOCKED) {
         let written = write_summary_json(path, &summary);
@@ -110,18 +127,31 @@ fn execute(args: &RunArgs, jobs: usize, known: &mut Known) -> Result<i32> {
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.
-    Evaluator::new(&rules, &columns, args.seed).map_err(|errors| RulesErrors { path: args.rules.clone(), errors })?;
+    Evaluator::new(&rules, &columns, args.seed).map_err(|errors| RulesErrors {
+        path: args.rules.clone(),
+        errors,
+    })?;
 
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
     let mut results = ResultsWriter::new(Sink::create(&dest)?, &rule_ids)?;
     let rejects = match args.bad_rows {
         BadRows::Fail => None,
-        BadRows::Skip => Some(RejectsWriter::new(Sink::create(&rejects_destination(args, &dest))?)?),
+        BadRows::Skip => Some(RejectsWriter::new(Sink::create(&rejects_destination(
+            args, &dest,
+        ))?)?),
     };
 
     let executor: Arc<dyn Executor> = match (args.floor, args.executor) {
-        (true, _) => Arc::new(FloorExecutor { rules: rule_ids.len(), jobs }),
-        (false, ExecutorKind::Threads) => Arc::new(ThreadsExecutor::new(Arc::clone(&rules), columns, args.seed, jobs)),
+        (true, _) => Arc::new(FloorExecutor {
+            rules: rule_ids.len(),
+            jobs,
+        }),
+        (false, ExecutorKind::Threads) => Arc::new(ThreadsExecutor::new(
+            Arc::clone(&rules),
+            columns,
+            args.seed,
+            jobs,
+        )),
         (false, ExecutorKind::Processes) => {
             let setup = WorkerSetup {
                 rules_text: std::fs::read_to_string(&args.rules)
@@ -139,7 +169,14 @@ fn execute(args: &RunArgs, jobs: usize, known: &mut Known) -> Result<i32> {
         progress: Progress::new(args.progress, input.total_bytes),
         stop: stop.clone(),
     };
-    let outcome = pipeline::run(input, Arc::clone(&executor), rule_ids.len(), rejects, &mut results, &settings);
+    let outcome = pipeline::run(
+        input,
+        Arc::clone(&executor),
+        rule_ids.len(),
+        rejects,
+        &mut results,
+        &settings,
+    );
     settings.progress.finish();
     known.facts.workers = executor.workers();
     let (tally, rejects) = outcome?;
@@ -180,15 +217,21 @@ fn exit_code(fail_on: &[FailOn], tally: &Tally) -> i32 {
 }
 
 fn sha256_hex(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read rules file {}", path.display()))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read rules file {}", path.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The `--summary` JSON, written atomically like every output.
 fn write_summary_json(path: &Path, summary: &Summary) -> Result<()> {
     use std::io::Write;
     let mut sink = Sink::create(&Destination::of(Some(path)))?;
-    serde_json::to_writer_pretty(&mut sink, summary).with_context(|| format!("cannot write {}", path.display()))?;
-    sink.write_all(b"\n").with_context(|| format!("cannot write {}", path.display()))?;
+    serde_json::to_writer_pretty(&mut sink, summary)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    sink.write_all(b"\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
     sink.commit()
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 
 use super::{Executor, Lane};
 use crate::input::Batch;
@@ -20,7 +20,12 @@ pub struct ThreadsExecutor {
 
 impl ThreadsExecutor {
     pub fn new(rules: Arc<RuleSet>, columns: Columns, seed: u64, jobs: usize) -> ThreadsExecutor {
-        ThreadsExecutor { rules, columns, seed, jobs }
+        ThreadsExecutor {
+            rules,
+            columns,
+            seed,
+            jobs,
+        }
     }
 }
 
@@ -34,9 +39,17 @@ impl Executor for ThreadsExecutor {
     }
 
     fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
-        let evaluator = Evaluator::new(&self.rules, &self.columns, self.seed).map_err(|errors| {
-            anyhow!("rules do not compile: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-        })?;
+        let evaluator =
+            Evaluator::new(&self.rules, &self.columns, self.seed).map_err(|errors| {
+                anyhow!(
+                    "rules do not compile: {}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
         Ok(Box::new(ThreadLane { evaluator }))
     }
 }
@@ -83,7 +96,10 @@ struct FloorLane {
 
 impl Lane for FloorLane {
     fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
-        out.extend(std::iter::repeat_n(Outcome::False, batch.rows.len() * self.rules));
+        out.extend(std::iter::repeat_n(
+            Outcome::False,
+            batch.rows.len() * self.rules,
+        ));
         Ok(())
     }
 }

@@ -8,12 +8,12 @@
 //! Deadlines are cooperative: `on_progress` looks at the clock every 1024 operations.
 
 use std::cell::Cell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Scope, AST};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, ParseErrorType, Scope};
 
 use super::random;
 use super::{Columns, Row, RuleSet, RulesError};
@@ -118,11 +118,20 @@ pub fn check_syntax(set: &RuleSet) -> Vec<RulesError> {
     let engine = build_engine(false, set.max_timeout());
     set.rules
         .iter()
-        .filter_map(|rule| engine.compile(&rule.script).err().map(|e| compile_error(rule, &e, None)))
+        .filter_map(|rule| {
+            engine
+                .compile(&rule.script)
+                .err()
+                .map(|e| compile_error(rule, &e, None))
+        })
         .collect()
 }
 
-fn compile_error(rule: &super::Rule, err: &rhai::ParseError, columns: Option<&Columns>) -> RulesError {
+fn compile_error(
+    rule: &super::Rule,
+    err: &rhai::ParseError,
+    columns: Option<&Columns>,
+) -> RulesError {
     let pos = err.position();
     let undefined_variable = match err.err_type() {
         ParseErrorType::VariableUndefined(name) => Some(name.clone()),
@@ -140,7 +149,12 @@ fn compile_error(rule: &super::Rule, err: &rhai::ParseError, columns: Option<&Co
         (Some(l), None) => format!("when: line {l}: "),
         _ => "when: ".to_string(),
     };
-    RulesError { line: Some(rule.line), rule: Some(rule.label()), message: format!("{at}{message}"), undefined_variable }
+    RulesError {
+        line: Some(rule.line),
+        rule: Some(rule.label()),
+        message: format!("{at}{message}"),
+        undefined_variable,
+    }
 }
 
 /// A variable a rule reads, and the row value it is bound to.
@@ -190,7 +204,10 @@ impl Evaluator {
                 .filter_map(|word| columns.index(word).map(|column| (word, column)))
                 .fold(Vec::new(), |mut acc, (word, column)| {
                     if !acc.iter().any(|b: &Binding| b.column == column) {
-                        acc.push(Binding { name: word.to_string(), column });
+                        acc.push(Binding {
+                            name: word.to_string(),
+                            column,
+                        });
                     }
                     acc
                 });
@@ -198,10 +215,20 @@ impl Evaluator {
             for b in &bindings {
                 scope.push_dynamic(b.name.as_str(), Dynamic::UNIT);
             }
-            rules.push(CompiledRule { id: rule.id, timeout: rule.timeout, ast, scope, bindings });
+            rules.push(CompiledRule {
+                id: rule.id,
+                timeout: rule.timeout,
+                ast,
+                scope,
+                bindings,
+            });
         }
         if errors.is_empty() {
-            Ok(Evaluator { engine, rules, seed })
+            Ok(Evaluator {
+                engine,
+                rules,
+                seed,
+            })
         } else {
             Err(errors)
         }
@@ -232,18 +259,28 @@ impl Evaluator {
         let started = Instant::now();
         let deadline = started + rule.timeout;
         CURRENT.with(|c| {
-            c.set(Current { deadline: Some(deadline), key: random::key(self.seed, id_hash, rule.id), draws: 0 })
+            c.set(Current {
+                deadline: Some(deadline),
+                key: random::key(self.seed, id_hash, rule.id),
+                draws: 0,
+            })
         });
-        let result = catch_unwind(AssertUnwindSafe(|| engine.eval_ast_with_scope::<Dynamic>(&mut rule.scope, &rule.ast)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            engine.eval_ast_with_scope::<Dynamic>(&mut rule.scope, &rule.ast)
+        }));
         rule.scope.rewind(rule.bindings.len());
         let outcome = match result {
             Ok(Ok(value)) => match value.as_bool() {
                 Ok(true) => Outcome::True,
                 Ok(false) => Outcome::False,
-                Err(type_name) => Outcome::Error(format!("returned {type_name} ({value}), not a bool")),
+                Err(type_name) => {
+                    Outcome::Error(format!("returned {type_name} ({value}), not a bool"))
+                }
             },
             Ok(Err(err)) => match innermost(&err) {
-                EvalAltResult::ErrorTerminated(token, _) if token.to_string() == TERMINATED_BY_DEADLINE => {
+                EvalAltResult::ErrorTerminated(token, _)
+                    if token.to_string() == TERMINATED_BY_DEADLINE =>
+                {
                     Outcome::Timeout(rule.timeout)
                 }
                 EvalAltResult::ErrorTooManyOperations(_) => {
@@ -251,7 +288,9 @@ impl Evaluator {
                 }
                 _ => Outcome::Error(one_line(&err.to_string())),
             },
-            Err(panic) => Outcome::Error(format!("evaluation panicked: {}", panic_message(&*panic))),
+            Err(panic) => {
+                Outcome::Error(format!("evaluation panicked: {}", panic_message(&*panic)))
+            }
         };
         // A script that blocked outside the interpreter (sleep_ms) cannot be stopped by the
         // clock check; it still passed its deadline, and says so, as the process executor's
@@ -307,7 +346,7 @@ fn identifiers(script: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{file, ColumnType};
+    use crate::rules::{ColumnType, file};
 
     fn columns() -> Columns {
         Columns {
@@ -320,7 +359,11 @@ mod tests {
         Row {
             line: 2,
             id: id.to_string(),
-            values: vec![Dynamic::from_int(id), Dynamic::from_float(amount), Dynamic::from(country.to_string())],
+            values: vec![
+                Dynamic::from_int(id),
+                Dynamic::from_float(amount),
+                Dynamic::from(country.to_string()),
+            ],
         }
     }
 
@@ -330,7 +373,9 @@ mod tests {
     }
 
     fn one(script: &str, row: &Row) -> Outcome {
-        let mut ev = evaluator(&format!("[[rule]]\nid = 1\nname = \"r\"\nwhen = '''{script}'''\n"));
+        let mut ev = evaluator(&format!(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = '''{script}'''\n"
+        ));
         ev.evaluate(0, row, random::hash_id(&row.id))
     }
 
@@ -339,7 +384,10 @@ mod tests {
         let r = row(1, 20000.0, "IR");
         assert_eq!(one("amount > 10000.0", &r), Outcome::True);
         assert_eq!(one("country == \"FR\"", &r), Outcome::False);
-        assert_eq!(one("amount", &r), Outcome::Error("returned f64 (20000.0), not a bool".into()));
+        assert_eq!(
+            one("amount", &r),
+            Outcome::Error("returned f64 (20000.0), not a bool".into())
+        );
         match one("amount - \"x\" > 0.0", &r) {
             Outcome::Error(m) => assert!(m.contains("Function not found"), "{m}"),
             other => panic!("{other:?}"),
@@ -349,15 +397,24 @@ mod tests {
     #[test]
     fn a_loop_becomes_a_timeout_near_its_deadline() {
         let started = Instant::now();
-        assert_eq!(one("loop {}", &row(1, 1.0, "FR")), Outcome::Timeout(Duration::from_millis(200)));
+        assert_eq!(
+            one("loop {}", &row(1, 1.0, "FR")),
+            Outcome::Timeout(Duration::from_millis(200))
+        );
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(5), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
     }
 
     #[test]
     fn a_loop_inside_a_function_is_a_timeout_too() {
         let r = row(1, 1.0, "FR");
-        assert_eq!(one("fn spin() { loop {} } spin()", &r), Outcome::Timeout(Duration::from_millis(200)));
+        assert_eq!(
+            one("fn spin() { loop {} } spin()", &r),
+            Outcome::Timeout(Duration::from_millis(200))
+        );
     }
 
     #[test]
@@ -368,9 +425,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(one("print(\"hi\"); debug(1); true", &r), Outcome::True);
-        let set = file::parse("[[rule]]\nid = 1\nname = \"r\"\nwhen = 'eval(\"true\")'\n", Duration::from_secs(1)).unwrap();
+        let set = file::parse(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = 'eval(\"true\")'\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
         assert_eq!(check_syntax(&set).len(), 1);
-        let set = file::parse("[[rule]]\nid = 1\nname = \"r\"\nwhen = 'import \"x\" as y; true'\n", Duration::from_secs(1)).unwrap();
+        let set = file::parse(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = 'import \"x\" as y; true'\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
         assert_eq!(check_syntax(&set).len(), 1);
     }
 
@@ -384,7 +449,9 @@ mod tests {
 
     #[test]
     fn variables_defined_by_a_script_do_not_leak_into_the_next_evaluation() {
-        let mut ev = evaluator("[[rule]]\nid = 1\nname = \"r\"\nwhen = 'let seen = 1; amount = 0.0; amount == 0.0'\n");
+        let mut ev = evaluator(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = 'let seen = 1; amount = 0.0; amount == 0.0'\n",
+        );
         let r = row(1, 5.0, "FR");
         assert_eq!(ev.evaluate(0, &r, 0), Outcome::True);
         assert_eq!(ev.evaluate(0, &r, 0), Outcome::True);
@@ -394,7 +461,11 @@ mod tests {
 
     #[test]
     fn unknown_variables_are_compile_errors_that_name_the_columns() {
-        let set = file::parse("[[rule]]\nid = 4\nname = \"typo\"\nwhen = 'amout > 1.0'\n", Duration::from_secs(1)).unwrap();
+        let set = file::parse(
+            "[[rule]]\nid = 4\nname = \"typo\"\nwhen = 'amout > 1.0'\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let errors = Evaluator::new(&set, &columns(), 0).err().unwrap();
         assert_eq!(
             errors[0].to_string(),
@@ -423,19 +494,29 @@ mod tests {
 
     #[test]
     fn a_panic_inside_an_evaluation_is_an_error_result_and_the_evaluator_goes_on() {
-        let mut ev = evaluator("[[rule]]\nid = 1\nname = \"r\"\nwhen = 'if amount > 1.0 { native_bug() } true'\n");
-        ev.engine.register_fn("native_bug", || -> bool { panic!("index out of bounds in a native function") });
+        let mut ev = evaluator(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = 'if amount > 1.0 { native_bug() } true'\n",
+        );
+        ev.engine.register_fn("native_bug", || -> bool {
+            panic!("index out of bounds in a native function")
+        });
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let outcome = ev.evaluate(0, &row(1, 5.0, "FR"), 0);
         std::panic::set_hook(hook);
-        assert_eq!(outcome, Outcome::Error("evaluation panicked: index out of bounds in a native function".into()));
+        assert_eq!(
+            outcome,
+            Outcome::Error("evaluation panicked: index out of bounds in a native function".into())
+        );
         assert_eq!(ev.evaluate(0, &row(2, 0.5, "FR"), 0), Outcome::True);
     }
 
     #[test]
     fn sleep_past_the_deadline_is_a_timeout_even_though_it_cannot_be_interrupted() {
-        assert_eq!(one("sleep_ms(300); true", &row(1, 1.0, "FR")), Outcome::Timeout(Duration::from_millis(200)));
+        assert_eq!(
+            one("sleep_ms(300); true", &row(1, 1.0, "FR")),
+            Outcome::Timeout(Duration::from_millis(200))
+        );
         assert_eq!(one("sleep_ms(1); true", &row(1, 1.0, "FR")), Outcome::True);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ColumnType, Expect, Example, Rule, RuleSet};
+use super::{ColumnType, Example, Expect, Rule, RuleSet};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +80,12 @@ pub struct RulesErrors {
 impl fmt::Display for RulesErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        write!(f, "{} has {n} error{}:", self.path.display(), if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{} has {n} error{}:",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.errors {
             write!(f, "\n  {}:", self.path.display())?;
             if let Some(line) = e.line {
@@ -119,9 +124,17 @@ impl Lines {
 /// examples. Scripts are compiled later (`engine::compile_all`), so that one report can hold
 /// every error of the file.
 pub fn load(path: &Path, default_timeout: Duration) -> Result<RuleSet, RulesErrors> {
-    let fail = |errors| RulesErrors { path: path.to_path_buf(), errors };
+    let fail = |errors| RulesErrors {
+        path: path.to_path_buf(),
+        errors,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        fail(vec![RulesError { line: None, rule: None, message: format!("cannot read: {e}"), undefined_variable: None }])
+        fail(vec![RulesError {
+            line: None,
+            rule: None,
+            message: format!("cannot read: {e}"),
+            undefined_variable: None,
+        }])
     })?;
     parse(&text, default_timeout).map_err(fail)
 }
@@ -199,16 +212,25 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
             undefined_variable: None,
         };
         if let Some(first) = seen_ids.insert(id, rule_line) {
-            errors.push(err(lines.line(raw.id.span().start), format!("duplicate id {id} (first used on line {first})")));
+            errors.push(err(
+                lines.line(raw.id.span().start),
+                format!("duplicate id {id} (first used on line {first})"),
+            ));
         }
         if name.trim().is_empty() {
             errors.push(err(lines.line(raw.name.span().start), "empty name".into()));
         } else if let Some(first) = seen_names.insert(name.clone(), rule_line) {
-            errors.push(err(lines.line(raw.name.span().start), format!("duplicate name (first used on line {first})")));
+            errors.push(err(
+                lines.line(raw.name.span().start),
+                format!("duplicate name (first used on line {first})"),
+            ));
         }
         let timeout = match &raw.timeout {
             Some(t) => crate::cli::parse_duration(t.get_ref()).unwrap_or_else(|e| {
-                errors.push(err(lines.line(t.span().start), format!("timeout {:?}: {e}", t.get_ref())));
+                errors.push(err(
+                    lines.line(t.span().start),
+                    format!("timeout {:?}: {e}", t.get_ref()),
+                ));
                 default_timeout
             }),
             None => default_timeout,
@@ -218,7 +240,11 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
             let line = lines.line(ex.span().start);
             let ex = ex.into_inner();
             match Expect::from_toml(ex.expect.get_ref()) {
-                Some(expect) => examples.push(Example { line, row: ex.row, expect }),
+                Some(expect) => examples.push(Example {
+                    line,
+                    row: ex.row,
+                    expect,
+                }),
                 None => errors.push(err(
                     lines.line(ex.expect.span().start),
                     format!(
@@ -318,9 +344,17 @@ when = "true"
 
     #[test]
     fn unknown_keys_and_bad_toml_name_the_line() {
-        let errors = parse("[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nwhen_not = 1\n", SECOND).unwrap_err();
+        let errors = parse(
+            "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nwhen_not = 1\n",
+            SECOND,
+        )
+        .unwrap_err();
         assert_eq!(errors[0].line, Some(5));
-        assert!(errors[0].message.contains("unknown field `when_not`"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("unknown field `when_not`"),
+            "{}",
+            errors[0].message
+        );
         let errors = parse("[[rule]\n", SECOND).unwrap_err();
         assert_eq!(errors[0].line, Some(1));
     }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use rhai::Dynamic;
 
-pub use engine::{cancel_all, Evaluator};
-pub use random::hash_id as random_key_hash;
+pub use engine::{Evaluator, cancel_all};
 pub use file::{RulesError, RulesErrors};
+pub use random::hash_id as random_key_hash;
 
 /// The declared type of an input column (`[columns]`); undeclared columns are strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,12 +160,19 @@ pub struct RuleSet {
 impl RuleSet {
     /// The longest time limit of any rule.
     pub fn max_timeout(&self) -> Duration {
-        self.rules.iter().map(|r| r.timeout).max().unwrap_or_default()
+        self.rules
+            .iter()
+            .map(|r| r.timeout)
+            .max()
+            .unwrap_or_default()
     }
 
     /// The type of an input column: declared, or string.
     pub fn column_type(&self, name: &str) -> ColumnType {
-        self.columns.get(name).copied().unwrap_or(ColumnType::String)
+        self.columns
+            .get(name)
+            .copied()
+            .unwrap_or(ColumnType::String)
     }
 }
 
@@ -176,14 +183,33 @@ mod tests {
     #[test]
     fn fields_parse_as_their_declared_type_or_say_why_not() {
         assert_eq!(ColumnType::Int.value(b"-42").unwrap().as_int(), Ok(-42));
-        assert_eq!(ColumnType::Float.value(b"1e3").unwrap().as_float(), Ok(1000.0));
+        assert_eq!(
+            ColumnType::Float.value(b"1e3").unwrap().as_float(),
+            Ok(1000.0)
+        );
         assert_eq!(ColumnType::Bool.value(b"TRUE").unwrap().as_bool(), Ok(true));
-        assert_eq!(ColumnType::Float.value(b"12x").unwrap_err(), "is not a float");
-        assert_eq!(ColumnType::Float.value(b"NaN").unwrap_err(), "is not a float");
+        assert_eq!(
+            ColumnType::Float.value(b"12x").unwrap_err(),
+            "is not a float"
+        );
+        assert_eq!(
+            ColumnType::Float.value(b"NaN").unwrap_err(),
+            "is not a float"
+        );
         assert_eq!(ColumnType::Int.value(b"").unwrap_err(), "is not an int");
         assert_eq!(ColumnType::Int.value(b"1.5").unwrap_err(), "is not an int");
-        assert_eq!(ColumnType::String.value(b"\xff").unwrap_err(), "is not valid UTF-8");
-        assert_eq!(ColumnType::String.value("Zürich".as_bytes()).unwrap().into_string().unwrap(), "Zürich");
+        assert_eq!(
+            ColumnType::String.value(b"\xff").unwrap_err(),
+            "is not valid UTF-8"
+        );
+        assert_eq!(
+            ColumnType::String
+                .value("Zürich".as_bytes())
+                .unwrap()
+                .into_string()
+                .unwrap(),
+            "Zürich"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ pub fn mix(mut z: u64) -> u64 {
 
 /// FNV-1a of the transaction id as written, so ids of any type hash the same everywhere.
 pub fn hash_id(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The stream key of one evaluation.
@@ -41,8 +43,13 @@ mod tests {
         assert_ne!(k, key(0, hash_id("18"), 1));
         assert_ne!(k, key(0, hash_id("17"), 2));
         assert_ne!(draw(k, 0), draw(k, 1));
-        let heads = (0..100_000).filter(|&i| draw(key(7, hash_id(&i.to_string()), 3), 0) >> 63 == 1).count();
-        assert!((48_500..51_500).contains(&heads), "{heads} heads in 100000 flips");
+        let heads = (0..100_000)
+            .filter(|&i| draw(key(7, hash_id(&i.to_string()), 3), 0) >> 63 == 1)
+            .count();
+        assert!(
+            (48_500..51_500).contains(&heads),
+            "{heads} heads in 100000 flips"
+        );
         let u = unit(u64::MAX);
         assert!(u < 1.0 && u > 0.999);
         assert_eq!(unit(0), 0.0);
