@@ -533,3 +533,78 @@ fn a_worker_exits_quietly_when_its_input_ends() {
     run.expect_success();
     assert!(run.output.stdout.is_empty());
 }
+
+fn interrupted_process_run_stops_its_workers(signal: i32, code: i32) {
+    let wd = Workdir::new("proc-signal");
+    generate(&wd, "tx.csv", 200, 6);
+    wd.create(
+        "rules.toml",
+        "[[rule]]\nid = 1\nname = \"slow\"\nwhen = 'sleep_ms(50); true'\n",
+    );
+    wd.create("out.csv", "earlier\n");
+    let args = [
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--executor",
+        "processes",
+        "-j",
+        "2",
+    ];
+    let child = start(&wd, &args, &[]);
+    let workers = wait_for_workers(child.id(), 2);
+    // The lock on the output is the parent's alone: a worker that outlived it must not
+    // keep the next run locked out.
+    for pid in &workers {
+        for fd in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+            let target = fs::read_link(fd.path()).unwrap_or_default();
+            assert!(
+                !target.to_string_lossy().ends_with("out.csv.lock"),
+                "worker {pid} holds the lock"
+            );
+        }
+    }
+    thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on a child we started and have not reaped.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let until = Instant::now() + Duration::from_secs(2);
+    while workers.iter().any(|&pid| is_live_worker(pid)) && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let alive: Vec<u32> = workers
+        .iter()
+        .copied()
+        .filter(|&pid| is_live_worker(pid))
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "workers {alive:?} outlived an interrupted run"
+    );
+    assert_eq!(wd.read("out.csv"), "earlier\n");
+    assert!(wd.read("stderr.txt").contains("interrupted by SIG"));
+    assert_eq!(
+        wd.listing(),
+        ["out.csv", "out.csv.lock", "rules.toml", "stderr.txt", "tx.csv"],
+        "no temporary files"
+    );
+}
+
+#[test]
+fn sigint_stops_workers_and_leaves_no_output() {
+    interrupted_process_run_stops_its_workers(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_workers_and_leaves_no_output() {
+    interrupted_process_run_stops_its_workers(libc::SIGTERM, 143);
+}
