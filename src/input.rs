@@ -10,7 +10,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use csv::ByteRecord;
 
-use crate::rules::{Columns, Row, RuleSet, is_identifier};
+use rhai::Dynamic;
+
+use crate::rules::{ColumnType, Columns, Row, RuleSet, is_identifier};
 
 /// A batch of rows, tagged with its place in the input so the writer can restore order.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +50,9 @@ pub struct InputReader {
     header: Vec<String>,
     id_field: usize,
     columns: Columns,
+    /// Per column: whether some rule reads it. Unread string columns are checked but not
+    /// kept (no allocation per value: the reader is the pipeline's busiest stage).
+    kept: Vec<bool>,
     record: ByteRecord,
     /// Size of the input when known (a regular file), for the progress bar.
     pub total_bytes: Option<u64>,
@@ -130,6 +135,7 @@ impl InputReader {
                 fields.push(Field::Hidden);
             }
         }
+        let kept = rules.columns_read(&columns);
         Ok(InputReader {
             reader,
             name,
@@ -137,6 +143,7 @@ impl InputReader {
             header,
             id_field,
             columns,
+            kept,
             record,
             total_bytes,
         })
@@ -211,7 +218,15 @@ impl InputReader {
         let mut values = Vec::with_capacity(self.columns.names.len());
         for (i, (field, value)) in self.fields.iter().zip(record.iter()).enumerate() {
             if let Field::Column(c) = field {
-                match self.columns.types[*c].value(value) {
+                let kind = self.columns.types[*c];
+                let typed = if !self.kept[*c] && kind == ColumnType::String {
+                    std::str::from_utf8(value)
+                        .map(|_| Dynamic::UNIT)
+                        .map_err(|_| "is not valid UTF-8")
+                } else {
+                    kind.value(value)
+                };
+                match typed {
                     Ok(v) => values.push(v),
                     Err(why) => {
                         return Err(bad(format!(

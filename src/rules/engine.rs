@@ -337,7 +337,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Every identifier-shaped word of a script (an over-approximation of the variables it
 /// reads: binding a column the script does not read costs a clone, nothing more).
-fn identifiers(script: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn identifiers(script: &str) -> impl Iterator<Item = &str> {
     script
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))

@@ -167,6 +167,22 @@ impl RuleSet {
             .unwrap_or_default()
     }
 
+    /// Per column, whether some rule may read it: its name is one of the identifier-shaped
+    /// words of some rule's script — the words `Evaluator` binds. A column no rule names
+    /// is never read, so the reader need not keep its values nor workers receive them.
+    pub fn columns_read(&self, columns: &Columns) -> Vec<bool> {
+        let words: std::collections::HashSet<&str> = self
+            .rules
+            .iter()
+            .flat_map(|rule| engine::identifiers(&rule.script))
+            .collect();
+        columns
+            .names
+            .iter()
+            .map(|name| words.contains(name.as_str()))
+            .collect()
+    }
+
     /// The type of an input column: declared, or string.
     pub fn column_type(&self, name: &str) -> ColumnType {
         self.columns

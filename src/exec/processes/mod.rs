@@ -16,7 +16,6 @@ mod supervisor;
 mod work;
 mod worker_process;
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,25 +176,11 @@ impl ProcessesExecutor {
     }
 }
 
-/// Per column, whether some rule may read it: its name is one of the identifier-shaped
-/// words of some rule's script. The evaluator binds exactly the columns a script names
-/// that way (`engine::identifiers`, the same over-approximation), so a column no script
-/// names is never read, and need not cross the pipe (it is sent as unit). With typical
-/// rules that is most string columns: their copy and decoding dominated a worker's time.
+/// Per column, whether its values cross the pipe: only those some rule may read
+/// (`RuleSet::columns_read`); the others are sent as unit. With typical rules that is most
+/// string columns: their copy and decoding dominated a worker's time.
 fn read_columns(rules: &RuleSet, columns: &Columns) -> Vec<bool> {
-    let words: HashSet<&str> = rules
-        .rules
-        .iter()
-        .flat_map(|rule| {
-            rule.script
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        })
-        .collect();
-    columns
-        .names
-        .iter()
-        .map(|name| words.contains(name.as_str()))
-        .collect()
+    rules.columns_read(columns)
 }
 
 impl Executor for ProcessesExecutor {
