@@ -594,7 +594,13 @@ fn interrupted_process_run_stops_its_workers(signal: i32, code: i32) {
     assert!(wd.read("stderr.txt").contains("interrupted by SIG"));
     assert_eq!(
         wd.listing(),
-        ["out.csv", "out.csv.lock", "rules.toml", "stderr.txt", "tx.csv"],
+        [
+            "out.csv",
+            "out.csv.lock",
+            "rules.toml",
+            "stderr.txt",
+            "tx.csv"
+        ],
         "no temporary files"
     );
 }
