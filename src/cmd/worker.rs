@@ -154,27 +154,10 @@ impl WorkerLoop {
         if self.fault == Fault::Exit {
             return Ok(3);
         }
-        let set =
-            rules::file::parse(&setup.rules_text, setup.default_timeout).map_err(|errors| {
-                anyhow::anyhow!(
-                    "rules: {}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })?;
-        let mut evaluator = Evaluator::new(&set, &setup.columns, setup.seed).map_err(|errors| {
-            anyhow::anyhow!(
-                "rules: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
+        let set = rules::file::parse(&setup.rules_text, setup.default_timeout)
+            .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
+        let mut evaluator = Evaluator::new(&set, &setup.columns, setup.seed)
+            .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
         let rules = evaluator.rule_count() as u32;
         protocol::encode_ready(&mut self.buf, rules, std::process::id());
         self.write_out()?;

@@ -41,14 +41,7 @@ impl Executor for ThreadsExecutor {
     fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
         let evaluator =
             Evaluator::new(&self.rules, &self.columns, self.seed).map_err(|errors| {
-                anyhow!(
-                    "rules do not compile: {}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
+                anyhow!("rules do not compile: {}", crate::rules::one_line(&errors))
             })?;
         Ok(Box::new(ThreadLane { evaluator }))
     }

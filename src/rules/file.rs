@@ -70,6 +70,16 @@ impl fmt::Display for RulesError {
     }
 }
 
+/// Several problems on one line, for messages that are not the file's own report (a
+/// worker, a lane: the main thread has already reported the file).
+pub fn one_line(errors: &[RulesError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Every problem found in one rules file; displayed one per line, prefixed by the path.
 #[derive(Debug)]
 pub struct RulesErrors {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rhai::Dynamic;
 
 pub use engine::{Evaluator, cancel_all};
-pub use file::{RulesError, RulesErrors};
+pub use file::{RulesError, RulesErrors, one_line};
 pub use random::hash_id as random_key_hash;
 
 /// The declared type of an input column (`[columns]`); undeclared columns are strings.
