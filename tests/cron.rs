@@ -308,3 +308,65 @@ fn a_full_disk_fails_with_the_os_error_and_leaves_earlier_outputs() {
             .contains("No space left on device")
     );
 }
+
+/// Runs `f` with a 256 KiB tmpfs mounted at a fresh directory, if this process may mount
+/// (root in CI and here); otherwise says so and returns false.
+fn with_tiny_filesystem(f: impl FnOnce(&std::path::Path)) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return false;
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(dir.path())));
+    let _ = std::process::Command::new("umount")
+        .arg(dir.path())
+        .status();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    true
+}
+
+#[test]
+fn a_file_on_a_full_filesystem_fails_with_the_os_error_and_the_earlier_file_stays() {
+    let wd = Workdir::new("fullfs");
+    // About 300 KiB of results, for 56 KiB of room.
+    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"])
+        .expect_success();
+    wd.create(
+        "rules.toml",
+        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
+    );
+    with_tiny_filesystem(|fs| {
+        std::fs::write(fs.join("out.csv"), "earlier\n").unwrap();
+        std::fs::write(fs.join("filler"), vec![0u8; 200 * 1024]).unwrap();
+        let out = fs.join("out.csv");
+        let run = wd.run(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        run.expect_code(1)
+            .expect_stderr_contains("No space left on device (os error 28)");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "earlier\n");
+        let mut left: Vec<String> = std::fs::read_dir(fs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["filler", "out.csv", "out.csv.lock"],
+            "the temporary file is gone"
+        );
+    });
+}
