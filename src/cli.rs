@@ -221,6 +221,12 @@ pub struct RocketArgs {
     pub quiet: bool,
 }
 
+/// Logical CPUs: the default of `run --jobs` and of `rockets --mode rayon --jobs`,
+/// decided here only.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Parses `250ms`, `3s`, `1m`, `1m30s`; a zero limit is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())

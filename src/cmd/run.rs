@@ -22,11 +22,6 @@ use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
 use crate::signals::StopFlag;
 use crate::summary::{RunFacts, Summary};
 
-/// The number of CPUs, the default of `--jobs`: decided here only.
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Loads the rules file and compiles every script for syntax: every error at once.
 pub fn load_rules(path: &Path, default_timeout: std::time::Duration) -> Result<RuleSet> {
     let set = rules::file::load(path, default_timeout)?;
@@ -51,7 +46,7 @@ struct Known {
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
-    let jobs = args.jobs.map_or_else(default_jobs, |j| j as usize);
+    let jobs = args.jobs.map_or_else(crate::cli::cpus, |j| j as usize);
     let mut known = Known {
         facts: RunFacts {
             started_at: SystemTime::now(),

@@ -139,7 +139,4 @@ pub fn launch(plan: &Plan, settings: &Settings, progress: &Progress) -> anyhow::
     })
 }
 
-/// Logical CPUs, the default pool size.
-pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
+pub use crate::cli::cpus;
