@@ -446,6 +446,41 @@ fn bad_command_lines_exit_2() {
     wd.run(&["run", "tx.csv", "--rules", "r.toml", "-j", "0"])
         .expect_code(2);
     wd.run(&["frobnicate"]).expect_code(2);
+    wd.create("tx.csv", "id\n1\n");
+    wd.create(
+        "r.toml",
+        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
+    );
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "r.toml",
+        "-o",
+        "out.csv",
+        "--bad-rows",
+        "skip",
+        "--rejects",
+        "./out.csv",
+    ])
+    .expect_code(2)
+    .expect_stderr_contains("--output and --rejects name the same file");
+    wd.run(&["run", "tx.csv", "--rules", "r.toml", "-o", "tx.csv"])
+        .expect_code(2)
+        .expect_stderr_contains("INPUT and --output");
+    assert_eq!(wd.read("tx.csv"), "id\n1\n");
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "r.toml",
+        "-o",
+        "/dev/null",
+        "--summary",
+        "/dev/null",
+        "-q",
+    ])
+    .expect_success();
 }
 
 #[test]

@@ -107,6 +107,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
 }
 
 fn execute(args: &RunArgs, jobs: usize, known: &mut Known) -> Result<i32> {
+    distinct_files(args)?;
     let stop = StopFlag::install()?;
 
     // Rules first: their errors are reported before any input is read.
@@ -185,6 +186,36 @@ fn execute(args: &RunArgs, jobs: usize, known: &mut Known) -> Result<i32> {
     let code = exit_code(&args.fail_on, &tally);
     known.tally = tally;
     Ok(code)
+}
+
+/// Refuses a command line whose files overlap: the last one renamed into place would
+/// replace the others (or the input) without a word.
+fn distinct_files(args: &RunArgs) -> Result<()> {
+    let named = [
+        ("INPUT", Some(&args.input)),
+        ("--rules", Some(&args.rules)),
+        ("--output", args.output.as_ref()),
+        ("--rejects", args.rejects.as_ref()),
+        ("--summary", args.summary.as_ref()),
+    ];
+    let files: Vec<(&str, PathBuf)> = named
+        .iter()
+        .filter_map(|(flag, path)| path.map(|p| (*flag, p)))
+        .filter(|(_, p)| {
+            p.as_os_str() != "-" && !matches!(Destination::of(Some(p)), Destination::Straight(_))
+        })
+        .filter_map(|(flag, p)| std::path::absolute(p).ok().map(|abs| (flag, abs)))
+        .collect();
+    for (i, (a, path)) in files.iter().enumerate() {
+        if let Some((b, _)) = files[i + 1..].iter().find(|(_, other)| other == path) {
+            return Err(exit::Usage(format!(
+                "{a} and {b} name the same file: {}",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// `--rejects`, or `OUTPUT.rejects.csv` beside a file output, or stderr.
