@@ -234,6 +234,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if d.is_zero() {
         return Err("a time limit must be greater than zero".into());
     }
+    // Deadlines are `Instant + limit`: a limit of years would overflow the clock.
+    if d > Duration::from_secs(7 * 24 * 3600) {
+        return Err("a time limit must be at most a week (7d)".into());
+    }
     Ok(d)
 }
 
