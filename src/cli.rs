@@ -1,10 +1,16 @@
 //! The command line, declared once with clap derive. Every flag states its default here;
-//! `cmd::*` turns these loose arguments into checked, typed configurations.
+//! `cmd::*` turns these loose arguments into checked, typed configurations (`config`).
+//! Nothing below `cmd/` imports this module.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    BadRows, ExecutorKind, FailOn, ProgressWhen, RocketMode, RunConfig, Workload, cpus,
+};
+use crate::duration::parse_duration;
 
 /// Evaluate analyst-written rules on every transaction of a CSV batch.
 #[derive(Debug, Parser)]
@@ -30,33 +36,6 @@ pub enum Command {
     /// Internal: one rocket in its own process (not for people).
     #[command(hide = true)]
     Rocket(RocketArgs),
-}
-
-/// Where rules are evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExecutorKind {
-    /// A rayon thread pool: fastest; deadlines are cooperative.
-    Threads,
-    /// Supervised child worker processes: hung or crashed evaluations are killed and replaced.
-    Processes,
-}
-
-/// What a malformed input row does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BadRows {
-    /// Stop the run with exit 1 and leave no output.
-    Fail,
-    /// Record the row in the rejects file and go on.
-    Skip,
-}
-
-/// When to draw a progress bar on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressWhen {
-    /// Only when stderr is a terminal.
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Args)]
@@ -110,14 +89,6 @@ pub struct RunArgs {
     pub floor: bool,
 }
 
-/// A result kind that `--fail-on` can turn into exit code 3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FailOn {
-    Error,
-    Timeout,
-    False,
-}
-
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Rules file (TOML).
@@ -141,28 +112,6 @@ pub struct GenerateArgs {
     /// Output CSV; `-` is standard output [default: standard output].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-}
-
-/// How rockets are launched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RocketMode {
-    /// One after another on the calling thread.
-    Sequential,
-    /// A rayon pool of `--jobs` threads.
-    Rayon,
-    /// One OS thread per rocket.
-    Threads,
-    /// One child process per rocket.
-    Processes,
-}
-
-/// What a rocket's countdown does with its seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Workload {
-    /// The seconds are slept.
-    Sleep,
-    /// The seconds are burned on the CPU.
-    Spin,
 }
 
 #[derive(Debug, Args)]
@@ -221,24 +170,28 @@ pub struct RocketArgs {
     pub quiet: bool,
 }
 
-/// Logical CPUs: the default of `run --jobs` and of `rockets --mode rayon --jobs`,
-/// decided here only.
-pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-/// Parses `250ms`, `3s`, `1m`, `1m30s`; a zero limit is refused.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e} (expected e.g. 250ms, 3s, 1m)"))?;
-    if d.is_zero() {
-        return Err("a time limit must be greater than zero".into());
+impl RunArgs {
+    /// The checked configuration of this run (`Usage` error: exit 2).
+    pub fn into_config(self) -> anyhow::Result<RunConfig> {
+        RunConfig {
+            jobs: self.jobs.map_or_else(cpus, |j| j as usize),
+            input: self.input,
+            rules: self.rules,
+            output: self.output,
+            executor: self.executor,
+            timeout: self.timeout,
+            seed: self.seed,
+            bad_rows: self.bad_rows,
+            rejects: self.rejects,
+            fail_on: self.fail_on,
+            progress: self.progress,
+            quiet: self.quiet,
+            summary: self.summary,
+            batch_size: self.batch_size as usize,
+            floor: self.floor,
+        }
+        .check()
     }
-    // Deadlines are `Instant + limit`: a limit of years would overflow the clock.
-    if d > Duration::from_secs(7 * 24 * 3600) {
-        return Err("a time limit must be at most a week (7d)".into());
-    }
-    Ok(d)
 }
 
 fn parse_time_scale(text: &str) -> Result<f64, String> {
@@ -256,14 +209,5 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_parse_as_the_contract_writes_them() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("fast").is_err());
     }
 }

@@ -2,6 +2,8 @@
 
 use std::io;
 
+use crate::output::Locked;
+
 /// The run completed; timeouts and errors are results, not failures.
 pub const SUCCESS: i32 = 0;
 /// The run failed: bad rules, bad input under `--bad-rows fail`, an I/O error.
@@ -16,23 +18,8 @@ pub const LOCKED: i32 = 75;
 pub const SIGINT: i32 = 130;
 /// Interrupted by SIGTERM (128 + 15).
 pub const SIGTERM: i32 = 143;
-
-/// Another run holds the lock on this output.
-#[derive(Debug)]
-pub struct Locked {
-    pub lock_path: std::path::PathBuf,
-}
-
-impl std::fmt::Display for Locked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "another txguard run holds the lock {}; try again when it has finished",
-            self.lock_path.display()
-        )
-    }
-}
-impl std::error::Error for Locked {}
+/// Interrupted by SIGHUP, a closed terminal (128 + 1).
+pub const SIGHUP: i32 = 129;
 
 /// The run was stopped by a signal; carries the signal number.
 #[derive(Debug)]
@@ -40,10 +27,11 @@ pub struct Interrupted(pub i32);
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let name = match self.0 {
-            libc::SIGINT => "SIGINT",
-            libc::SIGTERM => "SIGTERM",
-            libc::SIGHUP => "SIGHUP",
+            SIGINT => "SIGINT",
+            SIGTERM => "SIGTERM",
+            SIGHUP => "SIGHUP",
             _ => "a signal",
         };
         write!(f, "interrupted by {name}; no output written")

@@ -1,17 +1,37 @@
 //! txguard: evaluate analyst-written rules on every transaction of a CSV batch.
 //!
-//! The run is a pipeline of four stages, one module each:
-//! `input` (CSV → typed rows, in batches) → `exec` (every (row, rule) → one `Outcome`)
-//! → `output` (reordered results CSV, atomic rename) with `summary` and `progress` beside.
-//! The binary, the integration tests and the benches all use this library.
+//! A run is a pipeline of stages, one module each, meeting only at the data model:
+//!
+//! ```text
+//! cli ─► config ─► cmd::run ─► pipeline: input ─► exec ─► output
+//!                                         (read)   (evaluate) (write, in order)
+//! ```
+//!
+//! Module map:
+//! - `model`: rows, columns, batches, outcomes, bad rows — the types every stage shares;
+//! - `cli` (flags, clap), `config` (the checked run configuration), `duration`;
+//! - `cmd/`: one file per subcommand; `main.rs` only dispatches to them;
+//! - `input`: the transactions CSV → typed rows; `output`: atomic outputs and the lock;
+//! - `rules/`: the rules file (`file`), read once (`load`), and the sandboxed Rhai engine
+//!   (`engine`, where `Evaluator::evaluate` is the only place a rule runs);
+//! - `exec/`: executors hand out lanes — `threads` (rayon) and `processes` (supervised
+//!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`), speaking
+//!   `protocol`;
+//! - `pipeline`: reader thread → lanes → writer in input order, bounded window;
+//! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes;
+//! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
+//! - `backoff`: the one retry policy for starting threads and processes.
 
+pub mod backoff;
 pub mod cli;
 pub mod cmd;
+pub mod config;
+pub mod duration;
 pub mod exec;
 pub mod exit;
 pub mod generate;
 pub mod input;
-pub mod outcome;
+pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod progress;

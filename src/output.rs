@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-use crate::exit::Locked;
+use crate::model::{BadRow, Outcome, Row};
 
 /// Where one output stream goes.
 pub enum Destination {
@@ -48,12 +48,28 @@ impl Destination {
     }
 }
 
+/// Another run holds the lock on this output.
+#[derive(Debug)]
+pub struct Locked {
+    pub lock_path: std::path::PathBuf,
+}
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another txguard run holds the lock {}; try again when it has finished",
+            self.lock_path.display()
+        )
+    }
+}
+impl std::error::Error for Locked {}
+
 /// An exclusive lock on `OUTPUT.lock`, held until dropped (or the process dies: the
 /// kernel releases it, so there is never a stale lock to clean up). Not inherited by
 /// worker processes: std opens files close-on-exec.
 pub struct OutputLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 impl OutputLock {
@@ -69,7 +85,7 @@ impl OutputLock {
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(OutputLock { _file: file, path }),
+            Ok(()) => Ok(OutputLock { _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(Locked { lock_path: path }.into()),
             Err(fs::TryLockError::Error(e)) => {
                 Err(e).with_context(|| format!("cannot lock {}", path.display()))
@@ -225,11 +241,7 @@ impl ResultsWriter {
     }
 
     /// Writes one batch: `outcomes` holds every rule's outcome for each row, row-major.
-    pub fn write_batch(
-        &mut self,
-        rows: &[crate::rules::Row],
-        outcomes: &[crate::outcome::Outcome],
-    ) -> Result<()> {
+    pub fn write_batch(&mut self, rows: &[Row], outcomes: &[Outcome]) -> Result<()> {
         debug_assert_eq!(outcomes.len(), rows.len() * self.rule_ids.len());
         let per_row = self.rule_ids.len();
         for (row, outcomes) in rows.iter().zip(outcomes.chunks(per_row)) {
@@ -275,7 +287,7 @@ impl RejectsWriter {
         Ok(RejectsWriter { csv })
     }
 
-    pub fn write(&mut self, bad: &crate::input::BadRow) -> Result<()> {
+    pub fn write(&mut self, bad: &BadRow) -> Result<()> {
         let line = bad.line.to_string();
         self.csv
             .write_record([line.as_bytes(), bad.reason.as_bytes(), &bad.raw])

@@ -17,17 +17,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::cli::BadRows;
+use crate::config::BadRows;
 use crate::exec::Executor;
 use crate::exit::Interrupted;
-use crate::input::{BadRowError, Batch, InputReader};
-use crate::outcome::Outcome;
+use crate::input::{BadRowError, InputReader};
+use crate::model::{Batch, Outcome};
 use crate::output::{RejectsWriter, ResultsWriter};
 use crate::progress::Progress;
 use crate::signals::StopFlag;
 
 /// What a run needs besides its stages.
 pub struct Settings {
+    /// Lanes: one per job of the executor.
+    pub jobs: usize,
     pub bad_rows: BadRows,
     /// The largest batch, in rows (batches start small and grow while they are fast).
     pub batch_size: usize,
@@ -64,7 +66,7 @@ pub fn run(
     results: &mut ResultsWriter,
     settings: &Settings,
 ) -> Result<(Tally, Option<RejectsWriter>)> {
-    let jobs = executor.jobs().max(1);
+    let jobs = settings.jobs.max(1);
     // Enough batches in flight to keep every lane busy while the writer catches up.
     let window = 4 * jobs + 4;
     let (token_tx, token_rx) = mpsc::sync_channel::<()>(window);
@@ -250,7 +252,7 @@ impl BatchSizer {
     }
 
     /// A lane evaluated `rows` rows in `took`: move halfway toward the size that takes
-    /// `TARGET`, never more than doubling at once.
+    /// `TARGET`, aiming at most 4× the current size (so at most 2.5× in one step).
     fn observe(&self, rows: usize, took: Duration) {
         if rows == 0 {
             return;
@@ -287,7 +289,7 @@ fn write_in_order(
     let mut pending: BTreeMap<u64, (Batch, Vec<Outcome>)> = BTreeMap::new();
     loop {
         if let Some(signal) = settings.stop.signal() {
-            crate::rules::cancel_all();
+            // The caller's error path shuts the executor down, stopping what runs.
             return Err(Interrupted(signal).into());
         }
         match done.recv_timeout(Duration::from_millis(50)) {
@@ -355,12 +357,6 @@ mod tests {
     }
 
     impl Executor for OutOfOrder {
-        fn name(&self) -> &'static str {
-            "fake"
-        }
-        fn jobs(&self) -> usize {
-            self.jobs
-        }
         fn lane(&self, index: usize) -> Result<Box<dyn crate::exec::Lane>> {
             Ok(Box::new(FakeLane {
                 index,
@@ -369,6 +365,7 @@ mod tests {
                 fail_at: self.fail_at,
             }))
         }
+        fn shutdown(&self) {}
     }
 
     impl Lane for FakeLane {
@@ -424,9 +421,10 @@ mod tests {
         )
         .unwrap();
         let settings = Settings {
+            jobs: executor.jobs,
             bad_rows: BadRows::Fail,
             batch_size: batch,
-            progress: Progress::new(crate::cli::ProgressWhen::Never, None),
+            progress: Progress::new(crate::config::ProgressWhen::Never, None),
             stop: StopFlag::never(),
         };
         let tally =

@@ -1,14 +1,14 @@
-//! The one place that knows indicatif: a progress bar on stderr, positioned on bytes of
-//! input read (so the ETA is real for files), drawn only where a person can see it.
+//! The progress bar of `txguard run` (indicatif): on stderr, positioned on bytes of input
+//! read (so the ETA is real for files), drawn only where a person can see it. (Rockets
+//! draw their own launch counter, `rockets::progress`.)
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::ProgressWhen;
+use crate::config::ProgressWhen;
 
-/// A handle the reader stage moves forward; clones share one bar.
 /// Where to draw, or `None` for no bar. indicatif's own stderr target hides itself off a
 /// terminal, so `always` draws through a target that does not ask.
 fn draw_target(when: ProgressWhen) -> Option<ProgressDrawTarget> {
@@ -24,6 +24,7 @@ fn draw_target(when: ProgressWhen) -> Option<ProgressDrawTarget> {
     }
 }
 
+/// A handle the reader stage moves forward; clones share one bar.
 #[derive(Clone)]
 pub struct Progress {
     bar: ProgressBar,
@@ -49,26 +50,8 @@ impl Progress {
         Progress { bar }
     }
 
-    /// A bar counting items (rockets), for commands that know their count.
-    pub fn counter(when: ProgressWhen, total: u64, what: &str) -> Progress {
-        let Some(target) = draw_target(when) else {
-            return Progress {
-                bar: ProgressBar::hidden(),
-            };
-        };
-        let template =
-            format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what}");
-        let bar = ProgressBar::with_draw_target(Some(total), target)
-            .with_style(ProgressStyle::with_template(&template).expect("valid template"));
-        Progress { bar }
-    }
-
     pub fn set_position(&self, pos: u64) {
         self.bar.set_position(pos);
-    }
-
-    pub fn inc(&self, n: u64) {
-        self.bar.inc(n);
     }
 
     /// Removes the bar so the summary that follows starts on a clean line.

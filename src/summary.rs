@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::exec::WorkerCounts;
-use crate::outcome::Kind;
+use crate::model::{Kind, WorkerCounts};
 use crate::pipeline::Tally;
 use crate::rules::RuleSet;
 
@@ -21,14 +20,6 @@ pub struct RuleSummary {
     pub false_: u64,
     pub error: u64,
     pub timeout: u64,
-}
-
-/// Worker-process counters (process executor only).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct WorkersSummary {
-    pub started: u64,
-    pub killed: u64,
-    pub died: u64,
 }
 
 /// The summary of a run.
@@ -49,7 +40,8 @@ pub struct Summary {
     pub bad_rows: u64,
     pub evaluations: u64,
     pub rules: Vec<RuleSummary>,
-    pub workers: Option<WorkersSummary>,
+    /// Worker-process counters (process executor only).
+    pub workers: Option<WorkerCounts>,
     pub wall_seconds: f64,
     pub transactions_per_second: f64,
     pub exit_code: i32,
@@ -108,11 +100,7 @@ impl Summary {
                     timeout: c[Kind::Timeout as usize],
                 })
                 .collect(),
-            workers: facts.workers.map(|w| WorkersSummary {
-                started: w.started,
-                killed: w.killed,
-                died: w.died,
-            }),
+            workers: facts.workers,
             wall_seconds: wall,
             transactions_per_second: if wall > 0.0 {
                 tally.rows as f64 / wall

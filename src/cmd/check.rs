@@ -5,16 +5,12 @@ use anyhow::Result;
 use rhai::Dynamic;
 
 use crate::cli::CheckArgs;
-use crate::cmd::run::load_rules;
 use crate::exit;
-use crate::outcome::Outcome;
-use crate::rules::{
-    ColumnType, Columns, Evaluator, Example, Expect, Row, RuleSet, RulesError, RulesErrors,
-    random_key_hash,
-};
+use crate::model::{ColumnType, Columns, Outcome, Row};
+use crate::rules::{self, Evaluator, Example, RuleSet, RulesError, RulesErrors, random_key_hash};
 
 pub fn run(args: &CheckArgs) -> Result<i32> {
-    let set = load_rules(&args.rules, args.timeout)?;
+    let set = rules::load(&args.rules, args.timeout)?.set;
     let columns = columns_of(&set);
     let mut evaluator =
         Evaluator::new(&set, &columns, args.seed).map_err(|errors| RulesErrors {
@@ -41,10 +37,10 @@ pub fn run(args: &CheckArgs) -> Result<i32> {
                 }
             };
             let got = evaluator.evaluate(index, &row, random_key_hash(&row.id));
-            if !matches(example.expect, &got) {
+            if got.kind() != example.expect {
                 problems.push(problem(format!(
                     "expected {}, got {}",
-                    expect_name(example.expect),
+                    example.expect.as_str(),
                     describe(&got)
                 )));
             }
@@ -136,11 +132,7 @@ fn example_row(example: &Example, columns: &Columns) -> Result<Row, String> {
         Some(other) => other.to_string(),
         None => String::new(),
     };
-    Ok(Row {
-        line: example.line as u64,
-        id,
-        values,
-    })
+    Ok(Row { id, values })
 }
 
 fn typed(value: &toml::Value, kind: ColumnType) -> Option<Dynamic> {
@@ -156,25 +148,6 @@ fn typed(value: &toml::Value, kind: ColumnType) -> Option<Dynamic> {
         (ColumnType::String, V::Boolean(b)) => Dynamic::from(b.to_string()),
         _ => return None,
     })
-}
-
-fn matches(expect: Expect, got: &Outcome) -> bool {
-    matches!(
-        (expect, got),
-        (Expect::True, Outcome::True)
-            | (Expect::False, Outcome::False)
-            | (Expect::Error, Outcome::Error(_))
-            | (Expect::Timeout, Outcome::Timeout(_))
-    )
-}
-
-fn expect_name(expect: Expect) -> &'static str {
-    match expect {
-        Expect::True => "true",
-        Expect::False => "false",
-        Expect::Error => "error",
-        Expect::Timeout => "timeout",
-    }
 }
 
 fn describe(got: &Outcome) -> String {

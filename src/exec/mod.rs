@@ -9,12 +9,9 @@ pub mod processes;
 pub mod protocol;
 pub mod threads;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use anyhow::Result;
 
-use crate::input::Batch;
-use crate::outcome::Outcome;
+use crate::model::{Batch, Outcome};
 
 /// Evaluates batches for one job of the run.
 pub trait Lane {
@@ -23,47 +20,12 @@ pub trait Lane {
     fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()>;
 }
 
-/// A way to evaluate rules, with `jobs()` lanes.
+/// A way to evaluate rules: it hands out one lane per job.
 pub trait Executor: Send + Sync {
-    /// `threads` or `processes`, as the summary names it.
-    fn name(&self) -> &'static str;
-    fn jobs(&self) -> usize;
     /// Creates lane `index`; called once, on the thread that will drive it.
     fn lane(&self, index: usize) -> Result<Box<dyn Lane>>;
-    /// Worker-process counters, for executors that have worker processes.
-    fn workers(&self) -> Option<WorkerCounts> {
-        None
-    }
-    /// Stops everything the executor started (worker processes), at once. Called on the
-    /// way out of an interrupted or failed run; must be safe to call from any thread.
-    fn shutdown(&self) {}
-}
-
-/// Worker-process counters reported in the summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WorkerCounts {
-    /// Worker processes started, replacements included.
-    pub started: u64,
-    /// Workers killed because an evaluation passed its deadline.
-    pub killed: u64,
-    /// Workers that died on their own (crash, signal from outside, OOM).
-    pub died: u64,
-}
-
-/// Lock-free counters behind `WorkerCounts`, shared by supervisor threads.
-#[derive(Debug, Default)]
-pub struct WorkerCounters {
-    pub started: AtomicU64,
-    pub killed: AtomicU64,
-    pub died: AtomicU64,
-}
-
-impl WorkerCounters {
-    pub fn snapshot(&self) -> WorkerCounts {
-        WorkerCounts {
-            started: self.started.load(Ordering::Relaxed),
-            killed: self.killed.load(Ordering::Relaxed),
-            died: self.died.load(Ordering::Relaxed),
-        }
-    }
+    /// Stops everything the executor started, at once: running evaluations stop at their
+    /// next check, worker processes are killed. Called on the way out of an interrupted
+    /// or failed run; must be safe to call from any thread.
+    fn shutdown(&self);
 }

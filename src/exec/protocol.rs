@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use rhai::Dynamic;
 
-use crate::outcome::Outcome;
-use crate::rules::{ColumnType, Columns, Row};
+use crate::model::{ColumnType, Columns, Outcome, Row};
 
 use frame::{Cursor, put_duration, put_str, put_u32, put_u64};
 pub use frame::{FrameError, ProtocolError, begin_frame, end_frame, read_frame};
@@ -261,11 +260,7 @@ pub fn decode_batch(payload: &[u8]) -> Result<BatchRequest, ProtocolError> {
         for _ in 0..columns {
             values.push(get_value(&mut c)?);
         }
-        rows.push(Row {
-            line: 0,
-            id,
-            values,
-        });
+        rows.push(Row { id, values });
     }
     c.finish("batch")?;
     let first = row_base.checked_mul(u64::from(rules));

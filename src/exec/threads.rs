@@ -7,43 +7,40 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 
 use super::{Executor, Lane};
-use crate::input::Batch;
-use crate::outcome::Outcome;
-use crate::rules::{Columns, Evaluator, RuleSet};
+use crate::model::{Batch, Columns, Outcome};
+use crate::rules::{Cancel, Evaluator, RuleSet};
 
 pub struct ThreadsExecutor {
     rules: Arc<RuleSet>,
     columns: Columns,
     seed: u64,
-    jobs: usize,
+    /// Shared by every lane's evaluator: `shutdown` stops running scripts with it.
+    cancel: Cancel,
 }
 
 impl ThreadsExecutor {
-    pub fn new(rules: Arc<RuleSet>, columns: Columns, seed: u64, jobs: usize) -> ThreadsExecutor {
+    pub fn new(rules: Arc<RuleSet>, columns: Columns, seed: u64) -> ThreadsExecutor {
         ThreadsExecutor {
             rules,
             columns,
             seed,
-            jobs,
+            cancel: Cancel::default(),
         }
     }
 }
 
 impl Executor for ThreadsExecutor {
-    fn name(&self) -> &'static str {
-        "threads"
-    }
-
-    fn jobs(&self) -> usize {
-        self.jobs
-    }
-
     fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
         let evaluator =
-            Evaluator::new(&self.rules, &self.columns, self.seed).map_err(|errors| {
-                anyhow!("rules do not compile: {}", crate::rules::one_line(&errors))
-            })?;
+            Evaluator::cancellable(&self.rules, &self.columns, self.seed, self.cancel.clone())
+                .map_err(|errors| {
+                    anyhow!("rules do not compile: {}", crate::rules::one_line(&errors))
+                })?;
         Ok(Box::new(ThreadLane { evaluator }))
+    }
+
+    fn shutdown(&self) {
+        self.cancel.cancel();
     }
 }
 
@@ -66,21 +63,15 @@ impl Lane for ThreadLane {
 /// without any rule (`txguard run --floor`, hidden).
 pub struct FloorExecutor {
     pub rules: usize,
-    pub jobs: usize,
 }
 
 impl Executor for FloorExecutor {
-    fn name(&self) -> &'static str {
-        "floor"
-    }
-
-    fn jobs(&self) -> usize {
-        self.jobs
-    }
-
     fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
         Ok(Box::new(FloorLane { rules: self.rules }))
     }
+
+    /// Nothing runs long enough to stop.
+    fn shutdown(&self) {}
 }
 
 struct FloorLane {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cli::Workload;
+use crate::config::Workload;
 
 /// A rocket ready to fly: its delay and countdown step already scaled to real time.
 #[derive(Debug, Clone, Copy)]

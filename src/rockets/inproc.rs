@@ -8,10 +8,10 @@ use std::thread;
 use anyhow::Context;
 use rayon::prelude::*;
 
-use super::backoff::Backoff;
 use super::plan::{Plan, Rocket};
 use super::progress::Progress;
 use super::{Launched, Settings};
+use crate::backoff::Backoff;
 
 /// Stack of one rocket thread. A flight needs a few KiB (a sleep, a formatted line); 64 KiB
 /// lets 10,000 threads live at once in well under a GiB of address space.

@@ -5,10 +5,8 @@
 //! - `plan`: names, delays and countdowns, drawn up front from one seeded RNG;
 //! - `flight`: one rocket's flight and its whole-line output;
 //! - `inproc`: the three in-process modes; `processes`: one supervised child per rocket;
-//! - `backoff`: retrying a thread or process start when resources run out;
 //! - `report`, `progress`: what people see on stderr.
 
-pub mod backoff;
 pub mod flight;
 pub mod inproc;
 pub mod plan;
@@ -21,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use crate::cli::{RocketMode, Workload};
+pub use crate::config::{RocketMode, Workload};
 pub use plan::{Plan, Rocket};
 pub use progress::Progress;
 pub use report::{Failure, Report};
@@ -139,4 +137,4 @@ pub fn launch(plan: &Plan, settings: &Settings, progress: &Progress) -> anyhow::
     })
 }
 
-pub use crate::cli::cpus;
+pub use crate::config::cpus;

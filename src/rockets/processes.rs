@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use wait_timeout::ChildExt;
 
-use super::backoff::{Backoff, is_out_of_resources};
 use super::plan::Rocket;
 use super::progress::Progress;
 use super::report::Failure;
 use super::{Launched, STDOUT_CLOSED};
+use crate::backoff::{Backoff, is_out_of_resources};
 
 /// Longest the supervisor waits on one child before looking for newly started ones, while
 /// children are still being started: a short child started after a long one gets reaped
@@ -115,8 +115,8 @@ pub fn rocket_launch(
         .arg(flight.step.as_secs_f64().to_string())
         .arg("--workload")
         .arg(match flight.workload {
-            crate::cli::Workload::Sleep => "sleep",
-            crate::cli::Workload::Spin => "spin",
+            crate::config::Workload::Sleep => "sleep",
+            crate::config::Workload::Spin => "spin",
         })
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::cli::{RocketMode, Workload};
+use crate::config::{RocketMode, Workload};
 
 /// A rocket that did not launch properly.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,6 +9,7 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,8 @@ use rhai::packages::{Package, StandardPackage};
 use rhai::{AST, Dynamic, Engine, EvalAltResult, ParseErrorType, Scope};
 
 use super::random;
-use super::{Columns, Row, RuleSet, RulesError};
-use crate::outcome::Outcome;
+use super::{RuleSet, RulesError};
+use crate::model::{ColumnType, Columns, Outcome, Row};
 
 /// How many operations pass between two looks at the clock. A power of two: the check is a
 /// mask. At ~100M operations/s this is ~10 µs, and costs a few percent of a simple rule.
@@ -30,13 +31,20 @@ const BACKSTOP_OPS_PER_SECOND: u64 = 1_000_000_000;
 const TERMINATED_BY_DEADLINE: &str = "deadline";
 const TERMINATED_BY_CANCEL: &str = "cancelled";
 
-/// Set once when the run is being abandoned (a signal): every running script stops at its
-/// next clock check instead of running to its deadline.
-static CANCELLED: AtomicBool = AtomicBool::new(false);
+/// Set once when a run is being abandoned (a signal): every evaluator built with it stops
+/// its running script at the next clock check instead of running to its deadline. The
+/// executor that owns it sets it (`Executor::shutdown`).
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
 
-/// Stops every evaluation in this process at its next clock check.
-pub fn cancel_all() {
-    CANCELLED.store(true, Ordering::Relaxed);
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// What the engine's callbacks need to know about the evaluation running on this thread.
@@ -65,7 +73,7 @@ fn next_draw() -> u64 {
 
 /// Builds the sandboxed engine. `strict` makes a variable that is not in the compile
 /// scope (the input's columns) a compile error; without it only syntax is checked.
-fn build_engine(strict: bool, max_timeout: Duration) -> Engine {
+fn build_engine(strict: bool, max_timeout: Duration, cancel: Cancel) -> Engine {
     let mut engine = Engine::new_raw();
     engine.register_global_module(StandardPackage::new().as_shared_module());
     engine.on_print(|_| {});
@@ -82,11 +90,11 @@ fn build_engine(strict: bool, max_timeout: Duration) -> Engine {
     engine.set_max_functions(1_000);
     let seconds = max_timeout.as_secs_f64().ceil().max(1.0) as u64;
     engine.set_max_operations(seconds.saturating_mul(BACKSTOP_OPS_PER_SECOND));
-    engine.on_progress(|ops| {
+    engine.on_progress(move |ops| {
         if ops % CLOCK_EVERY != 0 {
             return None;
         }
-        if CANCELLED.load(Ordering::Relaxed) {
+        if cancel.is_cancelled() {
             return Some(TERMINATED_BY_CANCEL.into());
         }
         let deadline = CURRENT.with(|c| c.get().deadline);
@@ -115,7 +123,7 @@ fn build_engine(strict: bool, max_timeout: Duration) -> Engine {
 /// Compiles every rule for syntax only (before the input's columns are known), returning
 /// every error found.
 pub fn check_syntax(set: &RuleSet) -> Vec<RulesError> {
-    let engine = build_engine(false, set.max_timeout());
+    let engine = build_engine(false, set.max_timeout(), Cancel::default());
     set.rules
         .iter()
         .filter_map(|rule| {
@@ -185,7 +193,17 @@ impl Evaluator {
     /// Compiles every rule against the input's columns; any variable that is neither a
     /// column nor the rule's own is an error here, before a row is evaluated.
     pub fn new(set: &RuleSet, columns: &Columns, seed: u64) -> Result<Evaluator, Vec<RulesError>> {
-        let engine = build_engine(true, set.max_timeout());
+        Evaluator::cancellable(set, columns, seed, Cancel::default())
+    }
+
+    /// `new`, with evaluations that stop at their next clock check once `cancel` is set.
+    pub fn cancellable(
+        set: &RuleSet,
+        columns: &Columns,
+        seed: u64,
+        cancel: Cancel,
+    ) -> Result<Evaluator, Vec<RulesError>> {
+        let engine = build_engine(true, set.max_timeout(), cancel);
         let mut all_columns = Scope::new();
         for (name, kind) in columns.names.iter().zip(&columns.types) {
             all_columns.push_dynamic(name.as_str(), placeholder(*kind));
@@ -303,12 +321,12 @@ impl Evaluator {
 }
 
 /// A value of the right type for compiling against a column (only its presence matters).
-fn placeholder(kind: super::ColumnType) -> Dynamic {
+fn placeholder(kind: ColumnType) -> Dynamic {
     match kind {
-        super::ColumnType::Int => Dynamic::from_int(0),
-        super::ColumnType::Float => Dynamic::from_float(0.0),
-        super::ColumnType::Bool => Dynamic::FALSE,
-        super::ColumnType::String => Dynamic::from(String::new()),
+        ColumnType::Int => Dynamic::from_int(0),
+        ColumnType::Float => Dynamic::from_float(0.0),
+        ColumnType::Bool => Dynamic::FALSE,
+        ColumnType::String => Dynamic::from(String::new()),
     }
 }
 
@@ -346,7 +364,7 @@ pub(crate) fn identifiers(script: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{ColumnType, file};
+    use crate::rules::file;
 
     fn columns() -> Columns {
         Columns {
@@ -357,7 +375,6 @@ mod tests {
 
     fn row(id: i64, amount: f64, country: &str) -> Row {
         Row {
-            line: 2,
             id: id.to_string(),
             values: vec![
                 Dynamic::from_int(id),

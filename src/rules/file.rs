@@ -3,13 +3,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ColumnType, Example, Expect, Rule, RuleSet};
+use super::{Example, Rule, RuleSet};
+use crate::duration::parse_duration;
+use crate::model::{ColumnType, Kind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +58,28 @@ pub struct RulesError {
     pub message: String,
     /// For a script reading a variable that does not exist: its name.
     pub undefined_variable: Option<String>,
+}
+
+impl RulesError {
+    /// A problem with the file as a whole (it cannot be read, it is not text).
+    pub fn file(message: String) -> RulesError {
+        RulesError {
+            line: None,
+            rule: None,
+            message,
+            undefined_variable: None,
+        }
+    }
+}
+
+/// An example's `expect`: a bool, or one of the result words.
+fn expected_kind(value: &toml::Value) -> Option<Kind> {
+    match value {
+        toml::Value::Boolean(true) => Some(Kind::True),
+        toml::Value::Boolean(false) => Some(Kind::False),
+        toml::Value::String(s) => Kind::parse(s),
+        _ => None,
+    }
 }
 
 impl fmt::Display for RulesError {
@@ -130,26 +154,9 @@ impl Lines {
     }
 }
 
-/// Reads and checks a rules file: TOML shape, column types, unique ids and names, timeouts,
-/// examples. Scripts are compiled later (`engine::compile_all`), so that one report can hold
-/// every error of the file.
-pub fn load(path: &Path, default_timeout: Duration) -> Result<RuleSet, RulesErrors> {
-    let fail = |errors| RulesErrors {
-        path: path.to_path_buf(),
-        errors,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        fail(vec![RulesError {
-            line: None,
-            rule: None,
-            message: format!("cannot read: {e}"),
-            undefined_variable: None,
-        }])
-    })?;
-    parse(&text, default_timeout).map_err(fail)
-}
-
-/// The pure part of `load`, on the file's text.
+/// Checks a rules file's text: TOML shape, column types, unique ids and names, timeouts,
+/// examples. Scripts are compiled for syntax by the caller (`rules::load`,
+/// `engine::check_syntax`), so that one report can hold every error of the file.
 pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<RulesError>> {
     let lines = Lines::new(text);
     let raw: RawFile = toml::from_str(text).map_err(|e| {
@@ -182,7 +189,7 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
     }
 
     let default_timeout = match &raw.defaults.timeout {
-        Some(t) => match crate::cli::parse_duration(t.get_ref()) {
+        Some(t) => match parse_duration(t.get_ref()) {
             Ok(d) => d,
             Err(e) => {
                 errors.push(RulesError {
@@ -236,7 +243,7 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
             ));
         }
         let timeout = match &raw.timeout {
-            Some(t) => crate::cli::parse_duration(t.get_ref()).unwrap_or_else(|e| {
+            Some(t) => parse_duration(t.get_ref()).unwrap_or_else(|e| {
                 errors.push(err(
                     lines.line(t.span().start),
                     format!("timeout {:?}: {e}", t.get_ref()),
@@ -249,7 +256,7 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
         for (n, ex) in raw.example.into_iter().enumerate() {
             let line = lines.line(ex.span().start);
             let ex = ex.into_inner();
-            match Expect::from_toml(ex.expect.get_ref()) {
+            match expected_kind(ex.expect.get_ref()) {
                 Some(expect) => examples.push(Example {
                     line,
                     row: ex.row,
@@ -319,7 +326,7 @@ expect = "timeout"
         assert_eq!(set.rules[0].timeout, Duration::from_millis(250));
         assert_eq!(set.rules[1].timeout, Duration::from_secs(2));
         assert_eq!(set.rules[0].line, 12);
-        assert_eq!(set.rules[1].examples[0].expect, Expect::Timeout);
+        assert_eq!(set.rules[1].examples[0].expect, Kind::Timeout);
     }
 
     #[test]

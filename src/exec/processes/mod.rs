@@ -6,6 +6,7 @@
 //! nothing but a retry.
 //!
 //! - `supervisor`: the lane: sends batches, watches deadlines, kills, respawns, retries;
+//! - `worker_loop`: what runs inside a worker: setup, then evaluate batch after batch;
 //! - `work`: which evaluations of a batch have their outcome (retries lose nothing);
 //! - `worker_process`: one child process, its pipes and their threads, kill and reap;
 //! - `progress_slot`: shared memory that tells the supervisor which evaluation is in
@@ -14,19 +15,21 @@
 pub mod progress_slot;
 mod supervisor;
 mod work;
+pub mod worker_loop;
 mod worker_process;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Executor, Lane, WorkerCounters, WorkerCounts};
+use super::{Executor, Lane};
 use crate::exec::protocol::{self, Setup};
-use crate::rules::{Columns, RuleSet};
+use crate::model::{Columns, WorkerCounts};
+use crate::rules::RuleSet;
 
 /// Past its rule's time limit, an evaluation still in flight and running on the CPU is
 /// given this much more before its worker is killed: the worker's own cooperative
@@ -71,8 +74,28 @@ pub struct Plan {
     grace_ns: u64,
     /// The rules' time limits, recorded as `timeout` outcomes when a worker is killed.
     timeouts: Vec<Duration>,
-    /// Per column: whether its values are sent (see `read_columns`).
+    /// Per column: whether its values cross the pipe: only those some rule may read
+    /// (`RuleSet::columns_read`); the others are sent as unit. With typical rules that is
+    /// most string columns: their copy and decoding dominated a worker's time.
     sent_columns: Vec<bool>,
+}
+
+/// Lock-free counters behind `WorkerCounts`, shared by supervisor threads.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub started: AtomicU64,
+    pub killed: AtomicU64,
+    pub died: AtomicU64,
+}
+
+impl WorkerCounters {
+    pub fn snapshot(&self) -> WorkerCounts {
+        WorkerCounts {
+            started: self.started.load(Ordering::Relaxed),
+            killed: self.killed.load(Ordering::Relaxed),
+            died: self.died.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// State shared by the lanes of a run and `shutdown`.
@@ -130,11 +153,10 @@ impl Shared {
 pub struct ProcessesExecutor {
     plan: Arc<Plan>,
     shared: Arc<Shared>,
-    jobs: usize,
 }
 
 impl ProcessesExecutor {
-    pub fn new(rules: Arc<RuleSet>, setup: WorkerSetup, jobs: usize) -> Result<ProcessesExecutor> {
+    pub fn new(rules: &RuleSet, setup: WorkerSetup) -> Result<ProcessesExecutor> {
         let exe = std::env::current_exe()
             .context("cannot find the txguard executable to start workers")?;
         let self_exe = PathBuf::from("/proc/self/exe");
@@ -143,7 +165,7 @@ impl ProcessesExecutor {
         } else {
             exe.clone()
         };
-        let sent_columns = read_columns(&rules, &setup.columns);
+        let sent_columns = rules.columns_read(&setup.columns);
         let mut setup_frame = Vec::new();
         protocol::encode_setup(
             &mut setup_frame,
@@ -171,27 +193,16 @@ impl ProcessesExecutor {
         Ok(ProcessesExecutor {
             plan: Arc::new(plan),
             shared: Arc::new(Shared::new()),
-            jobs,
         })
     }
-}
 
-/// Per column, whether its values cross the pipe: only those some rule may read
-/// (`RuleSet::columns_read`); the others are sent as unit. With typical rules that is most
-/// string columns: their copy and decoding dominated a worker's time.
-fn read_columns(rules: &RuleSet, columns: &Columns) -> Vec<bool> {
-    rules.columns_read(columns)
+    /// Worker processes started, killed and dead so far.
+    pub fn workers(&self) -> WorkerCounts {
+        self.shared.counters.snapshot()
+    }
 }
 
 impl Executor for ProcessesExecutor {
-    fn name(&self) -> &'static str {
-        "processes"
-    }
-
-    fn jobs(&self) -> usize {
-        self.jobs
-    }
-
     /// Starts the lane's first worker from the calling thread, which drives the lane for
     /// the whole run: `PR_SET_PDEATHSIG` fires when the spawning thread exits.
     fn lane(&self, _index: usize) -> Result<Box<dyn Lane>> {
@@ -199,10 +210,6 @@ impl Executor for ProcessesExecutor {
             Arc::clone(&self.plan),
             Arc::clone(&self.shared),
         )?))
-    }
-
-    fn workers(&self) -> Option<WorkerCounts> {
-        Some(self.shared.counters.snapshot())
     }
 
     fn shutdown(&self) {
@@ -213,7 +220,8 @@ impl Executor for ProcessesExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{ColumnType, file};
+    use crate::model::ColumnType;
+    use crate::rules::file;
 
     #[test]
     fn only_columns_some_rule_names_are_sent() {
@@ -238,7 +246,7 @@ m.x == "FR"
             types: vec![ColumnType::String; names.len()],
         };
         assert_eq!(
-            read_columns(&set, &columns),
+            set.columns_read(&columns),
             [false, true, true, false, false]
         );
     }

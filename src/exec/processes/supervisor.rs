@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 
 use super::progress_slot::monotonic_ns;
-use super::work::{Request, Work};
+use super::work::{InFlight, Work};
 use super::worker_process::{Message, Worker, describe};
 use super::{Plan, Shared};
+use crate::backoff::{Backoff, any_out_of_resources};
 use crate::exec::Lane;
 use crate::exec::protocol::{self, Reply};
-use crate::input::Batch;
-use crate::outcome::Outcome;
+use crate::model::{Batch, Outcome};
 
 /// A worker that is not evaluating and says nothing for this long is stuck outside any
 /// rule (a bug, or a stopped process): the run fails rather than hang.
@@ -117,7 +117,7 @@ impl ProcessLane {
     fn supervise(
         &mut self,
         worker: &mut Worker,
-        request: &mut Request,
+        request: &mut InFlight,
         work: &mut Work,
     ) -> Result<Ending, String> {
         let rules = self.plan.rules as u64;
@@ -200,7 +200,7 @@ impl ProcessLane {
     /// already arrived (they need not be computed again). Those still in the pipe are
     /// not waited for: a worker writes out every 20 ms during a slow batch, so all but the
     /// last few milliseconds of work are already here, and the rest is computed again.
-    fn keep_answers(worker: &mut Worker, request: &mut Request, work: &mut Work) {
+    fn keep_answers(worker: &mut Worker, request: &mut InFlight, work: &mut Work) {
         while let Some(message) = worker.recv_timeout(Duration::ZERO) {
             match message {
                 Message::Reply(Reply::Ready { .. }) => worker.ready = true,
@@ -221,7 +221,7 @@ impl ProcessLane {
 
     /// A worker that stopped answering on its own: reap it, then decide what its death
     /// means for the evaluation it was running.
-    fn bury(&mut self, mut worker: Worker, request: &Request, work: &mut Work) -> Result<()> {
+    fn bury(&mut self, mut worker: Worker, request: &InFlight, work: &mut Work) -> Result<()> {
         let status = worker.wait_or_kill(EXIT_BOUND)?;
         self.stopped()?;
         if !worker.ready {
@@ -284,7 +284,8 @@ impl Lane for ProcessLane {
         while work.missing > 0 {
             self.stopped()?;
             let mut worker = self.take_worker()?;
-            let mut request = Request::new(self.next_request, work.missing_ranges(rules, max_rows));
+            let mut request =
+                InFlight::new(self.next_request, work.missing_ranges(rules, max_rows));
             self.next_request += 1;
             max_rows = RESEND_ROWS;
             // Only the rows the request needs: none before its first evaluation or after its last.
@@ -362,29 +363,19 @@ impl Drop for ProcessLane {
     }
 }
 
-/// Starts a worker, retrying for a few seconds when the system is out of processes or
-/// memory for the moment (`EAGAIN`, `ENOMEM`): a busy machine slows the run, it does not
-/// fail it. Any other error fails at once.
+/// Starts a worker, retrying for a few seconds when the system is out of processes,
+/// memory or descriptors for the moment (the program's one `Backoff` policy): a busy
+/// machine slows the run, it does not fail it. Any other error fails at once.
 fn spawn_patiently(plan: &Plan, shared: &Arc<Shared>) -> Result<Worker> {
-    let mut pause = Duration::from_millis(10);
-    let give_up = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Worker::spawn(plan, shared) {
-            Ok(worker) => return Ok(worker),
-            Err(e) => {
-                let transient = e.chain().any(|c| {
-                    c.downcast_ref::<std::io::Error>()
-                        .and_then(std::io::Error::raw_os_error)
-                        .is_some_and(|code| code == libc::EAGAIN || code == libc::ENOMEM)
-                });
-                if !transient || shared.is_stopping() || Instant::now() + pause > give_up {
-                    return Err(e);
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
+    let mut backoff = Backoff {
+        retries: 0,
+        give_up_after: Duration::from_secs(10),
+    };
+    backoff.retry_when(
+        || Worker::spawn(plan, shared),
+        |e| !shared.is_stopping() && any_out_of_resources(e),
+        std::thread::sleep,
+    )
 }
 
 /// Adds the worker's stderr tail to an error, or says it was empty.

@@ -1,10 +1,10 @@
 //! The bookkeeping of one batch in a process lane: which evaluations have an outcome
 //! (`Work`, filled by index in any order, so a retry can neither lose nor duplicate one),
-//! and where the answers to a request go (`Request`, along its ranges, in order).
+//! and where the answers to a request go (`InFlight`, along its ranges, in order).
 
 use std::ops::Range;
 
-use crate::outcome::Outcome;
+use crate::model::Outcome;
 
 /// The outcomes of one batch, filled by index in any order.
 pub struct Work {
@@ -78,7 +78,7 @@ impl Work {
 }
 
 /// A request sent to a worker, and how far its answers have come.
-pub struct Request {
+pub struct InFlight {
     pub id: u64,
     pub ranges: Vec<Range<u64>>,
     /// The range, and the index in it, the next outcome is for.
@@ -86,10 +86,10 @@ pub struct Request {
     pub next: u64,
 }
 
-impl Request {
-    pub fn new(id: u64, ranges: Vec<Range<u64>>) -> Request {
+impl InFlight {
+    pub fn new(id: u64, ranges: Vec<Range<u64>>) -> InFlight {
         let next = ranges[0].start;
-        Request {
+        InFlight {
             id,
             ranges,
             range: 0,
@@ -167,7 +167,7 @@ mod tests {
         for i in [0, 1, 4, 9] {
             work.set(i, Outcome::True);
         }
-        let mut request = Request::new(7, work.missing_ranges(1, usize::MAX));
+        let mut request = InFlight::new(7, work.missing_ranges(1, usize::MAX));
         request
             .accept(7, 2, vec![Outcome::False; 3], &mut work)
             .unwrap();

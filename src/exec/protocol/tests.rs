@@ -25,7 +25,6 @@ fn columns() -> Columns {
 fn rows() -> Vec<Row> {
     (0..3)
         .map(|i| Row {
-            line: 2 + i,
             id: format!("{i:03}"),
             values: vec![
                 Dynamic::from_int(-(i as i64) * 1_000_000_007),

@@ -1,6 +1,7 @@
 //! Starting a thread or a process when the machine is out of them: wait and retry rather
 //! than die. The original program crashed with "too many open files" after 9,997 starts;
-//! here a resource error only slows the launch down until running rockets finish.
+//! here a resource error only slows the launch down until running work finishes. The one
+//! retry policy of the program: rockets and the process executor's workers both use it.
 
 use std::io;
 use std::thread;
@@ -34,15 +35,25 @@ impl Backoff {
     /// real use; tests pass a fake) and may free resources meanwhile.
     pub fn retry<T>(
         &mut self,
-        mut start: impl FnMut() -> io::Result<T>,
-        mut pause: impl FnMut(Duration),
+        start: impl FnMut() -> io::Result<T>,
+        pause: impl FnMut(Duration),
     ) -> io::Result<T> {
+        self.retry_when(start, is_out_of_resources, pause)
+    }
+
+    /// `retry`, for any error: `transient` says which ones are worth waiting out.
+    pub fn retry_when<T, E>(
+        &mut self,
+        mut start: impl FnMut() -> Result<T, E>,
+        transient: impl Fn(&E) -> bool,
+        mut pause: impl FnMut(Duration),
+    ) -> Result<T, E> {
         let mut wait = FIRST_WAIT;
         let mut waited = Duration::ZERO;
         loop {
             match start() {
                 Ok(value) => return Ok(value),
-                Err(err) if is_out_of_resources(&err) && waited < self.give_up_after => {
+                Err(err) if transient(&err) && waited < self.give_up_after => {
                     self.retries += 1;
                     pause(wait);
                     waited += wait;
@@ -72,6 +83,14 @@ pub fn is_out_of_resources(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE)
     ) || err.kind() == io::ErrorKind::WouldBlock
+}
+
+/// `is_out_of_resources` for any cause in an error's chain.
+pub fn any_out_of_resources(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(is_out_of_resources)
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,242 @@
+//! The worker process of `--executor processes` (`txguard worker --protocol N`, hidden):
+//! the event loop that runs inside each worker, beside the supervisor that drives it.
+//!
+//! It reads a `Setup` frame from stdin, builds the same `Evaluator` the thread executor
+//! uses, answers `Ready`, then for each `Batch` evaluates the requested indexes in order
+//! and writes `Outcomes` frames to stdout, flushed at the end of the batch (and every
+//! `FLUSH_EVERY` during a slow one), never once per evaluation. Before each evaluation it
+//! writes (request, index, start) into its progress slot, which is how the supervisor
+//! knows the deadline of what is in flight. It exits 0 when stdin ends. It does not
+//! outlive its supervisor: the supervisor sets `PR_SET_PDEATHSIG` when it starts it.
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result, bail};
+
+use super::progress_slot::{ProgressSlot, SLOT_FD_ENV, SlotWriter, monotonic_ns};
+use crate::exec::protocol::{self, BatchRequest, OutcomesEncoder, Request};
+use crate::rules::{self, Evaluator};
+
+/// Test-only: makes workers misbehave on purpose, so tests can prove the supervisor
+/// copes. `protocol` (speak another version), `garbage` (write junk instead of outcomes),
+/// `exit` (exit 3 after reading the setup), `kill-on-id:ID` (SIGKILL itself as it starts to
+/// evaluate the first rule on transaction ID). Never set it outside tests.
+pub const FAULT_ENV: &str = "TXGUARD_TEST_WORKER_FAULT";
+
+/// During a batch, outcomes are written out when this long has passed since the last
+/// write, so a worker killed in a slow batch loses little finished work.
+const FLUSH_EVERY_NS: u64 = 20_000_000;
+/// Outcome bytes buffered before they are written out, whatever the time.
+const FLUSH_BYTES: usize = 64 << 10;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    Protocol,
+    Garbage,
+    Exit,
+    KillOnId(String),
+}
+
+impl Fault {
+    fn from_env() -> Fault {
+        let Ok(value) = std::env::var(FAULT_ENV) else {
+            return Fault::None;
+        };
+        match value.as_str() {
+            "protocol" => Fault::Protocol,
+            "garbage" => Fault::Garbage,
+            "exit" => Fault::Exit,
+            other => match other.strip_prefix("kill-on-id:") {
+                Some(id) => Fault::KillOnId(id.to_string()),
+                None => Fault::None,
+            },
+        }
+    }
+}
+
+/// Serves one supervisor over stdin/stdout until stdin ends; `protocol` is the version
+/// the supervisor speaks (from the command line). Returns the exit code.
+pub fn serve(protocol: u32) -> Result<i32> {
+    let fault = Fault::from_env();
+    let ours = if fault == Fault::Protocol {
+        protocol::VERSION + 1
+    } else {
+        protocol::VERSION
+    };
+    if protocol != ours {
+        eprintln!(
+            "txguard worker: protocol version mismatch: the supervisor speaks version {}, this worker \
+             speaks version {ours}; supervisor and workers must be the same txguard build",
+            protocol
+        );
+        return Ok(2);
+    }
+    // stdout carries frames only: keep a private descriptor for them and point fd 1 at
+    // stderr, so nothing printed by accident can ever corrupt a frame.
+    let out = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot duplicate stdout")?;
+    // SAFETY: dup2 between two open descriptors of this process.
+    unsafe { libc::dup2(2, 1) };
+    let input = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot duplicate stdin")?;
+    let mut worker = WorkerLoop {
+        input: BufReader::with_capacity(256 << 10, File::from(input)),
+        out: File::from(out),
+        buf: Vec::with_capacity(FLUSH_BYTES * 2),
+        payload: Vec::new(),
+        slot: match std::env::var(SLOT_FD_ENV) {
+            Ok(fd) => {
+                let fd = fd
+                    .parse()
+                    .with_context(|| format!("{SLOT_FD_ENV}={fd:?} is not a descriptor"))?;
+                Some(SlotWriter::new(
+                    ProgressSlot::open(fd).context("cannot map the progress slot")?,
+                ))
+            }
+            Err(_) => None,
+        },
+        fault,
+    };
+    match worker.answer_requests() {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // Tell the supervisor (a run error, with the reason) rather than just die,
+            // which it would take for a crash and retry.
+            worker.buf.clear();
+            protocol::encode_fatal(&mut worker.buf, &format!("{e:#}"));
+            let _ = worker.out.write_all(&worker.buf);
+            Err(e)
+        }
+    }
+}
+
+struct WorkerLoop {
+    input: BufReader<File>,
+    out: File,
+    /// Frames not yet written out.
+    buf: Vec<u8>,
+    payload: Vec<u8>,
+    slot: Option<SlotWriter>,
+    fault: Fault,
+}
+
+impl WorkerLoop {
+    fn read(&mut self) -> Result<Option<Request>> {
+        match protocol::read_frame(&mut self.input, protocol::MAX_TO_WORKER, &mut self.payload)
+            .context("cannot read a request")?
+        {
+            None => Ok(None),
+            Some(kind) => Ok(Some(
+                protocol::decode_request(kind, &self.payload).context("bad request")?,
+            )),
+        }
+    }
+
+    fn write_out(&mut self) -> Result<()> {
+        self.out
+            .write_all(&self.buf)
+            .context("cannot write to the supervisor")?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn answer_requests(&mut self) -> Result<i32> {
+        let setup = match self.read()? {
+            None => return Ok(0),
+            Some(Request::Setup(setup)) => setup,
+            Some(Request::Batch(_)) => bail!("the first request is a batch, not the setup"),
+        };
+        if self.fault == Fault::Exit {
+            return Ok(3);
+        }
+        let set = rules::file::parse(&setup.rules_text, setup.default_timeout)
+            .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
+        let mut evaluator = Evaluator::new(&set, &setup.columns, setup.seed)
+            .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
+        let rules = evaluator.rule_count() as u32;
+        protocol::encode_ready(&mut self.buf, rules, std::process::id());
+        self.write_out()?;
+        loop {
+            let batch = match self.read()? {
+                None => return Ok(0),
+                Some(Request::Batch(batch)) => batch,
+                Some(Request::Setup(_)) => bail!("a second setup"),
+            };
+            if batch.rules != rules {
+                bail!(
+                    "a batch for {} rules, but {rules} were compiled",
+                    batch.rules
+                );
+            }
+            if let Some(row) = batch
+                .rows
+                .iter()
+                .find(|r| r.values.len() != setup.columns.names.len())
+            {
+                bail!(
+                    "row {:?} has {} values for {} columns",
+                    row.id,
+                    row.values.len(),
+                    setup.columns.names.len()
+                );
+            }
+            if self.fault == Fault::Garbage {
+                self.buf
+                    .extend_from_slice(b"GARBAGE: this is not a txguard frame\n");
+                self.write_out()?;
+            }
+            self.evaluate(&mut evaluator, &batch)?;
+        }
+    }
+
+    fn evaluate(&mut self, evaluator: &mut Evaluator, batch: &BatchRequest) -> Result<()> {
+        let rules = u64::from(batch.rules);
+        let mut encoder = OutcomesEncoder::new(batch.request);
+        let mut last_write = monotonic_ns();
+        let mut hashed = (u64::MAX, 0);
+        for range in &batch.ranges {
+            for index in range.clone() {
+                let row_index = index / rules;
+                let rule = (index % rules) as usize;
+                let row = &batch.rows[(row_index - batch.row_base) as usize];
+                if hashed.0 != row_index {
+                    hashed = (row_index, rules::random_key_hash(&row.id));
+                }
+                let now = monotonic_ns();
+                if !self.buf.is_empty() && now.saturating_sub(last_write) >= FLUSH_EVERY_NS {
+                    encoder.close(&mut self.buf);
+                    self.write_out()?;
+                    last_write = now;
+                }
+                if let Some(slot) = &mut self.slot {
+                    slot.begin(batch.request, index, now);
+                }
+                if let Fault::KillOnId(id) = &self.fault
+                    && rule == 0
+                    && row.id == *id
+                {
+                    // SAFETY: plain kill(2) of ourselves.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                }
+                let outcome = evaluator.evaluate(rule, row, hashed.1);
+                if let Some(slot) = &mut self.slot {
+                    slot.end(batch.request, index);
+                }
+                encoder.push(&mut self.buf, index, &outcome);
+                if encoder.is_closed() && self.buf.len() >= FLUSH_BYTES {
+                    self.write_out()?;
+                    last_write = now;
+                }
+            }
+        }
+        encoder.close(&mut self.buf);
+        self.write_out()
+    }
+}

@@ -1,0 +1,249 @@
+//! The data model every stage shares: typed rows and their columns, batches, the outcome
+//! of one evaluation, and bad rows. It imports no stage, so stages meet here instead of
+//! importing each other for a type.
+
+use std::time::Duration;
+
+use rhai::Dynamic;
+
+/// The declared type of an input column (`[columns]`); undeclared columns are strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Int,
+    Float,
+    Bool,
+    String,
+}
+
+impl ColumnType {
+    pub fn parse(name: &str) -> Option<ColumnType> {
+        Some(match name {
+            "int" => ColumnType::Int,
+            "float" => ColumnType::Float,
+            "bool" => ColumnType::Bool,
+            "string" => ColumnType::String,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::Int => "int",
+            ColumnType::Float => "float",
+            ColumnType::Bool => "bool",
+            ColumnType::String => "string",
+        }
+    }
+
+    /// Parses one CSV field as this type; the error is the message's tail, e.g.
+    /// `is not a float`.
+    pub fn value(self, field: &[u8]) -> Result<Dynamic, &'static str> {
+        let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?;
+        Ok(match self {
+            ColumnType::String => Dynamic::from(text.to_string()),
+            ColumnType::Int => Dynamic::from_int(text.parse().map_err(|_| "is not an int")?),
+            ColumnType::Float => match text.parse::<f64>() {
+                Ok(f) if !f.is_nan() => Dynamic::from_float(f),
+                _ => return Err("is not a float"),
+            },
+            ColumnType::Bool => match text {
+                "true" | "TRUE" | "True" => Dynamic::TRUE,
+                "false" | "FALSE" | "False" => Dynamic::FALSE,
+                _ => return Err("is not a bool (true or false)"),
+            },
+        })
+    }
+}
+
+/// The columns a rule can see, in the order rows store their values: every input column
+/// whose header is an identifier, with its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Columns {
+    pub names: Vec<String>,
+    pub types: Vec<ColumnType>,
+}
+
+impl Columns {
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+}
+
+/// True for names a rule can use as a variable (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name != "_"
+}
+
+/// One typed transaction, as every executor sees it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The `id` field as written in the input; written back to the results as is.
+    pub id: String,
+    /// One value per `Columns` entry.
+    pub values: Vec<Dynamic>,
+}
+
+/// A batch of rows, tagged with its place in the input so the writer can restore order.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub seq: u64,
+    pub rows: Vec<Row>,
+}
+
+/// A row that cannot be evaluated, with everything needed to report or reject it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    /// Line of the input where the row starts.
+    pub line: u64,
+    /// e.g. `column "amount": "12x" is not a float`.
+    pub reason: String,
+    /// The row's fields, re-encoded as one CSV record.
+    pub raw: Vec<u8>,
+}
+
+/// What one evaluation gave. Every (valid transaction, rule) pair gets exactly one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    True,
+    False,
+    /// The script failed, or returned something that is not a bool; carries the message.
+    Error(String),
+    /// The evaluation passed its deadline; carries the limit.
+    Timeout(Duration),
+}
+
+/// The four result kinds, in the order summaries list them. Also what a rule's example
+/// expects (`txguard check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    True = 0,
+    False = 1,
+    Error = 2,
+    Timeout = 3,
+}
+
+impl Kind {
+    /// The word written in the `result` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::True => "true",
+            Kind::False => "false",
+            Kind::Error => "error",
+            Kind::Timeout => "timeout",
+        }
+    }
+
+    /// The kind a word of the results (or an example's `expect`) names.
+    pub fn parse(word: &str) -> Option<Kind> {
+        Some(match word {
+            "true" => Kind::True,
+            "false" => Kind::False,
+            "error" => Kind::Error,
+            "timeout" => Kind::Timeout,
+            _ => return None,
+        })
+    }
+}
+
+impl Outcome {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Outcome::True => Kind::True,
+            Outcome::False => Kind::False,
+            Outcome::Error(_) => Kind::Error,
+            Outcome::Timeout(_) => Kind::Timeout,
+        }
+    }
+
+    /// Writes the `detail` column: empty for a bool, the message, or `exceeded 500ms`.
+    pub fn write_detail(&self, out: &mut String) {
+        match self {
+            Outcome::True | Outcome::False => {}
+            Outcome::Error(message) => out.push_str(message),
+            Outcome::Timeout(limit) => {
+                out.push_str("exceeded ");
+                out.push_str(&humantime::format_duration(*limit).to_string());
+            }
+        }
+    }
+}
+
+/// Worker-process counters of the process executor, reported in the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerCounts {
+    /// Worker processes started, replacements included.
+    pub started: u64,
+    /// Workers killed because an evaluation passed its deadline.
+    pub killed: u64,
+    /// Workers that died on their own (crash, signal from outside, OOM).
+    pub died: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_parse_as_their_declared_type_or_say_why_not() {
+        assert_eq!(ColumnType::Int.value(b"-42").unwrap().as_int(), Ok(-42));
+        assert_eq!(
+            ColumnType::Float.value(b"1e3").unwrap().as_float(),
+            Ok(1000.0)
+        );
+        assert_eq!(ColumnType::Bool.value(b"TRUE").unwrap().as_bool(), Ok(true));
+        assert_eq!(
+            ColumnType::Float.value(b"12x").unwrap_err(),
+            "is not a float"
+        );
+        assert_eq!(
+            ColumnType::Float.value(b"NaN").unwrap_err(),
+            "is not a float"
+        );
+        assert_eq!(ColumnType::Int.value(b"").unwrap_err(), "is not an int");
+        assert_eq!(ColumnType::Int.value(b"1.5").unwrap_err(), "is not an int");
+        assert_eq!(
+            ColumnType::String.value(b"\xff").unwrap_err(),
+            "is not valid UTF-8"
+        );
+        assert_eq!(
+            ColumnType::String
+                .value("Zürich".as_bytes())
+                .unwrap()
+                .into_string()
+                .unwrap(),
+            "Zürich"
+        );
+    }
+
+    #[test]
+    fn identifiers_are_ascii_words() {
+        assert!(is_identifier("amount"));
+        assert!(is_identifier("_x1"));
+        assert!(!is_identifier("1x"));
+        assert!(!is_identifier("two words"));
+        assert!(!is_identifier("montant€"));
+        assert!(!is_identifier("_"));
+        assert!(!is_identifier(""));
+    }
+
+    #[test]
+    fn timeout_detail_names_the_limit_as_users_write_it() {
+        let mut s = String::new();
+        Outcome::Timeout(Duration::from_millis(500)).write_detail(&mut s);
+        assert_eq!(s, "exceeded 500ms");
+        s.clear();
+        Outcome::Timeout(Duration::from_secs(3)).write_detail(&mut s);
+        assert_eq!(s, "exceeded 3s");
+    }
+
+    #[test]
+    fn kinds_read_back_as_the_results_write_them() {
+        for kind in [Kind::True, Kind::False, Kind::Error, Kind::Timeout] {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::parse("maybe"), None);
+    }
+}
