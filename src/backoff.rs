@@ -7,6 +7,8 @@ use std::io;
 use std::thread;
 use std::time::Duration;
 
+use rustix::io::Errno;
+
 /// First wait after a resource error; it doubles on each further failure.
 const FIRST_WAIT: Duration = Duration::from_millis(1);
 /// Longest single wait: short enough to notice soon when resources come back.
@@ -79,10 +81,11 @@ impl Default for Backoff {
 /// Errors that mean "not now": too many processes or threads (EAGAIN), no memory for
 /// one more (ENOMEM), or no file descriptor left in this process or the system.
 pub fn is_out_of_resources(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE)
-    ) || err.kind() == io::ErrorKind::WouldBlock
+    let code = err.raw_os_error();
+    [Errno::AGAIN, Errno::NOMEM, Errno::MFILE, Errno::NFILE]
+        .iter()
+        .any(|e| code == Some(e.raw_os_error()))
+        || err.kind() == io::ErrorKind::WouldBlock
 }
 
 /// `is_out_of_resources` for any cause in an error's chain.
@@ -98,7 +101,7 @@ mod tests {
     use super::*;
 
     fn eagain() -> io::Error {
-        io::Error::from_raw_os_error(libc::EAGAIN)
+        io::Error::from(Errno::AGAIN)
     }
 
     #[test]
@@ -129,11 +132,14 @@ mod tests {
         let got: io::Result<()> = backoff.retry(
             || {
                 calls += 1;
-                Err(io::Error::from_raw_os_error(libc::ENOENT))
+                Err(io::Error::from(Errno::NOENT))
             },
             |_| panic!("must not wait"),
         );
-        assert_eq!(got.expect_err("fails").raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(
+            got.expect_err("fails").raw_os_error(),
+            Some(Errno::NOENT.raw_os_error())
+        );
         assert_eq!(calls, 1);
         assert_eq!(backoff.retries, 0);
     }
@@ -148,7 +154,7 @@ mod tests {
         let got: io::Result<()> = backoff.retry(|| Err(eagain()), |d| waited += d);
         assert_eq!(
             got.expect_err("gives up").raw_os_error(),
-            Some(libc::EAGAIN)
+            Some(Errno::AGAIN.raw_os_error())
         );
         assert!(
             waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
@@ -158,14 +164,9 @@ mod tests {
 
     #[test]
     fn the_errors_of_a_full_machine_count_as_resource_errors() {
-        for code in [libc::EAGAIN, libc::ENOMEM, libc::EMFILE, libc::ENFILE] {
-            assert!(
-                is_out_of_resources(&io::Error::from_raw_os_error(code)),
-                "{code}"
-            );
+        for code in [Errno::AGAIN, Errno::NOMEM, Errno::MFILE, Errno::NFILE] {
+            assert!(is_out_of_resources(&io::Error::from(code)), "{code}");
         }
-        assert!(!is_out_of_resources(&io::Error::from_raw_os_error(
-            libc::ENOENT
-        )));
+        assert!(!is_out_of_resources(&io::Error::from(Errno::NOENT)));
     }
 }

@@ -26,7 +26,7 @@ pub use report::{Failure, Report};
 
 /// Exit code of a `rocket` child that found stdout closed (128 + SIGPIPE, as a shell
 /// reports a process killed by SIGPIPE): the parent then stops launching, quietly.
-pub const STDOUT_CLOSED: i32 = 128 + libc::SIGPIPE;
+pub const STDOUT_CLOSED: i32 = 128 + signal_hook::consts::SIGPIPE;
 
 /// How to launch the rockets of a plan: the checked form of `rockets`' flags.
 #[derive(Debug, Clone)]

@@ -327,7 +327,9 @@ fn judge(status: ExitStatus) -> Result<Judged, String> {
         return Ok(Judged::Launched);
     }
     match (status.code(), status.signal()) {
-        (Some(STDOUT_CLOSED), _) | (_, Some(libc::SIGPIPE)) => Ok(Judged::StdoutClosed),
+        (Some(STDOUT_CLOSED), _) | (_, Some(signal_hook::consts::SIGPIPE)) => {
+            Ok(Judged::StdoutClosed)
+        }
         (Some(code), _) => Err(format!("exited with code {code}")),
         (None, Some(signal)) => Err(format!("killed by signal {signal}")),
         (None, None) => Err(format!("ended with {status}")),

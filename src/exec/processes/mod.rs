@@ -141,11 +141,8 @@ impl Shared {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         self.stopping.store(true, Ordering::Relaxed);
         for &pid in live.iter() {
-            // SAFETY: plain kill(2) of a child that is registered, hence not yet reaped.
-            unsafe {
-                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
+            // Registered, hence not yet reaped: the pid is still our child's.
+            worker_process::kill_group_and_process(pid);
         }
     }
 }

@@ -11,7 +11,9 @@
 //! fresh slot, so that slot is simply never read again.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use rustix::{fs, mm};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -27,12 +29,7 @@ const STARTED: usize = 3;
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -63,28 +60,17 @@ impl ProgressSlot {
     /// A fresh zeroed slot (supervisor side). The descriptor is close-on-exec: only the
     /// worker it is meant for inherits it (see `inheritable_in_child`).
     pub fn create() -> io::Result<ProgressSlot> {
-        // SAFETY: a valid NUL-terminated name and known flags.
-        let raw = unsafe { libc::memfd_create(c"txguard-progress".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create just returned this descriptor, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: a valid descriptor and size.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = fs::memfd_create(c"txguard-progress", fs::MemfdFlags::CLOEXEC)?;
+        fs::ftruncate(&fd, PAGE as u64)?;
         ProgressSlot::map(fd)
     }
 
     /// Maps the slot inherited as descriptor `raw` (worker side).
     pub fn open(raw: RawFd) -> io::Result<ProgressSlot> {
-        // SAFETY: fstat writes into a zeroed stat buffer; a bad fd is reported, not UB.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(raw, &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fstat succeeded, so `raw` is an open descriptor, handed to us to own.
+        // SAFETY: borrowed only for fstat, which reports a bad descriptor as an error.
+        let st = fs::fstat(unsafe { BorrowedFd::borrow_raw(raw) })?;
+        // SAFETY: fstat succeeded, so `raw` is an open descriptor, handed to us (by the
+        // supervisor, through the environment) to own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         if (st.st_size as usize) < WORDS * 8 {
             return Err(io::Error::new(
@@ -96,20 +82,18 @@ impl ProgressSlot {
     }
 
     fn map(fd: OwnedFd) -> io::Result<ProgressSlot> {
-        // SAFETY: mapping one page of a file at least that long, shared, read-write.
+        // SAFETY: mapping one page of a file at least that long, shared, read-write, at an
+        // address of the kernel's choosing (nothing else is there).
         let ptr = unsafe {
-            libc::mmap(
+            mm::mmap(
                 std::ptr::null_mut(),
                 PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
+                mm::ProtFlags::READ | mm::ProtFlags::WRITE,
+                mm::MapFlags::SHARED,
+                &fd,
                 0,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         let words =
             NonNull::new(ptr.cast::<AtomicU64>()).expect("mmap never returns null on success");
         Ok(ProgressSlot { fd, words })
@@ -156,7 +140,7 @@ impl ProgressSlot {
 impl Drop for ProgressSlot {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the page `map` mapped; no reference outlives self.
-        unsafe { libc::munmap(self.words.as_ptr().cast(), PAGE) };
+        let _ = unsafe { mm::munmap(self.words.as_ptr().cast(), PAGE) };
     }
 }
 
@@ -198,6 +182,7 @@ impl SlotWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::IntoRawFd;
 
     #[test]
     fn a_writer_and_a_reader_agree_through_the_shared_page() {
@@ -212,8 +197,7 @@ mod tests {
             })
         );
         // The worker's mapping is a second one of the same memfd, as after exec.
-        // SAFETY: dup of a valid descriptor.
-        let dup = unsafe { libc::dup(slot.raw_fd()) };
+        let dup = rustix::io::dup(&slot.fd).unwrap().into_raw_fd();
         let mut writer = SlotWriter::new(ProgressSlot::open(dup).unwrap());
         let before = monotonic_ns();
         writer.begin(7, 42, monotonic_ns());
@@ -229,8 +213,7 @@ mod tests {
     #[test]
     fn readers_never_see_a_torn_triple() {
         let slot = std::sync::Arc::new(ProgressSlot::create().unwrap());
-        // SAFETY: dup of a valid descriptor.
-        let dup = unsafe { libc::dup(slot.raw_fd()) };
+        let dup = rustix::io::dup(&slot.fd).unwrap().into_raw_fd();
         let mut writer = SlotWriter::new(ProgressSlot::open(dup).unwrap());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {

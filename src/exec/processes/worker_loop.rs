@@ -80,8 +80,7 @@ pub fn serve(protocol: u32) -> Result<i32> {
         .as_fd()
         .try_clone_to_owned()
         .context("cannot duplicate stdout")?;
-    // SAFETY: dup2 between two open descriptors of this process.
-    unsafe { libc::dup2(2, 1) };
+    rustix::stdio::dup2_stdout(io::stderr().as_fd()).context("cannot point stdout at stderr")?;
     let input = io::stdin()
         .as_fd()
         .try_clone_to_owned()
@@ -222,8 +221,10 @@ impl WorkerLoop {
                     && rule == 0
                     && row.id == *id
                 {
-                    // SAFETY: plain kill(2) of ourselves.
-                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                    let _ = rustix::process::kill_process(
+                        rustix::process::getpid(),
+                        rustix::process::Signal::KILL,
+                    );
                 }
                 let outcome = evaluator.evaluate(rule, row, hashed.1);
                 if let Some(slot) = &mut self.slot {

@@ -13,7 +13,7 @@
 //! followed by a bounded reap: no zombies.
 
 use std::io::{BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -22,6 +22,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use rustix::process::{self, Pid, Signal};
 use wait_timeout::ChildExt;
 
 use super::progress_slot::{ProgressSlot, SLOT_FD_ENV};
@@ -86,30 +87,21 @@ impl Worker {
             .stderr(Stdio::piped())
             .process_group(0);
         let slot_fd = slot.raw_fd();
-        // SAFETY: getpid is async-signal-safe; the closure below only makes raw system
-        // calls (prctl, getppid, fcntl), all async-signal-safe, as pre_exec requires.
-        let parent = unsafe { libc::getpid() };
+        let parent = process::getpid();
+        // SAFETY: the closure only makes raw system calls (prctl, getppid, fcntl) through
+        // rustix, which allocate nothing and are async-signal-safe, as pre_exec requires.
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                process::set_parent_process_death_signal(Some(Signal::KILL))?;
                 // The parent may have died before prctl: then nobody would ever kill us.
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                if process::getppid() != Some(parent) {
+                    return Err(rustix::io::Errno::SRCH.into());
                 }
                 // The slot is close-on-exec in the parent (other children must not get
                 // it); this child keeps it, under the same number.
-                if libc::fcntl(slot_fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                // SAFETY: the slot's descriptor is open in the parent, hence in this fork.
+                let slot = BorrowedFd::borrow_raw(slot_fd);
+                rustix::io::fcntl_setfd(slot, rustix::io::FdFlags::empty())?;
                 Ok(())
             });
         }
@@ -126,8 +118,7 @@ impl Worker {
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
         // A batch fits in the pipe at once, so the writer makes few system calls; the
         // default is kept if the system refuses.
-        // SAFETY: a valid descriptor; F_SETPIPE_SZ fails harmlessly.
-        unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+        let _ = rustix::pipe::fcntl_setpipe_size(&stdin, 1 << 20);
 
         let stderr = Arc::new(StderrTail::default());
         let mut worker = Worker {
@@ -212,12 +203,8 @@ impl Worker {
         // Out of the registry first: once reaped, the pid may be reused, and `shutdown`
         // must never signal a stranger.
         self.shared.deregister(self.pid);
-        let pid = self.pid as libc::pid_t;
-        // SAFETY: plain kill(2); the child is not reaped yet, so the pid is still ours.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-            libc::kill(pid, libc::SIGKILL);
-        }
+        // The child is not reaped yet, so the pid is still ours.
+        kill_group_and_process(self.pid);
     }
 
     /// Waits up to `bound` for the worker to exit on its own; kills it past that.
@@ -375,4 +362,13 @@ fn drain_stderr(mut stderr: std::process::ChildStderr, tail: &StderrTail) {
     }
     tail.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
     tail.closed.notify_all();
+}
+
+/// SIGKILL to a worker's process group (what it started too) and to the worker itself.
+/// The caller makes sure `pid` is an unreaped child of ours, so it names no stranger.
+pub fn kill_group_and_process(pid: u32) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = process::kill_process_group(pid, Signal::KILL);
+        let _ = process::kill_process(pid, Signal::KILL);
+    }
 }
