@@ -1,6 +1,6 @@
-//! The progress bar of `txguard run` (indicatif): on stderr, positioned on bytes of input
-//! read (so the ETA is real for files), drawn only where a person can see it. (Rockets
-//! draw their own launch counter, `rockets::progress`.)
+//! The one place that knows indicatif: progress bars on stderr, drawn only where a
+//! person can see them. `txguard run`'s bar is positioned on bytes of input read (so the
+//! ETA is real for files); `txguard rockets` counts rockets launched.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -48,6 +48,31 @@ impl Progress {
             .with_style(ProgressStyle::with_template(template).expect("valid template"));
         bar.enable_steady_tick(Duration::from_millis(200));
         Progress { bar }
+    }
+
+    /// No bar at all.
+    pub fn hidden() -> Progress {
+        Progress {
+            bar: ProgressBar::hidden(),
+        }
+    }
+
+    /// A bar on stderr counting `what` up to `total` (the caller decided to draw it).
+    pub fn counter(total: u64, what: &str) -> Progress {
+        let template = format!(
+            "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ({{per_sec}})"
+        );
+        let style = ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            .with_style(style);
+        Progress { bar }
+    }
+
+    /// One more item. Cheap and thread-safe: indicatif counts atomically and redraws at
+    /// most a few times a second.
+    pub fn inc(&self) {
+        self.bar.inc(1);
     }
 
     pub fn set_position(&self, pos: u64) {

@@ -28,7 +28,7 @@ pub fn run(args: &RocketsArgs) -> anyhow::Result<i32> {
     // apart, so it is drawn only when stderr is a terminal and stdout's lines are not.
     let lines_on_terminal = !args.quiet && std::io::stdout().is_terminal();
     let progress = if std::io::stderr().is_terminal() && !lines_on_terminal {
-        Progress::on_stderr(plan.rockets.len() as u64)
+        Progress::counter(plan.rockets.len() as u64, "rockets launched")
     } else {
         Progress::hidden()
     };

@@ -146,7 +146,6 @@ pub struct BatchRequest {
     pub rows: Vec<Row>,
 }
 
-/// Encodes a `Batch` frame. Fails only on a row value that no column type produces.
 /// Encodes a `Batch` frame. `sent[c]` false sends column `c` as unit: the supervisor
 /// leaves out the columns no rule reads (the worker binds only those a rule names).
 /// Fails only on a row value that no column type produces, or a row of another width.

@@ -9,9 +9,9 @@ use anyhow::Context;
 use rayon::prelude::*;
 
 use super::plan::{Plan, Rocket};
-use super::progress::Progress;
 use super::{Launched, Settings};
 use crate::backoff::Backoff;
+use crate::progress::Progress;
 
 /// Stack of one rocket thread. A flight needs a few KiB (a sleep, a formatted line); 64 KiB
 /// lets 10,000 threads live at once in well under a GiB of address space.
@@ -46,7 +46,7 @@ impl<'a> Tower<'a> {
         match flight.fly(self.settings.quiet, &self.abort) {
             Ok(()) if !self.abort.load(Ordering::Relaxed) => {
                 self.launched.fetch_add(1, Ordering::Relaxed);
-                self.progress.launched();
+                self.progress.inc();
             }
             Ok(()) => {}
             Err(err) => {

@@ -5,13 +5,12 @@
 //! - `plan`: names, delays and countdowns, drawn up front from one seeded RNG;
 //! - `flight`: one rocket's flight and its whole-line output;
 //! - `inproc`: the three in-process modes; `processes`: one supervised child per rocket;
-//! - `report`, `progress`: what people see on stderr.
+//! - `report`: what people see on stderr (with `crate::progress` for the bar).
 
 pub mod flight;
 pub mod inproc;
 pub mod plan;
 pub mod processes;
-pub mod progress;
 pub mod report;
 
 use std::path::PathBuf;
@@ -20,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 pub use crate::config::{RocketMode, Workload};
+pub use crate::progress::Progress;
 pub use plan::{Plan, Rocket};
-pub use progress::Progress;
 pub use report::{Failure, Report};
 
 /// Exit code of a `rocket` child that found stdout closed (128 + SIGPIPE, as a shell

@@ -26,10 +26,10 @@ use anyhow::Context;
 use wait_timeout::ChildExt;
 
 use super::plan::Rocket;
-use super::progress::Progress;
 use super::report::Failure;
 use super::{Launched, STDOUT_CLOSED};
 use crate::backoff::{Backoff, is_out_of_resources};
+use crate::progress::Progress;
 
 /// Longest the supervisor waits on one child before looking for newly started ones, while
 /// children are still being started: a short child started after a long one gets reaped
@@ -295,7 +295,7 @@ fn land_all<'r>(
         match outcome {
             Ok(Judged::Launched) => {
                 landings.launched += 1;
-                progress.launched();
+                progress.inc();
             }
             Ok(Judged::StdoutClosed) => stop.store(true, Ordering::Relaxed),
             Err(reason) => landings.failures.push(Failure {
