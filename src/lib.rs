@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cmd;
 pub mod exec;
 pub mod exit;
+pub mod framer;
 pub mod generate;
 pub mod input;
 pub mod outcome;
