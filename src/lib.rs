@@ -11,6 +11,7 @@
 //! - `model`: rows, columns, batches, outcomes, bad rows — the types every stage shares;
 //! - `cli` (flags, clap), `config` (the checked run configuration), `duration`;
 //! - `cmd/`: one file per subcommand; `main.rs` only dispatches to them;
+//! - `framer`: quote-aware record framing and exact shard boundaries (byte level);
 //! - `input`: the transactions CSV → typed rows; `output`: atomic outputs and the lock;
 //! - `rules/`: the rules file (`file`), read once (`load`), and the sandboxed Rhai engine
 //!   (`engine`, where `Evaluator::evaluate` is the only place a rule runs);
@@ -29,6 +30,7 @@ pub mod config;
 pub mod duration;
 pub mod exec;
 pub mod exit;
+pub mod framer;
 pub mod generate;
 pub mod input;
 pub mod model;
