@@ -11,6 +11,7 @@ use crate::config::{
     BadRows, ExecutorKind, FailOn, ProgressWhen, RocketMode, RunConfig, Workload, cpus,
 };
 use crate::duration::parse_duration;
+use crate::size::parse_size;
 
 /// Evaluate analyst-written rules on every transaction of a CSV batch.
 #[derive(Debug, Parser)]
@@ -79,6 +80,10 @@ pub struct RunArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
+    /// The longest input record (`64KiB`, `1MiB`, `64MiB`); a longer one is a bad row, and
+    /// memory stays bounded whatever the input.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub max_record_size: usize,
     /// Rows per batch handed to an executor (tuning; results do not depend on it).
     #[arg(long, value_name = "N", default_value_t = 1024, hide = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -188,6 +193,7 @@ impl RunArgs {
             quiet: self.quiet,
             summary: self.summary,
             batch_size: self.batch_size as usize,
+            max_record_size: self.max_record_size,
             floor: self.floor,
         }
         .check()

@@ -98,6 +98,8 @@ pub struct RunConfig {
     pub summary: Option<PathBuf>,
     /// Largest batch handed to a lane, in rows.
     pub batch_size: usize,
+    /// The longest input record, in bytes.
+    pub max_record_size: usize,
     /// Evaluate nothing: the parse-and-write floor of the benchmarks.
     pub floor: bool,
 }

@@ -271,6 +271,15 @@ impl<'a> Iterator for Records<'a> {
         Some(Record { start, body })
     }
 
+    /// Skips in constant time (plus the flaws passed): lanes take a chunk's records in
+    /// sub-ranges with `skip`, which calls this.
+    fn nth(&mut self, n: usize) -> Option<Record<'a>> {
+        self.next = self.next.saturating_add(n).min(self.chunk.spans.len());
+        let passed = self.flaws.partition_point(|&(i, _)| i < self.next);
+        self.flaws = &self.flaws[passed..];
+        self.next()
+    }
+
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.chunk.spans.len() - self.next;
         (left, Some(left))
@@ -478,6 +487,8 @@ pub struct Framer<R> {
     skipping: bool,
     /// Records starting at or after this offset are not framed.
     end: u64,
+    /// The first record too long to hold ends the input (see [`Framer::stop_at_too_long`]).
+    stop_at_too_long: bool,
     bom_check: bool,
     done: bool,
     spare_bytes: Vec<Vec<u8>>,
@@ -504,6 +515,7 @@ impl<R: Read> Framer<R> {
             ready: VecDeque::new(),
             skipping: false,
             end: u64::MAX,
+            stop_at_too_long: false,
             bom_check: at.offset == 0,
             done: false,
             spare_bytes: Vec::new(),
@@ -516,6 +528,18 @@ impl<R: Read> Framer<R> {
     /// is read to its end.
     pub fn until(self, end: u64) -> Framer<R> {
         Framer { end, ..self }
+    }
+
+    /// Ends the input at the first record over `Config::max_record`, as soon as it is
+    /// known to be too long: that record is the last, a [`Flaw::TooLong`] whose `len` is
+    /// the bytes read of it so far. For callers that stop at the first flawed record: an
+    /// input that never ends a record (`/dev/zero`) then ends too, instead of being skipped
+    /// forever.
+    pub fn stop_at_too_long(self) -> Framer<R> {
+        Framer {
+            stop_at_too_long: true,
+            ..self
+        }
     }
 
     /// The next chunk, `None` at the end of the input. `Err` is an I/O error of the source.
@@ -564,7 +588,9 @@ impl<R: Read> Framer<R> {
                 self.scanned = self.buf.len();
                 if self.scanner.start.offset < self.end {
                     self.make_room();
-                    if read_more(&mut self.source, &mut self.buf, self.config.read_size)? == 0 {
+                    if !self.done
+                        && read_more(&mut self.source, &mut self.buf, self.config.read_size)? == 0
+                    {
                         self.at_eof();
                     }
                 }
@@ -649,7 +675,17 @@ impl<R: Read> Framer<R> {
     fn make_room(&mut self) {
         let start = self.scanner.start.offset;
         let scanned_to = self.base + self.scanned as u64;
-        if self.skipping || scanned_to - start > self.config.max_record as u64 {
+        let too_long = scanned_to - start > self.config.max_record as u64;
+        if too_long && self.stop_at_too_long && !self.skipping {
+            let found = Found {
+                start: self.scanner.start,
+                end: scanned_to,
+                unclosed: false,
+            };
+            self.on_record(found);
+            return self.finish(scanned_to);
+        }
+        if self.skipping || too_long {
             return self.skip_scanned();
         }
         match &self.pending {
@@ -1299,6 +1335,38 @@ mod tests {
                 (3, Ok(b"b".to_vec()))
             ]
         );
+    }
+
+    #[test]
+    fn stop_at_too_long_ends_an_endless_record_as_soon_as_it_is_too_long() {
+        let config = Config::default()
+            .with_max_record(1024)
+            .with_chunk_size(4096)
+            .with_read_size(512);
+        // Endless: `skip` would read it forever.
+        let source = b"a\nb\n".chain(io::repeat(0));
+        let mut framer = Framer::new(source, config).stop_at_too_long();
+        let mut records = Vec::new();
+        while let Some(chunk) = framer.next_chunk().unwrap() {
+            records.extend(chunk.records().map(|r| (r.start.line, r.body.is_ok())));
+        }
+        assert_eq!(records, [(1, true), (2, true), (3, false)]);
+    }
+
+    #[test]
+    fn skipping_records_lands_on_the_right_record_and_flaw() {
+        let input = b"a\nb\nc\n\"d\ne";
+        let mut framer = Framer::new(Cursor::new(&input[..]), Config::default());
+        let chunk = framer.next_chunk().unwrap().unwrap();
+        let all: Vec<Record> = chunk.records().collect();
+        for from in 0..=all.len() {
+            for n in 0..=all.len() - from {
+                let some: Vec<Record> = chunk.records().skip(from).take(n).collect();
+                assert_eq!(some, all[from..from + n], "{from}+{n}");
+            }
+        }
+        assert_eq!(all[3].body, Err(Flaw::UnclosedQuote));
+        assert_eq!(chunk.records().nth(9), None);
     }
 
     #[test]

@@ -12,13 +12,16 @@
 //! - `cli` (flags, clap), `config` (the checked run configuration), `duration`;
 //! - `cmd/`: one file per subcommand; `main.rs` only dispatches to them;
 //! - `framer`: quote-aware record framing and exact shard boundaries (byte level);
-//! - `input`: the transactions CSV → typed rows; `output`: atomic outputs and the lock;
+//! - `input`: the transactions CSV opened, its header read; `typing`: framed records →
+//!   typed rows (on the lanes); `format`: results as CSV bytes (on the lanes);
+//! - `output`: atomic outputs and the lock; `size`: byte sizes (`64MiB`);
 //! - `rules/`: the rules file (`file`), read once (`load`), and the sandboxed Rhai engine
 //!   (`engine`, where `Evaluator::evaluate` is the only place a rule runs);
 //! - `exec/`: executors hand out lanes — `threads` (rayon) and `processes` (supervised
 //!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`), speaking
 //!   `protocol`;
-//! - `pipeline`: reader thread → lanes → writer in input order, bounded window;
+//! - `pipeline/`: reader thread (framing) → lanes (typing, evaluating, formatting) →
+//!   writer in input order, memory bounded by bytes in flight;
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `backoff`: the one retry policy for starting threads and processes.
@@ -30,6 +33,7 @@ pub mod config;
 pub mod duration;
 pub mod exec;
 pub mod exit;
+pub mod format;
 pub mod framer;
 pub mod generate;
 pub mod input;
@@ -40,4 +44,6 @@ pub mod progress;
 pub mod rockets;
 pub mod rules;
 pub mod signals;
+pub mod size;
 pub mod summary;
+pub mod typing;

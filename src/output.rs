@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-use crate::model::{BadRow, Outcome, Row};
+use crate::model::BadRow;
 
 /// Where one output stream goes.
 pub enum Destination {
@@ -217,58 +217,30 @@ impl Write for Sink {
     }
 }
 
-/// The results CSV: `transaction_id,rule_id,result,detail`, one row per (row, rule).
+/// The results CSV: `transaction_id,rule_id,result,detail`, one row per (row, rule). The
+/// lanes format the lines (`format::ResultsFormat`); this only writes them, in order.
 pub struct ResultsWriter {
-    csv: csv::Writer<Sink>,
-    rule_ids: Vec<String>,
-    detail: String,
+    sink: Sink,
 }
 
 impl ResultsWriter {
-    /// Starts the results with their header; `rule_ids` in rules-file order.
-    pub fn new(sink: Sink, rule_ids: &[i64]) -> Result<ResultsWriter> {
-        let label = sink.label().to_string();
-        let mut csv = csv::WriterBuilder::new()
-            .buffer_capacity(64 * 1024)
-            .from_writer(sink);
-        csv.write_record(["transaction_id", "rule_id", "result", "detail"])
-            .with_context(|| format!("cannot write {label}"))?;
-        Ok(ResultsWriter {
-            csv,
-            rule_ids: rule_ids.iter().map(i64::to_string).collect(),
-            detail: String::new(),
-        })
+    /// Starts the results with their header.
+    pub fn new(mut sink: Sink) -> Result<ResultsWriter> {
+        sink.write_all(b"transaction_id,rule_id,result,detail\n")
+            .with_context(|| format!("cannot write {}", sink.label()))?;
+        Ok(ResultsWriter { sink })
     }
 
-    /// Writes one batch: `outcomes` holds every rule's outcome for each row, row-major.
-    pub fn write_batch(&mut self, rows: &[Row], outcomes: &[Outcome]) -> Result<()> {
-        debug_assert_eq!(outcomes.len(), rows.len() * self.rule_ids.len());
-        let per_row = self.rule_ids.len();
-        for (row, outcomes) in rows.iter().zip(outcomes.chunks(per_row)) {
-            for (rule_id, outcome) in self.rule_ids.iter().zip(outcomes) {
-                self.detail.clear();
-                outcome.write_detail(&mut self.detail);
-                self.csv
-                    .write_record([
-                        row.id.as_str(),
-                        rule_id,
-                        outcome.kind().as_str(),
-                        &self.detail,
-                    ])
-                    .with_context(|| format!("cannot write {}", self.csv.get_ref().label()))?;
-            }
-        }
-        Ok(())
+    /// Writes result lines formatted by `format::ResultsFormat`.
+    pub fn write_formatted(&mut self, lines: &[u8]) -> Result<()> {
+        self.sink
+            .write_all(lines)
+            .with_context(|| format!("cannot write {}", self.sink.label()))
     }
 
     /// Flushes and, for a file, renames it into place.
     pub fn commit(self) -> Result<()> {
-        let sink = self
-            .csv
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .context("cannot write the results")?;
-        sink.commit()
+        self.sink.commit()
     }
 }
 

@@ -42,7 +42,14 @@ fn input_rows(bytes: &[u8]) -> Option<u64> {
     let mut count = 0;
     for record in reader.byte_records() {
         let record = record.ok()?;
-        if !(record.len() == 1 && record[0].is_empty()) {
+        let start = record.position().map_or(0, |p| p.byte() as usize);
+        // A lone `"` at the very end is a quote never closed, a bad row (the csv crate
+        // reads it as an empty field, that is a blank line).
+        let unclosed = bytes[start..]
+            .iter()
+            .skip_while(|&&b| b == b'\r' || b == b'\n')
+            .eq(b"\"");
+        if !(record.len() == 1 && record[0].is_empty()) || unclosed {
             count += 1;
         }
     }

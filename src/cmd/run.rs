@@ -13,6 +13,7 @@ use crate::exec::Executor;
 use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exit;
+use crate::framer;
 use crate::input::InputReader;
 use crate::model::Kind;
 use crate::output::{Destination, OutputLock, RejectsWriter, ResultsWriter, Sink};
@@ -102,7 +103,11 @@ fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
     // The lock is taken before any work, and held until the process ends.
     let _lock = dest.file().map(OutputLock::acquire).transpose()?;
 
-    let input = InputReader::open(&config.input, &rules)?;
+    let framing = framer::Config::default().with_max_record(config.max_record_size);
+    // Under `fail` the first bad row ends the run: reading past a record too long to keep
+    // (perhaps one without end) is useless.
+    let stop_at_too_long = config.bad_rows == BadRows::Fail;
+    let input = InputReader::open(&config.input, &rules, framing, stop_at_too_long)?;
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.
@@ -110,7 +115,7 @@ fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
         .map_err(|errors| RulesErrors::of(&config.rules, errors))?;
 
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
-    let mut results = ResultsWriter::new(Sink::create(&dest)?, &rule_ids)?;
+    let mut results = ResultsWriter::new(Sink::create(&dest)?)?;
     let rejects = match config.bad_rows {
         BadRows::Fail => None,
         BadRows::Skip => Some(RejectsWriter::new(Sink::create(&rejects_destination(
@@ -151,7 +156,7 @@ fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
     let outcome = pipeline::run(
         input,
         Arc::clone(&executor),
-        rule_ids.len(),
+        &rule_ids,
         rejects,
         &mut results,
         &settings,

@@ -1,0 +1,228 @@
+//! CSV output as bytes, formatted by the lanes so that the writer only copies finished
+//! buffers in order. The bytes are exactly what the `csv` crate's writer gives with its
+//! defaults (`QuoteStyle::Necessary`, `\n` terminator), which wrote the results before:
+//! a run's output does not depend on who formats it. The tests prove it against
+//! `csv::Writer`.
+
+use crate::model::{Outcome, Row};
+
+/// Whether the csv crate quotes a field holding `b`: the delimiter, the quote, and both
+/// line terminators (its default terminator is `\n`, and it quotes `\r` too).
+fn needs_quotes(field: &[u8]) -> bool {
+    field
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+}
+
+/// Appends one field, quoted (quotes doubled) only where needed.
+pub fn field(out: &mut Vec<u8>, field: &[u8]) {
+    if !needs_quotes(field) {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    let mut rest = field;
+    while let Some(k) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=k]);
+        out.push(b'"');
+        rest = &rest[k + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// Appends one record without its terminator. A record of one empty field is written as
+/// `""`, as the csv crate does, so that it does not read back as a blank line.
+pub fn record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a [u8]>) {
+    let start = out.len();
+    let mut n = 0;
+    for (i, f) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        field(out, f);
+        n = i + 1;
+    }
+    if n == 1 && out.len() == start {
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+/// Formats result rows, `transaction_id,rule_id,result,detail`, and counts their kinds.
+#[derive(Debug, Clone)]
+pub struct ResultsFormat {
+    /// Per rule, `,RULE_ID,` ready to copy.
+    rule_ids: Vec<Vec<u8>>,
+    /// The current row's id, formatted once for all its rules.
+    id: Vec<u8>,
+    detail: String,
+}
+
+impl ResultsFormat {
+    /// `rule_ids` in rules-file order.
+    pub fn new(rule_ids: &[i64]) -> ResultsFormat {
+        ResultsFormat {
+            rule_ids: rule_ids
+                .iter()
+                .map(|id| format!(",{id},").into_bytes())
+                .collect(),
+            id: Vec::new(),
+            detail: String::new(),
+        }
+    }
+
+    pub fn rules(&self) -> usize {
+        self.rule_ids.len()
+    }
+
+    /// Appends one line per (row, rule) to `out`: `outcomes` holds every rule's outcome
+    /// for each row, row-major. Adds each outcome's kind to `counts[rule]`.
+    pub fn rows(
+        &mut self,
+        rows: &[Row],
+        outcomes: &[Outcome],
+        out: &mut Vec<u8>,
+        counts: &mut [[u64; 4]],
+    ) {
+        debug_assert_eq!(outcomes.len(), rows.len() * self.rule_ids.len());
+        for (row, outcomes) in rows.iter().zip(outcomes.chunks(self.rule_ids.len())) {
+            self.id.clear();
+            field(&mut self.id, row.id.as_bytes());
+            for ((rule_id, outcome), count) in self.rule_ids.iter().zip(outcomes).zip(&mut *counts)
+            {
+                let kind = outcome.kind();
+                count[kind as usize] += 1;
+                out.extend_from_slice(&self.id);
+                out.extend_from_slice(rule_id);
+                out.extend_from_slice(kind.as_str().as_bytes());
+                out.push(b',');
+                if !matches!(outcome, Outcome::True | Outcome::False) {
+                    self.detail.clear();
+                    outcome.write_detail(&mut self.detail);
+                    field(out, self.detail.as_bytes());
+                }
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    /// What the results were written with: a default `csv::Writer`.
+    fn csv_crate(records: &[Vec<Vec<u8>>]) -> Vec<u8> {
+        let mut w = csv::WriterBuilder::new()
+            .flexible(true)
+            .from_writer(Vec::new());
+        for r in records {
+            w.write_record(r).unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+
+    fn ours(records: &[Vec<Vec<u8>>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in records {
+            record(&mut out, r.iter().map(Vec::as_slice));
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Fields made mostly of the bytes that matter to quoting, and some of any byte.
+    fn fields() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => prop::sample::select(vec![b',', b'"', b'\r', b'\n', b' ', b'a', b'#', b'\'']),
+            1 => any::<u8>(),
+        ];
+        prop::collection::vec(byte, 0..8)
+    }
+
+    proptest! {
+        #[test]
+        fn records_are_written_as_the_csv_crate_writes_them(
+            records in prop::collection::vec(prop::collection::vec(fields(), 1..5), 0..6)
+        ) {
+            prop_assert_eq!(ours(&records), csv_crate(&records));
+        }
+
+        #[test]
+        fn results_are_written_as_the_csv_crate_writes_them(
+            ids in prop::collection::vec(prop::collection::vec(any::<char>(), 1..6), 1..5),
+            messages in prop::collection::vec(fields(), 3),
+            rule_ids in prop::collection::vec(any::<i64>(), 1..4),
+            pick in prop::collection::vec(0..5usize, 20),
+        ) {
+            let rows: Vec<Row> = ids
+                .iter()
+                .map(|id| Row { id: id.iter().collect(), values: Vec::new() })
+                .collect();
+            let outcomes: Vec<Outcome> = (0..rows.len() * rule_ids.len())
+                .map(|i| match pick[i % pick.len()] {
+                    0 => Outcome::True,
+                    1 => Outcome::False,
+                    2 => Outcome::Timeout(Duration::from_millis(1500)),
+                    k => Outcome::Error(String::from_utf8_lossy(&messages[k - 2]).into_owned()),
+                })
+                .collect();
+            let mut expected = Vec::new();
+            for (row, outcomes) in rows.iter().zip(outcomes.chunks(rule_ids.len())) {
+                for (rule, outcome) in rule_ids.iter().zip(outcomes) {
+                    let mut detail = String::new();
+                    outcome.write_detail(&mut detail);
+                    expected.push(vec![
+                        row.id.clone().into_bytes(),
+                        rule.to_string().into_bytes(),
+                        outcome.kind().as_str().as_bytes().to_vec(),
+                        detail.into_bytes(),
+                    ]);
+                }
+            }
+            let mut format = ResultsFormat::new(&rule_ids);
+            let mut out = Vec::new();
+            let mut counts = vec![[0; 4]; rule_ids.len()];
+            format.rows(&rows, &outcomes, &mut out, &mut counts);
+            prop_assert_eq!(out, csv_crate(&expected));
+            let counted: u64 = counts.iter().flatten().sum();
+            prop_assert_eq!(counted, outcomes.len() as u64);
+        }
+    }
+
+    #[test]
+    fn quoting_is_only_where_needed() {
+        let mut out = Vec::new();
+        record(
+            &mut out,
+            [&b"a b"[..], b"x,y", b"say \"hi\"", b"", b"l1\nl2"],
+        );
+        assert_eq!(out, b"a b,\"x,y\",\"say \"\"hi\"\"\",,\"l1\nl2\"");
+        out.clear();
+        record(&mut out, [&b""[..]]);
+        assert_eq!(out, b"\"\"", "one empty field is not a blank line");
+    }
+
+    #[test]
+    fn results_lines_count_every_kind_per_rule() {
+        let rows = vec![Row {
+            id: "7".into(),
+            values: Vec::new(),
+        }];
+        let outcomes = [
+            Outcome::True,
+            Outcome::Error("no, \"score\"".into()),
+            Outcome::Timeout(Duration::from_millis(500)),
+        ];
+        let mut format = ResultsFormat::new(&[1, 2, 3]);
+        let (mut out, mut counts) = (Vec::new(), vec![[0; 4]; 3]);
+        format.rows(&rows, &outcomes, &mut out, &mut counts);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "7,1,true,\n7,2,error,\"no, \"\"score\"\"\"\n7,3,timeout,exceeded 500ms\n"
+        );
+        assert_eq!(counts, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]);
+    }
+}

@@ -1,0 +1,50 @@
+//! The reader stage, on its own thread: it only frames. Chunks of whole records go to the
+//! lanes as soon as the byte budget lets them; splitting and typing happen on the lanes.
+
+use std::io::Read;
+use std::sync::mpsc::{Receiver, Sender};
+
+use anyhow::{Context, Result};
+
+use crate::framer::{Chunk, Framer};
+use crate::pipeline::budget::{self, ByteBudget};
+use crate::progress::Progress;
+
+/// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
+/// lanes are done with come back on `recycled`, their buffers reused.
+pub fn read_chunks(
+    mut framer: Framer<Box<dyn Read + Send>>,
+    first: Chunk,
+    name: &str,
+    budget: &ByteBudget,
+    chunks: &Sender<Chunk>,
+    recycled: &Receiver<Chunk>,
+    progress: &Progress,
+) -> Result<u64> {
+    let mut next = Some(first);
+    loop {
+        let chunk = match next.take() {
+            Some(chunk) => chunk,
+            None => {
+                for chunk in recycled.try_iter() {
+                    framer.recycle(chunk);
+                }
+                match framer
+                    .next_chunk()
+                    .with_context(|| format!("cannot read {name}"))?
+                {
+                    Some(chunk) => chunk,
+                    None => break,
+                }
+            }
+        };
+        if !budget.acquire(budget::cost(&chunk)) {
+            break;
+        }
+        progress.set_position(framer.offset_read());
+        if chunks.send(chunk).is_err() {
+            break;
+        }
+    }
+    Ok(framer.offset_read())
+}

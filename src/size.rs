@@ -1,0 +1,60 @@
+//! Byte sizes as people write them (`64KiB`, `1MiB`, `64MiB`), for `--max-record-size`,
+//! and back again for messages, so both sides use the same units.
+
+const UNITS: [(&str, u64); 4] = [
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("B", 1),
+];
+
+/// Parses a whole number of bytes with an optional binary unit: `4096`, `64KiB`, `1 MiB`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, scale) = UNITS
+        .iter()
+        .find_map(|&(unit, scale)| text.strip_suffix(unit).map(|n| (n.trim_end(), scale)))
+        .unwrap_or((text, 1));
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("{text:?} is not a size (expected e.g. 64KiB, 1MiB, 64MiB)"))?;
+    if bytes == 0 {
+        return Err("a size must be greater than zero".into());
+    }
+    Ok(bytes)
+}
+
+/// The size in the largest unit that divides it: `1 MiB`, `64 KiB`, `1000 bytes`.
+pub fn display_size(bytes: usize) -> String {
+    let bytes = bytes as u64;
+    match UNITS[..3]
+        .iter()
+        .find(|&&(_, scale)| bytes >= scale && bytes.is_multiple_of(scale))
+    {
+        Some((unit, scale)) => format!("{} {unit}", bytes / scale),
+        None => format!("{bytes} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units_and_read_back() {
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("10B"), Ok(10));
+        assert!(parse_size("0MiB").is_err());
+        assert!(parse_size("1.5MiB").is_err());
+        assert!(parse_size("lots").is_err());
+        assert_eq!(display_size(1 << 20), "1 MiB");
+        assert_eq!(display_size(64 << 10), "64 KiB");
+        assert_eq!(display_size(1000), "1000 bytes");
+    }
+}

@@ -1,0 +1,395 @@
+//! Framed records → typed rows, on the lanes. The header gives a `Schema` (which field is
+//! which column, of which type, read by some rule or not); a lane's `Typer` splits each
+//! record of its share of a chunk into fields and types them. Values are built only for
+//! the columns some rule reads (`RuleSet::columns_read`); the others are checked and
+//! dropped. Rows and their buffers are reused from task to task, and short strings come
+//! from a small per-column cache, so typing a row allocates nothing once warm.
+
+use std::collections::HashSet;
+
+use anyhow::{Result, bail};
+use rhai::{Dynamic, ImmutableString};
+
+use crate::framer::{self, Fields, Flaw, Record, Splitter};
+use crate::model::{BadRow, ColumnType, Columns, Row, is_identifier};
+use crate::rules::RuleSet;
+use crate::size::display_size;
+
+/// How a field of the input maps to the rule-visible columns.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    /// A column rules can see, at this index of `Columns`.
+    Column(usize),
+    /// A column whose header is not an identifier: kept in the input, invisible to rules.
+    Hidden,
+}
+
+/// What the header says about every record.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    header: Vec<String>,
+    fields: Vec<Field>,
+    id_field: usize,
+    columns: Columns,
+    /// Per column: whether some rule reads it, so its value must be built.
+    read: Vec<bool>,
+}
+
+impl Schema {
+    /// Reads the header's fields; `name` is what messages call the input. Fails on a
+    /// field that is not UTF-8, a name that appears twice, or no `id` column.
+    pub fn from_header(fields: Fields<'_>, name: &str, rules: &RuleSet) -> Result<Schema> {
+        let mut header = Vec::with_capacity(fields.len());
+        for (i, field) in fields.iter().enumerate() {
+            match std::str::from_utf8(field) {
+                Ok(text) => header.push(text.to_string()),
+                Err(_) => bail!(
+                    "{name}:1: header field {} is not valid UTF-8: not a CSV of transactions",
+                    i + 1
+                ),
+            }
+        }
+        let Some(id_field) = header.iter().position(|h| h == "id") else {
+            bail!(
+                "{name}:1: no `id` column in the header ({})",
+                summarize_header(&header)
+            );
+        };
+        // A set, not a scan of the names before: headers of 100,000 columns exist.
+        let mut seen = HashSet::with_capacity(header.len());
+        let mut columns = Columns {
+            names: Vec::new(),
+            types: Vec::new(),
+        };
+        let mut kinds = Vec::with_capacity(header.len());
+        for h in &header {
+            if !seen.insert(h.as_str()) {
+                bail!("{name}:1: column {h:?} appears twice in the header");
+            }
+            if is_identifier(h) {
+                kinds.push(Field::Column(columns.names.len()));
+                columns.names.push(h.clone());
+                columns.types.push(rules.column_type(h));
+            } else {
+                kinds.push(Field::Hidden);
+            }
+        }
+        let read = rules.columns_read(&columns);
+        Ok(Schema {
+            header,
+            fields: kinds,
+            id_field,
+            columns,
+            read,
+        })
+    }
+
+    /// The columns rules can see, in the order rows hold their values.
+    pub fn columns(&self) -> &Columns {
+        &self.columns
+    }
+}
+
+fn summarize_header(header: &[String]) -> String {
+    let shown: Vec<String> = header.iter().take(8).map(|h| format!("{h:?}")).collect();
+    let more = if header.len() > 8 {
+        format!(", … {} more", header.len() - 8)
+    } else {
+        String::new()
+    };
+    format!("found {}{more}", shown.join(", "))
+}
+
+/// The reason a flawed record gives, in rejects and messages.
+pub fn flaw_reason(flaw: Flaw, max_record: usize) -> String {
+    match flaw {
+        Flaw::UnclosedQuote => flaw.to_string(),
+        Flaw::TooLong { .. } => format!("record is larger than {}", display_size(max_record)),
+    }
+}
+
+/// Strings up to this length are cached; longer ones are rarely repeated.
+const CACHED_LEN: usize = 32;
+/// Slots per cached column: a direct-mapped table, so memory is bounded whatever the data.
+const CACHE_SLOTS: usize = 256;
+
+/// Recent values of one string column. Columns such as a country or a merchant category
+/// take few values: handing out a shared string saves an allocation per field.
+#[derive(Debug, Clone)]
+struct StringCache {
+    slots: Vec<Option<ImmutableString>>,
+}
+
+impl StringCache {
+    fn new() -> StringCache {
+        StringCache {
+            slots: vec![None; CACHE_SLOTS],
+        }
+    }
+
+    fn get(&mut self, text: &str) -> ImmutableString {
+        if text.len() > CACHED_LEN {
+            return ImmutableString::from(text);
+        }
+        // FNV-1a: short keys, and no need to resist chosen collisions (a miss only costs
+        // an allocation).
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let slot = &mut self.slots[(hash as usize) % CACHE_SLOTS];
+        match slot {
+            Some(s) if s.as_str() == text => s.clone(),
+            _ => slot.insert(ImmutableString::from(text)).clone(),
+        }
+    }
+}
+
+/// One lane's typing state: a splitter, rows to reuse, string caches.
+pub struct Typer {
+    schema: std::sync::Arc<Schema>,
+    splitter: Splitter,
+    max_record: usize,
+    /// Rows of earlier tasks, their buffers kept for the next ones.
+    spare: Vec<Row>,
+    /// Per column: a cache for read string columns.
+    strings: Vec<Option<StringCache>>,
+}
+
+impl Typer {
+    pub fn new(schema: std::sync::Arc<Schema>, config: &framer::Config) -> Typer {
+        let strings = (0..schema.columns.names.len())
+            .map(|c| {
+                (schema.read[c] && schema.columns.types[c] == ColumnType::String)
+                    .then(StringCache::new)
+            })
+            .collect();
+        Typer {
+            schema,
+            splitter: Splitter::new(config),
+            max_record: config.max_record(),
+            spare: Vec::new(),
+            strings,
+        }
+    }
+
+    /// Types `records` into `rows` (replacing what it held) and their bad rows into `bad`,
+    /// both in input order.
+    pub fn type_records<'a>(
+        &mut self,
+        records: impl Iterator<Item = Record<'a>>,
+        rows: &mut Vec<Row>,
+        bad: &mut Vec<BadRow>,
+    ) {
+        self.spare.append(rows);
+        for record in records {
+            let line = record.start.line;
+            let body = match record.body {
+                Ok(body) => body,
+                Err(flaw) => {
+                    bad.push(BadRow {
+                        line,
+                        reason: flaw_reason(flaw, self.max_record),
+                        raw: Vec::new(),
+                    });
+                    continue;
+                }
+            };
+            let mut row = self.spare.pop().unwrap_or_else(|| Row {
+                id: String::new(),
+                values: Vec::new(),
+            });
+            match self.type_record(body, &mut row) {
+                Ok(true) => rows.push(row),
+                Ok(false) => self.spare.push(row),
+                Err((reason, raw)) => {
+                    self.spare.push(row);
+                    bad.push(BadRow { line, reason, raw });
+                }
+            }
+        }
+    }
+
+    /// Types one record into `row`: `Ok(false)` for a record that is no row (one empty
+    /// field: a blank line as the csv crate sees it), `Err((reason, raw))` for a bad row.
+    fn type_record(&mut self, body: &[u8], row: &mut Row) -> Result<bool, (String, Vec<u8>)> {
+        let schema = &*self.schema;
+        let fields = self.splitter.split(body);
+        let bad = |reason: String| {
+            let mut raw = Vec::new();
+            crate::format::record(&mut raw, fields.iter());
+            (reason, raw)
+        };
+        if fields.len() == 1 && fields.get(0).is_some_and(<[u8]>::is_empty) {
+            return Ok(false);
+        }
+        if fields.len() != schema.fields.len() {
+            return Err(bad(format!(
+                "expected {} fields, found {}",
+                schema.fields.len(),
+                fields.len()
+            )));
+        }
+        let id = fields.get(schema.id_field).unwrap_or_default();
+        if id.is_empty() {
+            return Err(bad("column \"id\" is empty".to_string()));
+        }
+        row.values.clear();
+        for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
+            let Field::Column(c) = *field else { continue };
+            let typed = match std::str::from_utf8(value) {
+                Err(_) => Err("is not valid UTF-8"),
+                Ok(text) => match (schema.columns.types[c], &mut self.strings[c]) {
+                    (ColumnType::String, Some(cache)) => Ok(Dynamic::from(cache.get(text))),
+                    // Checked, not kept: no rule reads it.
+                    (ColumnType::String, None) => Ok(Dynamic::UNIT),
+                    (kind, _) => kind
+                        .value(value)
+                        .map(|v| if schema.read[c] { v } else { Dynamic::UNIT }),
+                },
+            };
+            match typed {
+                Ok(v) => row.values.push(v),
+                Err(why) => {
+                    return Err(bad(format!(
+                        "column {:?}: {:?} {why}",
+                        schema.header[i],
+                        String::from_utf8_lossy(value)
+                    )));
+                }
+            }
+        }
+        // The id is valid UTF-8: it is an identifier column and was typed above.
+        row.id.clear();
+        row.id.push_str(&String::from_utf8_lossy(id));
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framer::{Config, Framer};
+    use std::io::Cursor;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn rules() -> RuleSet {
+        let text = "[columns]\nid = \"int\"\namount = \"float\"\nn = \"int\"\n\
+                    [[rule]]\nid = 1\nname = \"r\"\nwhen = \"amount > 1.0 && country == \\\"IR\\\"\"\n";
+        crate::rules::file::parse(text, Duration::from_secs(1)).unwrap()
+    }
+
+    /// Every record after the header of `csv`, typed: (rows, bad rows).
+    fn typed(csv: impl AsRef<[u8]>, config: Config) -> (Vec<Row>, Vec<BadRow>) {
+        let mut framer = Framer::new(Cursor::new(csv.as_ref().to_vec()), config);
+        let mut chunks = Vec::new();
+        while let Some(chunk) = framer.next_chunk().unwrap() {
+            chunks.push(chunk);
+        }
+        let mut splitter = Splitter::new(&config);
+        let header = chunks[0].records().next().unwrap().body.unwrap();
+        let schema = Schema::from_header(splitter.split(header), "tx.csv", &rules()).unwrap();
+        let mut typer = Typer::new(Arc::new(schema), &config);
+        let (mut all, mut bad, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, chunk) in chunks.iter().enumerate() {
+            // Two tasks per chunk, as lanes take them.
+            let from = usize::from(i == 0);
+            let half = from + (chunk.len() - from) / 2;
+            for range in [from..half, half..chunk.len()] {
+                let records = chunk.records().skip(range.start).take(range.len());
+                typer.type_records(records, &mut rows, &mut bad);
+                all.extend(rows.iter().cloned());
+            }
+        }
+        (all, bad)
+    }
+
+    #[test]
+    fn values_are_built_for_read_columns_only_and_typed() {
+        let (rows, bad) = typed(
+            "\u{feff}id,amount,country,n,note,\"x y\"\r\n1,2.5,IR,3,free,\"a, \"\"b\"\"\nc\"\r\n2,3,US,4,x,y\r\n",
+            Config::default(),
+        );
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].id, "1");
+        assert_eq!(rows[0].values.len(), 5, "`x y` is not a variable");
+        assert_eq!(rows[0].values[1].as_float(), Ok(2.5));
+        assert_eq!(rows[0].values[2].clone().into_string().unwrap(), "IR");
+        assert!(rows[0].values[3].is_unit(), "n is checked, not read");
+        assert!(rows[0].values[4].is_unit());
+        assert_eq!(rows[1].values[2].clone().into_string().unwrap(), "US");
+    }
+
+    #[test]
+    fn bad_rows_name_line_column_and_value_in_input_order() {
+        // Small chunks: the bad rows fall in several chunks and tasks.
+        let config = Config::default().with_chunk_size(8);
+        let (rows, bad) = typed(
+            &b"id,amount\n1,12x\n,5\n3\n\n4,1,9\n5,\"6\n7\"\n6,\xff\n7,1\n8,\"9"[..],
+            config,
+        );
+        let reasons: Vec<String> = bad
+            .iter()
+            .map(|b| format!("{}: {}", b.line, b.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "2: column \"amount\": \"12x\" is not a float",
+                "3: column \"id\" is empty",
+                "4: expected 2 fields, found 1",
+                "6: expected 2 fields, found 3",
+                "7: column \"amount\": \"6\\n7\" is not a float",
+                "9: column \"amount\": \"\u{fffd}\" is not valid UTF-8",
+                "11: quote opened here is never closed",
+            ]
+        );
+        assert_eq!(bad[0].raw, b"1,12x");
+        assert_eq!(bad[4].raw, b"5,\"6\n7\"", "raw is the fields re-encoded");
+        assert_eq!(bad[6].raw, b"", "a flawed record has no fields");
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["7"]);
+    }
+
+    #[test]
+    fn a_too_long_record_names_the_limit() {
+        let config = Config::default().with_max_record(1024);
+        let csv = format!("id,amount\n1,{}\n2,3\n", "9".repeat(2000));
+        let (rows, bad) = typed(&csv, config);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(bad[0].line, 2);
+        assert_eq!(bad[0].reason, "record is larger than 1 KiB");
+    }
+
+    #[test]
+    fn headers_without_id_or_with_a_name_twice_are_refused() {
+        let mut splitter = Splitter::new(&Config::default());
+        let mut err = |header: &str| {
+            Schema::from_header(splitter.split(header.as_bytes()), "tx.csv", &rules())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("name,amount"),
+            "tx.csv:1: no `id` column in the header (found \"name\", \"amount\")"
+        );
+        assert_eq!(
+            err("id,a,b,a,b"),
+            "tx.csv:1: column \"a\" appears twice in the header"
+        );
+    }
+
+    #[test]
+    fn the_string_cache_gives_equal_strings_and_survives_collisions() {
+        let mut cache = StringCache::new();
+        let words: Vec<String> = (0..2000).map(|i| format!("w{i}")).collect();
+        for _ in 0..2 {
+            for w in &words {
+                assert_eq!(cache.get(w).as_str(), w);
+            }
+        }
+        let long = "x".repeat(100);
+        assert_eq!(cache.get(&long).as_str(), long);
+    }
+}
