@@ -1,24 +1,34 @@
 //! `cargo bench --bench throughput`: rule-evaluation throughput of the real binary on a
-//! seeded generated input, against the parse-and-write floor (the same input read, typed,
-//! reordered and written with no rule evaluated), for threads -j 1, threads -j N and
-//! processes -j N. Every executor's results must be byte-identical, or the bench fails.
+//! seeded generated input (1,000,000 rows, seed 2), against the parse-and-write floor
+//! (the same input framed, typed, reordered and written with no rule evaluated), for
+//! threads -j 1, threads -j N and processes -j N, and against DuckDB running the same
+//! three rules (`duckdb_rules.py`, when a Python with the `duckdb` module is found). Then
+//! heavier rules (cpu8) at -j 1 and -j N, to show how evaluation scales. Every executor's
+//! results must be byte-identical (DuckDB's equal to txguard's without the `detail`
+//! column), or the bench fails.
 //!
 //! Each variant runs `ROUNDS` times and the fastest round counts: these machines are noisy,
 //! and the fastest round is the one least disturbed by the rest of the machine.
+//!
+//! DuckDB: `TXGUARD_BENCH_PYTHON` names the Python (default: `.venv/bin/python` of this
+//! checkout if present, else `python3`); `TXGUARD_BENCH_DUCKDB` the script (default:
+//! `/work/shared/bench/duckdb_rules.py`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const ROWS: u64 = 500_000;
+const ROWS: u64 = 1_000_000;
+const CPU8_ROWS: u64 = 200_000;
 const ROUNDS: usize = 3;
-const RULES: &str = r#"[columns]
+/// `simple3.rules.toml` of the shared bench inputs: the rules `duckdb_rules.py` runs.
+const SIMPLE3: &str = r#"[columns]
 id = "int"
 amount = "float"
 
 [[rule]]
 id = 1
-name = "large_amount"
+name = "large"
 when = "amount > 10000.0"
 
 [[rule]]
@@ -28,30 +38,88 @@ when = 'country == "IR"'
 
 [[rule]]
 id = 3
-name = "casino"
-when = 'merchant == "casino"'
+name = "acme"
+when = 'merchant == "ACME, Inc."'
+"#;
+/// `cpu8.rules.toml` of the shared bench inputs: more work per rule.
+const CPU8: &str = r#"[columns]
+currency = "string"
+id = "int"
+amount = "float"
+
+[[rule]]
+id = 1
+name = "large_coin"
+when = "amount > 10000.0 && coin_flip()"
+
+[[rule]]
+id = 2
+name = "blocklist"
+when = 'country in ["IR", "KP", "SY", "CU", "RU", "BY"]'
+
+[[rule]]
+id = 3
+name = "merchant_prefix"
+when = 'merchant.starts_with("casino") || merchant.contains("crypto")'
+
+[[rule]]
+id = 4
+name = "round_amount"
+when = 'amount >= 1000.0 && amount % 100.0 == 0.0'
+
+[[rule]]
+id = 5
+name = "score"
+when = '''
+let s = 0.0;
+for i in 0..20 { s += amount * 0.001 * i; }
+s > 5000.0
+'''
+
+[[rule]]
+id = 6
+name = "random_audit"
+when = "random() < 0.01"
+
+[[rule]]
+id = 7
+name = "account_pattern"
+when = 'account.len() > 3 && account.sub_string(0, 3) == "ACC"'
+
+[[rule]]
+id = 8
+name = "currency_mismatch"
+when = '(country == "DE" && currency != "EUR") || (country == "US" && currency != "USD")'
 "#;
 
 struct Variant {
     label: String,
+    program: PathBuf,
     args: Vec<String>,
-    /// The floor writes `false` everywhere: its output is not compared.
-    compare: bool,
+    /// Where its results are, and how they compare: `None` for the floor (all `false`).
+    output: Option<(&'static str, Compare)>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    Exact,
+    /// DuckDB writes no `detail` column.
+    WithoutDetail,
 }
 
 struct Measured {
     label: String,
     wall: Duration,
-    output: Option<Vec<u8>>,
+    output: Option<(Vec<u8>, Compare)>,
 }
 
-fn txguard(dir: &Path, args: &[String]) -> Result<Duration, String> {
+fn timed(program: &Path, args: &[String], dir: &Path) -> Result<Duration, String> {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_txguard"))
+    let out = Command::new(program)
         .args(args)
         .current_dir(dir)
         .output()
-        .map_err(|e| format!("cannot run txguard: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let wall = started.elapsed();
     if out.status.success() {
         Ok(wall)
@@ -60,72 +128,51 @@ fn txguard(dir: &Path, args: &[String]) -> Result<Duration, String> {
     }
 }
 
-fn main() {
-    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root: PathBuf = dir.path().to_path_buf();
-    std::fs::write(root.join("rules.toml"), RULES).expect("write rules");
-    let generate = [
-        "generate",
-        "-n",
-        &ROWS.to_string(),
-        "--seed",
-        "42",
-        "-o",
-        "tx.csv",
-    ]
-    .map(String::from);
-    txguard(&root, &generate).expect("generate the input");
-    let input_mb = std::fs::metadata(root.join("tx.csv")).expect("input").len() as f64 / 1e6;
+fn txguard() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_txguard"))
+}
 
-    let run = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "run",
-            "tx.csv",
-            "--rules",
-            "rules.toml",
-            "-q",
-            "-o",
-            "out.csv",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
-    let n = jobs.to_string();
-    let variants = [
-        Variant {
-            label: format!("floor -j {n}"),
-            args: run(&["--floor", "-j", &n]),
-            compare: false,
-        },
-        Variant {
-            label: "threads -j 1".into(),
-            args: run(&["-j", "1"]),
-            compare: true,
-        },
-        Variant {
-            label: format!("threads -j {n}"),
-            args: run(&["-j", &n]),
-            compare: true,
-        },
-        Variant {
-            label: format!("processes -j {n}"),
-            args: run(&["--executor", "processes", "-j", &n]),
-            compare: true,
-        },
-    ];
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
 
-    println!(
-        "throughput: {ROWS} rows ({input_mb:.1} MB) x 3 rules, best of {ROUNDS} rounds, {jobs} CPUs"
-    );
-    let mut measured: Vec<Measured> = Vec::new();
-    for v in &variants {
+/// A Python that can `import duckdb`, and the script, or why not.
+fn duckdb() -> Result<(PathBuf, PathBuf), String> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = std::env::var_os("TXGUARD_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or(if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        });
+    let script = std::env::var_os("TXGUARD_BENCH_DUCKDB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/bench/duckdb_rules.py"));
+    if !script.exists() {
+        return Err(format!("{} not found", script.display()));
+    }
+    let import = Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !import.status.success() {
+        return Err(format!(
+            "{} cannot import duckdb (pip install duckdb into .venv)",
+            python.display()
+        ));
+    }
+    Ok((python, script))
+}
+
+/// Runs every variant `ROUNDS` times; the fastest round of each counts.
+fn measure(dir: &Path, variants: &[Variant]) -> Vec<Measured> {
+    let mut measured = Vec::new();
+    for v in variants {
         let mut best: Option<Duration> = None;
         let mut failure = None;
         for _ in 0..ROUNDS {
-            match txguard(&root, &v.args) {
+            match timed(&v.program, &v.args, dir) {
                 Ok(wall) => best = Some(best.map_or(wall, |b| b.min(wall))),
                 Err(e) => {
                     failure = Some(e);
@@ -134,66 +181,206 @@ fn main() {
             }
         }
         match (best, failure) {
-            (Some(wall), None) => {
-                let output = v
-                    .compare
-                    .then(|| std::fs::read(root.join("out.csv")).expect("read results"));
-                measured.push(Measured {
-                    label: v.label.clone(),
-                    wall,
-                    output,
-                });
-            }
-            (_, Some(e)) => println!("  {:<16} not measured: {e}", v.label),
+            (Some(wall), None) => measured.push(Measured {
+                label: v.label.clone(),
+                wall,
+                output: v.output.map(|(file, compare)| {
+                    (
+                        std::fs::read(dir.join(file)).expect("read results"),
+                        compare,
+                    )
+                }),
+            }),
+            (_, Some(e)) => println!("  {:<18} not measured: {e}", v.label),
             (None, None) => unreachable!("ROUNDS > 0"),
         }
     }
+    measured
+}
 
+fn print_table(measured: &[Measured], rows: u64, rules: u64, input_mb: f64) {
     let floor = measured
         .iter()
         .find(|m| m.label.starts_with("floor"))
         .map(|m| m.wall);
     println!(
-        "  {:<16} {:>9} {:>12} {:>14} {:>9} {:>13}",
+        "  {:<18} {:>9} {:>12} {:>14} {:>9} {:>13}",
         "variant", "wall", "tx/s", "evaluations/s", "MB/s", "wall / floor"
     );
-    for m in &measured {
+    for m in measured {
         let secs = m.wall.as_secs_f64();
         let ratio = floor.map_or("-".to_string(), |f| {
             format!("{:.2}x", secs / f.as_secs_f64())
         });
         println!(
-            "  {:<16} {:>8.3}s {:>12.0} {:>14.0} {:>9.1} {:>13}",
+            "  {:<18} {:>8.3}s {:>12.0} {:>14.0} {:>9.1} {:>13}",
             m.label,
             secs,
-            ROWS as f64 / secs,
-            3.0 * ROWS as f64 / secs,
+            rows as f64 / secs,
+            (rules * rows) as f64 / secs,
             input_mb / secs,
             ratio
         );
     }
-    let by_label = |prefix: &str| {
-        measured
-            .iter()
-            .find(|m| m.label.starts_with(prefix))
-            .map(|m| m.wall.as_secs_f64())
+}
+
+fn wall_of(measured: &[Measured], prefix: &str) -> Option<f64> {
+    measured
+        .iter()
+        .find(|m| m.label.starts_with(prefix))
+        .map(|m| m.wall.as_secs_f64())
+}
+
+/// Whether every compared output is the same; exits the bench when not.
+fn check_identical(measured: &[Measured]) {
+    let strip = |bytes: &[u8]| -> Vec<u8> {
+        // `a,b,c,` → `a,b,c`, the header's `,detail` too: DuckDB has no detail column.
+        let text = String::from_utf8_lossy(bytes).replace(",detail\n", "\n");
+        text.replace(",\n", "\n").into_bytes()
     };
-    if let (Some(threads), Some(processes)) =
-        (by_label(&format!("threads -j {n}")), by_label("processes"))
-    {
+    let outputs: Vec<(&str, Vec<u8>, Compare)> = measured
+        .iter()
+        .filter_map(|m| {
+            m.output
+                .as_ref()
+                .map(|(o, c)| (m.label.as_str(), o.clone(), *c))
+        })
+        .collect();
+    let Some((_, reference, _)) = outputs.iter().find(|(_, _, c)| *c == Compare::Exact) else {
+        return;
+    };
+    let mut names = Vec::new();
+    for (label, output, compare) in &outputs {
+        let same = match compare {
+            Compare::Exact => output == reference,
+            Compare::WithoutDetail => *output == strip(reference),
+        };
+        if !same {
+            eprintln!("  RESULTS DIFFER: {label}");
+            std::process::exit(1);
+        }
+        names.push(*label);
+    }
+    println!("  results identical across: {}", names.join(", "));
+}
+
+fn main() {
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root: PathBuf = dir.path().to_path_buf();
+    std::fs::write(root.join("simple3.toml"), SIMPLE3).expect("write rules");
+    std::fs::write(root.join("cpu8.toml"), CPU8).expect("write rules");
+    for (rows, file) in [(ROWS, "tx.csv"), (CPU8_ROWS, "tx-cpu8.csv")] {
+        let generate = strings(&[
+            "generate",
+            "-n",
+            &rows.to_string(),
+            "--seed",
+            "2",
+            "-o",
+            file,
+        ]);
+        timed(&txguard(), &generate, &root).expect("generate the input");
+    }
+    let input_mb = std::fs::metadata(root.join("tx.csv")).expect("input").len() as f64 / 1e6;
+    let n = jobs.to_string();
+    let run = |input: &str, rules: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = strings(&["run", input, "--rules", rules, "-q", "-o", "out.csv"]);
+        args.extend(strings(extra));
+        args
+    };
+    let tx = |label: String, args: Vec<String>, compared: bool| Variant {
+        label,
+        program: txguard(),
+        args,
+        output: compared.then_some(("out.csv", Compare::Exact)),
+    };
+
+    let mut variants = vec![
+        tx(
+            format!("floor -j {n}"),
+            run("tx.csv", "simple3.toml", &["--floor", "-j", &n]),
+            false,
+        ),
+        tx(
+            "threads -j 1".into(),
+            run("tx.csv", "simple3.toml", &["-j", "1"]),
+            true,
+        ),
+        tx(
+            format!("threads -j {n}"),
+            run("tx.csv", "simple3.toml", &["-j", &n]),
+            true,
+        ),
+        tx(
+            format!("processes -j {n}"),
+            run(
+                "tx.csv",
+                "simple3.toml",
+                &["--executor", "processes", "-j", &n],
+            ),
+            true,
+        ),
+    ];
+    match duckdb() {
+        Ok((python, script)) => variants.push(Variant {
+            label: format!("duckdb {n} threads"),
+            program: python,
+            args: vec![
+                script.display().to_string(),
+                "tx.csv".into(),
+                "duck.csv".into(),
+                n.clone(),
+            ],
+            output: Some(("duck.csv", Compare::WithoutDetail)),
+        }),
+        Err(why) => println!("  (DuckDB not measured: {why})"),
+    }
+    println!(
+        "throughput: {ROWS} rows ({input_mb:.1} MB) x 3 rules (simple3), best of {ROUNDS} rounds, {jobs} CPUs"
+    );
+    let measured = measure(&root, &variants);
+    print_table(&measured, ROWS, 3, input_mb);
+    let one = wall_of(&measured, "threads -j 1");
+    let many = wall_of(&measured, &format!("threads -j {n}"));
+    if let (Some(one), Some(many)) = (one, many) {
+        println!("  threads -j {n} speed-up over -j 1 = {:.2}", one / many);
+    }
+    if let (Some(many), Some(processes)) = (many, wall_of(&measured, "processes")) {
+        println!("  processes tx/s / threads tx/s = {:.2}", many / processes);
+    }
+    if let (Some(many), Some(duck)) = (many, wall_of(&measured, "duckdb")) {
         println!(
-            "  processes tx/s / threads tx/s = {:.2}",
-            threads / processes
+            "  txguard -j {n} wall / DuckDB wall (with Python's start) = {:.2}",
+            many / duck
         );
     }
+    check_identical(&measured);
 
-    let outputs: Vec<&Measured> = measured.iter().filter(|m| m.output.is_some()).collect();
-    let identical = outputs.windows(2).all(|w| w[0].output == w[1].output);
-    let names: Vec<&str> = outputs.iter().map(|m| m.label.as_str()).collect();
-    if identical {
-        println!("  results identical across: {}", names.join(", "));
-    } else {
-        eprintln!("  RESULTS DIFFER between {}", names.join(", "));
-        std::process::exit(1);
+    let cpu8 = [
+        tx(
+            "cpu8 threads -j 1".into(),
+            run("tx-cpu8.csv", "cpu8.toml", &["-j", "1"]),
+            true,
+        ),
+        tx(
+            format!("cpu8 threads -j {n}"),
+            run("tx-cpu8.csv", "cpu8.toml", &["-j", &n]),
+            true,
+        ),
+    ];
+    println!("\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {ROUNDS} rounds");
+    let measured = measure(&root, &cpu8);
+    let cpu8_mb = std::fs::metadata(root.join("tx-cpu8.csv"))
+        .expect("input")
+        .len() as f64
+        / 1e6;
+    print_table(&measured, CPU8_ROWS, 8, cpu8_mb);
+    if let (Some(one), Some(many)) = (
+        wall_of(&measured, "cpu8 threads -j 1"),
+        wall_of(&measured, &format!("cpu8 threads -j {n}")),
+    ) {
+        println!("  threads -j {n} speed-up over -j 1 = {:.2}", one / many);
     }
+    check_identical(&measured);
 }
