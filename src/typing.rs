@@ -6,6 +6,7 @@
 //! from a small per-column cache, so typing a row allocates nothing once warm.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use rhai::{Dynamic, ImmutableString};
@@ -146,7 +147,7 @@ impl StringCache {
 
 /// One lane's typing state: a splitter, rows to reuse, string caches.
 pub struct Typer {
-    schema: std::sync::Arc<Schema>,
+    schema: Arc<Schema>,
     splitter: Splitter,
     max_record: usize,
     /// Rows of earlier tasks, their buffers kept for the next ones.
@@ -156,7 +157,7 @@ pub struct Typer {
 }
 
 impl Typer {
-    pub fn new(schema: std::sync::Arc<Schema>, config: &framer::Config) -> Typer {
+    pub fn new(schema: Arc<Schema>, config: &framer::Config) -> Typer {
         let strings = (0..schema.columns.names.len())
             .map(|c| {
                 (schema.read[c] && schema.columns.types[c] == ColumnType::String)
@@ -270,7 +271,6 @@ mod tests {
     use super::*;
     use crate::framer::{Config, Framer};
     use std::io::Cursor;
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn rules() -> RuleSet {
