@@ -67,7 +67,8 @@ pub fn drive(
     let mut batch = Batch::default();
     let mut outcomes = Vec::new();
     while !shared.abort.load(Ordering::Relaxed) {
-        let Some(task) = shared.queue.take(shared.sizer.records()) else {
+        let asked = shared.sizer.records();
+        let Some(task) = shared.queue.take(asked) else {
             return;
         };
         let started = Instant::now();
@@ -95,7 +96,9 @@ pub fn drive(
         let mut results = Vec::with_capacity(outcomes.len() * 24);
         let mut counts = vec![[0; 4]; rules];
         format.rows(&batch.rows, &outcomes, &mut results, &mut counts);
-        shared.sizer.observe(task.records.len(), started.elapsed());
+        shared
+            .sizer
+            .observe(asked, task.records.len(), started.elapsed());
         if let Ok(chunk) = Arc::try_unwrap(task.chunk) {
             let _ = shared.recycle.send(chunk);
         }

@@ -13,7 +13,7 @@ const TARGET: Duration = Duration::from_millis(20);
 pub struct Sizer {
     /// Estimated seconds per record (f64 bits); 0 until a task has been measured.
     per_record: AtomicU64,
-    /// Records of the last task measured: growth is relative to it.
+    /// Records asked for by the last task measured: growth is relative to it.
     last: AtomicUsize,
     max: usize,
 }
@@ -39,9 +39,11 @@ impl Sizer {
         ideal.min(growth).clamp(1, self.max)
     }
 
-    /// A lane did `records` records in `took`. The estimate moves halfway to the new
-    /// measure: one fast record after a slow one does not make the next task huge.
-    pub fn observe(&self, records: usize, took: Duration) {
+    /// A lane asked for `asked` records, got `records` (fewer at the end of a chunk) and
+    /// did them in `took`. The estimate moves halfway to the new measure: one fast record
+    /// after a slow one does not make the next task huge. Growth is relative to what was
+    /// asked, so the short task at each chunk's end does not start the growth over.
+    pub fn observe(&self, asked: usize, records: usize, took: Duration) {
         if records == 0 {
             return;
         }
@@ -53,7 +55,7 @@ impl Sizer {
             measured
         };
         self.per_record.store(new.to_bits(), Ordering::Relaxed);
-        self.last.store(records, Ordering::Relaxed);
+        self.last.store(asked.max(records), Ordering::Relaxed);
     }
 }
 
@@ -65,20 +67,26 @@ mod tests {
     fn tasks_start_at_one_record_grow_for_fast_ones_and_shrink_for_slow_ones() {
         let sizer = Sizer::new(1024);
         assert_eq!(sizer.records(), 1);
-        sizer.observe(1, Duration::from_micros(1));
+        sizer.observe(1, 1, Duration::from_micros(1));
         assert_eq!(sizer.records(), 4, "at most 4x the last task");
         for _ in 0..10 {
             let n = sizer.records();
-            sizer.observe(n, Duration::from_micros(n as u64));
+            sizer.observe(n, n, Duration::from_micros(n as u64));
         }
         assert_eq!(sizer.records(), 1024, "capped at --batch-size");
-        sizer.observe(1024, Duration::from_millis(200) * 1024);
+        sizer.observe(1024, 3, Duration::from_micros(3));
+        assert_eq!(
+            sizer.records(),
+            1024,
+            "a chunk's short last task is no new start"
+        );
+        sizer.observe(1024, 1024, Duration::from_millis(200) * 1024);
         assert!(sizer.records() <= 2, "hanging rows: a record or two");
-        sizer.observe(1, Duration::from_millis(200));
+        sizer.observe(1, 1, Duration::from_millis(200));
         assert_eq!(sizer.records(), 1);
         let small = Sizer::new(7);
-        small.observe(7, Duration::from_nanos(7));
-        small.observe(7, Duration::from_nanos(7));
+        small.observe(1, 1, Duration::from_nanos(1));
+        small.observe(4, 4, Duration::from_nanos(4));
         assert_eq!(small.records(), 7);
     }
 }
