@@ -1,45 +1,28 @@
 //! Cron-grade behaviour: the output lock, signals, `--fail-on`, `--summary` JSON,
 //! silence under `-q`, and write failures that leave earlier outputs intact.
 
-use std::fs::File;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::workdir::Workdir;
+use crate::workdir::{TRUE_RULE, Workdir, send};
 
 fn slow_rules(wd: &Workdir) {
-    wd.create(
-        "rules.toml",
+    wd.rules(
         "[columns]\nid = \"int\"\n\n[[rule]]\nid = 1\nname = \"slow\"\nwhen = \"sleep_ms(20); true\"\n",
     );
-}
-
-fn send(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a child we started and have not reaped.
-    unsafe { libc::kill(pid as i32, signal) };
 }
 
 #[test]
 fn a_second_run_on_the_same_output_exits_75_naming_the_lock() {
     let wd = Workdir::new("lock");
     wd.create("tx.csv", "id\n1\n");
-    wd.create(
-        "rules.toml",
-        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
-    );
+    wd.rules(TRUE_RULE);
     wd.create("out.csv", "earlier\n");
-    let lock = File::create(wd.path("out.csv.lock")).unwrap();
-    lock.lock().unwrap();
-    let run = wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "--summary",
-        "s.json",
-    ]);
+    // Held by a child process, never by this test process: a descriptor of ours, however
+    // close-on-exec, is copied into every child another test forks meanwhile, and the lock
+    // lives on in that child until it execs, after we let go.
+    let lock = wd.hold_lock("out.csv.lock");
+    let run = wd.txguard_run(&["-o", "out.csv", "--summary", "s.json"]);
     run.expect_code(75)
         .expect_stderr_contains("another txguard run holds the lock out.csv.lock");
     assert_eq!(wd.read("out.csv"), "earlier\n");
@@ -49,16 +32,7 @@ fn a_second_run_on_the_same_output_exits_75_naming_the_lock() {
     );
     drop(lock);
     // The lock dies with its holder: no stale lock to clean up.
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "-q",
-    ])
-    .expect_success();
+    wd.txguard_run(&["-o", "out.csv", "-q"]).expect_success();
     assert_eq!(
         wd.read("out.csv"),
         "transaction_id,rule_id,result,detail\n1,1,true,\n"
@@ -67,8 +41,7 @@ fn a_second_run_on_the_same_output_exits_75_naming_the_lock() {
 
 fn interrupted_run_leaves_nothing_behind(signal: i32, code: i32) {
     let wd = Workdir::new("signal");
-    wd.run(&["generate", "-n", "2000", "-o", "tx.csv"])
-        .expect_success();
+    wd.generate("tx.csv", 2000, 0);
     slow_rules(&wd);
     wd.create("out.csv", "earlier\n");
     let child = wd
@@ -130,60 +103,28 @@ fn sighup_from_a_closed_terminal_also_leaves_no_output() {
 fn fail_on_exits_3_after_writing_everything() {
     let wd = Workdir::new("fail-on");
     wd.create("tx.csv", "id,amount\n1,5\n2,50\n");
-    wd.create(
-        "rules.toml",
+    wd.rules(
         "[columns]\namount = \"float\"\n[[rule]]\nid = 1\nname = \"a\"\nwhen = \"amount > 10.0\"\n",
     );
     let out = "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,true,\n";
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "--fail-on",
-        "error,timeout",
-    ])
-    .expect_success();
-    let run = wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "--fail-on",
-        "error,false",
-    ]);
+    wd.txguard_run(&["-o", "out.csv", "--fail-on", "error,timeout"])
+        .expect_success();
+    let run = wd.txguard_run(&["-o", "out.csv", "--fail-on", "error,false"]);
     run.expect_code(3)
         .expect_stderr_contains("a result named by --fail-on occurred");
     assert_eq!(wd.read("out.csv"), out);
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "--fail-on",
-        "maybe",
-    ])
-    .expect_code(2);
+    wd.txguard_run(&["--fail-on", "maybe"]).expect_code(2);
 }
 
 #[test]
 fn the_summary_json_says_what_happened() {
     let wd = Workdir::new("summary-json");
     wd.create("tx.csv", "id,amount\n1,5\n2,x\n3,50\n");
-    wd.create(
-        "rules.toml",
+    wd.rules(
         "[columns]\namount = \"float\"\n[[rule]]\nid = 4\nname = \"big\"\nwhen = \"amount > 10.0\"\n\
          [[rule]]\nid = 5\nname = \"odd\"\nwhen = 'if id == \"3\" { throw \"x\" } true'\n",
     );
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
+    wd.txguard_run(&[
         "-o",
         "out.csv",
         "--bad-rows",
@@ -224,17 +165,8 @@ fn the_summary_json_says_what_happened() {
     assert!(json.get("error").is_none());
 
     // A failed run still writes its summary, with the error and exit code.
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "--summary",
-        "s.json",
-    ])
-    .expect_code(1);
+    wd.txguard_run(&["-o", "out.csv", "--summary", "s.json"])
+        .expect_code(1);
     let json: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
     assert_eq!(json["exit_code"], 1);
     assert_eq!(
@@ -246,26 +178,14 @@ fn the_summary_json_says_what_happened() {
 #[test]
 fn a_quiet_run_under_cron_prints_nothing() {
     let wd = Workdir::new("quiet");
-    wd.run(&["generate", "-n", "500", "-o", "tx.csv"])
-        .expect_success();
-    wd.create(
-        "rules.toml",
-        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
-    );
-    let run = wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "-q",
-    ]);
+    wd.generate("tx.csv", 500, 0);
+    wd.rules(TRUE_RULE);
+    let run = wd.txguard_run(&["-o", "out.csv", "-q"]);
     run.expect_success();
     assert_eq!(run.stdout(), "");
     assert_eq!(run.stderr(), "");
     // Without -q the summary is there, but never a progress bar off a terminal.
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"]);
+    let run = wd.txguard_run(&["-o", "out.csv"]);
     assert!(
         run.stderr().starts_with("txguard: 500 transactions"),
         "{}",
@@ -276,30 +196,17 @@ fn a_quiet_run_under_cron_prints_nothing() {
 #[test]
 fn a_full_disk_fails_with_the_os_error_and_leaves_earlier_outputs() {
     let wd = Workdir::new("full");
-    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"])
-        .expect_success();
-    wd.create(
-        "rules.toml",
-        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
-    );
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "/dev/full"])
+    wd.generate("tx.csv", 20000, 0);
+    wd.rules(TRUE_RULE);
+    wd.txguard_run(&["-o", "/dev/full"])
         .expect_code(1)
         .expect_stderr_contains("No space left on device");
     wd.run(&["generate", "-n", "20000", "-o", "/dev/full"])
         .expect_code(1)
         .expect_stderr_contains("No space left on device");
     wd.create("s.json", "earlier\n");
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "/dev/full",
-        "--summary",
-        "s.json",
-    ])
-    .expect_code(1);
+    wd.txguard_run(&["-o", "/dev/full", "--summary", "s.json"])
+        .expect_code(1);
     let json: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
     assert!(
         json["error"]
@@ -337,24 +244,13 @@ fn with_tiny_filesystem(f: impl FnOnce(&std::path::Path)) -> bool {
 fn a_file_on_a_full_filesystem_fails_with_the_os_error_and_the_earlier_file_stays() {
     let wd = Workdir::new("fullfs");
     // About 300 KiB of results, for 56 KiB of room.
-    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"])
-        .expect_success();
-    wd.create(
-        "rules.toml",
-        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\n",
-    );
+    wd.generate("tx.csv", 20000, 0);
+    wd.rules(TRUE_RULE);
     with_tiny_filesystem(|fs| {
         std::fs::write(fs.join("out.csv"), "earlier\n").unwrap();
         std::fs::write(fs.join("filler"), vec![0u8; 200 * 1024]).unwrap();
         let out = fs.join("out.csv");
-        let run = wd.run(&[
-            "run",
-            "tx.csv",
-            "--rules",
-            "rules.toml",
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let run = wd.txguard_run(&["-o", out.to_str().unwrap()]);
         run.expect_code(1)
             .expect_stderr_contains("No space left on device (os error 28)");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "earlier\n");

@@ -2,18 +2,7 @@
 //! both policies, rules-file errors, looping / failing / non-bool rules, stdout hygiene,
 //! determinism across job counts, broken pipes.
 
-use crate::workdir::Workdir;
-
-const HEADER: &str = "transaction_id,rule_id,result,detail\n";
-
-/// A rules file declaring `id` int and `amount` float, with the given `[[rule]]` tables.
-fn rules(body: &str) -> String {
-    format!("[columns]\nid = \"int\"\namount = \"float\"\n\n{body}")
-}
-
-fn rule(id: i64, when: &str) -> String {
-    format!("[[rule]]\nid = {id}\nname = \"rule{id}\"\nwhen = '''{when}'''\n\n")
-}
+use crate::workdir::{RESULTS_HEADER, Workdir, rule, rules_with_columns};
 
 #[test]
 fn hostile_but_valid_csv_is_read_exactly() {
@@ -29,24 +18,14 @@ fn hostile_but_valid_csv_is_read_exactly() {
          3,7,\"two\r\nlines\",\"São Paulo\"\r\n\
          \"4\",10001,,Kraków",
     );
-    wd.create(
-        "rules.toml",
-        rules(&(rule(1, "amount > 10000.0") + &*rule(2, r#"city == "東京" || city.len() == 9"#))),
-    );
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "-q",
-    ])
-    .expect_success();
+    wd.rules(rules_with_columns(
+        &(rule(1, "amount > 10000.0") + &*rule(2, r#"city == "東京" || city.len() == 9"#)),
+    ));
+    wd.txguard_run(&["-o", "out.csv", "-q"]).expect_success();
     assert_eq!(
         wd.read("out.csv"),
         format!(
-            "{HEADER}1,1,true,\n1,2,false,\n2,1,false,\n2,2,true,\n3,1,false,\n3,2,true,\n4,1,true,\n4,2,false,\n"
+            "{RESULTS_HEADER}1,1,true,\n1,2,false,\n2,1,false,\n2,2,true,\n3,1,false,\n3,2,true,\n4,1,true,\n4,2,false,\n"
         )
     );
 }
@@ -70,9 +49,9 @@ fn each_kind_of_bad_row_stops_the_run_with_file_line_column_and_value() {
     for (bad, message) in cases {
         let wd = Workdir::new("bad-fail");
         wd.create("tx.csv", format!("id,amount,country\n1,5,FR\n{bad}"));
-        wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
+        wd.rules(rules_with_columns(&rule(1, "amount > 1.0")));
         wd.create("out.csv", "yesterday's results\n");
-        wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"])
+        wd.txguard_run(&["-o", "out.csv"])
             .expect_code(1)
             .expect_stderr_contains(message);
         assert_eq!(
@@ -92,8 +71,8 @@ fn each_kind_of_bad_row_stops_the_run_with_file_line_column_and_value() {
 fn invalid_utf8_in_a_string_column_is_a_bad_row() {
     let wd = Workdir::new("bad-utf8");
     wd.create("tx.csv", b"id,amount,country\n1,5,F\xffR\n2,5,FR\n");
-    wd.create("rules.toml", rules(&rule(1, "country == \"FR\"")));
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"])
+    wd.rules(rules_with_columns(&rule(1, "country == \"FR\"")));
+    wd.txguard_run(&["-o", "out.csv"])
         .expect_code(1)
         .expect_stderr_contains("tx.csv:2: column \"country\": \"F\u{fffd}R\" is not valid UTF-8");
     assert!(!wd.exists("out.csv"));
@@ -106,21 +85,12 @@ fn skipped_bad_rows_go_to_the_rejects_file_and_are_counted() {
         "tx.csv",
         "id,amount,country\n1,5,FR\n2,12x,FR\n,5,FR\n3,\"1,5\"\n4,20000,IR\n5,1,FR,x\n",
     );
-    wd.create("rules.toml", rules(&rule(1, "amount > 10000.0")));
-    let run = wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "--bad-rows",
-        "skip",
-    ]);
+    wd.rules(rules_with_columns(&rule(1, "amount > 10000.0")));
+    let run = wd.txguard_run(&["-o", "out.csv", "--bad-rows", "skip"]);
     run.expect_success().expect_stderr_contains("bad rows: 4");
     assert_eq!(
         wd.read("out.csv"),
-        format!("{HEADER}1,1,false,\n4,1,true,\n")
+        format!("{RESULTS_HEADER}1,1,false,\n4,1,true,\n")
     );
     assert_eq!(
         wd.read("out.csv.rejects.csv"),
@@ -136,31 +106,13 @@ fn skipped_bad_rows_go_to_the_rejects_file_and_are_counted() {
 fn skip_with_output_on_stdout_sends_rejects_to_stderr_or_the_named_file() {
     let wd = Workdir::new("bad-skip-stdout");
     wd.create("tx.csv", "id,amount\n1,5\n2,oops\n");
-    wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
-    let run = wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "--bad-rows",
-        "skip",
-        "-q",
-    ]);
+    wd.rules(rules_with_columns(&rule(1, "amount > 1.0")));
+    let run = wd.txguard_run(&["--bad-rows", "skip", "-q"]);
     run.expect_success()
         .expect_stderr_contains("line,reason,raw\n3,");
-    assert_eq!(run.stdout(), format!("{HEADER}1,1,true,\n"));
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "--bad-rows",
-        "skip",
-        "-q",
-        "--rejects",
-        "rej.csv",
-    ])
-    .expect_success();
+    assert_eq!(run.stdout(), format!("{RESULTS_HEADER}1,1,true,\n"));
+    wd.txguard_run(&["--bad-rows", "skip", "-q", "--rejects", "rej.csv"])
+        .expect_success();
     assert_eq!(
         wd.read("rej.csv"),
         "line,reason,raw\n3,\"column \"\"amount\"\": \"\"oops\"\" is not a float\",\"2,oops\"\n"
@@ -170,7 +122,7 @@ fn skip_with_output_on_stdout_sends_rejects_to_stderr_or_the_named_file() {
 #[test]
 fn a_file_that_is_not_a_transactions_csv_always_fails() {
     let wd = Workdir::new("not-csv");
-    wd.create("rules.toml", rules(&rule(1, "true")));
+    wd.rules(rules_with_columns(&rule(1, "true")));
     wd.create("noid.csv", "name,amount\nx,1\n");
     wd.run(&[
         "run",
@@ -198,8 +150,7 @@ fn a_file_that_is_not_a_transactions_csv_always_fails() {
 #[test]
 fn rules_file_errors_are_all_reported_before_the_input_is_read() {
     let wd = Workdir::new("rules-errors");
-    wd.create(
-        "rules.toml",
+    wd.rules(
         "[columns]\namount = \"decimal\"\n\n[[rule]]\nid = 1\nname = \"a\"\nwhen = \"amount >\"\n\n[[rule]]\nid = 1\nname = \"b\"\nwhen = \"true\"\n",
     );
     // The input does not exist: the rules' errors must come first, alone.
@@ -225,10 +176,9 @@ fn rules_file_errors_are_all_reported_before_the_input_is_read() {
     assert!(!stderr.contains("missing.csv"), "{stderr}");
     assert!(!wd.exists("out.csv"));
 
-    wd.create(
-        "rules.toml",
-        rules(&(rule(1, "amount >") + &*rule(2, "true") + &*rule(3, "1 +* 2"))),
-    );
+    wd.rules(rules_with_columns(
+        &(rule(1, "amount >") + &*rule(2, "true") + &*rule(3, "1 +* 2")),
+    ));
     let run = wd.run(&["run", "missing.csv", "--rules", "rules.toml"]);
     run.expect_code(1)
         .expect_stderr_contains(
@@ -238,14 +188,11 @@ fn rules_file_errors_are_all_reported_before_the_input_is_read() {
             "rules.toml:18: rule 3 \"rule3\": when: line 1, column 4: Unexpected '*'",
         );
 
-    wd.create(
-        "rules.toml",
-        "[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nwhen_not = 1\n",
-    );
+    wd.rules("[[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nwhen_not = 1\n");
     wd.run(&["run", "missing.csv", "--rules", "rules.toml"])
         .expect_code(1)
         .expect_stderr_contains("rules.toml:5: unknown field `when_not`");
-    wd.create("rules.toml", "[[rule]\n");
+    wd.rules("[[rule]\n");
     wd.run(&["run", "missing.csv", "--rules", "rules.toml"])
         .expect_code(1)
         .expect_stderr_contains("rules.toml:1:");
@@ -255,11 +202,10 @@ fn rules_file_errors_are_all_reported_before_the_input_is_read() {
 fn a_rule_reading_a_column_the_input_lacks_fails_before_any_row_is_evaluated() {
     let wd = Workdir::new("unknown-var");
     wd.create("tx.csv", "id,amount\n1,5\n");
-    wd.create(
-        "rules.toml",
-        rules(&(rule(1, "amount > 1.0") + &*rule(2, "amout > 1.0"))),
-    );
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"])
+    wd.rules(rules_with_columns(
+        &(rule(1, "amount > 1.0") + &*rule(2, "amout > 1.0")),
+    ));
+    wd.txguard_run(&["-o", "out.csv"])
         .expect_code(1)
         .expect_stderr_contains(
             "rules.toml:13: rule 2 \"rule2\": when: line 1, column 1: variable \"amout\" is neither a column of the input nor defined by the rule (columns: id, amount)",
@@ -279,21 +225,12 @@ fn loops_runtime_errors_and_non_bools_are_results_with_details() {
         )
         + &*rule(3, "amount")
         + &*rule(4, "let m = #{}; m.missing > 1");
-    wd.create("rules.toml", rules(&body));
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "-q",
-    ])
-    .expect_success();
+    wd.rules(rules_with_columns(&body));
+    wd.txguard_run(&["-o", "out.csv", "-q"]).expect_success();
     assert_eq!(
         wd.read("out.csv"),
         format!(
-            "{HEADER}\
+            "{RESULTS_HEADER}\
              1,1,true,\n\
              1,2,error,\"Runtime error: no score for this merchant (line 1, position 14)\"\n\
              1,3,error,\"returned f64 (5.0), not a bool\"\n\
@@ -310,21 +247,20 @@ fn loops_runtime_errors_and_non_bools_are_results_with_details() {
 fn print_in_a_rule_never_reaches_the_data_stream() {
     let wd = Workdir::new("print");
     wd.create("tx.csv", "id,amount\n1,5\n");
-    wd.create(
-        "rules.toml",
-        rules(&rule(1, "print(\"hello\"); debug(\"dbg\"); true")),
-    );
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "-", "-q"]);
+    wd.rules(rules_with_columns(&rule(
+        1,
+        "print(\"hello\"); debug(\"dbg\"); true",
+    )));
+    let run = wd.txguard_run(&["-o", "-", "-q"]);
     run.expect_success();
-    assert_eq!(run.stdout(), format!("{HEADER}1,1,true,\n"));
+    assert_eq!(run.stdout(), format!("{RESULTS_HEADER}1,1,true,\n"));
     assert_eq!(run.stderr(), "");
 }
 
 #[test]
 fn results_are_identical_for_every_job_count_and_batch_size() {
     let wd = Workdir::new("determinism");
-    wd.run(&["generate", "-n", "20000", "--seed", "9", "-o", "tx.csv"])
-        .expect_success();
+    wd.generate("tx.csv", 20000, 9);
     let body = rule(1, "amount > 100.0 && coin_flip()")
         + &*rule(2, "random() < 0.3")
         + &*rule(
@@ -332,15 +268,11 @@ fn results_are_identical_for_every_job_count_and_batch_size() {
             "if id % 7 == 0 { throw \"seven\" } coin_flip() && coin_flip()",
         )
         + &*rule(4, "country == \"US\"");
-    wd.create("rules.toml", rules(&body));
+    wd.rules(rules_with_columns(&body));
     let mut outputs = Vec::new();
     for (jobs, batch) in [("1", "1024"), ("4", "1024"), ("2", "7"), ("3", "5000")] {
         let out = format!("out-{jobs}-{batch}.csv");
-        wd.run(&[
-            "run",
-            "tx.csv",
-            "--rules",
-            "rules.toml",
+        wd.txguard_run(&[
             "-o",
             &out,
             "-j",
@@ -363,18 +295,8 @@ fn results_are_identical_for_every_job_count_and_batch_size() {
         trues > 1000,
         "coin flips and random() give a mix of results ({trues} true)"
     );
-    wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "other-seed.csv",
-        "--seed",
-        "6",
-        "-q",
-    ])
-    .expect_success();
+    wd.txguard_run(&["-o", "other-seed.csv", "--seed", "6", "-q"])
+        .expect_success();
     assert_ne!(
         wd.read("other-seed.csv"),
         outputs[0],
@@ -387,9 +309,8 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let wd = Workdir::new("broken-pipe");
-    wd.run(&["generate", "-n", "200000", "-o", "tx.csv"])
-        .expect_success();
-    wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
+    wd.generate("tx.csv", 200000, 0);
+    wd.rules(rules_with_columns(&rule(1, "amount > 1.0")));
     let mut child = wd
         .command(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
         .stdout(Stdio::piped())
@@ -400,7 +321,7 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    assert_eq!(first, HEADER);
+    assert_eq!(first, RESULTS_HEADER);
     // The BufReader (our end of the pipe) is dropped here, like `| head -1` exiting.
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
@@ -410,24 +331,26 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
 #[test]
 fn standard_input_can_be_the_input() {
     let wd = Workdir::new("stdin");
-    wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
+    wd.rules(rules_with_columns(&rule(1, "amount > 1.0")));
     let run = wd.run_with_stdin(
         &["run", "-", "--rules", "rules.toml", "-q"],
         "id,amount\n1,5\n2,0.5\n",
     );
     run.expect_success();
-    assert_eq!(run.stdout(), format!("{HEADER}1,1,true,\n2,1,false,\n"));
+    assert_eq!(
+        run.stdout(),
+        format!("{RESULTS_HEADER}1,1,true,\n2,1,false,\n")
+    );
 }
 
 #[test]
 fn the_summary_counts_every_result_kind_per_rule() {
     let wd = Workdir::new("summary");
     wd.create("tx.csv", "id,amount\n1,5\n2,20000\n3,1\n");
-    wd.create(
-        "rules.toml",
-        rules(&(rule(7, "amount > 10.0") + &*rule(8, "if id == 3 { throw \"x\" } true"))),
-    );
-    let run = wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"]);
+    wd.rules(rules_with_columns(
+        &(rule(7, "amount > 10.0") + &*rule(8, "if id == 3 { throw \"x\" } true")),
+    ));
+    let run = wd.txguard_run(&["-o", "out.csv"]);
     run.expect_success()
         .expect_stderr_contains("txguard: 3 transactions × 2 rules = 6 results")
         .expect_stderr_contains("       7  rule7          1          2          0          0")
@@ -486,30 +409,11 @@ fn bad_command_lines_exit_2() {
 #[test]
 fn the_progress_bar_shows_bytes_read_only_when_asked_off_a_terminal() {
     let wd = Workdir::new("progress");
-    wd.run(&["generate", "-n", "20000", "-o", "tx.csv"])
-        .expect_success();
-    wd.create("rules.toml", rules(&rule(1, "amount > 1.0")));
-    let run = wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "-q",
-        "--progress",
-        "always",
-    ]);
+    wd.generate("tx.csv", 20000, 0);
+    wd.rules(rules_with_columns(&rule(1, "amount > 1.0")));
+    let run = wd.txguard_run(&["-o", "out.csv", "-q", "--progress", "always"]);
     run.expect_success().expect_stderr_contains("/1.14 MiB");
-    let run = wd.run(&[
-        "run",
-        "tx.csv",
-        "--rules",
-        "rules.toml",
-        "-o",
-        "out.csv",
-        "-q",
-    ]);
+    let run = wd.txguard_run(&["-o", "out.csv", "-q"]);
     assert_eq!(
         run.stderr(),
         "",

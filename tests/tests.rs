@@ -5,6 +5,7 @@ mod workdir;
 
 mod check_generate;
 mod cron;
+mod files;
 mod fuzz;
 mod processes;
 mod rockets;
