@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{
     BadRows, ExecutorKind, FailOn, ProgressWhen, RocketMode, RunConfig, Workload, cpus,
@@ -194,6 +194,103 @@ impl RunArgs {
     }
 }
 
+impl Command {
+    /// `run -q`: errors, too, are cut to one line.
+    pub fn quiet(&self) -> bool {
+        matches!(self, Command::Run(args) if args.quiet)
+    }
+}
+
+/// Parses the process's arguments; on a usage error prints clap's message and exits 2.
+/// Clap may suggest hidden flags and subcommands for a typo (`--flor` → `--floor`,
+/// `worke` → `worker`): those are internal, and are taken out of the message. Under
+/// `-q` the message is one line, like every other error.
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(mut err) => {
+            use clap::error::ErrorKind;
+            let quiet = args
+                .iter()
+                .skip(1)
+                .take_while(|a| *a != "--")
+                .any(|a| a == "-q" || a == "--quiet");
+            without_hidden_suggestions(&mut err);
+            let printed = matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if quiet && !printed {
+                let rendered = err.render().to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                eprintln!("txguard: error: {first} (see txguard --help)");
+                std::process::exit(err.exit_code());
+            }
+            err.exit()
+        }
+    }
+}
+
+/// Removes from a clap error every suggestion that names a hidden flag or subcommand.
+fn without_hidden_suggestions(err: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue};
+    let hidden = hidden_names(&Cli::command());
+    let is_hidden = |name: &str| hidden.iter().any(|h| h == name);
+    if let Some(ContextValue::String(arg)) = err.get(ContextKind::SuggestedArg)
+        && is_hidden(arg)
+    {
+        err.remove(ContextKind::SuggestedArg);
+    }
+    if let Some(ContextValue::Strings(names)) = err.get(ContextKind::SuggestedSubcommand) {
+        let visible: Vec<String> = names.iter().filter(|n| !is_hidden(n)).cloned().collect();
+        err.remove(ContextKind::SuggestedSubcommand);
+        if !visible.is_empty() {
+            err.insert(
+                ContextKind::SuggestedSubcommand,
+                ContextValue::Strings(visible),
+            );
+        }
+    }
+    // Free-form tips such as "'run --floor' exists".
+    if let Some(ContextValue::StyledStrs(tips)) = err.get(ContextKind::Suggested) {
+        let visible: Vec<_> = tips
+            .iter()
+            .filter(|tip| {
+                let text = tip.to_string();
+                !hidden
+                    .iter()
+                    .any(|h| text.contains(&format!("{h}'")) || text.contains(&format!("{h} ")))
+            })
+            .cloned()
+            .collect();
+        err.remove(ContextKind::Suggested);
+        if !visible.is_empty() {
+            err.insert(ContextKind::Suggested, ContextValue::StyledStrs(visible));
+        }
+    }
+}
+
+/// Names of hidden subcommands, and `--long` names of hidden flags, at every level.
+fn hidden_names(cmd: &clap::Command) -> Vec<String> {
+    let mut names = Vec::new();
+    for arg in cmd.get_arguments().filter(|a| a.is_hide_set()) {
+        if let Some(long) = arg.get_long() {
+            names.push(format!("--{long}"));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        if sub.is_hide_set() {
+            names.push(sub.get_name().to_string());
+        }
+        names.extend(hidden_names(sub));
+    }
+    names
+}
+
 fn parse_time_scale(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() && f >= 0.0 => Ok(f),
@@ -204,10 +301,33 @@ fn parse_time_scale(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typos_suggest_no_hidden_flag_or_subcommand() {
+        for (args, hidden) in [
+            (
+                &["txguard", "run", "x", "--rules", "r", "--flor"][..],
+                "--floor",
+            ),
+            (
+                &["txguard", "run", "x", "--rules", "r", "--batch-siz", "5"][..],
+                "--batch-size",
+            ),
+            (&["txguard", "worke"][..], "worker"),
+            (&["txguard", "rocke"][..], "'rocket'"),
+        ] {
+            let mut err = Cli::try_parse_from(args).unwrap_err();
+            without_hidden_suggestions(&mut err);
+            let text = err.render().to_string();
+            assert!(!text.contains(hidden), "{text}");
+        }
+        let mut err = Cli::try_parse_from(["txguard", "rocke"]).unwrap_err();
+        without_hidden_suggestions(&mut err);
+        assert!(err.render().to_string().contains("'rockets'"));
     }
 }

@@ -34,7 +34,7 @@ impl std::fmt::Display for Interrupted {
             SIGHUP => "SIGHUP",
             _ => "a signal",
         };
-        write!(f, "interrupted by {name}; no output written")
+        write!(f, "interrupted by {name}; no output file written")
     }
 }
 impl std::error::Error for Interrupted {}
@@ -77,15 +77,59 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
     }
 }
 
-/// Removes unfinished outputs, prints the error's cause chain once on stderr, and returns
-/// the exit code it stands for.
-pub fn report(err: &anyhow::Error) -> i32 {
+/// Removes unfinished outputs, prints the error on stderr, and returns the exit code it
+/// stands for. `quiet` (`run -q`): exactly one line, whatever the error (a report of
+/// several problems is cut to its first and a count of the others).
+pub fn report(err: &anyhow::Error, quiet: bool) -> i32 {
     crate::output::remove_unfinished();
-    if err.downcast_ref::<Interrupted>().is_some() {
-        eprintln!("txguard: {err}");
-    } else if !is_broken_pipe(err) {
-        // (A reader of our output that went away wanted no more: exit quietly.)
-        eprintln!("txguard: error: {err:#}");
+    let text = if err.downcast_ref::<Interrupted>().is_some() {
+        format!("txguard: {err}")
+    } else {
+        format!("txguard: error: {err:#}")
+    };
+    // (A reader of our output that went away wanted no more: exit quietly.)
+    if !is_broken_pipe(err) {
+        if quiet {
+            eprintln!("{}", one_line(&text));
+        } else {
+            eprintln!("{text}");
+        }
     }
     code_of(err)
+}
+
+/// A message of several lines (a headline ending in `:`, then one problem a line) as one
+/// line: the headline, the first problem, and how many more there are.
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let headline = lines.next().unwrap_or_default();
+    let rest: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+    match rest.as_slice() {
+        [] => headline.to_string(),
+        [only] => format!("{headline} {only}"),
+        [first, more @ ..] => format!(
+            "{headline} {first} (and {} more; run without -q to see every one)",
+            more.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn several_lines_become_one() {
+        assert_eq!(one_line("txguard: error: x"), "txguard: error: x");
+        assert_eq!(
+            one_line("txguard: error: r.toml has 1 error:\n  r.toml:4: bad"),
+            "txguard: error: r.toml has 1 error: r.toml:4: bad"
+        );
+        assert_eq!(
+            one_line(
+                "txguard: error: r.toml has 3 errors:\n  r.toml:4: a\n  r.toml:9: b\n  r.toml:12: c"
+            ),
+            "txguard: error: r.toml has 3 errors: r.toml:4: a (and 2 more; run without -q to see every one)"
+        );
+    }
 }

@@ -1,12 +1,11 @@
 //! `txguard`: parse the command line, run the command, turn the outcome into an exit code.
 
-use clap::Parser;
-
 fn main() {
-    let cli = txguard::cli::Cli::parse();
+    let cli = txguard::cli::parse();
+    let quiet = cli.command.quiet();
     let code = match txguard::cmd::dispatch(cli.command) {
         Ok(code) => code,
-        Err(err) => txguard::exit::report(&err),
+        Err(err) => txguard::exit::report(&err, quiet),
     };
     std::process::exit(code);
 }
