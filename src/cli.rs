@@ -73,7 +73,7 @@ pub struct RunArgs {
     /// Progress bar on stderr; `auto` draws it only when stderr is a terminal.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
     pub progress: ProgressWhen,
-    /// No summary on stderr (errors are still printed).
+    /// No summary on stderr; any failure (and exit 3) is one line on stderr.
     #[arg(short, long)]
     pub quiet: bool,
     /// Also write the summary as JSON to this file.

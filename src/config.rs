@@ -134,6 +134,13 @@ impl Outputs {
         named
     }
 
+    /// Whether some output goes to standard output.
+    pub fn uses_stdout(&self) -> bool {
+        self.named()
+            .iter()
+            .any(|(_, dest)| **dest == Destination::Stdout)
+    }
+
     /// The files the lock on the results covers: the results, and the default rejects
     /// file derived from their name (no other run writes it without that lock).
     pub fn covered_by_lock(&self) -> Vec<&Path> {
@@ -153,7 +160,7 @@ impl RunConfig {
     /// directory exists and takes files, it is not a directory); no two files overlap.
     pub fn check(self) -> Result<RunConfig> {
         let outputs = self.outputs();
-        one_standard_output(&outputs)?;
+        one_standard_output(&outputs, self.output.is_none())?;
         for (flag, dest) in outputs.named() {
             dest.check(flag)?;
         }
@@ -192,7 +199,8 @@ impl RunConfig {
 }
 
 /// Two outputs on standard output would interleave into one unusable stream.
-fn one_standard_output(outputs: &Outputs) -> Result<()> {
+/// `default_stdout`: no `-o` was given, so the results go to stdout by default.
+fn one_standard_output(outputs: &Outputs, default_stdout: bool) -> Result<()> {
     let on_stdout: Vec<&str> = outputs
         .named()
         .into_iter()
@@ -200,8 +208,8 @@ fn one_standard_output(outputs: &Outputs) -> Result<()> {
         .map(|(flag, _)| flag)
         .collect();
     if let [first, second, ..] = on_stdout.as_slice() {
-        let first = if *first == "--output" && outputs.results == Destination::Stdout {
-            "--output (standard output unless -o names a file)"
+        let first = if *first == "--output" && default_stdout {
+            "the results (standard output without -o)"
         } else {
             first
         };

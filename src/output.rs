@@ -40,13 +40,16 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// Classifies an output argument: `None` and `-` are stdout. A path that cannot be
-    /// resolved is a `File`, whose `check` says why it cannot be written.
+    /// Classifies an output argument: `None`, `-` and names of this process's stdout
+    /// (`/dev/stdout`) are stdout. A path that cannot be resolved is a `File`, whose
+    /// `check` says why it cannot be written.
     pub fn of(path: Option<&Path>) -> Destination {
         match path {
             None => Destination::Stdout,
             Some(p) if p == Path::new("-") => Destination::Stdout,
             Some(p) => match paths::resolve(p) {
+                Ok(Resolved::Stdout) => Destination::Stdout,
+                Ok(Resolved::Stderr) => Destination::Stderr,
                 Ok(Resolved::Straight) => Destination::Straight(p.to_path_buf()),
                 _ => Destination::File(p.to_path_buf()),
             },
@@ -159,8 +162,10 @@ impl Sink {
             Destination::Stderr => (Inner::Stderr(io::stderr()), None),
             Destination::Straight(p) => (Inner::File(open_straight(p)?), None),
             Destination::File(p) => match paths::resolve(p) {
-                // Became a FIFO or device since it was classified: written in place.
-                Ok(Resolved::Straight) => (Inner::File(open_straight(p)?), None),
+                // No longer a regular file since it was classified: written in place.
+                Ok(Resolved::Straight | Resolved::Stdout | Resolved::Stderr) => {
+                    (Inner::File(open_straight(p)?), None)
+                }
                 Ok(Resolved::Replace { target, existing }) => {
                     let (file, pending) = create_temporary(p, target, existing.as_ref())?;
                     (Inner::File(file), Some(pending))
@@ -184,10 +189,14 @@ impl Sink {
     /// rename, which `Finished::commit` does.
     pub fn finish(self) -> Result<Finished> {
         let label = self.label;
-        let inner = self
+        let mut inner = self
             .writer
             .into_inner()
             .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {label}"))?;
+        // Standard output has a buffer of its own.
+        inner
+            .flush()
             .with_context(|| format!("cannot write {label}"))?;
         if let (Inner::File(file), Some(_)) = (&inner, &self.pending) {
             file.sync_all()

@@ -19,7 +19,8 @@ use crate::exit::{self, Interrupted};
 use crate::input::InputReader;
 use crate::model::Kind;
 use crate::output::{
-    Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, commit_all,
+    Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
+    commit_all,
 };
 use crate::pipeline::{self, Settings, Tally};
 use crate::progress::Progress;
@@ -163,6 +164,10 @@ fn nothing_committed(config: &RunConfig, tally: &Tally, code: i32) -> String {
 
 fn execute(config: &RunConfig, outputs: &Outputs, known: &mut Known) -> Result<Completed> {
     let stop = StopFlag::install()?;
+    if outputs.uses_stdout() {
+        // Before any work: a closed stdout would silently swallow the data stream.
+        check_stdout_open()?;
+    }
 
     // The lock before anything else: a run locked out does nothing (exit 75). Holding
     // it, the run may remove what a killed run left beside these outputs.

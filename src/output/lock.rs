@@ -88,7 +88,7 @@ impl OutputLock {
 fn canonical_target(output: &Path) -> Result<PathBuf> {
     match paths::resolve(output) {
         Ok(Resolved::Replace { target, .. }) => Ok(target),
-        Ok(Resolved::Straight) => Err(anyhow!(
+        Ok(Resolved::Straight | Resolved::Stdout | Resolved::Stderr) => Err(anyhow!(
             "{} is not a regular file: there is nothing to lock",
             output.display()
         )),

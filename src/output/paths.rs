@@ -28,6 +28,11 @@ pub enum Resolved {
     /// Not a regular file (a FIFO, a device, a descriptor reached through `/proc`, such as
     /// `/dev/stdout`): opened and written in place, never replaced.
     Straight,
+    /// This process's own standard output or error, named through `/proc` (`/dev/stdout`,
+    /// `/dev/fd/2`): written to the descriptor itself, sharing its offset with the shell
+    /// (`>> log` appends) and counted as the stream it is.
+    Stdout,
+    Stderr,
     /// A regular file, or a name where one will be created: `target` is its canonical
     /// path (every link followed), `existing` its metadata when it exists.
     Replace {
@@ -91,8 +96,10 @@ pub fn resolve(path: &Path) -> Result<Resolved, Problem> {
             // at /proc/self/fd/1): its text may be `pipe:[1234]` or a deleted file, so it
             // is opened as it is, never resolved and replaced.
             if is_in_proc(&dir) {
-                return match fs::metadata(path) {
-                    Ok(m) if m.is_dir() => Err(Problem::IsADirectory),
+                return match (fs::metadata(path), own_descriptor(&current)) {
+                    (Ok(m), _) if m.is_dir() => Err(Problem::IsADirectory),
+                    (_, Some(1)) => Ok(Resolved::Stdout),
+                    (_, Some(2)) => Ok(Resolved::Stderr),
                     _ => Ok(Resolved::Straight),
                 };
             }
@@ -159,6 +166,19 @@ pub fn directory_of(path: &Path) -> PathBuf {
 
 fn is_in_proc(dir: &Path) -> bool {
     fs::canonicalize(dir).is_ok_and(|d| d.starts_with("/proc"))
+}
+
+/// The descriptor number when `link` is one of this process's own descriptors in
+/// `/proc` (`/proc/self/fd/N`, `/proc/thread-self/fd/N`, `/proc/PID/task/TID/fd/N`).
+fn own_descriptor(link: &Path) -> Option<u32> {
+    let dir = fs::canonicalize(directory_of(link)).ok()?;
+    let own = Path::new("/proc").join(std::process::id().to_string());
+    let is_own = dir == own.join("fd")
+        || (dir.starts_with(own.join("task")) && dir.file_name() == Some("fd".as_ref()));
+    if !is_own {
+        return None;
+    }
+    link.file_name()?.to_str()?.parse().ok()
 }
 
 /// What makes two names the same file: the same inode for files that exist, the same
@@ -295,10 +315,18 @@ mod tests {
             Ok(Resolved::Straight)
         ));
         // Whatever standard output is here (a pipe, a file, a terminal), it is never
-        // replaced through its name.
+        // replaced through its name: it is the stream itself.
         assert!(matches!(
             resolve(Path::new("/dev/stdout")),
-            Ok(Resolved::Straight)
+            Ok(Resolved::Stdout)
+        ));
+        assert!(matches!(
+            resolve(Path::new("/proc/self/fd/2")),
+            Ok(Resolved::Stderr)
+        ));
+        assert!(matches!(
+            resolve(Path::new("/dev/fd/1")),
+            Ok(Resolved::Stdout)
         ));
     }
 
