@@ -34,7 +34,7 @@ struct Known {
     clock: Instant,
     rules: Option<Arc<RuleSet>>,
     tally: Tally,
-    /// Held until every output is committed (and then until the process ends).
+    /// Held until every output is committed.
     lock: Option<OutputLock>,
     /// Results are being streamed (stdout, a pipe): what was written cannot be taken back.
     streaming: bool,
@@ -101,7 +101,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Ok(completed) => completed,
         Err(err) => {
             // A failed run commits its summary alone (it says why the run failed), and
-            // reports its own error; a summary that cannot be written is said too.
+            // reports its own error; a summary that cannot be written is said too, but
+            // under -q the run's own error is the one line printed.
             if let Some(Err(also)) = summary_json.map(|s| s.and_then(Finished::commit))
                 && !config.quiet
             {
@@ -118,17 +119,15 @@ pub fn run(args: RunArgs) -> Result<i32> {
         None => {}
     }
     commit_all(all)?;
-    drop(known.lock);
-    if code == exit::FAIL_ON || !config.quiet {
-        if !config.quiet {
-            eprint!("{}", summary.render());
-        }
-        if code == exit::FAIL_ON {
-            eprintln!(
-                "txguard: exit 3: {}",
-                fail_on_hit(&config.fail_on, &known.tally)
-            );
-        }
+    if !config.quiet {
+        eprint!("{}", summary.render());
+    }
+    // Said even under -q: every non-zero exit prints one line naming its cause.
+    if code == exit::FAIL_ON {
+        eprintln!(
+            "txguard: exit 3: {}",
+            fail_on_hit(&config.fail_on, &known.tally)
+        );
     }
     Ok(code)
 }
