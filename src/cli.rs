@@ -211,11 +211,7 @@ pub fn parse() -> Cli {
         Ok(cli) => cli,
         Err(mut err) => {
             use clap::error::ErrorKind;
-            let quiet = args
-                .iter()
-                .skip(1)
-                .take_while(|a| *a != "--")
-                .any(|a| a == "-q" || a == "--quiet");
+            let quiet = quiet_requested(&args);
             without_hidden_suggestions(&mut err);
             let printed = matches!(
                 err.kind(),
@@ -225,14 +221,100 @@ pub fn parse() -> Cli {
             );
             if quiet && !printed {
                 let rendered = err.render().to_string();
-                let first = rendered.lines().next().unwrap_or_default();
-                let first = first.strip_prefix("error: ").unwrap_or(first);
-                eprintln!("txguard: error: {first} (see txguard --help)");
+                crate::exit::say(&format!(
+                    "txguard: error: {} (see txguard --help)",
+                    first_paragraph(&rendered)
+                ));
                 std::process::exit(err.exit_code());
             }
             err.exit()
         }
     }
+}
+
+/// Whether the line asks for `-q`/`--quiet` of its subcommand, as clap would read it:
+/// `-q` alone or inside a bundle of short flags (`-qj 2`), but not as the value of a
+/// flag (`-j q`, `-jq`, `-o -q`) nor after `--`. Which flags take values is asked of
+/// clap's own definition, so it cannot drift from the parser.
+fn quiet_requested(args: &[std::ffi::OsString]) -> bool {
+    let root = Cli::command();
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    // The subcommand: the first word that is not a flag of the top level.
+    let Some(sub) = words.by_ref().find(|w| !w.starts_with('-')) else {
+        return false;
+    };
+    let Some(cmd) = root
+        .get_subcommands()
+        .find(|c| c.get_name() == sub || c.get_all_aliases().any(|a| a == sub))
+    else {
+        return false;
+    };
+    let quiet = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == "quiet")
+        .map(|a| (a.get_short(), a.get_long()));
+    let Some((quiet_short, quiet_long)) = quiet else {
+        return false;
+    };
+    let takes_value = |arg: &clap::Arg| {
+        arg.get_num_args().is_none_or(|n| n.takes_values()) && arg.get_action().takes_values()
+    };
+    let short_takes_value = |c: char| {
+        cmd.get_arguments()
+            .find(|a| a.get_short() == Some(c))
+            .is_some_and(takes_value)
+    };
+    let long_takes_value = |l: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(l))
+            .is_some_and(takes_value)
+    };
+    let mut skip_next = false;
+    for word in words {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if word == "--" {
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            if Some(long) == quiet_long {
+                return true;
+            }
+            skip_next = !long.contains('=') && long_takes_value(long);
+        } else if let Some(shorts) = word.strip_prefix('-') {
+            let mut chars = shorts.chars();
+            while let Some(c) = chars.next() {
+                if Some(c) == quiet_short {
+                    return true;
+                }
+                if short_takes_value(c) {
+                    // The rest of the bundle is the value, else the next word.
+                    skip_next = chars.as_str().is_empty();
+                    break;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The first paragraph of a clap error as one line: its headline and the indented lines
+/// under it (the required arguments that were not provided), without `error: `.
+fn first_paragraph(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut text = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let details: Vec<&str> = lines
+        .take_while(|l| l.starts_with(' ') || l.starts_with('\t'))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if !details.is_empty() {
+        text.push(' ');
+        text.push_str(&details.join(", "));
+    }
+    text
 }
 
 /// Removes from a clap error every suggestion that names a hidden flag or subcommand.
@@ -301,6 +383,23 @@ fn parse_time_scale(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_is_found_in_bundles_but_never_as_a_value() {
+        let q = |line: &[&str]| {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            quiet_requested(&args)
+        };
+        assert!(q(&["txguard", "run", "-q"]));
+        assert!(q(&["txguard", "run", "-qj", "2", "--bogus"]));
+        assert!(q(&["txguard", "run", "-j", "2", "--quiet"]));
+        assert!(!q(&["txguard", "run", "-j", "q"]));
+        assert!(!q(&["txguard", "run", "-jq"]));
+        assert!(!q(&["txguard", "run", "-o", "-q"]));
+        assert!(!q(&["txguard", "run", "--output", "-q"]));
+        assert!(!q(&["txguard", "run", "x", "--", "-q"]));
+        assert!(!q(&["txguard", "generate", "-q"]));
+    }
 
     #[test]
     fn verify_cli() {

@@ -12,7 +12,7 @@ use clap::ValueEnum;
 
 use crate::exit::Usage;
 use crate::output::Destination;
-use crate::output::paths::{Identity, identity, with_suffix};
+use crate::output::paths::{Identity, identity, show, with_suffix};
 
 /// Where rules are evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,7 +162,8 @@ impl RunConfig {
         let outputs = self.outputs();
         one_standard_output(&outputs, self.output.is_none())?;
         for (flag, dest) in outputs.named() {
-            dest.check(flag)?;
+            // The results file is locked: its lock file's name must fit too.
+            dest.check(flag, flag == "--output")?;
         }
         distinct_files(&self, &outputs)?;
         Ok(self)
@@ -225,30 +226,107 @@ fn one_standard_output(outputs: &Outputs, default_stdout: bool) -> Result<()> {
 /// Refuses a command line whose files overlap: the last one renamed into place would
 /// replace the others (or the input) without a word. Files are compared as the kernel
 /// sees them: the same inode when they exist (whatever links or `..` lead there), the
-/// same canonical path when they do not exist yet.
+/// same canonical path when they do not exist yet. Standard input, output and error are
+/// files of the run too when they are used and are regular files (`< tx.csv`,
+/// `> out.csv`, `>> s.json`): their descriptors are compared.
 fn distinct_files(config: &RunConfig, outputs: &Outputs) -> Result<()> {
-    let mut named: Vec<(&str, &Path)> = Vec::new();
-    if config.input.as_os_str() != "-" {
-        named.push(("INPUT", &config.input));
+    let stdin = descriptor_identity(0);
+    let input_is_stdin = config.input.as_os_str() == "-"
+        || (stdin.is_some() && raw_identity(&config.input) == stdin);
+    let mut identities: Vec<(&str, &Path, Option<Identity>)> = Vec::new();
+    if input_is_stdin {
+        let regular = stdin.filter(|s| s.regular).map(|s| Identity::Inode {
+            dev: s.dev,
+            ino: s.ino,
+        });
+        identities.push((
+            "INPUT (standard input)",
+            Path::new("standard input"),
+            regular,
+        ));
+    } else {
+        identities.push(("INPUT", &config.input, identity(&config.input)));
     }
-    named.push(("--rules", &config.rules));
+    identities.push(("--rules", &config.rules, identity(&config.rules)));
     for (flag, dest) in outputs.named() {
         if let Some(path) = dest.path() {
-            named.push((flag, path));
+            // Writing to standard input (`/dev/stdin`, `/dev/fd/0`) while reading the
+            // input from it: into the input itself, file or pipe.
+            if input_is_stdin && stdin.is_some() && raw_identity(path) == stdin {
+                return Err(Usage(format!(
+                    "INPUT (standard input) and {flag} name the same file: {}; \
+                     every file of a run must be distinct",
+                    show(path)
+                ))
+                .into());
+            }
+            identities.push((flag, path, identity(path)));
         }
     }
-    let identities: Vec<(&str, &Path, Option<Identity>)> = named
-        .into_iter()
-        .map(|(flag, path)| (flag, path, identity(path)))
-        .collect();
+    let streams = [
+        (Destination::Stdout, 1, "standard output", "standard output"),
+        (Destination::Stderr, 2, "standard error", "standard error"),
+    ];
+    for (dest, fd, flag, shown) in streams {
+        let used = outputs.named().iter().any(|(_, d)| **d == dest);
+        if let Some(id) = descriptor_identity(fd).filter(|id| used && id.regular) {
+            identities.push((
+                flag,
+                Path::new(shown),
+                Some(Identity::Inode {
+                    dev: id.dev,
+                    ino: id.ino,
+                }),
+            ));
+        }
+    }
     if let Some((a, b, path)) = first_overlap(&identities) {
         return Err(Usage(format!(
             "{a} and {b} name the same file: {}; every file of a run must be distinct",
-            path.display()
+            show(path)
         ))
         .into());
     }
     Ok(())
+}
+
+/// Device and inode of whatever a path or descriptor is (a FIFO, a device, a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RawIdentity {
+    dev: u64,
+    ino: u64,
+    regular: bool,
+}
+
+fn raw_identity(path: &Path) -> Option<RawIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    identity_of(meta.dev(), meta.ino(), meta.mode())
+}
+
+/// What descriptor `fd` (0, 1 or 2) is open on: `None` when closed, or a character
+/// device (a terminal, `/dev/null`: sharing one is no overlap).
+fn descriptor_identity(fd: i32) -> Option<RawIdentity> {
+    use std::os::fd::AsFd;
+    let stat = match fd {
+        0 => rustix::fs::fstat(std::io::stdin().as_fd()),
+        1 => rustix::fs::fstat(std::io::stdout().as_fd()),
+        _ => rustix::fs::fstat(std::io::stderr().as_fd()),
+    }
+    .ok()?;
+    identity_of(stat.st_dev, stat.st_ino, stat.st_mode)
+}
+
+fn identity_of(dev: u64, ino: u64, mode: u32) -> Option<RawIdentity> {
+    use rustix::fs::FileType;
+    match FileType::from_raw_mode(mode) {
+        FileType::CharacterDevice | FileType::BlockDevice => None,
+        kind => Some(RawIdentity {
+            dev,
+            ino,
+            regular: kind == FileType::RegularFile,
+        }),
+    }
 }
 
 /// The first two entries with the same identity (entries without one never overlap).

@@ -27,14 +27,22 @@ pub struct Interrupted(pub i32);
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let name = match self.0 {
-            SIGINT => "SIGINT",
-            SIGTERM => "SIGTERM",
-            SIGHUP => "SIGHUP",
-            _ => "a signal",
-        };
-        write!(f, "interrupted by {name}; no output file written")
+        write!(
+            f,
+            "interrupted by {}; no output file written",
+            signal_name(self.0)
+        )
+    }
+}
+
+/// `SIGINT`, `SIGTERM`, `SIGHUP`.
+pub fn signal_name(signal: i32) -> &'static str {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
     }
 }
 impl std::error::Error for Interrupted {}
@@ -50,8 +58,22 @@ impl std::fmt::Display for Usage {
 }
 impl std::error::Error for Usage {}
 
-/// True when the error is a write into a pipe whose reader went away (`txguard run | head`).
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+/// The reader of the streamed results (or of `generate`'s output) went away: the one
+/// failure that ends a run quietly with exit 0. Only the writer of that stream adds it
+/// (`mark_reader_gone`); a broken pipe on any other output (rejects, summary, stderr) is
+/// an ordinary failure, exit 1.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reader of the results went away")
+    }
+}
+impl std::error::Error for ReaderGone {}
+
+/// Whether an error's chain holds a write into a pipe whose reader went away.
+pub fn has_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<io::Error>()
@@ -60,6 +82,23 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
                 .downcast_ref::<csv::Error>()
                 .is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::BrokenPipe))
     })
+}
+
+/// Marks an error of the streamed results' writer as `ReaderGone` when it is a broken
+/// pipe; any other error is returned as it was.
+pub fn mark_reader_gone(err: anyhow::Error) -> anyhow::Error {
+    if has_broken_pipe(&err) {
+        err.context(ReaderGone)
+    } else {
+        err
+    }
+}
+
+/// True when the reader of the streamed results went away (`txguard run | head`): not
+/// for a broken pipe on any other output.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    // anyhow looks through every layer of context for it.
+    err.downcast_ref::<ReaderGone>().is_some()
 }
 
 /// The exit code an error stands for.
@@ -79,7 +118,8 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
 
 /// Removes unfinished outputs, prints the error on stderr, and returns the exit code it
 /// stands for. `quiet` (`run -q`): exactly one line, whatever the error (a report of
-/// several problems is cut to its first and a count of the others).
+/// several problems is cut to its first and a count of the others). A standard error
+/// that cannot be written changes nothing: the exit code says what happened.
 pub fn report(err: &anyhow::Error, quiet: bool) -> i32 {
     crate::output::remove_unfinished();
     let text = if err.downcast_ref::<Interrupted>().is_some() {
@@ -90,12 +130,24 @@ pub fn report(err: &anyhow::Error, quiet: bool) -> i32 {
     // (A reader of our output that went away wanted no more: exit quietly.)
     if !is_broken_pipe(err) {
         if quiet {
-            eprintln!("{}", one_line(&text));
+            say(&one_line(&text));
         } else {
-            eprintln!("{text}");
+            say(&text);
         }
     }
     code_of(err)
+}
+
+/// Prints one message (a line, or several) on standard error, ignoring a standard error
+/// that cannot be written (closed, a pipe nobody reads): never a panic.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut stderr = io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = stderr.write_all(b"\n");
+    }
+    let _ = stderr.flush();
 }
 
 /// A message of several lines (a headline ending in `:`, then one problem a line) as one

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, anyhow};
 
 pub use lock::{Locked, OutputLock};
-pub use stdio::check_stdout_open;
+pub use stdio::{check_stdout_open, record_stdout_at_start};
 
 use crate::exit::Usage;
 use crate::model::{BadRow, Outcome, Row};
@@ -73,12 +73,13 @@ impl Destination {
     }
 
     /// Checks, before any work, that this destination can be written: its directory
-    /// exists and takes new files, and it is not a directory. A `Usage` error (exit 2)
-    /// naming `flag` and the path otherwise.
-    pub fn check(&self, flag: &str) -> Result<()> {
+    /// exists and takes new files, it is not a directory, its name (with its temporary
+    /// file's, and with its lock file's when `locked`) fits and is none of txguard's own.
+    /// A `Usage` error (exit 2) naming `flag` and the path otherwise.
+    pub fn check(&self, flag: &str, locked: bool) -> Result<()> {
         if let Destination::File(p) = self {
-            paths::check_writable(p)
-                .map_err(|problem| Usage(format!("{flag} {}: {problem}", p.display())))?;
+            paths::check_writable(p, locked)
+                .map_err(|problem| Usage(format!("{flag} {}: {problem}", paths::show(p))))?;
         }
         Ok(())
     }
@@ -88,7 +89,7 @@ impl Destination {
         match self {
             Destination::Stdout => "standard output".into(),
             Destination::Stderr => "standard error".into(),
-            Destination::Straight(p) | Destination::File(p) => p.display().to_string(),
+            Destination::Straight(p) | Destination::File(p) => paths::show(p),
         }
     }
 }
@@ -210,7 +211,7 @@ impl Sink {
 
     /// Finishes and commits this one output.
     pub fn commit(self) -> Result<()> {
-        self.finish()?.commit()
+        commit_all(vec![self.finish()?], None)
     }
 }
 
@@ -234,7 +235,7 @@ fn open_straight(path: &Path) -> Result<File> {
     OpenOptions::new()
         .append(true)
         .open(path)
-        .with_context(|| format!("cannot open {} for writing", path.display()))
+        .with_context(|| format!("cannot open {} for writing", paths::show(path)))
 }
 
 /// The temporary file of `target`, in its directory (so the rename is atomic), with the
@@ -246,6 +247,9 @@ fn create_temporary(
     existing: Option<&fs::Metadata>,
 ) -> Result<(File, Pending)> {
     let dir = paths::directory_of(&target);
+    // Created and listed under one lock: a signal's watchdog that removes the listed
+    // files never misses one created an instant before.
+    let mut unfinished = unfinished();
     let temp = tempfile::Builder::new()
         .prefix(&paths::temp_prefix(&target))
         .suffix(paths::TEMP_SUFFIX)
@@ -255,15 +259,17 @@ fn create_temporary(
         .map_err(|e| {
             anyhow!(
                 "cannot create {}: {}",
-                shown.display(),
+                paths::show(shown),
                 Problem::Io(without_path(e))
             )
         })?;
     let (file, temp) = temp.into_parts();
-    unfinished().push(temp.to_path_buf());
+    unfinished.push(temp.to_path_buf());
+    drop(unfinished);
     if let Some(meta) = existing {
-        keep_owner_and_mode(&file, meta)
-            .with_context(|| format!("cannot give {} its earlier permissions", shown.display()))?;
+        keep_owner_and_mode(&file, meta).with_context(|| {
+            format!("cannot give {} its earlier permissions", paths::show(shown))
+        })?;
     }
     Ok((file, Pending { temp, target }))
 }
@@ -306,28 +312,99 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// Renames the temporary file onto its target, then syncs the directory so that the
-    /// rename itself survives a power cut.
-    pub fn commit(self) -> Result<()> {
+    /// What messages call this output.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether committing renames a file (stdout, pipes and devices have nothing to do).
+    fn renames(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Renames the temporary file onto its target; returns the directory to sync.
+    fn rename(self) -> Result<Option<PathBuf>> {
         let Some(Pending { temp, target }) = self.pending else {
-            return Ok(());
+            return Ok(None);
         };
         let label = self.label;
-        unfinished().retain(|p| p.as_path() != &*temp);
+        let path = temp.to_path_buf();
         temp.persist(&target)
             .map_err(|e| e.error)
             .with_context(|| format!("cannot rename the finished output into place at {label}"))?;
-        File::open(paths::directory_of(&target))
-            .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("cannot sync the directory of {label}"))
+        unfinished().retain(|p| *p != path);
+        Ok(Some(paths::directory_of(&target)))
     }
 }
 
-/// Commits outputs that were all finished: nothing is renamed until every one is
-/// complete, so a failure before this point leaves every earlier output as it was.
-pub fn commit_all(outputs: Vec<Finished>) -> Result<()> {
-    for output in outputs {
-        output.commit()?;
+/// Commits outputs that were all finished, in the order given (`run` puts the rejects
+/// first, then the results, the summary last: a reader who sees the new summary sees
+/// every other new file). Renaming several files is not one atomic operation, so:
+///
+/// - with `stop`, a signal that arrived before the first rename commits nothing (the
+///   error is `Interrupted`); one that arrives once renaming began cannot stop it (the
+///   caller says so afterwards);
+/// - every target is checked to be replaceable before the first rename, so a failure
+///   found then commits nothing;
+/// - a rename that still fails stops there: the error says which outputs were
+///   committed and which were left as they were (their temporary files are removed).
+///
+/// Each directory is synced after its renames so that they survive a power cut.
+pub fn commit_all(outputs: Vec<Finished>, stop: Option<&crate::signals::StopFlag>) -> Result<()> {
+    let mut committed_flag = crate::signals::exit_lock();
+    if let Some(signal) = stop.and_then(crate::signals::StopFlag::signal) {
+        return Err(crate::exit::Interrupted(signal).into());
+    }
+    // Past this point a signal no longer means "nothing written": the watchdog leaves
+    // the end of the run to the main thread.
+    *committed_flag = true;
+    for output in &outputs {
+        if let Some(Pending { target, .. }) = &output.pending {
+            paths::check_replaceable(target).map_err(|problem| {
+                anyhow!(
+                    "cannot commit {}: {problem}; no output was committed",
+                    output.label
+                )
+            })?;
+        }
+    }
+    let mut committed: Vec<String> = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut outputs = outputs.into_iter();
+    while let Some(output) = outputs.next() {
+        let label = output.label.clone();
+        let renames = output.renames();
+        match output.rename() {
+            Ok(dir) => {
+                if renames {
+                    committed.push(label);
+                }
+                if let Some(dir) = dir
+                    && !dirs.contains(&dir)
+                {
+                    dirs.push(dir);
+                }
+            }
+            Err(err) => {
+                let mut left: Vec<String> = vec![label];
+                left.extend(outputs.filter(Finished::renames).map(|o| o.label));
+                let committed = if committed.is_empty() {
+                    "none".to_string()
+                } else {
+                    committed.join(", ")
+                };
+                return Err(err.context(format!(
+                    "the outputs were committed only in part: committed: {committed}; \
+                     not committed (left as they were): {}",
+                    left.join(", ")
+                )));
+            }
+        }
+    }
+    for dir in dirs {
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync the directory {}", paths::show(&dir)))?;
     }
     Ok(())
 }
@@ -357,7 +434,8 @@ impl ResultsWriter {
             .buffer_capacity(64 * 1024)
             .from_writer(sink);
         csv.write_record(["transaction_id", "rule_id", "result", "detail"])
-            .with_context(|| format!("cannot write {label}"))?;
+            .with_context(|| format!("cannot write {label}"))
+            .map_err(crate::exit::mark_reader_gone)?;
         Ok(ResultsWriter {
             csv,
             rule_ids: rule_ids.iter().map(i64::to_string).collect(),
@@ -384,7 +462,8 @@ impl ResultsWriter {
                         outcome.kind().as_str(),
                         &self.detail,
                     ])
-                    .with_context(|| format!("cannot write {}", self.csv.get_ref().label()))?;
+                    .with_context(|| format!("cannot write {}", self.csv.get_ref().label()))
+                    .map_err(crate::exit::mark_reader_gone)?;
             }
             self.written.count(outcomes);
         }
@@ -398,17 +477,19 @@ impl ResultsWriter {
 
     /// Flushes and syncs, leaving the rename to `Finished::commit`.
     pub fn finish(self) -> Result<Finished> {
+        let label = self.csv.get_ref().label().to_string();
         let sink = self
             .csv
             .into_inner()
             .map_err(|e| e.into_error())
-            .context("cannot write the results")?;
-        sink.finish()
+            .with_context(|| format!("cannot write {label}"))
+            .map_err(crate::exit::mark_reader_gone)?;
+        sink.finish().map_err(crate::exit::mark_reader_gone)
     }
 
     /// Flushes and, for a file, renames it into place.
     pub fn commit(self) -> Result<()> {
-        self.finish()?.commit()
+        commit_all(vec![self.finish()?], None)
     }
 }
 
@@ -441,20 +522,21 @@ impl RejectsWriter {
         let line = bad.line.to_string();
         self.csv
             .write_record([line.as_bytes(), bad.reason.as_bytes(), &bad.raw])
-            .with_context(|| format!("cannot write rejects to {}", self.csv.get_ref().label()))
+            .with_context(|| format!("cannot write {}", self.csv.get_ref().label()))
     }
 
     /// Flushes and syncs, leaving the rename to `Finished::commit`.
     pub fn finish(self) -> Result<Finished> {
+        let label = self.csv.get_ref().label().to_string();
         let sink = self
             .csv
             .into_inner()
             .map_err(|e| e.into_error())
-            .context("cannot write the rejects")?;
+            .with_context(|| format!("cannot write {label}"))?;
         sink.finish()
     }
 
     pub fn commit(self) -> Result<()> {
-        self.finish()?.commit()
+        commit_all(vec![self.finish()?], None)
     }
 }

@@ -1,6 +1,8 @@
 //! `txguard generate`: synthetic transactions to a file (atomically) or stdout. Like
 //! `run`, the destination is checked before anything is written (exit 2), and SIGINT /
-//! SIGTERM stop it with no temporary file left (exit 130 / 143).
+//! SIGTERM stop it with no temporary file left (exit 130 / 143). A file output takes the
+//! same lock as `run -o` (exit 75 when another run holds it), so that no run sweeps away
+//! generate's temporary file as stale.
 
 use std::io::{self, Write};
 
@@ -9,13 +11,17 @@ use anyhow::{Context, Result};
 use crate::cli::GenerateArgs;
 use crate::exit::{self, Interrupted};
 use crate::generate::write_transactions;
-use crate::output::{Destination, Sink};
+use crate::output::{Destination, OutputLock, Sink, commit_all};
 use crate::signals::StopFlag;
 
 pub fn run(args: &GenerateArgs) -> Result<i32> {
     let dest = Destination::of(args.output.as_deref());
-    dest.check("--output")?;
+    dest.check("--output", true)?;
     let stop = StopFlag::install()?;
+    let _lock = dest
+        .file()
+        .map(|out| OutputLock::acquire(out, &[out]))
+        .transpose()?;
     let mut sink = Sink::create(&dest)?;
     let written = write_transactions(
         &mut Stoppable {
@@ -29,8 +35,12 @@ pub fn run(args: &GenerateArgs) -> Result<i32> {
         // The temporary file is registered: `exit::report` removes it.
         return Err(Interrupted(signal).into());
     }
-    written.with_context(|| format!("cannot write {}", sink.label()))?;
-    sink.commit()?;
+    // A reader of generate's output that went away (`| head`) wanted no more: exit 0.
+    written
+        .with_context(|| format!("cannot write {}", sink.label()))
+        .map_err(exit::mark_reader_gone)?;
+    let finished = sink.finish().map_err(exit::mark_reader_gone)?;
+    commit_all(vec![finished], Some(&stop))?;
     Ok(exit::SUCCESS)
 }
 

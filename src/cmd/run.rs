@@ -50,6 +50,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // A command line that does not hold together writes nothing, not even a summary.
     let config = args.into_config()?;
     let outputs = config.outputs();
+    let stop = StopFlag::install()?;
     let mut known = Known {
         facts: RunFacts {
             started_at: SystemTime::now(),
@@ -67,7 +68,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         lock: None,
         streaming: false,
     };
-    let result = execute(&config, &outputs, &mut known);
+    let result = execute(&config, &outputs, &mut known, &stop);
     known.facts.wall = known.clock.elapsed();
     let result = result.map_err(|err| incomplete_stream(err, &outputs.results, &known));
     let code = match &result {
@@ -103,31 +104,57 @@ pub fn run(args: RunArgs) -> Result<i32> {
             // A failed run commits its summary alone (it says why the run failed), and
             // reports its own error; a summary that cannot be written is said too, but
             // under -q the run's own error is the one line printed.
-            if let Some(Err(also)) = summary_json.map(|s| s.and_then(Finished::commit))
+            if let Some(Err(also)) =
+                summary_json.map(|s| s.and_then(|finished| commit_all(vec![finished], None)))
                 && !config.quiet
             {
-                eprintln!("txguard: also: {also:#}");
+                exit::say(&format!("txguard: also: {also:#}"));
             }
             return Err(err);
         }
     };
+    // The rejects first, then the results, the summary last: whoever sees the new
+    // summary sees every other new file (see `commit_all`).
     let mut all = completed.outputs;
+    all.reverse();
     match summary_json {
         Some(Ok(finished)) => all.push(finished),
         // Nothing is committed without its summary: no new results beside old rejects.
         Some(Err(err)) => return Err(err.context(nothing_committed(&config, &known.tally, code))),
         None => {}
     }
-    commit_all(all)?;
+    if let Err(err) = commit_all(all, Some(&stop)) {
+        // The summary, renamed last, was not committed: one saying why replaces it
+        // (best effort), so that no summary claims a commit that failed.
+        if let Some(dest) = &outputs.summary
+            && err.downcast_ref::<Interrupted>().is_none()
+        {
+            let mut failed = summary.clone();
+            failed.exit_code = exit::FAILURE;
+            failed.error = Some(format!("{err:#}"));
+            let _ = write_summary_json(dest, &failed)
+                .and_then(|finished| commit_all(vec![finished], None));
+        }
+        return Err(err);
+    }
     if !config.quiet {
-        eprint!("{}", summary.render());
+        exit::say(&summary.render());
     }
     // Said even under -q: every non-zero exit prints one line naming its cause.
     if code == exit::FAIL_ON {
-        eprintln!(
+        exit::say(&format!(
             "txguard: exit 3: {}",
             fail_on_hit(&config.fail_on, &known.tally)
-        );
+        ));
+    }
+    // A signal that arrived while the outputs were being renamed could not stop it: they
+    // are complete and committed, and the exit code is the run's own. Said even under -q.
+    if let Some(signal) = stop.signal() {
+        exit::say(&format!(
+            "txguard: {} arrived while the outputs were being committed; they are complete \
+             (exit {code})",
+            exit::signal_name(signal)
+        ));
     }
     Ok(code)
 }
@@ -142,7 +169,7 @@ fn incomplete_stream(err: anyhow::Error, results: &Destination, known: &Known) -
     match results {
         Destination::Stdout => err.context("results on standard output are incomplete"),
         dest => {
-            let path = dest.path().unwrap_or(Path::new("-")).display().to_string();
+            let path = crate::output::paths::show(dest.path().unwrap_or(Path::new("-")));
             err.context(format!("results written to {path} are incomplete"))
         }
     }
@@ -161,8 +188,12 @@ fn nothing_committed(config: &RunConfig, tally: &Tally, code: i32) -> String {
     message
 }
 
-fn execute(config: &RunConfig, outputs: &Outputs, known: &mut Known) -> Result<Completed> {
-    let stop = StopFlag::install()?;
+fn execute(
+    config: &RunConfig,
+    outputs: &Outputs,
+    known: &mut Known,
+    stop: &StopFlag,
+) -> Result<Completed> {
     if outputs.uses_stdout() {
         // Before any work: a closed stdout would silently swallow the data stream.
         check_stdout_open()?;
@@ -178,12 +209,12 @@ fn execute(config: &RunConfig, outputs: &Outputs, known: &mut Known) -> Result<C
 
     // Rules first: their errors are reported before any input is read. The file is read
     // once; the same bytes are hashed, parsed and shipped to workers.
-    let loaded = rules::load(&config.rules, config.timeout)?;
+    let loaded = load_rules(&config.rules, config.timeout, stop)?;
     known.facts.rules_sha256 = loaded.sha256.clone();
     let rules = Arc::new(loaded.set);
     known.rules = Some(Arc::clone(&rules));
 
-    let input = open_input(&config.input, &rules, &stop)?;
+    let input = open_input(&config.input, &rules, stop)?;
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.
@@ -266,6 +297,30 @@ fn execute(config: &RunConfig, outputs: &Outputs, known: &mut Known) -> Result<C
         code,
         outputs: finished,
     })
+}
+
+/// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO
+/// nobody writes, and a signal must still end the run at once.
+fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::LoadedRules> {
+    let (tx, rx) = mpsc::channel();
+    let path = path.to_path_buf();
+    thread::Builder::new()
+        .name("load-rules".into())
+        .spawn(move || {
+            let _ = tx.send(rules::load(&path, timeout));
+        })
+        .context("cannot start a thread to read the rules")?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(loaded) => return Ok(loaded?),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(signal) = stop.signal() {
+                    return Err(Interrupted(signal).into());
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => bail!("the thread reading the rules panicked"),
+        }
+    }
 }
 
 /// Opens the input and reads its header on a thread of its own: opening a FIFO nobody

@@ -23,7 +23,7 @@ impl std::fmt::Display for Locked {
         write!(
             f,
             "another txguard run holds the lock {}; try again when it has finished",
-            self.lock_path.display()
+            paths::show(&self.lock_path)
         )
     }
 }
@@ -40,40 +40,47 @@ impl OutputLock {
     /// guards: no other run can be writing them now).
     pub fn acquire(output: &Path, covered: &[&Path]) -> Result<OutputLock> {
         let target = canonical_target(output)?;
-        let lock = paths::with_suffix(&target, ".lock");
+        let lock = paths::with_suffix(&target, paths::LOCK_SUFFIX);
         // Messages name the lock as people would find it: beside the output they named,
         // unless that name is a link (then beside the link's target).
         let shown = if output.is_symlink() {
             lock.clone()
         } else {
-            paths::with_suffix(output, ".lock")
+            paths::with_suffix(output, paths::LOCK_SUFFIX)
         };
         // O_NOFOLLOW: a lock name planted as a symlink must not make us create or
-        // truncate a file elsewhere. std adds O_CLOEXEC, so worker processes never
+        // truncate a file elsewhere. O_NONBLOCK: one planted as a FIFO must not block the
+        // open (it is refused below). std adds O_CLOEXEC, so worker processes never
         // inherit the lock.
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .custom_flags(flags.bits() as i32)
             .open(&lock)
             .map_err(|e| {
                 if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
                     anyhow!(
                         "the lock file {} is a symbolic link, which txguard does not follow; \
                          remove it and run again",
-                        shown.display()
+                        paths::show(&shown)
                     )
+                } else if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
+                    not_a_regular_file(&shown)
                 } else {
                     anyhow::Error::new(e)
-                        .context(format!("cannot open the lock file {}", shown.display()))
+                        .context(format!("cannot open the lock file {}", paths::show(&shown)))
                 }
             })?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(not_a_regular_file(&shown));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(Locked { lock_path: shown }.into()),
             Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", shown.display()));
+                return Err(e).with_context(|| format!("cannot lock {}", paths::show(&shown)));
             }
         }
         for path in covered {
@@ -85,14 +92,21 @@ impl OutputLock {
     }
 }
 
+fn not_a_regular_file(shown: &Path) -> anyhow::Error {
+    anyhow!(
+        "the lock file {} is not a regular file (a FIFO, a device?); remove it and run again",
+        paths::show(shown)
+    )
+}
+
 fn canonical_target(output: &Path) -> Result<PathBuf> {
     match paths::resolve(output) {
         Ok(Resolved::Replace { target, .. }) => Ok(target),
         Ok(Resolved::Straight | Resolved::Stdout | Resolved::Stderr) => Err(anyhow!(
             "{} is not a regular file: there is nothing to lock",
-            output.display()
+            paths::show(output)
         )),
-        Err(problem) => Err(anyhow!("{}: {problem}", output.display())),
+        Err(problem) => Err(anyhow!("{}: {problem}", paths::show(output))),
     }
 }
 

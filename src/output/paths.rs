@@ -21,6 +21,8 @@ const MAX_LINKS: usize = 40;
 pub const TEMP_RANDOM_LEN: usize = 6;
 /// Suffix of every temporary output file.
 pub const TEMP_SUFFIX: &str = ".tmp";
+/// Suffix of the lock file beside an output.
+pub const LOCK_SUFFIX: &str = ".lock";
 
 /// What writing to a path means.
 #[derive(Debug)]
@@ -48,8 +50,22 @@ pub enum Problem {
     MissingDirectory(PathBuf),
     /// A component that should be a directory is something else.
     NotADirectory(PathBuf),
-    /// The directory exists but this process may not create files in it.
-    ReadOnlyDirectory(PathBuf),
+    /// The directory exists but this process may not create files in it (the OS error
+    /// says why: permission denied, a read-only file system).
+    CannotCreateIn(PathBuf, io::Error),
+    /// The directory is sticky and the file belongs to another user: it cannot be
+    /// replaced (renamed over) by us.
+    StickyDirectory(PathBuf),
+    /// The path ends in `/` or `/.`: it names a directory.
+    TrailingSlash,
+    /// The file's name, its temporary file's or its lock file's does not fit the
+    /// directory's limit on name length.
+    NameTooLong {
+        what: &'static str,
+        max: usize,
+    },
+    /// The name is one txguard gives its own lock or temporary files.
+    ReservedName(&'static str),
     /// The path names a directory, not a file.
     IsADirectory,
     /// A loop of symbolic links, or too long a chain.
@@ -63,13 +79,29 @@ impl fmt::Display for Problem {
             Problem::MissingDirectory(dir) => write!(
                 f,
                 "the directory {} does not exist; create it first",
-                dir.display()
+                show(dir)
             ),
-            Problem::NotADirectory(dir) => write!(f, "{} is not a directory", dir.display()),
-            Problem::ReadOnlyDirectory(dir) => write!(
+            Problem::NotADirectory(dir) => write!(f, "{} is not a directory", show(dir)),
+            Problem::CannotCreateIn(dir, e) => {
+                write!(f, "cannot create files in the directory {}: {e}", show(dir))
+            }
+            Problem::StickyDirectory(dir) => write!(
                 f,
-                "cannot create files in the directory {}: permission denied",
-                dir.display()
+                "cannot replace it: it belongs to another user and its directory {} is \
+                 sticky (only the owner may replace it)",
+                show(dir)
+            ),
+            Problem::TrailingSlash => {
+                f.write_str("ends with a slash, so it names a directory; name a file")
+            }
+            Problem::NameTooLong { what, max } => write!(
+                f,
+                "file name too long: {what} would exceed the directory's limit of {max} bytes"
+            ),
+            Problem::ReservedName(what) => write!(
+                f,
+                "is named like {what}, which txguard creates and removes itself; \
+                 choose another name"
             ),
             Problem::IsADirectory => f.write_str("is a directory; name a file in it"),
             Problem::TooManyLinks => f.write_str("too many levels of symbolic links"),
@@ -122,18 +154,114 @@ pub fn resolve(path: &Path) -> Result<Resolved, Problem> {
     Err(Problem::TooManyLinks)
 }
 
-/// `resolve`, and for a file to be replaced: its directory must let us create the
-/// temporary file beside it. What the configuration checks before any work.
-pub fn check_writable(path: &Path) -> Result<Resolved, Problem> {
+/// `resolve`, and for a file to be replaced: its name is a file's name that fits with
+/// its temporary file's (and, when `locked`, its lock file's) and is none of txguard's
+/// own, and its directory lets us create the temporary file and rename it over the
+/// file. What the configuration checks before any work.
+pub fn check_writable(path: &Path, locked: bool) -> Result<Resolved, Problem> {
+    if names_a_directory(path) {
+        return Err(Problem::TrailingSlash);
+    }
     let resolved = resolve(path)?;
     if let Resolved::Replace { target, .. } = &resolved {
-        let dir = directory_of(target);
-        use rustix::fs::Access;
-        if rustix::fs::access(&dir, Access::WRITE_OK | Access::EXEC_OK).is_err() {
-            return Err(Problem::ReadOnlyDirectory(dir));
+        for name in [path, target.as_path()] {
+            if let Some(what) = reserved(name) {
+                return Err(Problem::ReservedName(what));
+            }
         }
+        let dir = directory_of(target);
+        let max = name_max(&dir);
+        let len = target.file_name().map_or(0, |n| n.len());
+        if len > max {
+            return Err(Problem::NameTooLong {
+                what: "the name",
+                max,
+            });
+        }
+        if locked && len + LOCK_SUFFIX.len() > max {
+            return Err(Problem::NameTooLong {
+                what: "its lock file's name (NAME.lock)",
+                max,
+            });
+        }
+        check_replaceable(target)?;
     }
     Ok(resolved)
+}
+
+/// Whether `target` (a canonical path) can be replaced now: its directory takes new
+/// files, and, when it is sticky, the file (if it exists) is ours or the directory's.
+/// Checked before any work and again right before the first rename of a commit.
+pub fn check_replaceable(target: &Path) -> Result<(), Problem> {
+    use rustix::fs::Access;
+    let dir = directory_of(target);
+    if let Err(e) = rustix::fs::access(&dir, Access::WRITE_OK | Access::EXEC_OK) {
+        return Err(Problem::CannotCreateIn(dir, e.into()));
+    }
+    let dir_meta = fs::metadata(&dir).map_err(Problem::Io)?;
+    if dir_meta.mode() & 0o1000 != 0
+        && let Ok(meta) = fs::symlink_metadata(target)
+    {
+        let euid = rustix::process::geteuid();
+        if !euid.is_root() && euid.as_raw() != meta.uid() && euid.as_raw() != dir_meta.uid() {
+            return Err(Problem::StickyDirectory(dir));
+        }
+    }
+    Ok(())
+}
+
+/// A path ending in `/` or `/.` (or `.`, `..`) names a directory, whatever exists there.
+fn names_a_directory(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    bytes.ends_with(b"/")
+        || bytes.ends_with(b"/.")
+        || bytes.ends_with(b"/..")
+        || bytes == b"."
+        || bytes == b".."
+}
+
+/// What a name is reserved for, when it is one txguard gives its own files: `NAME.lock`
+/// (the lock of an output `NAME`) or `.NAME.XXXXXX.tmp` (a temporary file).
+pub fn reserved(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_string_lossy();
+    if name.ends_with(LOCK_SUFFIX) {
+        return Some("a lock file (NAME.lock)");
+    }
+    let temp = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(_, random)| {
+            random.len() == TEMP_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+    temp.then_some("a temporary file (.NAME.XXXXXX.tmp)")
+}
+
+/// The longest file name the directory takes (`NAME_MAX`, 255 when it cannot be asked).
+pub fn name_max(dir: &Path) -> usize {
+    rustix::fs::statvfs(dir)
+        .ok()
+        .and_then(|s| usize::try_from(s.f_namemax).ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(255)
+}
+
+/// Escapes control characters (a newline, a tab, an escape) in a path shown in a
+/// message, so that a message stays on one line and cannot move the cursor.
+pub fn show(path: &Path) -> String {
+    let text = path.display().to_string();
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A name that does not exist (yet): its directory must.
@@ -212,13 +340,29 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The prefix of the temporary files of `target`: `.NAME.` (hidden, beside it).
+/// The prefix of the temporary files of `target`: `.NAME.` (hidden, beside it). When
+/// `.NAME.XXXXXX.tmp` would not fit the directory's name limit, NAME is cut and a hash of
+/// the whole name added (`.NAMEPART~0123abcd.`), so it stays recognisable and distinct.
 pub fn temp_prefix(target: &Path) -> String {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    format!(".{name}.")
+    let max = name_max(&directory_of(target));
+    let fixed = 2 + TEMP_RANDOM_LEN + TEMP_SUFFIX.len();
+    if name.len() + fixed <= max {
+        return format!(".{name}.");
+    }
+    // FNV-1a: stable across runs and builds, which the sweep of stale files relies on.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let tag = format!("~{:08x}", hash as u32);
+    let mut keep = max.saturating_sub(fixed + tag.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}{tag}.", &name[..keep])
 }
 
 /// Whether `entry` (a file name in the target's directory) is one of `target`'s
@@ -362,5 +506,24 @@ mod tests {
             with_suffix(Path::new("a/out.csv"), ".lock"),
             Path::new("a/out.csv.lock")
         );
+        let long = format!("/tmp/{}", "x".repeat(250));
+        let prefix = temp_prefix(Path::new(&long));
+        assert!(
+            prefix.len() + TEMP_RANDOM_LEN + TEMP_SUFFIX.len() <= 255,
+            "{prefix}"
+        );
+        assert!(is_temp_of(&format!("{prefix}abc123.tmp"), Path::new(&long)));
+    }
+
+    #[test]
+    fn names_of_locks_and_temporary_files_are_reserved() {
+        assert!(reserved(Path::new("out.csv.lock")).is_some());
+        assert!(reserved(Path::new("d/.o.csv.summ01.tmp")).is_some());
+        assert!(reserved(Path::new(".o.csv.summ0.tmp")).is_none());
+        assert!(reserved(Path::new("out.csv")).is_none());
+        assert!(names_a_directory(Path::new("newdir/")));
+        assert!(names_a_directory(Path::new("a/.")));
+        assert!(!names_a_directory(Path::new("a/.x")));
+        assert_eq!(show(Path::new("a\nb")), "a\\nb");
     }
 }
