@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{
     BadRows, ExecutorKind, FailOn, ProgressWhen, RocketMode, RunConfig, Workload, cpus,
@@ -74,7 +74,7 @@ pub struct RunArgs {
     /// Progress bar on stderr; `auto` draws it only when stderr is a terminal.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
     pub progress: ProgressWhen,
-    /// No summary on stderr (errors are still printed).
+    /// No summary on stderr; any failure (and exit 3) is one line on stderr.
     #[arg(short, long)]
     pub quiet: bool,
     /// Also write the summary as JSON to this file.
@@ -200,6 +200,185 @@ impl RunArgs {
     }
 }
 
+impl Command {
+    /// `run -q`: errors, too, are cut to one line.
+    pub fn quiet(&self) -> bool {
+        matches!(self, Command::Run(args) if args.quiet)
+    }
+}
+
+/// Parses the process's arguments; on a usage error prints clap's message and exits 2.
+/// Clap may suggest hidden flags and subcommands for a typo (`--flor` → `--floor`,
+/// `worke` → `worker`): those are internal, and are taken out of the message. Under
+/// `-q` the message is one line, like every other error.
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(mut err) => {
+            use clap::error::ErrorKind;
+            let quiet = quiet_requested(&args);
+            without_hidden_suggestions(&mut err);
+            let printed = matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if quiet && !printed {
+                let rendered = err.render().to_string();
+                crate::exit::say(&format!(
+                    "txguard: error: {} (see txguard --help)",
+                    first_paragraph(&rendered)
+                ));
+                std::process::exit(err.exit_code());
+            }
+            err.exit()
+        }
+    }
+}
+
+/// Whether the line asks for `-q`/`--quiet` of its subcommand, as clap would read it:
+/// `-q` alone or inside a bundle of short flags (`-qj 2`), but not as the value of a
+/// flag (`-j q`, `-jq`, `-o -q`) nor after `--`. Which flags take values is asked of
+/// clap's own definition, so it cannot drift from the parser.
+fn quiet_requested(args: &[std::ffi::OsString]) -> bool {
+    let root = Cli::command();
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    // The subcommand: the first word that is not a flag of the top level.
+    let Some(sub) = words.by_ref().find(|w| !w.starts_with('-')) else {
+        return false;
+    };
+    let Some(cmd) = root
+        .get_subcommands()
+        .find(|c| c.get_name() == sub || c.get_all_aliases().any(|a| a == sub))
+    else {
+        return false;
+    };
+    let quiet = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == "quiet")
+        .map(|a| (a.get_short(), a.get_long()));
+    let Some((quiet_short, quiet_long)) = quiet else {
+        return false;
+    };
+    let takes_value = |arg: &clap::Arg| {
+        arg.get_num_args().is_none_or(|n| n.takes_values()) && arg.get_action().takes_values()
+    };
+    let short_takes_value = |c: char| {
+        cmd.get_arguments()
+            .find(|a| a.get_short() == Some(c))
+            .is_some_and(takes_value)
+    };
+    let long_takes_value = |l: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(l))
+            .is_some_and(takes_value)
+    };
+    let mut skip_next = false;
+    for word in words {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if word == "--" {
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            if Some(long) == quiet_long {
+                return true;
+            }
+            skip_next = !long.contains('=') && long_takes_value(long);
+        } else if let Some(shorts) = word.strip_prefix('-') {
+            let mut chars = shorts.chars();
+            while let Some(c) = chars.next() {
+                if Some(c) == quiet_short {
+                    return true;
+                }
+                if short_takes_value(c) {
+                    // The rest of the bundle is the value, else the next word.
+                    skip_next = chars.as_str().is_empty();
+                    break;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The first paragraph of a clap error as one line: its headline and the indented lines
+/// under it (the required arguments that were not provided), without `error: `.
+fn first_paragraph(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut text = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let details: Vec<&str> = lines
+        .take_while(|l| l.starts_with(' ') || l.starts_with('\t'))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if !details.is_empty() {
+        text.push(' ');
+        text.push_str(&details.join(", "));
+    }
+    text
+}
+
+/// Removes from a clap error every suggestion that names a hidden flag or subcommand.
+fn without_hidden_suggestions(err: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue};
+    let hidden = hidden_names(&Cli::command());
+    let is_hidden = |name: &str| hidden.iter().any(|h| h == name);
+    if let Some(ContextValue::String(arg)) = err.get(ContextKind::SuggestedArg)
+        && is_hidden(arg)
+    {
+        err.remove(ContextKind::SuggestedArg);
+    }
+    if let Some(ContextValue::Strings(names)) = err.get(ContextKind::SuggestedSubcommand) {
+        let visible: Vec<String> = names.iter().filter(|n| !is_hidden(n)).cloned().collect();
+        err.remove(ContextKind::SuggestedSubcommand);
+        if !visible.is_empty() {
+            err.insert(
+                ContextKind::SuggestedSubcommand,
+                ContextValue::Strings(visible),
+            );
+        }
+    }
+    // Free-form tips such as "'run --floor' exists".
+    if let Some(ContextValue::StyledStrs(tips)) = err.get(ContextKind::Suggested) {
+        let visible: Vec<_> = tips
+            .iter()
+            .filter(|tip| {
+                let text = tip.to_string();
+                !hidden
+                    .iter()
+                    .any(|h| text.contains(&format!("{h}'")) || text.contains(&format!("{h} ")))
+            })
+            .cloned()
+            .collect();
+        err.remove(ContextKind::Suggested);
+        if !visible.is_empty() {
+            err.insert(ContextKind::Suggested, ContextValue::StyledStrs(visible));
+        }
+    }
+}
+
+/// Names of hidden subcommands, and `--long` names of hidden flags, at every level.
+fn hidden_names(cmd: &clap::Command) -> Vec<String> {
+    let mut names = Vec::new();
+    for arg in cmd.get_arguments().filter(|a| a.is_hide_set()) {
+        if let Some(long) = arg.get_long() {
+            names.push(format!("--{long}"));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        if sub.is_hide_set() {
+            names.push(sub.get_name().to_string());
+        }
+        names.extend(hidden_names(sub));
+    }
+    names
+}
+
 fn parse_time_scale(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() && f >= 0.0 => Ok(f),
@@ -210,10 +389,50 @@ fn parse_time_scale(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+
+    #[test]
+    fn quiet_is_found_in_bundles_but_never_as_a_value() {
+        let q = |line: &[&str]| {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            quiet_requested(&args)
+        };
+        assert!(q(&["txguard", "run", "-q"]));
+        assert!(q(&["txguard", "run", "-qj", "2", "--bogus"]));
+        assert!(q(&["txguard", "run", "-j", "2", "--quiet"]));
+        assert!(!q(&["txguard", "run", "-j", "q"]));
+        assert!(!q(&["txguard", "run", "-jq"]));
+        assert!(!q(&["txguard", "run", "-o", "-q"]));
+        assert!(!q(&["txguard", "run", "--output", "-q"]));
+        assert!(!q(&["txguard", "run", "x", "--", "-q"]));
+        assert!(!q(&["txguard", "generate", "-q"]));
+    }
 
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typos_suggest_no_hidden_flag_or_subcommand() {
+        for (args, hidden) in [
+            (
+                &["txguard", "run", "x", "--rules", "r", "--flor"][..],
+                "--floor",
+            ),
+            (
+                &["txguard", "run", "x", "--rules", "r", "--batch-siz", "5"][..],
+                "--batch-size",
+            ),
+            (&["txguard", "worke"][..], "worker"),
+            (&["txguard", "rocke"][..], "'rocket'"),
+        ] {
+            let mut err = Cli::try_parse_from(args).unwrap_err();
+            without_hidden_suggestions(&mut err);
+            let text = err.render().to_string();
+            assert!(!text.contains(hidden), "{text}");
+        }
+        let mut err = Cli::try_parse_from(["txguard", "rocke"]).unwrap_err();
+        without_hidden_suggestions(&mut err);
+        assert!(err.render().to_string().contains("'rockets'"));
     }
 }

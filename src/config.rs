@@ -11,6 +11,8 @@ use anyhow::Result;
 use clap::ValueEnum;
 
 use crate::exit::Usage;
+use crate::output::Destination;
+use crate::output::paths::{Identity, identity, show, with_suffix};
 
 /// Where rules are evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,12 +106,89 @@ pub struct RunConfig {
     pub floor: bool,
 }
 
+/// Where each output of a run goes, as the flags say (`RunConfig::outputs`).
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub results: Destination,
+    /// Under `--bad-rows skip` only: `--rejects`, or `OUTPUT.rejects.csv` beside a file
+    /// output, or stderr.
+    pub rejects: Option<Destination>,
+    /// The rejects file is the default one, derived from the output's name.
+    pub default_rejects: bool,
+    pub summary: Option<Destination>,
+}
+
+impl Outputs {
+    /// Every output with the flag that names it, for messages.
+    fn named(&self) -> Vec<(&'static str, &Destination)> {
+        let mut named = vec![("--output", &self.results)];
+        if let Some(rejects) = &self.rejects {
+            let flag = if self.default_rejects {
+                "the default rejects file (see --rejects)"
+            } else {
+                "--rejects"
+            };
+            named.push((flag, rejects));
+        }
+        if let Some(summary) = &self.summary {
+            named.push(("--summary", summary));
+        }
+        named
+    }
+
+    /// Whether some output goes to standard output.
+    pub fn uses_stdout(&self) -> bool {
+        self.named()
+            .iter()
+            .any(|(_, dest)| **dest == Destination::Stdout)
+    }
+
+    /// The files the lock on the results covers: the results, and the default rejects
+    /// file derived from their name (no other run writes it without that lock).
+    pub fn covered_by_lock(&self) -> Vec<&Path> {
+        let mut covered: Vec<&Path> = self.results.file().into_iter().collect();
+        if self.default_rejects
+            && let Some(rejects) = self.rejects.as_ref().and_then(Destination::file)
+        {
+            covered.push(rejects);
+        }
+        covered
+    }
+}
+
 impl RunConfig {
-    /// Checks what clap cannot: files that overlap. `Err` is a `Usage` error (exit 2),
-    /// found before anything is opened or written.
+    /// Checks what clap cannot, before anything is opened or written (`Usage`, exit 2):
+    /// at most one output on standard output; every file output can be written (its
+    /// directory exists and takes files, it is not a directory); no two files overlap.
     pub fn check(self) -> Result<RunConfig> {
-        distinct_files(&self)?;
+        let outputs = self.outputs();
+        one_standard_output(&outputs, self.output.is_none())?;
+        for (flag, dest) in outputs.named() {
+            // The results file is locked: its lock file's name must fit too.
+            dest.check(flag, flag == "--output")?;
+        }
+        distinct_files(&self, &outputs)?;
         Ok(self)
+    }
+
+    /// Where the results, rejects and summary go.
+    pub fn outputs(&self) -> Outputs {
+        let results = Destination::of(self.output.as_deref());
+        let (rejects, default_rejects) = match (self.bad_rows, &self.rejects, results.file()) {
+            (BadRows::Fail, _, _) => (None, false),
+            (BadRows::Skip, Some(path), _) => (Some(Destination::of(Some(path))), false),
+            (BadRows::Skip, None, Some(out)) => (
+                Some(Destination::of(Some(&with_suffix(out, ".rejects.csv")))),
+                true,
+            ),
+            (BadRows::Skip, None, None) => (Some(Destination::Stderr), true),
+        };
+        Outputs {
+            summary: self.summary.as_deref().map(|p| Destination::of(Some(p))),
+            results,
+            rejects,
+            default_rejects,
+        }
     }
 
     /// How the summary names the executor.
@@ -122,39 +201,172 @@ impl RunConfig {
     }
 }
 
-/// Refuses a command line whose files overlap: the last one renamed into place would
-/// replace the others (or the input) without a word.
-fn distinct_files(config: &RunConfig) -> Result<()> {
-    let named = [
-        ("INPUT", Some(&config.input)),
-        ("--rules", Some(&config.rules)),
-        ("--output", config.output.as_ref()),
-        ("--rejects", config.rejects.as_ref()),
-        ("--summary", config.summary.as_ref()),
-    ];
-    let files: Vec<(&str, PathBuf)> = named
-        .iter()
-        .filter_map(|(flag, path)| path.map(|p| (*flag, p)))
-        .filter(|(_, p)| p.as_os_str() != "-" && is_replaceable(p))
-        .filter_map(|(flag, p)| std::path::absolute(p).ok().map(|abs| (flag, abs)))
+/// Two outputs on standard output would interleave into one unusable stream.
+/// `default_stdout`: no `-o` was given, so the results go to stdout by default.
+fn one_standard_output(outputs: &Outputs, default_stdout: bool) -> Result<()> {
+    let on_stdout: Vec<&str> = outputs
+        .named()
+        .into_iter()
+        .filter(|(_, dest)| **dest == Destination::Stdout)
+        .map(|(flag, _)| flag)
         .collect();
-    for (i, (a, path)) in files.iter().enumerate() {
-        if let Some((b, _)) = files[i + 1..].iter().find(|(_, other)| other == path) {
-            return Err(Usage(format!(
-                "{a} and {b} name the same file: {}",
-                path.display()
-            ))
-            .into());
-        }
+    if let [first, second, ..] = on_stdout.as_slice() {
+        let first = if *first == "--output" && default_stdout {
+            "the results (standard output without -o)"
+        } else {
+            first
+        };
+        return Err(Usage(format!(
+            "{first} and {second} would both write to standard output; \
+             at most one output may go there: name a file for the other"
+        ))
+        .into());
     }
     Ok(())
 }
 
-/// A regular file, a directory or a path that does not exist yet: something an output
-/// would replace (unlike a pipe or a device, which is written straight).
-fn is_replaceable(path: &Path) -> bool {
-    match std::fs::metadata(path) {
-        Ok(meta) => meta.is_file() || meta.is_dir(),
-        Err(_) => true,
+/// Refuses a command line whose files overlap: the last one renamed into place would
+/// replace the others (or the input) without a word. Files are compared as the kernel
+/// sees them: the same inode when they exist (whatever links or `..` lead there), the
+/// same canonical path when they do not exist yet. Standard input, output and error are
+/// files of the run too when they are used and are regular files (`< tx.csv`,
+/// `> out.csv`, `>> s.json`): their descriptors are compared.
+fn distinct_files(config: &RunConfig, outputs: &Outputs) -> Result<()> {
+    let stdin = descriptor_identity(0);
+    let input_is_stdin = config.input.as_os_str() == "-"
+        || (stdin.is_some() && raw_identity(&config.input) == stdin);
+    let mut identities: Vec<(&str, &Path, Option<Identity>)> = Vec::new();
+    if input_is_stdin {
+        let regular = stdin.filter(|s| s.regular).map(|s| Identity::Inode {
+            dev: s.dev,
+            ino: s.ino,
+        });
+        identities.push((
+            "INPUT (standard input)",
+            Path::new("standard input"),
+            regular,
+        ));
+    } else {
+        identities.push(("INPUT", &config.input, identity(&config.input)));
+    }
+    identities.push(("--rules", &config.rules, identity(&config.rules)));
+    for (flag, dest) in outputs.named() {
+        if let Some(path) = dest.path() {
+            // Writing to standard input (`/dev/stdin`, `/dev/fd/0`) while reading the
+            // input from it: into the input itself, file or pipe.
+            if input_is_stdin && stdin.is_some() && raw_identity(path) == stdin {
+                return Err(Usage(format!(
+                    "INPUT (standard input) and {flag} name the same file: {}; \
+                     every file of a run must be distinct",
+                    show(path)
+                ))
+                .into());
+            }
+            identities.push((flag, path, identity(path)));
+        }
+    }
+    let streams = [
+        (Destination::Stdout, 1, "standard output", "standard output"),
+        (Destination::Stderr, 2, "standard error", "standard error"),
+    ];
+    for (dest, fd, flag, shown) in streams {
+        let used = outputs.named().iter().any(|(_, d)| **d == dest);
+        if let Some(id) = descriptor_identity(fd).filter(|id| used && id.regular) {
+            identities.push((
+                flag,
+                Path::new(shown),
+                Some(Identity::Inode {
+                    dev: id.dev,
+                    ino: id.ino,
+                }),
+            ));
+        }
+    }
+    if let Some((a, b, path)) = first_overlap(&identities) {
+        return Err(Usage(format!(
+            "{a} and {b} name the same file: {}; every file of a run must be distinct",
+            show(path)
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Device and inode of whatever a path or descriptor is (a FIFO, a device, a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RawIdentity {
+    dev: u64,
+    ino: u64,
+    regular: bool,
+}
+
+fn raw_identity(path: &Path) -> Option<RawIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    identity_of(meta.dev(), meta.ino(), meta.mode())
+}
+
+/// What descriptor `fd` (0, 1 or 2) is open on: `None` when closed, or a character
+/// device (a terminal, `/dev/null`: sharing one is no overlap).
+fn descriptor_identity(fd: i32) -> Option<RawIdentity> {
+    use std::os::fd::AsFd;
+    let stat = match fd {
+        0 => rustix::fs::fstat(std::io::stdin().as_fd()),
+        1 => rustix::fs::fstat(std::io::stdout().as_fd()),
+        _ => rustix::fs::fstat(std::io::stderr().as_fd()),
+    }
+    .ok()?;
+    identity_of(stat.st_dev, stat.st_ino, stat.st_mode)
+}
+
+fn identity_of(dev: u64, ino: u64, mode: u32) -> Option<RawIdentity> {
+    use rustix::fs::FileType;
+    match FileType::from_raw_mode(mode) {
+        FileType::CharacterDevice | FileType::BlockDevice => None,
+        kind => Some(RawIdentity {
+            dev,
+            ino,
+            regular: kind == FileType::RegularFile,
+        }),
+    }
+}
+
+/// The first two entries with the same identity (entries without one never overlap).
+fn first_overlap<'a>(
+    files: &[(&'a str, &'a Path, Option<Identity>)],
+) -> Option<(&'a str, &'a str, &'a Path)> {
+    files.iter().enumerate().find_map(|(i, (a, _, id))| {
+        let id = id.as_ref()?;
+        files[i + 1..]
+            .iter()
+            .find(|(_, _, other)| other.as_ref() == Some(id))
+            .map(|(b, path, _)| (*a, *b, *path))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_overlap_names_both_flags() {
+        let a = Some(Identity::Inode { dev: 1, ino: 2 });
+        let b = Some(Identity::Name(PathBuf::from("/x/new.csv")));
+        let files = [
+            ("INPUT", Path::new("tx.csv"), a.clone()),
+            ("--rules", Path::new("r.toml"), None),
+            ("--output", Path::new("new.csv"), b.clone()),
+            ("--summary", Path::new("sub/../new.csv"), b),
+            ("--rejects", Path::new("alias.csv"), a),
+        ];
+        assert_eq!(
+            first_overlap(&files),
+            Some(("INPUT", "--rejects", Path::new("alias.csv")))
+        );
+        assert_eq!(
+            first_overlap(&files[1..4]),
+            Some(("--output", "--summary", Path::new("sub/../new.csv")))
+        );
+        assert_eq!(first_overlap(&files[..3]), None);
     }
 }

@@ -27,14 +27,22 @@ pub struct Interrupted(pub i32);
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let name = match self.0 {
-            SIGINT => "SIGINT",
-            SIGTERM => "SIGTERM",
-            SIGHUP => "SIGHUP",
-            _ => "a signal",
-        };
-        write!(f, "interrupted by {name}; no output written")
+        write!(
+            f,
+            "interrupted by {}; no output file written",
+            signal_name(self.0)
+        )
+    }
+}
+
+/// `SIGINT`, `SIGTERM`, `SIGHUP`.
+pub fn signal_name(signal: i32) -> &'static str {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
     }
 }
 impl std::error::Error for Interrupted {}
@@ -50,8 +58,22 @@ impl std::fmt::Display for Usage {
 }
 impl std::error::Error for Usage {}
 
-/// True when the error is a write into a pipe whose reader went away (`txguard run | head`).
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+/// The reader of the streamed results (or of `generate`'s output) went away: the one
+/// failure that ends a run quietly with exit 0. Only the writer of that stream adds it
+/// (`mark_reader_gone`); a broken pipe on any other output (rejects, summary, stderr) is
+/// an ordinary failure, exit 1.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reader of the results went away")
+    }
+}
+impl std::error::Error for ReaderGone {}
+
+/// Whether an error's chain holds a write into a pipe whose reader went away.
+pub fn has_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<io::Error>()
@@ -60,6 +82,23 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
                 .downcast_ref::<csv::Error>()
                 .is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::BrokenPipe))
     })
+}
+
+/// Marks an error of the streamed results' writer as `ReaderGone` when it is a broken
+/// pipe; any other error is returned as it was.
+pub fn mark_reader_gone(err: anyhow::Error) -> anyhow::Error {
+    if has_broken_pipe(&err) {
+        err.context(ReaderGone)
+    } else {
+        err
+    }
+}
+
+/// True when the reader of the streamed results went away (`txguard run | head`): not
+/// for a broken pipe on any other output.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    // anyhow looks through every layer of context for it.
+    err.downcast_ref::<ReaderGone>().is_some()
 }
 
 /// The exit code an error stands for.
@@ -77,15 +116,72 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
     }
 }
 
-/// Removes unfinished outputs, prints the error's cause chain once on stderr, and returns
-/// the exit code it stands for.
-pub fn report(err: &anyhow::Error) -> i32 {
+/// Removes unfinished outputs, prints the error on stderr, and returns the exit code it
+/// stands for. `quiet` (`run -q`): exactly one line, whatever the error (a report of
+/// several problems is cut to its first and a count of the others). A standard error
+/// that cannot be written changes nothing: the exit code says what happened.
+pub fn report(err: &anyhow::Error, quiet: bool) -> i32 {
     crate::output::remove_unfinished();
-    if err.downcast_ref::<Interrupted>().is_some() {
-        eprintln!("txguard: {err}");
-    } else if !is_broken_pipe(err) {
-        // (A reader of our output that went away wanted no more: exit quietly.)
-        eprintln!("txguard: error: {err:#}");
+    let text = if err.downcast_ref::<Interrupted>().is_some() {
+        format!("txguard: {err}")
+    } else {
+        format!("txguard: error: {err:#}")
+    };
+    // (A reader of our output that went away wanted no more: exit quietly.)
+    if !is_broken_pipe(err) {
+        if quiet {
+            say(&one_line(&text));
+        } else {
+            say(&text);
+        }
     }
     code_of(err)
+}
+
+/// Prints one message (a line, or several) on standard error, ignoring a standard error
+/// that cannot be written (closed, a pipe nobody reads): never a panic.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut stderr = io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = stderr.write_all(b"\n");
+    }
+    let _ = stderr.flush();
+}
+
+/// A message of several lines (a headline ending in `:`, then one problem a line) as one
+/// line: the headline, the first problem, and how many more there are.
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let headline = lines.next().unwrap_or_default();
+    let rest: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+    match rest.as_slice() {
+        [] => headline.to_string(),
+        [only] => format!("{headline} {only}"),
+        [first, more @ ..] => format!(
+            "{headline} {first} (and {} more; run without -q to see every one)",
+            more.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn several_lines_become_one() {
+        assert_eq!(one_line("txguard: error: x"), "txguard: error: x");
+        assert_eq!(
+            one_line("txguard: error: r.toml has 1 error:\n  r.toml:4: bad"),
+            "txguard: error: r.toml has 1 error: r.toml:4: bad"
+        );
+        assert_eq!(
+            one_line(
+                "txguard: error: r.toml has 3 errors:\n  r.toml:4: a\n  r.toml:9: b\n  r.toml:12: c"
+            ),
+            "txguard: error: r.toml has 3 errors: r.toml:4: a (and 2 more; run without -q to see every one)"
+        );
+    }
 }

@@ -1,12 +1,27 @@
 //! `txguard`: parse the command line, run the command, turn the outcome into an exit code.
 
-use clap::Parser;
+/// Run by the C library before `main`, hence before Rust's runtime reopens a closed
+/// stdout on `/dev/null`: records whether fd 1 was closed (see `output::check_stdout_open`).
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_STDOUT: extern "C" fn() = record_stdout;
+
+#[cfg(target_os = "linux")]
+extern "C" fn record_stdout() {
+    txguard::output::record_stdout_at_start();
+}
 
 fn main() {
-    let cli = txguard::cli::Cli::parse();
-    let code = match txguard::cmd::dispatch(cli.command) {
+    let cli = txguard::cli::parse();
+    let quiet = cli.command.quiet();
+    let result = txguard::cmd::dispatch(cli.command);
+    // Whoever ends the process holds this lock: a signal's watchdog never prints over
+    // (or exits under) the main thread's report.
+    let _exiting = txguard::signals::exit_lock();
+    let code = match result {
         Ok(code) => code,
-        Err(err) => txguard::exit::report(&err),
+        Err(err) => txguard::exit::report(&err, quiet),
     };
     std::process::exit(code);
 }

@@ -1,38 +1,66 @@
 //! SIGINT, SIGTERM (and SIGHUP, a closed terminal): the first one asks the run to stop
-//! (checked by the pipeline), so the temporary output is removed and workers are stopped
-//! before exiting 128 + the signal (130, 143, 129). A second one, if the first is somehow
-//! not honoured, terminates at once.
+//! (checked by the pipeline and every wait loop), so the temporary outputs are removed and
+//! workers are stopped before exiting 128 + the signal (130, 143, 129).
+//!
+//! Some waits are in the kernel and cannot look at a flag: opening a FIFO nobody reads,
+//! a write into a full pipe. A watchdog thread therefore waits for the signals too: if the
+//! process has not exited `GRACE` after the first one, or at once on a second one, it
+//! removes the temporary files itself, says so, and exits 128 + the signal. It never cuts
+//! a commit in half: renaming outputs into place holds `EXIT`, and once they are all
+//! committed a signal can no longer mean "nothing written", so the watchdog leaves the
+//! end of the run to the main thread.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// How long the main thread has to end the run itself after the first signal.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// Held while outputs are renamed into place, and by whoever ends the process after a
+/// signal; `true` once every output was committed.
+static EXIT: Mutex<bool> = Mutex::new(false);
+
+/// Locks `EXIT` (a panic elsewhere never keeps the process from ending).
+pub fn exit_lock() -> MutexGuard<'static, bool> {
+    EXIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Which signal asked us to stop, if any.
 #[derive(Clone)]
 pub struct StopFlag(Arc<AtomicUsize>);
 
 impl StopFlag {
-    /// Installs the handlers.
+    /// Installs the handlers and starts the watchdog.
     pub fn install() -> Result<StopFlag> {
         let flag = Arc::new(AtomicUsize::new(0));
-        let armed = Arc::new(AtomicBool::new(false));
         for signal in [SIGINT, SIGTERM, SIGHUP] {
-            // Handlers run in registration order: the first signal finds `armed` false and
-            // only sets the flags; a second one finds it true and exits at once.
-            let install = || -> std::io::Result<()> {
-                signal_hook::flag::register_conditional_shutdown(
-                    signal,
-                    128 + signal,
-                    Arc::clone(&armed),
-                )?;
-                signal_hook::flag::register(signal, Arc::clone(&armed))?;
-                signal_hook::flag::register_usize(signal, Arc::clone(&flag), signal as usize)?;
-                Ok(())
-            };
-            install().with_context(|| format!("cannot install a handler for signal {signal}"))?;
+            signal_hook::flag::register_usize(signal, Arc::clone(&flag), signal as usize)
+                .with_context(|| format!("cannot install a handler for signal {signal}"))?;
         }
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut first = None;
+                for signal in signals.forever() {
+                    if first.is_some() {
+                        exit_after(signal);
+                    }
+                    first = Some(signal);
+                    std::thread::spawn(move || {
+                        std::thread::sleep(GRACE);
+                        exit_after(signal);
+                    });
+                }
+            })
+            .context("cannot start the signal watchdog")?;
         Ok(StopFlag(flag))
     }
 
@@ -48,4 +76,22 @@ impl StopFlag {
             s => Some(s as i32),
         }
     }
+}
+
+/// Ends a process the main thread did not end in time: removes every registered
+/// temporary file, prints the line the main thread would have, exits 128 + `signal`.
+/// Not while outputs are being committed; not at all once they were.
+fn exit_after(signal: i32) {
+    let committed = exit_lock();
+    if *committed {
+        // The main thread ends the run, and says the signal came too late.
+        drop(committed);
+        return;
+    }
+    crate::output::remove_unfinished();
+    let message = crate::exit::Interrupted(signal).to_string();
+    let _ = writeln!(std::io::stderr(), "txguard: {message}");
+    // The lock stays held: nothing may be committed any more.
+    std::mem::forget(committed);
+    std::process::exit(128 + signal);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use wait_timeout::ChildExt;
 
 use crate::workdir::{
-    RESULTS_HEADER, TRUE_RULE, Workdir, rule, rules_with_columns, send, wait_until_blocked,
+    RESULTS_HEADER, Run, TRUE_RULE, Workdir, rule, rules_with_columns, send, wait_until_blocked,
 };
 
 /// Far above what any of these runs needs, even on a loaded machine.
@@ -497,7 +497,7 @@ fn interrupted_generate_leaves_no_temporary_file(signal: i32, code: i32) {
     let wd = Workdir::new("generate-signal");
     let running = wd.spawn(&mut wd.command(&["generate", "-n", "5000000", "-o", "big.csv"]));
     let until = std::time::Instant::now() + HANG;
-    while wd.listing().is_empty() {
+    while without_locks(wd.listing()).is_empty() {
         assert!(std::time::Instant::now() < until, "no temporary file");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -506,7 +506,11 @@ fn interrupted_generate_leaves_no_temporary_file(signal: i32, code: i32) {
         .finish_within(PROMPTLY)
         .expect_code(code)
         .expect_stderr_lacks(".tmp");
-    assert_eq!(wd.listing(), Vec::<String>::new(), "no temporary file left");
+    assert_eq!(
+        without_locks(wd.listing()),
+        Vec::<String>::new(),
+        "no temporary file left"
+    );
 }
 
 #[test]
@@ -750,4 +754,476 @@ fn a_header_of_300000_columns_is_read_in_linear_time() {
         .expect_stdout(&format!(
             "{RESULTS_HEADER}1,1,false,\n2,1,true,\n3,1,true,\n"
         ));
+}
+
+// 19. Follow-ups of issue 9: every path found by an adversarial tester.
+
+/// A pipe whose reader is already closed: every write into it fails with EPIPE, at once
+/// and deterministically (no race with a reader exiting).
+fn dead_pipe() -> Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into an array of two ints; both descriptors are then owned here.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: fresh descriptors from pipe(2), each owned exactly once.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Stdio::from(write)
+}
+
+#[test]
+fn a_broken_pipe_on_the_rejects_or_the_summary_is_a_failure_not_a_quiet_end() {
+    for extra in [
+        &["--bad-rows", "skip", "--rejects", "-"][..],
+        &["--summary", "-"][..],
+    ] {
+        let wd = batch_with_bad_row("broken-pipe-other-output");
+        wd.create("out.csv", "earlier\n");
+        let mut args = vec!["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"];
+        if extra[0] == "--summary" {
+            args.extend_from_slice(&["--bad-rows", "skip"]);
+        }
+        args.extend_from_slice(extra);
+        args.push("-q");
+        let mut cmd = wd.command(&args);
+        cmd.stdout(dead_pipe()).stderr(Stdio::piped());
+        let run = wd.output_of(&mut cmd);
+        run.expect_code(1).expect_stderr_contains("Broken pipe");
+        assert_eq!(wd.read("out.csv"), "earlier\n", "{}", run.describe());
+    }
+}
+
+#[test]
+fn a_dead_standard_error_neither_panics_nor_passes_for_a_reader_gone() {
+    // Rejects on stderr (results on stdout): rejects lost is a failure.
+    let wd = batch_with_bad_row("dead-stderr");
+    let mut cmd = wd.command(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "--bad-rows",
+        "skip",
+    ]);
+    cmd.stdout(Stdio::piped()).stderr(dead_pipe());
+    assert_eq!(wd.output_of(&mut cmd).code(), Some(1));
+    // Nothing but the summary for people on stderr: the run completed, exit 0, no panic.
+    let wd = batch("dead-stderr-summary");
+    let mut cmd = wd.command(&["run", "tx.csv", "--rules", "rules.toml", "-o", "out.csv"]);
+    cmd.stderr(dead_pipe());
+    let run = wd.output_of(&mut cmd);
+    run.expect_code(0);
+    assert_eq!(wd.read("out.csv"), RESULTS);
+}
+
+#[test]
+fn standard_input_and_output_are_compared_with_every_file_of_the_run() {
+    use std::fs::{File, OpenOptions};
+    let wd = batch("stdio-overlap");
+    let before = wd.snapshot();
+    let open = |name: &str| File::open(wd.path(name)).unwrap();
+    let append = |name: &str| OpenOptions::new().append(true).open(wd.path(name)).unwrap();
+    let cases: [(&[&str], Stdio, Stdio); 4] = [
+        (
+            &["run", "-", "--rules", "rules.toml", "-o", "tx.csv"],
+            open("tx.csv").into(),
+            Stdio::piped(),
+        ),
+        (
+            &["run", "-", "--rules", "rules.toml", "-o", "/dev/stdin"],
+            open("tx.csv").into(),
+            Stdio::piped(),
+        ),
+        (
+            &["run", "tx.csv", "--rules", "rules.toml"],
+            Stdio::null(),
+            append("tx.csv").into(),
+        ),
+        (
+            &[
+                "run",
+                "tx.csv",
+                "--rules",
+                "rules.toml",
+                "--summary",
+                "rules.toml",
+            ],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    ];
+    for (args, stdin, stdout) in cases {
+        let mut cmd = wd.command(args);
+        cmd.stdin(stdin).stdout(stdout).stderr(Stdio::piped());
+        let run = wd.output_of(&mut cmd);
+        run.expect_code(2)
+            .expect_stderr_contains("name the same file");
+        wd.expect_unchanged(&before, &run);
+    }
+    wd.create("s.json", "earlier\n");
+    let before = wd.snapshot();
+    let mut cmd = wd.command(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "--summary",
+        "s.json",
+    ]);
+    cmd.stdout(append("s.json")).stderr(Stdio::piped());
+    let run = wd.output_of(&mut cmd);
+    run.expect_code(2).expect_stderr_contains("standard output");
+    wd.expect_unchanged(&before, &run);
+}
+
+#[test]
+fn an_output_that_cannot_be_replaced_commits_nothing() {
+    // A sticky directory in which the earlier summary belongs to another user (root):
+    // the run (as nobody) could create its results but not replace the summary.
+    let wd = batch("sticky");
+    let nobody = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_txguard"),
+        ])
+        .args(args)
+        .current_dir(wd.root())
+        .stdin(Stdio::null());
+        wd.output_of(&mut cmd)
+    };
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || nobody(&["--version"]).code() != Some(0) {
+        eprintln!("skipped: needs root, setpriv(1) and a binary that user nobody may run");
+        return;
+    }
+    wd.set_mode(".", 0o1777);
+    wd.create("s.json", "earlier\n");
+    let before = wd.snapshot();
+    let run = nobody(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--summary",
+        "s.json",
+        "-q",
+    ]);
+    run.expect_code_in(&[1, 2]).expect_stderr_contains("s.json");
+    assert!(!wd.exists("out.csv"), "half committed\n{}", run.describe());
+    assert_eq!(wd.read("s.json"), "earlier\n");
+    let after: Vec<String> = without_locks(wd.listing());
+    assert_eq!(after, ["rules.toml", "s.json", "tx.csv"], "{before:?}");
+}
+
+#[test]
+fn lock_and_temporary_file_names_are_never_outputs() {
+    let wd = batch("reserved-names");
+    for extra in [
+        &["-o", "out.csv", "--summary", "out.csv.lock"][..],
+        &["-o", "out.csv", "--summary", ".o.csv.summ01.tmp"][..],
+        &["-o", "res.csv.lock"][..],
+    ] {
+        let before = wd.snapshot();
+        let run = wd.txguard_run(extra);
+        run.expect_code(2).expect_stderr_contains("txguard creates");
+        wd.expect_unchanged(&before, &run);
+    }
+    wd.run(&["generate", "-n", "2", "-o", "g.csv.lock"])
+        .expect_code(2);
+    // A live run on res.csv holds res.csv.lock: another run on res.csv waits its turn.
+    let lock = wd.hold_lock("res.csv.lock");
+    wd.create(".res.csv.abc123.tmp", "a live run's\n");
+    let run = wd.txguard_run(&["-o", "res.csv", "-q"]);
+    drop(lock);
+    run.expect_code(75);
+    assert!(wd.exists(".res.csv.abc123.tmp"), "swept without the lock");
+}
+
+#[test]
+fn generate_takes_the_output_lock() {
+    let wd = Workdir::new("generate-lock");
+    let lock = wd.hold_lock("gen.csv.lock");
+    let run = wd.run(&["generate", "-n", "3", "-o", "gen.csv"]);
+    drop(lock);
+    run.expect_code(75).expect_stderr_contains("gen.csv.lock");
+    assert!(!wd.exists("gen.csv"));
+}
+
+/// Starts `args` (stdout collected), waits until it blocks, sends `signals`, and expects
+/// exit 143 promptly with no temporary file left and `out.csv` as it was.
+fn interrupted_while_blocked(wd: &Workdir, args: &[&str], signals: usize) -> Run {
+    wd.create("out.csv", "earlier\n");
+    let running = wd.spawn(&mut wd.command(args));
+    wait_until_blocked(running.pid());
+    for _ in 0..signals {
+        send(running.pid(), libc::SIGTERM);
+    }
+    let run = running.finish_within(PROMPTLY);
+    run.expect_code(143)
+        .expect_stderr_contains("interrupted by SIGTERM");
+    assert_eq!(wd.read("out.csv"), "earlier\n");
+    let temps: Vec<String> = wd
+        .listing()
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}\n{}", run.describe());
+    run
+}
+
+#[test]
+fn a_signal_ends_a_run_blocked_opening_an_output_or_the_rules() {
+    let wd = batch_with_bad_row("blocked-open");
+    mkfifo(&wd, "fifo");
+    for args in [
+        &["run", "tx.csv", "--rules", "rules.toml", "-o", "fifo", "-q"][..],
+        &[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "out.csv",
+            "--summary",
+            "fifo",
+            "-q",
+        ][..],
+        &[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "out.csv",
+            "--bad-rows",
+            "skip",
+            "--rejects",
+            "fifo",
+            "-q",
+        ][..],
+        &["run", "tx.csv", "--rules", "fifo", "-o", "out.csv", "-q"][..],
+        &["generate", "-n", "3", "-o", "fifo"][..],
+    ] {
+        interrupted_while_blocked(&wd, args, 1);
+    }
+}
+
+#[test]
+fn a_second_signal_still_removes_the_temporary_files_and_says_so() {
+    let wd = batch("second-signal");
+    mkfifo(&wd, "fifo");
+    // The results are written to their temporary file; the summary's open blocks.
+    let args = [
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--summary",
+        "fifo",
+        "-q",
+    ];
+    interrupted_while_blocked(&wd, &args, 2);
+}
+
+#[test]
+fn a_signal_before_the_commit_commits_nothing_even_if_the_run_could_go_on() {
+    let wd = batch("signal-before-commit");
+    mkfifo(&wd, "fifo");
+    wd.create("out.csv", "earlier\n");
+    let running = wd.spawn(&mut wd.command(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--summary",
+        "fifo",
+        "-q",
+    ]));
+    wait_until_blocked(running.pid());
+    send(running.pid(), libc::SIGTERM);
+    // The summary's reader arrives: the run could finish, but it was asked to stop.
+    let reader = std::fs::File::open(wd.path("fifo")).unwrap();
+    let run = running.finish_within(PROMPTLY);
+    drop(reader);
+    run.expect_code(143);
+    assert_eq!(wd.read("out.csv"), "earlier\n");
+}
+
+#[test]
+fn a_lock_file_planted_as_a_fifo_is_refused_at_once() {
+    let wd = batch("lock-fifo");
+    mkfifo(&wd, "out.csv.lock");
+    wd.run_within(
+        HANG,
+        &[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "out.csv",
+            "-q",
+        ],
+    )
+    .expect_code(1)
+    .expect_stderr_contains("not a regular file");
+    assert!(!wd.exists("out.csv"));
+}
+
+#[test]
+fn a_signal_ends_a_run_blocked_writing_a_full_standard_output() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let wd = Workdir::new("full-stdout");
+    wd.generate("tx.csv", 50_000, 0);
+    wd.rules(TRUE_RULE);
+    let mut fds = [0; 2];
+    // SAFETY: as in `dead_pipe`; here the read end stays open and is never read.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut cmd = wd.command(&["run", "tx.csv", "--rules", "rules.toml", "-q"]);
+    cmd.stdout(Stdio::from(write)).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    wait_until_blocked(child.id());
+    send(child.id(), libc::SIGTERM);
+    let status = child.wait_timeout(PROMPTLY).unwrap();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    drop(read);
+    assert_eq!(
+        output.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn names_too_long_for_a_temporary_or_lock_file_are_handled_before_any_work() {
+    let wd = batch("long-names");
+    let fits = "a".repeat(250);
+    wd.txguard_run(&["-o", &fits, "-q"]).expect_success();
+    assert_eq!(wd.read(&fits), RESULTS);
+    assert!(wd.listing().iter().all(|n| !n.ends_with(".tmp")));
+    let too_long = "b".repeat(252);
+    let before = wd.snapshot();
+    for run in [
+        wd.txguard_run(&["-o", &too_long, "-q"]),
+        wd.run(&["generate", "-n", "2", "-o", &too_long]),
+    ] {
+        run.expect_code(2).expect_stderr_contains("too long");
+        wd.expect_unchanged(&before, &run);
+    }
+}
+
+#[test]
+fn a_path_ending_in_a_slash_names_a_directory() {
+    let wd = batch("trailing-slash");
+    let before = wd.snapshot();
+    for path in ["newdir/", "tx.csv/", "newdir/."] {
+        let run = wd.txguard_run(&["-o", path, "-q"]);
+        run.expect_code(2).expect_stderr_contains(path);
+        wd.expect_unchanged(&before, &run);
+    }
+}
+
+#[test]
+fn quiet_usage_errors_are_one_line_that_names_what_is_missing() {
+    let wd = batch("quiet-usage");
+    let run = wd.txguard_run(&["-qj", "2", "--bogus"]);
+    run.expect_code(2).expect_stderr_contains("--bogus");
+    assert_eq!(run.stderr().lines().count(), 1, "{}", run.describe());
+    let run = wd.run(&["run", "-q"]);
+    run.expect_code(2)
+        .expect_stderr_contains("--rules")
+        .expect_stderr_contains("<INPUT>");
+    assert_eq!(run.stderr().lines().count(), 1, "{}", run.describe());
+    // A newline in a path is shown escaped: still one line.
+    let run = wd.txguard_run(&["-o", "no\ndir/out.csv", "-q"]);
+    run.expect_code(2).expect_stderr_contains("no\\ndir");
+    assert_eq!(run.stderr().lines().count(), 1, "{}", run.describe());
+}
+
+/// Mounts a tmpfs of 64 KiB (read-only with `ro`) at `dir` for as long as it lives.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: std::path::PathBuf, options: &str) -> Option<Mount> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Mount(dir))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_read_only_or_full_file_system_is_named_with_the_os_error() {
+    let wd = batch("ro-full");
+    let Some(ro) = Mount::tmpfs(wd.mkdir("ro"), "ro,size=64k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    for flag in ["-o", "--summary"] {
+        wd.txguard_run(&[flag, "ro/x.csv", "-q"])
+            .expect_code(2)
+            .expect_stderr_contains("Read-only file system");
+    }
+    drop(ro);
+    let Some(_full) = Mount::tmpfs(wd.mkdir("full"), "size=64k") else {
+        return;
+    };
+    wd.create("full/fill", vec![b'x'; 64 * 1024]);
+    wd.generate("big.csv", 5_000, 0);
+    for (flag, label) in [("-o", "full/out.csv"), ("--summary", "full/s.json")] {
+        let mut args = vec!["run", "big.csv", "--rules", "rules.toml", flag, label, "-q"];
+        if flag == "--summary" {
+            args.extend_from_slice(&["-o", "out.csv"]);
+        }
+        wd.run(&args)
+            .expect_code(1)
+            .expect_stderr_contains(&format!("cannot write {label}: No space left on device"));
+    }
+}
+
+#[test]
+fn standard_output_on_dev_null_read_write_is_a_choice_not_a_closed_descriptor() {
+    let wd = batch("dev-null-rw");
+    wd.output_of(&mut wd.sh("exec \"$TXGUARD\" run tx.csv --rules rules.toml -q 1<>/dev/null"))
+        .expect_success();
+}
+
+#[test]
+fn the_readme_lists_every_exit_code_of_a_signal() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme.split("## Exit codes").nth(1).unwrap();
+    let table = table.split("\n## ").next().unwrap();
+    for code in ["130", "143", "129"] {
+        assert!(
+            table.contains(code),
+            "exit {code} is not in the README's table"
+        );
+    }
 }

@@ -99,6 +99,9 @@ impl Workdir {
             name,
         ])
         .expect_success();
+        // `generate -o` locks its output like `run -o`; the empty lock file is no part
+        // of the fixture's input.
+        let _ = fs::remove_file(self.path(&format!("{name}.lock")));
     }
 
     pub fn mkdir(&self, name: &str) -> PathBuf {

@@ -53,11 +53,11 @@ pub fn run(args: &CheckArgs) -> Result<i32> {
         }
         .into());
     }
-    eprintln!(
+    exit::say(&format!(
         "{}: {} rules compile; {examples} examples pass",
-        args.rules.display(),
+        crate::output::paths::show(&args.rules),
         set.rules.len()
-    );
+    ));
     Ok(exit::SUCCESS)
 }
 

@@ -33,17 +33,18 @@ pub fn run(args: &RocketsArgs) -> anyhow::Result<i32> {
         Progress::hidden()
     };
 
-    let report = rockets::launch(&plan, &settings, &progress)?;
-    eprintln!("{report}");
+    // Standard output is rockets' data stream: a reader that went away ends it quietly.
+    let report = rockets::launch(&plan, &settings, &progress).map_err(exit::mark_reader_gone)?;
+    exit::say(&report.to_string());
     if report.failures.is_empty() {
         Ok(exit::SUCCESS)
     } else {
-        eprintln!(
+        exit::say(&format!(
             "txguard: error: {} of {} rockets failed (rerun with --seed {} to repeat this plan)",
             report.failures.len(),
             report.count,
             report.seed
-        );
+        ));
         Ok(exit::FAILURE)
     }
 }

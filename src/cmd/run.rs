@@ -1,22 +1,28 @@
-//! `txguard run`: check the command line and the rules, take the lock, then drive the
-//! pipeline (input → executor → ordered results) and report what happened.
+//! `txguard run`: check the command line, take the lock, check the rules, then drive the
+//! pipeline (input → executor → ordered results), commit every output together, and
+//! report what happened.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::cli::RunArgs;
-use crate::config::{BadRows, ExecutorKind, FailOn, RunConfig};
+use crate::config::{BadRows, ExecutorKind, FailOn, Outputs, RunConfig};
 use crate::exec::Executor;
 use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
-use crate::exit;
+use crate::exit::{self, Interrupted};
 use crate::framer;
 use crate::input::InputReader;
 use crate::model::Kind;
-use crate::output::{Destination, OutputLock, RejectsWriter, ResultsWriter, Sink};
+use crate::output::{
+    Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
+    commit_all,
+};
 use crate::pipeline::{self, Settings, Tally};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
@@ -29,11 +35,23 @@ struct Known {
     clock: Instant,
     rules: Option<Arc<RuleSet>>,
     tally: Tally,
+    /// Held until every output is committed.
+    lock: Option<OutputLock>,
+    /// Results are being streamed (stdout, a pipe): what was written cannot be taken back.
+    streaming: bool,
+}
+
+/// A run that completed: its exit code, and its outputs, finished but not yet renamed.
+struct Completed {
+    code: i32,
+    outputs: Vec<Finished>,
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
     // A command line that does not hold together writes nothing, not even a summary.
     let config = args.into_config()?;
+    let outputs = config.outputs();
+    let stop = StopFlag::install()?;
     let mut known = Known {
         facts: RunFacts {
             started_at: SystemTime::now(),
@@ -48,14 +66,22 @@ pub fn run(args: RunArgs) -> Result<i32> {
         clock: Instant::now(),
         rules: None,
         tally: Tally::default(),
+        lock: None,
+        streaming: false,
     };
-    let result = execute(&config, &mut known);
+    let result = execute(&config, &outputs, &mut known, &stop);
     known.facts.wall = known.clock.elapsed();
+    let result = result.map_err(|err| incomplete_stream(err, &outputs.results, &known));
     let code = match &result {
-        Ok(code) => *code,
+        Ok(completed) => completed.code,
         Err(err) => exit::code_of(err),
     };
-    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    // A reader of streamed results that went away (`| head`) wanted no more: the run
+    // ends quietly with exit 0, and its summary counts what was written.
+    let error = match &result {
+        Err(err) if !exit::is_broken_pipe(err) => Some(format!("{err:#}")),
+        _ => None,
+    };
     let empty = RuleSet {
         columns: Default::default(),
         rules: Vec::new(),
@@ -69,45 +95,131 @@ pub fn run(args: RunArgs) -> Result<i32> {
         error,
     );
     // A run locked out by another must not overwrite the summary of the one that runs.
-    if let (Some(path), false) = (&config.summary, code == exit::LOCKED) {
-        let written = write_summary_json(path, &summary);
-        // A run that failed reports its own error; a summary that cannot be written fails
-        // a run that had succeeded.
-        if result.is_ok() {
-            written?;
-        } else if let Err(e) = written {
-            eprintln!("txguard: also: {e:#}");
+    let summary_json = match (&outputs.summary, code == exit::LOCKED) {
+        (Some(dest), false) => Some(write_summary_json(dest, &summary)),
+        _ => None,
+    };
+    let completed = match result {
+        Ok(completed) => completed,
+        Err(err) => {
+            // A failed run commits its summary alone (it says why the run failed), and
+            // reports its own error; a summary that cannot be written is said too, but
+            // under -q the run's own error is the one line printed.
+            if let Some(Err(also)) =
+                summary_json.map(|s| s.and_then(|finished| commit_all(vec![finished], None)))
+                && !config.quiet
+            {
+                exit::say(&format!("txguard: also: {also:#}"));
+            }
+            return Err(err);
         }
+    };
+    // The rejects first, then the results, the summary last: whoever sees the new
+    // summary sees every other new file (see `commit_all`).
+    let mut all = completed.outputs;
+    all.reverse();
+    match summary_json {
+        Some(Ok(finished)) => all.push(finished),
+        // Nothing is committed without its summary: no new results beside old rejects.
+        Some(Err(err)) => return Err(err.context(nothing_committed(&config, &known.tally, code))),
+        None => {}
     }
-    let code = result?;
-    if !config.quiet {
-        eprint!("{}", summary.render());
-        if code == exit::FAIL_ON {
-            eprintln!("txguard: exit 3: a result named by --fail-on occurred");
+    if let Err(err) = commit_all(all, Some(&stop)) {
+        // The summary, renamed last, was not committed: one saying why replaces it
+        // (best effort), so that no summary claims a commit that failed.
+        if let Some(dest) = &outputs.summary
+            && err.downcast_ref::<Interrupted>().is_none()
+        {
+            let mut failed = summary.clone();
+            failed.exit_code = exit::FAILURE;
+            failed.error = Some(format!("{err:#}"));
+            let _ = write_summary_json(dest, &failed)
+                .and_then(|finished| commit_all(vec![finished], None));
         }
+        return Err(err);
+    }
+    if !config.quiet {
+        exit::say(&summary.render());
+    }
+    // Said even under -q: every non-zero exit prints one line naming its cause.
+    if code == exit::FAIL_ON {
+        exit::say(&format!(
+            "txguard: exit 3: {}",
+            fail_on_hit(&config.fail_on, &known.tally)
+        ));
+    }
+    // A signal that arrived while the outputs were being renamed could not stop it: they
+    // are complete and committed, and the exit code is the run's own. Said even under -q.
+    if let Some(signal) = stop.signal() {
+        exit::say(&format!(
+            "txguard: {} arrived while the outputs were being committed; they are complete \
+             (exit {code})",
+            exit::signal_name(signal)
+        ));
     }
     Ok(code)
 }
 
-fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
-    let stop = StopFlag::install()?;
+/// The error of a run whose results were streamed: it says they are incomplete (what a
+/// stream received cannot be taken back; the exit code says the run failed).
+fn incomplete_stream(err: anyhow::Error, results: &Destination, known: &Known) -> anyhow::Error {
+    let ends_quietly = exit::is_broken_pipe(&err) || err.downcast_ref::<Interrupted>().is_some();
+    if !known.streaming || ends_quietly {
+        return err;
+    }
+    match results {
+        Destination::Stdout => err.context("results on standard output are incomplete"),
+        dest => {
+            let path = crate::output::paths::show(dest.path().unwrap_or(Path::new("-")));
+            err.context(format!("results written to {path} are incomplete"))
+        }
+    }
+}
+
+/// Why nothing was committed when the summary could not be written, and what the run
+/// would have exited with.
+fn nothing_committed(config: &RunConfig, tally: &Tally, code: i32) -> String {
+    let mut message = "no output was committed".to_string();
+    if code == exit::FAIL_ON {
+        message.push_str(&format!(
+            " (the run completed, and would have exited 3: {})",
+            fail_on_hit(&config.fail_on, tally)
+        ));
+    }
+    message
+}
+
+fn execute(
+    config: &RunConfig,
+    outputs: &Outputs,
+    known: &mut Known,
+    stop: &StopFlag,
+) -> Result<Completed> {
+    if outputs.uses_stdout() {
+        // Before any work: a closed stdout would silently swallow the data stream.
+        check_stdout_open()?;
+    }
+
+    // The lock before anything else: a run locked out does nothing (exit 75). Holding
+    // it, the run may remove what a killed run left beside these outputs.
+    known.lock = outputs
+        .results
+        .file()
+        .map(|out| OutputLock::acquire(out, &outputs.covered_by_lock()))
+        .transpose()?;
 
     // Rules first: their errors are reported before any input is read. The file is read
     // once; the same bytes are hashed, parsed and shipped to workers.
-    let loaded = rules::load(&config.rules, config.timeout)?;
+    let loaded = load_rules(&config.rules, config.timeout, stop)?;
     known.facts.rules_sha256 = loaded.sha256.clone();
     let rules = Arc::new(loaded.set);
     known.rules = Some(Arc::clone(&rules));
-
-    let dest = Destination::of(config.output.as_deref());
-    // The lock is taken before any work, and held until the process ends.
-    let _lock = dest.file().map(OutputLock::acquire).transpose()?;
 
     let framing = framer::Config::default().with_max_record(config.max_record_size);
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
     let stop_at_too_long = config.bad_rows == BadRows::Fail;
-    let input = InputReader::open(&config.input, &rules, framing, stop_at_too_long)?;
+    let input = open_input(&config.input, &rules, framing, stop_at_too_long, stop)?;
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.
@@ -115,12 +227,11 @@ fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
         .map_err(|errors| RulesErrors::of(&config.rules, errors))?;
 
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
-    let mut results = ResultsWriter::new(Sink::create(&dest)?)?;
-    let rejects = match config.bad_rows {
-        BadRows::Fail => None,
-        BadRows::Skip => Some(RejectsWriter::new(Sink::create(&rejects_destination(
-            config, &dest,
-        ))?)?),
+    let mut results = ResultsWriter::new(Sink::create(&outputs.results)?, rule_ids.len())?;
+    known.streaming = outputs.results.file().is_none();
+    let rejects = match &outputs.rejects {
+        None => None,
+        Some(dest) => Some(RejectsWriter::new(Sink::create(dest)?)?),
     };
 
     // The process executor is kept by its type too: only it has worker counters.
@@ -163,30 +274,113 @@ fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
-    let (tally, rejects) = outcome?;
+    let (tally, rejects) = match outcome {
+        Ok(done) => done,
+        Err(err) => {
+            if exit::is_broken_pipe(&err) {
+                let written = results.written();
+                known.tally = Tally {
+                    rows: written.rows,
+                    counts: written.counts.clone(),
+                    ..Tally::default()
+                };
+            }
+            return Err(err);
+        }
+    };
     if let Some(signal) = stop.signal() {
         return Err(exit::Interrupted(signal).into());
     }
-    results.commit()?;
+    // Finished (written and synced) here; renamed into place together with the summary.
+    let mut finished = vec![results.finish()?];
     if let Some(rejects) = rejects {
-        rejects.commit()?;
+        finished.push(rejects.finish()?);
     }
     let code = exit_code(&config.fail_on, &tally);
     known.tally = tally;
-    Ok(code)
+    Ok(Completed {
+        code,
+        outputs: finished,
+    })
 }
 
-/// `--rejects`, or `OUTPUT.rejects.csv` beside a file output, or stderr.
-fn rejects_destination(config: &RunConfig, dest: &Destination) -> Destination {
-    match (&config.rejects, dest.file()) {
-        (Some(path), _) => Destination::of(Some(path)),
-        (None, Some(out)) => {
-            let mut name = out.as_os_str().to_owned();
-            name.push(".rejects.csv");
-            Destination::File(PathBuf::from(name))
+/// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO
+/// nobody writes, and a signal must still end the run at once.
+fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::LoadedRules> {
+    let (tx, rx) = mpsc::channel();
+    let path = path.to_path_buf();
+    thread::Builder::new()
+        .name("load-rules".into())
+        .spawn(move || {
+            let _ = tx.send(rules::load(&path, timeout));
+        })
+        .context("cannot start a thread to read the rules")?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(loaded) => return Ok(loaded?),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(signal) = stop.signal() {
+                    return Err(Interrupted(signal).into());
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => bail!("the thread reading the rules panicked"),
         }
-        (None, None) => Destination::Stderr,
     }
+}
+
+/// Opens the input and reads its header on a thread of its own: opening a FIFO nobody
+/// writes, or reading a header from a silent stdin, blocks in the kernel, and a signal
+/// must still end the run at once (the blocked thread is left to the process's exit).
+fn open_input(
+    path: &Path,
+    rules: &Arc<RuleSet>,
+    framing: framer::Config,
+    stop_at_too_long: bool,
+    stop: &StopFlag,
+) -> Result<InputReader> {
+    let (tx, rx) = mpsc::channel();
+    let (path, rules) = (path.to_path_buf(), Arc::clone(rules));
+    thread::Builder::new()
+        .name("open-input".into())
+        .spawn(move || {
+            let _ = tx.send(InputReader::open(&path, &rules, framing, stop_at_too_long));
+        })
+        .context("cannot start a thread to open the input")?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(opened) => return opened,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(signal) = stop.signal() {
+                    return Err(Interrupted(signal).into());
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => bail!("the thread opening the input panicked"),
+        }
+    }
+}
+
+/// What `--fail-on` found: e.g. `a result named by --fail-on occurred: 2 error
+/// (--fail-on error,timeout)`.
+fn fail_on_hit(fail_on: &[FailOn], tally: &Tally) -> String {
+    let total = |kind: Kind| -> u64 { tally.counts.iter().map(|c| c[kind as usize]).sum() };
+    let mut found = Vec::new();
+    let mut named = Vec::new();
+    for f in fail_on {
+        let (kind, name) = match f {
+            FailOn::Error => (Kind::Error, "error"),
+            FailOn::Timeout => (Kind::Timeout, "timeout"),
+            FailOn::False => (Kind::False, "false"),
+        };
+        named.push(name);
+        if total(kind) > 0 {
+            found.push(format!("{} {name}", total(kind)));
+        }
+    }
+    format!(
+        "a result named by --fail-on occurred: {} (--fail-on {})",
+        found.join(", "),
+        named.join(",")
+    )
 }
 
 /// 3 when a result named by `--fail-on` occurred, else 0.
@@ -200,13 +394,14 @@ fn exit_code(fail_on: &[FailOn], tally: &Tally) -> i32 {
     if hit { exit::FAIL_ON } else { exit::SUCCESS }
 }
 
-/// The `--summary` JSON, written atomically like every output.
-fn write_summary_json(path: &Path, summary: &Summary) -> Result<()> {
+/// The `--summary` JSON, written and synced like every output, committed by the caller.
+fn write_summary_json(dest: &Destination, summary: &Summary) -> Result<Finished> {
     use std::io::Write;
-    let mut sink = Sink::create(&Destination::of(Some(path)))?;
+    let mut sink = Sink::create(dest)?;
+    let label = sink.label().to_string();
     serde_json::to_writer_pretty(&mut sink, summary)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .with_context(|| format!("cannot write {label}"))?;
     sink.write_all(b"\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    sink.commit()
+        .with_context(|| format!("cannot write {label}"))?;
+    sink.finish()
 }

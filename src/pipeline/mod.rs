@@ -268,7 +268,7 @@ mod tests {
         let path = dir.path().join("out.csv");
         let rejected = dir.path().join("rejects.csv");
         let mut results =
-            ResultsWriter::new(Sink::create(&Destination::File(path.clone())).unwrap()).unwrap();
+            ResultsWriter::new(Sink::create(&Destination::File(path.clone())).unwrap(), 1).unwrap();
         let rejects = (bad_rows == BadRows::Skip).then(|| {
             RejectsWriter::new(Sink::create(&Destination::File(rejected.clone())).unwrap()).unwrap()
         });

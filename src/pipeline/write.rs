@@ -79,7 +79,8 @@ fn write_task(
             }
         }
     }
-    out.results.write_formatted(&task.results)?;
+    out.results
+        .write_formatted(&task.results, task.rows, &task.counts)?;
     tally.rows += task.rows;
     if tally.counts.len() != task.counts.len() {
         return Err(anyhow!(
