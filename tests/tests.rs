@@ -8,4 +8,5 @@ mod cron;
 mod fuzz;
 mod processes;
 mod rockets;
+mod rules_once;
 mod run;
