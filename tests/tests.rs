@@ -9,4 +9,5 @@ mod files;
 mod fuzz;
 mod processes;
 mod rockets;
+mod rules_once;
 mod run;
