@@ -1,8 +1,8 @@
-//! Exit codes, as fixed by the contract, and the one place errors become them.
+//! Exit codes, as fixed by the contract, the error types that decide them (`Usage`,
+//! `Locked`, `Interrupted`, a reader that went away), and the one place errors become
+//! codes. It imports no other module of the crate: every stage may raise these errors.
 
 use std::io;
-
-use crate::output::Locked;
 
 /// The run completed; timeouts and errors are results, not failures.
 pub const SUCCESS: i32 = 0;
@@ -101,6 +101,24 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.downcast_ref::<ReaderGone>().is_some()
 }
 
+/// Another run holds the lock on this output (exit 75).
+#[derive(Debug)]
+pub struct Locked {
+    /// The lock file, as messages show it.
+    pub lock: String,
+}
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another txguard run holds the lock {}; try again when it has finished",
+            self.lock
+        )
+    }
+}
+impl std::error::Error for Locked {}
+
 /// The exit code an error stands for.
 pub fn code_of(err: &anyhow::Error) -> i32 {
     if let Some(Interrupted(signal)) = err.downcast_ref::<Interrupted>() {
@@ -116,12 +134,11 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
     }
 }
 
-/// Removes unfinished outputs, prints the error on stderr, and returns the exit code it
-/// stands for. `quiet` (`run -q`): exactly one line, whatever the error (a report of
+/// Prints the error on stderr and returns the exit code it stands for (the caller has
+/// removed unfinished outputs: `cleanup::remove_unfinished`). `quiet` (`run -q`): exactly one line, whatever the error (a report of
 /// several problems is cut to its first and a count of the others). A standard error
 /// that cannot be written changes nothing: the exit code says what happened.
 pub fn report(err: &anyhow::Error, quiet: bool) -> i32 {
-    crate::output::remove_unfinished();
     let text = if err.downcast_ref::<Interrupted>().is_some() {
         format!("txguard: {err}")
     } else {

@@ -22,11 +22,14 @@
 //!   `protocol`;
 //! - `pipeline/`: reader thread (framing) → lanes (typing, evaluating, formatting) →
 //!   writer in input order, memory bounded by bytes in flight;
-//! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes;
+//! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
+//!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
+//!   lock) sit below every stage and import none;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `backoff`: the one retry policy for starting threads and processes.
 
 pub mod backoff;
+pub mod cleanup;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -18,10 +18,13 @@ fn main() {
     let result = txguard::cmd::dispatch(cli.command);
     // Whoever ends the process holds this lock: a signal's watchdog never prints over
     // (or exits under) the main thread's report.
-    let _exiting = txguard::signals::exit_lock();
+    let _exiting = txguard::cleanup::exit_lock();
     let code = match result {
         Ok(code) => code,
-        Err(err) => txguard::exit::report(&err, quiet),
+        Err(err) => {
+            txguard::cleanup::remove_unfinished();
+            txguard::exit::report(&err, quiet)
+        }
     };
     std::process::exit(code);
 }

@@ -13,11 +13,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow};
 
-pub use lock::{Locked, OutputLock};
+pub use lock::OutputLock;
 pub use stdio::{check_stdout_open, record_stdout_at_start};
 
 use crate::exit::Usage;
@@ -91,24 +90,6 @@ impl Destination {
             Destination::Stderr => "standard error".into(),
             Destination::Straight(p) | Destination::File(p) => paths::show(p),
         }
-    }
-}
-
-/// Temporary files of outputs not yet committed. A failed or interrupted run may leave a
-/// sink on a thread it does not wait for (the reader holds the rejects); `exit::report`
-/// removes whatever is still listed here before the process exits.
-static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    UNFINISHED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Removes every temporary output file that was never committed.
-pub fn remove_unfinished() {
-    for path in unfinished().drain(..) {
-        let _ = fs::remove_file(path);
     }
 }
 
@@ -249,7 +230,7 @@ fn create_temporary(
     let dir = paths::directory_of(&target);
     // Created and listed under one lock: a signal's watchdog that removes the listed
     // files never misses one created an instant before.
-    let mut unfinished = unfinished();
+    let mut unfinished = crate::cleanup::unfinished();
     let temp = tempfile::Builder::new()
         .prefix(&paths::temp_prefix(&target))
         .suffix(paths::TEMP_SUFFIX)
@@ -332,7 +313,7 @@ impl Finished {
         temp.persist(&target)
             .map_err(|e| e.error)
             .with_context(|| format!("cannot rename the finished output into place at {label}"))?;
-        unfinished().retain(|p| *p != path);
+        crate::cleanup::unfinished().retain(|p| *p != path);
         Ok(Some(paths::directory_of(&target)))
     }
 }
@@ -351,7 +332,7 @@ impl Finished {
 ///
 /// Each directory is synced after its renames so that they survive a power cut.
 pub fn commit_all(outputs: Vec<Finished>, stop: Option<&crate::signals::StopFlag>) -> Result<()> {
-    let mut committed_flag = crate::signals::exit_lock();
+    let mut committed_flag = crate::cleanup::exit_lock();
     if let Some(signal) = stop.and_then(crate::signals::StopFlag::signal) {
         return Err(crate::exit::Interrupted(signal).into());
     }

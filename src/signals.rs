@@ -8,11 +8,11 @@
 //! removes the temporary files itself, says so, and exits 128 + the signal. It never cuts
 //! a commit in half: renaming outputs into place holds `EXIT`, and once they are all
 //! committed a signal can no longer mean "nothing written", so the watchdog leaves the
-//! end of the run to the main thread.
+//! end of the run to the main thread. (Both live in `cleanup`.)
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,15 +21,6 @@ use signal_hook::iterator::Signals;
 
 /// How long the main thread has to end the run itself after the first signal.
 const GRACE: Duration = Duration::from_millis(500);
-
-/// Held while outputs are renamed into place, and by whoever ends the process after a
-/// signal; `true` once every output was committed.
-static EXIT: Mutex<bool> = Mutex::new(false);
-
-/// Locks `EXIT` (a panic elsewhere never keeps the process from ending).
-pub fn exit_lock() -> MutexGuard<'static, bool> {
-    EXIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Which signal asked us to stop, if any.
 #[derive(Clone)]
@@ -82,13 +73,13 @@ impl StopFlag {
 /// temporary file, prints the line the main thread would have, exits 128 + `signal`.
 /// Not while outputs are being committed; not at all once they were.
 fn exit_after(signal: i32) {
-    let committed = exit_lock();
+    let committed = crate::cleanup::exit_lock();
     if *committed {
         // The main thread ends the run, and says the signal came too late.
         drop(committed);
         return;
     }
-    crate::output::remove_unfinished();
+    crate::cleanup::remove_unfinished();
     let message = crate::exit::Interrupted(signal).to_string();
     let _ = writeln!(std::io::stderr(), "txguard: {message}");
     // The lock stays held: nothing may be committed any more.

@@ -32,7 +32,7 @@ pub fn run(args: &GenerateArgs) -> Result<i32> {
         args.seed,
     );
     if let Some(signal) = stop.signal() {
-        // The temporary file is registered: `exit::report` removes it.
+        // The temporary file is registered: `main` removes it (`cleanup`).
         return Err(Interrupted(signal).into());
     }
     // A reader of generate's output that went away (`| head`) wanted no more: exit 0.

@@ -11,23 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use super::paths::{self, Resolved};
-
-/// Another run holds the lock on this output.
-#[derive(Debug)]
-pub struct Locked {
-    pub lock_path: PathBuf,
-}
-
-impl std::fmt::Display for Locked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "another txguard run holds the lock {}; try again when it has finished",
-            paths::show(&self.lock_path)
-        )
-    }
-}
-impl std::error::Error for Locked {}
+use crate::exit::Locked;
 
 /// An exclusive lock on `TARGET.lock`, held until dropped (or the process dies).
 pub struct OutputLock {
@@ -78,7 +62,12 @@ impl OutputLock {
         }
         match file.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Locked { lock_path: shown }.into()),
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Locked {
+                    lock: paths::show(&shown),
+                }
+                .into());
+            }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", paths::show(&shown)));
             }
