@@ -100,6 +100,8 @@ pub struct RunConfig {
     pub batch_size: usize,
     /// Evaluate nothing: the parse-and-write floor of the benchmarks.
     pub floor: bool,
+    /// `--memory-limit`: bytes one evaluation may hold, unless the rules file says.
+    pub memory_limit: Option<usize>,
 }
 
 impl RunConfig {

@@ -24,6 +24,7 @@
 //! - `backoff`: the one retry policy for starting threads and processes.
 
 pub mod backoff;
+pub mod budget;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -6,6 +6,7 @@ mod workdir;
 mod check_generate;
 mod cron;
 mod fuzz;
+mod hostile;
 mod processes;
 mod rockets;
 mod rules_once;

@@ -58,6 +58,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let empty = RuleSet {
         columns: Default::default(),
         rules: Vec::new(),
+        memory_limit: None,
     };
     let rules = known.rules.clone();
     let summary = Summary::new(
@@ -95,7 +96,9 @@ fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
     // once; the same bytes are hashed, parsed and shipped to workers.
     let loaded = rules::load(&config.rules, config.timeout)?;
     known.facts.rules_sha256 = loaded.sha256.clone();
-    let rules = Arc::new(loaded.set);
+    let mut set = loaded.set;
+    set.or_memory_limit(config.memory_limit);
+    let rules = Arc::new(set);
     known.rules = Some(Arc::clone(&rules));
 
     let dest = Destination::of(config.output.as_deref());
@@ -133,6 +136,7 @@ fn execute(config: &RunConfig, known: &mut Known) -> Result<i32> {
             let setup = WorkerSetup {
                 rules_text: loaded.text,
                 default_timeout: config.timeout,
+                memory_limit: rules.memory_limit(),
                 columns,
                 seed: config.seed,
             };
