@@ -21,7 +21,9 @@
 //! - `pipeline`: reader thread → lanes → writer in input order, bounded window;
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
-//! - `backoff`: the one retry policy for starting threads and processes.
+//! - `backoff`: the one retry policy for starting threads and processes;
+//! - `budget`: the counting allocator behind each evaluation's memory budget, and the
+//!   hard memory limit of worker processes.
 
 pub mod backoff;
 pub mod budget;
