@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// that benchmarks compare against. Every result is written as `false`.
     #[arg(long, hide = true)]
     pub floor: bool,
+    /// Memory one evaluation may hold (`256MiB`, `1GiB`); the rules file's
+    /// `[defaults] memory_limit` wins [default: 256MiB].
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory_limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +108,14 @@ pub struct CheckArgs {
     /// Default time limit of one example evaluation.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Memory one evaluation may hold (`256MiB`, `1GiB`); the rules file's
+    /// `[defaults] memory_limit` wins [default: 256MiB].
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory_limit: Option<usize>,
+    /// Also check the rules against this input: its header (every variable a rule reads
+    /// must be a column) and its first rows (every rule evaluated, errors reported).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +207,7 @@ impl RunArgs {
             batch_size: self.batch_size as usize,
             max_record_size: self.max_record_size,
             floor: self.floor,
+            memory_limit: self.memory_limit,
         }
         .check()
     }

@@ -104,6 +104,8 @@ pub struct RunConfig {
     pub max_record_size: usize,
     /// Evaluate nothing: the parse-and-write floor of the benchmarks.
     pub floor: bool,
+    /// `--memory-limit`: bytes one evaluation may hold, unless the rules file says.
+    pub memory_limit: Option<usize>,
 }
 
 /// Where each output of a run goes, as the flags say (`RunConfig::outputs`).

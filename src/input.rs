@@ -11,9 +11,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::framer::{self, Chunk, Framer, Splitter};
-use crate::model::{BadRow, Columns};
+use std::sync::Arc;
+
+use crate::model::{BadRow, Columns, Row};
 use crate::rules::RuleSet;
-use crate::typing::{Schema, flaw_reason};
+use crate::typing::{Schema, Typer, flaw_reason};
 
 /// The input once its header is read: the framer, the chunk holding the header and the
 /// records after it, and the schema the header gives. The pipeline takes it apart.
@@ -102,6 +104,41 @@ impl InputReader {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Types the first `limit` rows, and the bad rows met on the way (`txguard check
+    /// --input`): what the run's lanes do, on a sample, in the calling thread.
+    pub fn first_rows(self, limit: usize) -> Result<(Vec<Row>, Vec<BadRow>)> {
+        let InputReader {
+            mut framer,
+            config,
+            first,
+            name,
+            schema,
+            ..
+        } = self;
+        let mut typer = Typer::new(Arc::new(schema), &config);
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        // The header is the first record of the first chunk.
+        let (mut chunk, mut skip) = (Some(first), 1);
+        while let Some(current) = chunk.take() {
+            let mut typed = Vec::new();
+            let wanted = limit - rows.len();
+            typer.type_records(
+                current.records().skip(skip).take(wanted),
+                &mut typed,
+                &mut bad,
+            );
+            rows.append(&mut typed);
+            if rows.len() >= limit {
+                break;
+            }
+            skip = 0;
+            chunk = framer
+                .next_chunk()
+                .with_context(|| format!("cannot read {name}"))?;
+        }
+        Ok((rows, bad))
     }
 }
 

@@ -26,9 +26,12 @@
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
-//! - `backoff`: the one retry policy for starting threads and processes.
+//! - `backoff`: the one retry policy for starting threads and processes;
+//! - `budget`: the counting allocator behind each evaluation's memory budget, and the
+//!   hard memory limit of worker processes.
 
 pub mod backoff;
+pub mod budget;
 pub mod cleanup;
 pub mod cli;
 pub mod cmd;

@@ -148,7 +148,73 @@ impl Kind {
     }
 }
 
+/// Longest `detail` of a result, in bytes: a longer message is cut (at a character
+/// boundary) to this size and ends with `…`. Results are read by people and by grep, and
+/// a rule may throw a map of a million entries: 1 KiB keeps the cause and bounds the file.
+pub const DETAIL_MAX_BYTES: usize = 1024;
+
+/// A `fmt::Write` that keeps a message on one line (every run of whitespace, newlines
+/// included, becomes one space; leading and trailing whitespace goes) and stops the
+/// formatting once `DETAIL_MAX_BYTES` are exceeded, so that displaying a huge or deeply
+/// nested value costs no more than the cap.
+struct OneLine {
+    text: String,
+    /// A space is owed before the next non-space character.
+    space: bool,
+    cut: bool,
+}
+
+impl std::fmt::Write for OneLine {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            if c.is_whitespace() {
+                self.space = !self.text.is_empty();
+                continue;
+            }
+            if self.space {
+                self.text.push(' ');
+                self.space = false;
+            }
+            self.text.push(c);
+            if self.text.len() > DETAIL_MAX_BYTES {
+                self.cut = true;
+                // Stops the formatting machinery: nothing more is rendered.
+                return Err(std::fmt::Error);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `message` as a result's detail: one line, at most `DETAIL_MAX_BYTES` bytes and then `…`.
+pub fn detail(message: impl std::fmt::Display) -> String {
+    use std::fmt::Write;
+    let mut out = OneLine {
+        text: String::new(),
+        space: false,
+        cut: false,
+    };
+    // An error here is either our own cut or a Display impl failing: keep what we have.
+    let _ = write!(out, "{message}");
+    let mut text = out.text;
+    if out.cut || text.len() > DETAIL_MAX_BYTES {
+        let mut end = DETAIL_MAX_BYTES.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.truncate(text.trim_end().len());
+        text.push('…');
+    }
+    text
+}
+
 impl Outcome {
+    /// An `Error` outcome whose message is cut to a detail's shape (see `detail`).
+    pub fn error(message: impl std::fmt::Display) -> Outcome {
+        Outcome::Error(detail(message))
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Outcome::True => Kind::True,
@@ -237,6 +303,27 @@ mod tests {
         s.clear();
         Outcome::Timeout(Duration::from_secs(3)).write_detail(&mut s);
         assert_eq!(s, "exceeded 3s");
+    }
+
+    #[test]
+    fn details_are_one_line_and_cut_at_the_cap_with_an_ellipsis() {
+        assert_eq!(detail("  a\n\r\n b\tc  "), "a b c");
+        assert_eq!(detail("short"), "short");
+        let long = "é".repeat(2000);
+        let cut = detail(&long);
+        assert!(cut.ends_with('…'));
+        assert!(
+            cut.len() <= DETAIL_MAX_BYTES + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.len() > DETAIL_MAX_BYTES - 2);
+        let exact = "x".repeat(DETAIL_MAX_BYTES);
+        assert_eq!(detail(&exact), exact, "exactly the cap is not cut");
+        assert_eq!(
+            Outcome::error(format_args!("{}", "y\n".repeat(5000))),
+            Outcome::Error(format!("{}…", "y ".repeat(512).trim_end()))
+        );
     }
 
     #[test]

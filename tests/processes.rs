@@ -15,10 +15,16 @@ const HANG: Duration = Duration::from_secs(120);
 
 /// Rules exercising everything that must agree between executors: coin flips, random
 /// draws, runtime errors, thrown errors, non-bool results, and a cooperative timeout.
+/// Results must not depend on the machine's load: every evaluation that finishes has a
+/// limit it never comes near (a minute; the hanging rule's half second is still 10^5
+/// times what its finishing rows take), and the one that must time out always loops.
 const MIXED_RULES: &str = r#"
 [columns]
 id = "int"
 amount = "float"
+
+[defaults]
+timeout = "60s"
 
 [[rule]]
 id = 1
@@ -47,10 +53,10 @@ when = 'if country == "US" { amount } else { true }'
 id = 5
 name = "hangs_now_and_then"
 when = '''
-if id % 97 == 0 { loop {} }
+if id % 300 == 0 { loop {} }
 amount > 9000.0
 '''
-timeout = "50ms"
+timeout = "500ms"
 
 [[rule]]
 id = 6
@@ -201,7 +207,7 @@ fn processes_give_byte_identical_results_to_threads_for_any_jobs() {
         "the rules give runtime errors"
     );
     assert!(
-        expected.contains(",timeout,exceeded 50ms"),
+        expected.contains(",timeout,exceeded 500ms"),
         "the rules give timeouts"
     );
     assert!(
@@ -237,10 +243,8 @@ fn processes_give_byte_identical_results_to_threads_for_any_jobs() {
         );
         let workers = &summary(&wd, &summary_file)["workers"];
         assert_eq!(workers["died"], 0, "{workers}");
-        assert!(
-            workers["started"].as_u64().unwrap() >= jobs.parse::<u64>().unwrap(),
-            "{workers}"
-        );
+        // Lanes start a worker when their first batch arrives: at least one did.
+        assert!(workers["started"].as_u64().unwrap() >= 1, "{workers}");
         assert!(run.stderr.contains("workers: "), "{}", run.stderr);
     }
 }
@@ -362,16 +366,19 @@ fn a_worker_killed_from_outside_mid_run_changes_nothing_in_the_results() {
     assert!(workers["started"].as_u64().unwrap() >= 4, "{workers}");
 }
 
-/// `MIXED_RULES` without its 50 ms rule, for a test about crashes, not deadlines. Any
-/// evaluation that ends past its limit is a `timeout`, in both executors: under a 50 ms
-/// limit, a plain `amount > 9000.0` whose thread or worker is descheduled for 50 ms (a
-/// loaded machine, the rockets tests running beside) becomes a `timeout` in one run and
-/// stays `false` in the other, and the results differ by more than the crash.
+/// `MIXED_RULES` without its looping rule's loop and short limit, for a test about
+/// crashes, not deadlines. Any evaluation that ends past its limit is a `timeout`, in both
+/// executors: under a short limit, a plain `amount > 9000.0` whose thread or worker is
+/// descheduled that long (a loaded machine) becomes a `timeout` in one run and stays
+/// `false` in the other, and the results would differ by more than the crash.
 fn mixed_rules_far_from_their_deadlines() -> String {
     let rules = MIXED_RULES
-        .replace("if id % 97 == 0 { loop {} }\n", "")
-        .replace("timeout = \"50ms\"\n", "");
-    assert!(!rules.contains("loop") && !rules.contains("timeout"));
+        .replace("if id % 300 == 0 { loop {} }\n", "")
+        .replace("timeout = \"500ms\"\n", "");
+    assert!(
+        !rules.contains("loop {}") && !rules.contains("ms\""),
+        "{rules}"
+    );
     rules
 }
 
@@ -508,7 +515,7 @@ fn expect_worker_fault_fails_clearly(fault: &str, message: &str) {
 fn a_protocol_mismatch_is_a_clear_error_not_a_hang() {
     expect_worker_fault_fails_clearly(
         "protocol",
-        "protocol version mismatch: the supervisor speaks version 1, this worker speaks version 2",
+        "protocol version mismatch: the supervisor speaks version 2, this worker speaks version 3",
     );
 }
 

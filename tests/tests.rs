@@ -7,6 +7,7 @@ mod check_generate;
 mod cron;
 mod files;
 mod fuzz;
+mod hostile;
 mod processes;
 mod rockets;
 mod rules_once;

@@ -1,28 +1,99 @@
-//! `txguard check RULES`: compile every rule, run every `[[rule.example]]`, and report
-//! every problem at once (exit 1), or a one-line all-clear (exit 0).
+//! `txguard check RULES [--input FILE]`: compile every rule, run every
+//! `[[rule.example]]`, and report every problem of the file at once (exit 1), or a
+//! one-line all-clear (exit 0).
+//!
+//! One pass finds everything: the file's own errors (duplicate ids, bad timeouts) do not
+//! stop the rules from being compiled, and a rule that does not compile does not stop the
+//! others' examples from running. Examples run under the rules' limits (time, memory) on
+//! a thread with the lanes' stack, so a hostile example ends as its `timeout` or `error`.
+//!
+//! Without an input, a variable that is neither declared nor defined by its rule is taken
+//! for a string column. With `--input`, the input's header decides: every variable must
+//! be a column, and every rule is evaluated on the first `SAMPLE_ROWS` rows, any `error`
+//! or `timeout` reported by rule.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rhai::Dynamic;
 
 use crate::cli::CheckArgs;
+use crate::exec::LANE_STACK_BYTES;
 use crate::exit;
-use crate::model::{ColumnType, Columns, Outcome, Row};
-use crate::rules::{self, Evaluator, Example, RuleSet, RulesError, RulesErrors, random_key_hash};
+use crate::input::InputReader;
+use crate::model::{BadRow, ColumnType, Columns, Kind, Outcome, Row};
+use crate::rules::{
+    self, Evaluator, Example, Rule, RuleSet, RulesError, RulesErrors, engine, random_key_hash,
+};
+
+/// Rows of `--input` every rule is evaluated on.
+const SAMPLE_ROWS: usize = 100;
 
 pub fn run(args: &CheckArgs) -> Result<i32> {
-    let set = rules::load(&args.rules, args.timeout)?.set;
-    let columns = columns_of(&set);
-    let mut evaluator =
-        Evaluator::new(&set, &columns, args.seed).map_err(|errors| RulesErrors {
-            path: args.rules.clone(),
-            errors,
-        })?;
+    // Evaluations need the lanes' stack (see `LANE_STACK_BYTES`), not the main thread's.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("check".into())
+            .stack_size(LANE_STACK_BYTES)
+            .spawn_scoped(scope, || check(args))
+            .context("cannot start the check thread")?
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the check thread panicked")))
+    })
+}
 
-    let mut problems = Vec::new();
+fn check(args: &CheckArgs) -> Result<i32> {
+    let text = rules::read_text(&args.rules)?;
+    let fail = |errors: Vec<RulesError>| RulesErrors {
+        path: args.rules.clone(),
+        errors,
+    };
+    let (set, mut problems) = rules::file::parse_lenient(&text, args.timeout);
+    let Some(mut set) = set else {
+        return Err(fail(problems).into());
+    };
+    set.or_memory_limit(args.memory_limit);
+    let mut syntax_ok = Vec::with_capacity(set.rules.len());
+    for rule in &set.rules {
+        let errors = engine::check_syntax(&only(&set, rule));
+        syntax_ok.push(errors.is_empty());
+        problems.extend(errors);
+    }
+
+    let input = match &args.input {
+        Some(path) => Some(InputReader::open(
+            path,
+            &set,
+            crate::framer::Config::default(),
+            true,
+        )?),
+        None => None,
+    };
+    let columns = match &input {
+        Some(input) => input.columns().clone(),
+        None => columns_of(&set, &syntax_ok),
+    };
+    // One evaluator per rule that compiles, so that one rule's error hides no other's.
+    let mut evaluators: Vec<Option<Evaluator>> = Vec::with_capacity(set.rules.len());
+    for (rule, ok) in set.rules.iter().zip(&syntax_ok) {
+        evaluators.push(if *ok {
+            match Evaluator::new(&only(&set, rule), &columns, args.seed) {
+                Ok(evaluator) => Some(evaluator),
+                Err(errors) => {
+                    problems.extend(errors);
+                    None
+                }
+            }
+        } else {
+            None
+        });
+    }
+
     let mut examples = 0;
-    for (index, rule) in set.rules.iter().enumerate() {
+    for (rule, evaluator) in set.rules.iter().zip(&mut evaluators) {
         for (n, example) in rule.examples.iter().enumerate() {
             examples += 1;
+            let Some(evaluator) = evaluator.as_mut() else {
+                continue;
+            };
             let problem = |message: String| RulesError {
                 line: Some(example.line),
                 rule: Some(rule.label()),
@@ -36,7 +107,7 @@ pub fn run(args: &CheckArgs) -> Result<i32> {
                     continue;
                 }
             };
-            let got = evaluator.evaluate(index, &row, random_key_hash(&row.id));
+            let got = evaluator.evaluate(0, &row, random_key_hash(&row.id));
             if got.kind() != example.expect {
                 problems.push(problem(format!(
                     "expected {}, got {}",
@@ -46,25 +117,88 @@ pub fn run(args: &CheckArgs) -> Result<i32> {
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(RulesErrors {
-            path: args.rules.clone(),
-            errors: problems,
-        }
-        .into());
+    let mut sampled = 0;
+    let sample_of = input.as_ref().map(|input| input.name().to_string());
+    if let (Some(input), Some(name)) = (input, &sample_of) {
+        let (rows, bad) = input.first_rows(SAMPLE_ROWS)?;
+        sampled = sample_input(name, &rows, &bad, &set, &mut evaluators, &mut problems);
     }
+    if !problems.is_empty() {
+        // In file order: a file's problems read top to bottom.
+        problems.sort_by_key(|p| p.line.unwrap_or(0));
+        return Err(fail(problems).into());
+    }
+    let sample = match &sample_of {
+        Some(name) => format!("; {sampled} rows of {name} evaluate"),
+        None => String::new(),
+    };
     exit::say(&format!(
-        "{}: {} rules compile; {examples} examples pass",
+        "{}: {} rules compile; {examples} examples pass{sample}",
         crate::output::paths::show(&args.rules),
         set.rules.len()
     ));
     Ok(exit::SUCCESS)
 }
 
+/// A rule set of `rule` alone (with the file's columns and limits).
+fn only(set: &RuleSet, rule: &Rule) -> RuleSet {
+    RuleSet {
+        columns: set.columns.clone(),
+        rules: vec![rule.clone()],
+        memory_limit: set.memory_limit,
+    }
+}
+
+/// Evaluates every compiled rule on the first `SAMPLE_ROWS` rows of the input; each rule
+/// that gives `error` or `timeout` is one problem (how many, and the first). A bad row is
+/// a problem too. Returns the rows evaluated.
+fn sample_input(
+    name: &str,
+    rows: &[Row],
+    bad: &[BadRow],
+    set: &RuleSet,
+    evaluators: &mut [Option<Evaluator>],
+    problems: &mut Vec<RulesError>,
+) -> usize {
+    for bad in bad {
+        problems.push(RulesError::file(format!(
+            "{name}:{}: {}",
+            bad.line, bad.reason
+        )));
+    }
+    for (rule, evaluator) in set.rules.iter().zip(evaluators) {
+        let Some(evaluator) = evaluator.as_mut() else {
+            continue;
+        };
+        let mut failed = 0;
+        let mut first = None;
+        for row in rows {
+            let got = evaluator.evaluate(0, row, random_key_hash(&row.id));
+            if matches!(got.kind(), Kind::Error | Kind::Timeout) {
+                failed += 1;
+                first.get_or_insert_with(|| format!("id {}: {}", row.id, describe(&got)));
+            }
+        }
+        if let Some(first) = first {
+            problems.push(RulesError {
+                line: Some(rule.line),
+                rule: Some(rule.label()),
+                message: format!(
+                    "{failed} of the first {} rows of {name} give error or timeout (first: {first})",
+                    rows.len(),
+                ),
+                undefined_variable: None,
+            });
+        }
+    }
+    rows.len()
+}
+
 /// The columns the rules may read without an input at hand: the declared ones, those the
 /// examples name, and any other variable the rules read (it must then be a string column
-/// of the input; `run` checks that against the real header).
-fn columns_of(set: &RuleSet) -> Columns {
+/// of the input; `run` checks that against the real header). Only rules whose syntax is
+/// right (`syntax_ok`) are looked at.
+fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
     let mut columns = Columns {
         names: Vec::new(),
         types: Vec::new(),
@@ -94,24 +228,38 @@ fn columns_of(set: &RuleSet) -> Columns {
             }
         }
     }
-    // Compile until no variable is unknown, adding each unknown one as a string column.
+    let compiled = RuleSet {
+        columns: set.columns.clone(),
+        rules: set
+            .rules
+            .iter()
+            .zip(syntax_ok)
+            .filter(|(_, ok)| **ok)
+            .map(|(rule, _)| rule.clone())
+            .collect(),
+        memory_limit: set.memory_limit,
+    };
+    // Compile until no new variable is unknown, adding each unknown one as a string
+    // column. Rhai reports one unknown variable per rule and compile, and several rules
+    // may report the same one: only a round that adds nothing ends the search (each round
+    // adds at least one column, and the rules name finitely many).
     loop {
-        let Err(errors) = Evaluator::new(set, &columns, 0) else {
+        let Err(errors) = Evaluator::new(&compiled, &columns, 0) else {
             return columns;
         };
-        let unknown: Vec<String> = errors
+        let mut added = false;
+        for name in errors
             .iter()
-            .filter_map(|e| e.undefined_variable.clone())
-            .collect();
-        if unknown.is_empty() {
-            return columns;
-        }
-        for name in unknown {
-            if columns.index(&name).is_some() {
-                return columns;
+            .filter_map(|e| e.undefined_variable.as_deref())
+        {
+            if columns.index(name).is_none() {
+                columns.names.push(name.to_string());
+                columns.types.push(ColumnType::String);
+                added = true;
             }
-            columns.names.push(name);
-            columns.types.push(ColumnType::String);
+        }
+        if !added {
+            return columns;
         }
     }
 }

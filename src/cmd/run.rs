@@ -85,6 +85,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let empty = RuleSet {
         columns: Default::default(),
         rules: Vec::new(),
+        memory_limit: None,
     };
     let rules = known.rules.clone();
     let summary = Summary::new(
@@ -212,7 +213,9 @@ fn execute(
     // once; the same bytes are hashed, parsed and shipped to workers.
     let loaded = load_rules(&config.rules, config.timeout, stop)?;
     known.facts.rules_sha256 = loaded.sha256.clone();
-    let rules = Arc::new(loaded.set);
+    let mut set = loaded.set;
+    set.or_memory_limit(config.memory_limit);
+    let rules = Arc::new(set);
     known.rules = Some(Arc::clone(&rules));
 
     let framing = framer::Config::default().with_max_record(config.max_record_size);
@@ -249,6 +252,7 @@ fn execute(
             let setup = WorkerSetup {
                 rules_text: loaded.text,
                 default_timeout: config.timeout,
+                memory_limit: rules.memory_limit(),
                 columns,
                 seed: config.seed,
             };

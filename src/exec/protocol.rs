@@ -22,21 +22,29 @@ use std::time::Duration;
 
 use rhai::Dynamic;
 
-use crate::model::{ColumnType, Columns, Outcome, Row};
+use crate::model::{ColumnType, Columns, DETAIL_MAX_BYTES, Outcome, Row};
 
 use frame::{Cursor, put_duration, put_str, put_u32, put_u64};
 pub use frame::{FrameError, ProtocolError, begin_frame, end_frame, read_frame};
 
 /// The protocol version; bump it with any change to a frame's layout.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Opens `Setup` and `Ready`: a worker that is not a txguard worker is told apart at once.
 pub const MAGIC: [u8; 4] = *b"TXGW";
 
-/// Largest frame the supervisor sends (a batch of rows; `--batch-size` is at most 10^6).
-pub const MAX_TO_WORKER: usize = 1 << 30;
-/// Largest frame a worker sends (outcome chunks are ~16 KiB; one error message may be
-/// as long as the longest Rhai string, 1 MiB).
-pub const MAX_FROM_WORKER: usize = 64 << 20;
+/// Largest frame the supervisor sends. A batch request is split by the supervisor until
+/// its frame fits (`supervisor`), so this bounds what a worker holds, whatever the batch
+/// size; it must hold one row of the largest record the input allows (64 MiB, `framer`),
+/// plus its encoding's few bytes per field — a row that still does not fit is an `error`.
+/// Workers' hard memory limit makes room for it (`budget::WORKER_HEADROOM`).
+pub const MAX_TO_WORKER: usize = 80 << 20;
+/// Largest frame a worker sends. Its frames are bounded by construction: an `Outcomes`
+/// frame closes once past `OUTCOMES_CHUNK`, and one outcome is at most a capped detail
+/// (`model::DETAIL_MAX_BYTES`, re-capped by `put_outcome`); a `Fatal` message is cut at
+/// `FATAL_MAX_BYTES`. No rule output can make a frame reach this.
+pub const MAX_FROM_WORKER: usize = 1 << 20;
+/// Longest message of a `Fatal` frame.
+pub const FATAL_MAX_BYTES: usize = 64 << 10;
 /// A worker closes an `Outcomes` frame once its payload passes this size.
 pub const OUTCOMES_CHUNK: usize = 16 << 10;
 
@@ -67,6 +75,8 @@ pub struct Setup {
     /// The rules file's text, parsed by the worker as the supervisor parsed it.
     pub rules_text: String,
     pub default_timeout: Duration,
+    /// Bytes one evaluation may hold: the supervisor's resolved limit (flag or file).
+    pub memory_limit: u64,
     pub columns: Columns,
     pub seed: u64,
 }
@@ -77,6 +87,7 @@ pub fn encode_setup(out: &mut Vec<u8>, setup: &Setup) {
     put_u32(out, VERSION);
     put_str(out, &setup.rules_text);
     put_duration(out, setup.default_timeout);
+    put_u64(out, setup.memory_limit);
     put_u64(out, setup.seed);
     put_u32(out, setup.columns.names.len() as u32);
     for (name, kind) in setup.columns.names.iter().zip(&setup.columns.types) {
@@ -103,6 +114,7 @@ pub fn decode_setup(payload: &[u8]) -> Result<Setup, ProtocolError> {
     }
     let rules_text = c.str("rules text")?.to_string();
     let default_timeout = c.duration("default timeout")?;
+    let memory_limit = c.u64("memory limit")?;
     let seed = c.u64("seed")?;
     let n = c.count("columns", 5)?;
     let mut columns = Columns {
@@ -128,6 +140,7 @@ pub fn decode_setup(payload: &[u8]) -> Result<Setup, ProtocolError> {
     Ok(Setup {
         rules_text,
         default_timeout,
+        memory_limit,
         columns,
         seed,
     })
@@ -318,7 +331,11 @@ pub fn encode_ready(out: &mut Vec<u8>, rules: u32, pid: u32) {
 
 pub fn encode_fatal(out: &mut Vec<u8>, message: &str) {
     let at = begin_frame(out, KIND_FATAL);
-    put_str(out, message);
+    let mut end = message.len().min(FATAL_MAX_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    put_str(out, &message[..end]);
     end_frame(out, at);
 }
 
@@ -378,7 +395,13 @@ fn put_outcome(out: &mut Vec<u8>, outcome: &Outcome) {
         Outcome::False => out.push(OUTCOME_FALSE),
         Outcome::Error(message) => {
             out.push(OUTCOME_ERROR);
-            put_str(out, message);
+            // Evaluations already cap their details; this keeps the frame bound true
+            // whatever builds an outcome.
+            if message.len() > DETAIL_MAX_BYTES + '…'.len_utf8() {
+                put_str(out, &crate::model::detail(message));
+            } else {
+                put_str(out, message);
+            }
         }
         Outcome::Timeout(limit) => {
             out.push(OUTCOME_TIMEOUT);

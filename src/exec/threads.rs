@@ -72,6 +72,11 @@ impl Executor for FloorExecutor {
 
     /// Nothing runs long enough to stop.
     fn shutdown(&self) {}
+
+    /// Nothing is evaluated, so nothing recurses.
+    fn lane_stack_bytes(&self) -> usize {
+        super::SUPERVISOR_STACK_BYTES
+    }
 }
 
 struct FloorLane {

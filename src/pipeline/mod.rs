@@ -113,6 +113,8 @@ pub fn run(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .thread_name(|i| format!("lane-{i}"))
+        // Rhai recurses natively over nested values: see `exec::LANE_STACK_BYTES`.
+        .stack_size(executor.lane_stack_bytes())
         .build()
         .context("cannot start the thread pool")?;
     {

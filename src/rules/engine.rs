@@ -5,7 +5,11 @@
 //! Sandbox: no `eval`, no modules (`no_module`: `import` does not parse), `print`/`debug`
 //! go nowhere (stdout may be the data stream), Rhai's blocking `sleep` is replaced by the
 //! contract's `sleep_ms`, and strings, arrays, maps, call depth and operations are bounded.
-//! Deadlines are cooperative: `on_progress` looks at the clock every 1024 operations.
+//! Deadlines are cooperative: `on_progress` looks at the clock every 1024 operations, and
+//! `sleep_ms` looks at it when it returns. Memory is bounded per evaluation by
+//! `crate::budget`: `on_progress` asks, on every operation, whether the evaluation holds
+//! more than its budget. Every limit is listed (and justified) in `Limits` below and in the
+//! README's sandbox section.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,10 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
-use rhai::{AST, Dynamic, Engine, EvalAltResult, ParseErrorType, Scope};
+use rhai::{
+    AST, Array, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, ParseErrorType, Position,
+    Scope,
+};
 
 use super::random;
 use super::{RuleSet, RulesError};
+use crate::budget;
 use crate::model::{ColumnType, Columns, Outcome, Row};
 
 /// How many operations pass between two looks at the clock. A power of two: the check is a
@@ -30,6 +38,22 @@ const BACKSTOP_OPS_PER_SECOND: u64 = 1_000_000_000;
 
 const TERMINATED_BY_DEADLINE: &str = "deadline";
 const TERMINATED_BY_CANCEL: &str = "cancelled";
+const TERMINATED_BY_MEMORY: &str = "memory";
+
+/// The sandbox's size limits (the README's sandbox section lists them; change both).
+pub mod limits {
+    /// Longest string, in bytes. Rhai checks it where strings are built.
+    pub const STRING_BYTES: usize = 1 << 20;
+    /// Most elements of an array, counting the elements of nested arrays: so also the
+    /// deepest nesting of arrays (`a = [a]` 20,000 times is 20,000 elements).
+    pub const ARRAY_ELEMENTS: usize = 10_000;
+    /// Most entries of a map, counting those of nested maps (so also its deepest nesting).
+    pub const MAP_ENTRIES: usize = 1_000;
+    /// Deepest call chain of script functions (`fn f(n) { f(n - 1) }`).
+    pub const CALL_LEVELS: usize = 64;
+    /// Deepest expression nesting of a script, and of a function body, when compiled.
+    pub const EXPR_DEPTH: (usize, usize) = (64, 32);
+}
 
 /// Set once when a run is being abandoned (a signal): every evaluator built with it stops
 /// its running script at the next clock check instead of running to its deadline. The
@@ -52,13 +76,17 @@ impl Cancel {
 #[derive(Clone, Copy)]
 struct Current {
     deadline: Option<Instant>,
+    /// `sleep_ms` past the deadline sleeps only until it (see `Options`).
+    cut_sleep: bool,
     /// Random stream of (seed, transaction, rule), and how many draws it has given.
     key: u64,
     draws: u64,
 }
 
 thread_local! {
-    static CURRENT: Cell<Current> = const { Cell::new(Current { deadline: None, key: 0, draws: 0 }) };
+    static CURRENT: Cell<Current> = const {
+        Cell::new(Current { deadline: None, cut_sleep: true, key: 0, draws: 0 })
+    };
 }
 
 fn next_draw() -> u64 {
@@ -71,6 +99,119 @@ fn next_draw() -> u64 {
     })
 }
 
+/// How an evaluator's evaluations behave, where the executors differ.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Stops running scripts at their next check once set (`Executor::shutdown`).
+    pub cancel: Cancel,
+    /// A `sleep_ms` that would end past the evaluation's deadline sleeps only until the
+    /// deadline. True where nothing else can stop a sleeping evaluation (a thread lane,
+    /// `txguard check`); false in a worker process, where `sleep_ms` models a blocked
+    /// outside call that only the supervisor's kill can stop (the result is the same:
+    /// `timeout`).
+    pub cut_sleep: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            cancel: Cancel::default(),
+            cut_sleep: true,
+        }
+    }
+}
+
+fn terminated(token: &str) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(token.into(), Position::NONE).into()
+}
+
+/// `sleep_ms(n)`: blocks n milliseconds (a slow outside call), or only until the deadline
+/// where sleeps are cut; returning past the deadline ends the evaluation as a timeout at
+/// once, so a loop of short sleeps overruns its limit by at most one sleep.
+fn sleep_ms(ms: i64) -> Result<(), Box<EvalAltResult>> {
+    let current = CURRENT.with(Cell::get);
+    if ms > 0 {
+        let mut nap = Duration::from_millis(ms as u64);
+        if let (true, Some(deadline)) = (current.cut_sleep, current.deadline) {
+            nap = nap.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        std::thread::sleep(nap);
+    }
+    match current.deadline {
+        Some(deadline) if Instant::now() >= deadline => Err(terminated(TERMINATED_BY_DEADLINE)),
+        _ => Ok(()),
+    }
+}
+
+/// `array.sort(comparer)` / `sort_by`, replacing Rhai's, which discards an error raised by
+/// the comparer (`.ok()`, then an arbitrary order) and so turned `a.sort(|x, y| 1 / 0)` into
+/// a `true` result. The first error stops the comparisons and is the call's error. A
+/// comparer returning something other than an integer or a bool is an error too.
+fn sort_by(
+    ctx: NativeCallContext,
+    array: &mut Array,
+    comparer: FnPtr,
+) -> Result<(), Box<EvalAltResult>> {
+    use std::cmp::Ordering;
+    if array.len() <= 1 {
+        return Ok(());
+    }
+    let mut failed: Option<Box<EvalAltResult>> = None;
+    // `slice::sort_by` may panic when the comparer is not a total order.
+    let sorted = catch_unwind(AssertUnwindSafe(|| {
+        array.sort_by(|x, y| {
+            if failed.is_some() {
+                return Ordering::Equal;
+            }
+            let verdict = comparer
+                .call_raw(&ctx, None, [x.clone(), y.clone()])
+                .and_then(|v| match (v.as_int(), v.as_bool()) {
+                    (Ok(n), _) => Ok(n.cmp(&0)),
+                    (_, Ok(before)) => Ok(if before {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }),
+                    _ => Err(format!(
+                        "the sort comparer returned {}, not an integer or a bool",
+                        v.type_name()
+                    )
+                    .into()),
+                });
+            verdict.unwrap_or_else(|e| {
+                failed = Some(e);
+                Ordering::Equal
+            })
+        });
+    }));
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    sorted.map_err(|_| "the sort comparer is not a consistent order".into())
+}
+
+/// `array.dedup(comparer)`, replacing Rhai's, which takes a comparer's error for `false`.
+fn dedup_by(
+    ctx: NativeCallContext,
+    array: &mut Array,
+    comparer: FnPtr,
+) -> Result<(), Box<EvalAltResult>> {
+    let mut failed: Option<Box<EvalAltResult>> = None;
+    array.dedup_by(|x, y| {
+        if failed.is_some() {
+            return false;
+        }
+        match comparer.call_raw(&ctx, None, [y.clone(), x.clone()]) {
+            Ok(v) => v.as_bool().unwrap_or(false),
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    });
+    failed.map_or(Ok(()), Err)
+}
+
 /// Builds the sandboxed engine. `strict` makes a variable that is not in the compile
 /// scope (the input's columns) a compile error; without it only syntax is checked.
 fn build_engine(strict: bool, max_timeout: Duration, cancel: Cancel) -> Engine {
@@ -79,18 +220,28 @@ fn build_engine(strict: bool, max_timeout: Duration, cancel: Cancel) -> Engine {
     engine.on_print(|_| {});
     engine.on_debug(|_, _, _| {});
     engine.disable_symbol("eval");
+    // Values hidden in function pointers escape Rhai's size limits, and so can nest without
+    // bound (each level a native recursion when dropped or cloned): no `curry`, and no
+    // capturing closures (the `no_closure` feature, in Cargo.toml). Arrays and maps nest
+    // only as deep as their size limits allow (`limits`), which the lane stack covers.
+    engine.disable_symbol("curry");
     engine.set_strict_variables(strict);
     engine.set_fail_on_invalid_map_property(true);
-    engine.set_max_string_size(1 << 20);
-    engine.set_max_array_size(100_000);
-    engine.set_max_map_size(100_000);
-    engine.set_max_call_levels(64);
-    engine.set_max_expr_depths(64, 32);
+    engine.set_max_string_size(limits::STRING_BYTES);
+    engine.set_max_array_size(limits::ARRAY_ELEMENTS);
+    engine.set_max_map_size(limits::MAP_ENTRIES);
+    engine.set_max_call_levels(limits::CALL_LEVELS);
+    engine.set_max_expr_depths(limits::EXPR_DEPTH.0, limits::EXPR_DEPTH.1);
     engine.set_max_variables(10_000);
     engine.set_max_functions(1_000);
     let seconds = max_timeout.as_secs_f64().ceil().max(1.0) as u64;
     engine.set_max_operations(seconds.saturating_mul(BACKSTOP_OPS_PER_SECOND));
     engine.on_progress(move |ops| {
+        // On every operation: one operation can allocate about as much as the script
+        // already holds, so the budget must be looked at before the next one.
+        if budget::exceeded() {
+            return Some(TERMINATED_BY_MEMORY.into());
+        }
         if ops % CLOCK_EVERY != 0 {
             return None;
         }
@@ -105,12 +256,10 @@ fn build_engine(strict: bool, max_timeout: Duration, cancel: Cancel) -> Engine {
     });
     engine.register_fn("coin_flip", || next_draw() >> 63 == 1);
     engine.register_fn("random", || random::unit(next_draw()));
-    engine.register_fn("sleep_ms", |ms: i64| {
-        // Models a slow outside call: it blocks and does not look at the deadline.
-        if ms > 0 {
-            std::thread::sleep(Duration::from_millis(ms as u64));
-        }
-    });
+    engine.register_fn("sleep_ms", sleep_ms);
+    engine.register_fn("sort", sort_by);
+    engine.register_fn("sort_by", sort_by);
+    engine.register_fn("dedup", dedup_by);
     // Registered functions shadow the standard package's: Rhai's own `sleep` is gone.
     let no_sleep = || -> Result<(), Box<EvalAltResult>> {
         Err("sleep() is not available to rules; use sleep_ms(milliseconds)".into())
@@ -141,15 +290,37 @@ fn compile_error(
     columns: Option<&Columns>,
 ) -> RulesError {
     let pos = err.position();
+    // A variable the rule defines (`let b`) but reads where it is not visible: inside an
+    // anonymous function, which cannot capture (the engine is built without closures, see
+    // `build_engine`). Not a column to infer, and the message says why.
+    let captured = |name: &str| {
+        let words: Vec<&str> = identifiers(&rule.script).collect();
+        words
+            .windows(2)
+            .any(|w| matches!(w[0], "let" | "const") && w[1] == name)
+    };
     let undefined_variable = match err.err_type() {
-        ParseErrorType::VariableUndefined(name) => Some(name.clone()),
+        ParseErrorType::VariableUndefined(name) if !captured(name) => Some(name.clone()),
         _ => None,
     };
+    let at_curry = pos
+        .line()
+        .and_then(|l| rule.script.lines().nth(l - 1))
+        .zip(pos.position())
+        .and_then(|(line, col)| line.get(col.saturating_sub(1)..))
+        .is_some_and(|rest| rest.starts_with("curry"));
     let message = match (err.err_type(), columns) {
+        (ParseErrorType::VariableUndefined(name), _) if captured(name) => format!(
+            "variable {name:?} is not visible here: anonymous functions cannot capture \
+             variables in rules (pass it as a parameter)"
+        ),
         (ParseErrorType::VariableUndefined(name), Some(columns)) => format!(
             "variable {name:?} is neither a column of the input nor defined by the rule (columns: {})",
             columns.names.join(", ")
         ),
+        _ if at_curry => {
+            "`curry` is not available to rules (a function pointer cannot carry values)".into()
+        }
         (kind, _) => kind.to_string(),
     };
     let at = match (pos.line(), pos.position()) {
@@ -187,6 +358,9 @@ pub struct Evaluator {
     engine: Engine,
     rules: Vec<CompiledRule>,
     seed: u64,
+    /// Bytes one evaluation may hold (`RuleSet::memory_limit`).
+    memory_limit: usize,
+    cut_sleep: bool,
 }
 
 impl Evaluator {
@@ -203,7 +377,21 @@ impl Evaluator {
         seed: u64,
         cancel: Cancel,
     ) -> Result<Evaluator, Vec<RulesError>> {
-        let engine = build_engine(true, set.max_timeout(), cancel);
+        let options = Options {
+            cancel,
+            ..Options::default()
+        };
+        Evaluator::with_options(set, columns, seed, options)
+    }
+
+    /// `new`, with the executor's `Options`.
+    pub fn with_options(
+        set: &RuleSet,
+        columns: &Columns,
+        seed: u64,
+        options: Options,
+    ) -> Result<Evaluator, Vec<RulesError>> {
+        let engine = build_engine(true, set.max_timeout(), options.cancel);
         let mut all_columns = Scope::new();
         for (name, kind) in columns.names.iter().zip(&columns.types) {
             all_columns.push_dynamic(name.as_str(), placeholder(*kind));
@@ -246,6 +434,8 @@ impl Evaluator {
                 engine,
                 rules,
                 seed,
+                memory_limit: set.memory_limit(),
+                cut_sleep: options.cut_sleep,
             })
         } else {
             Err(errors)
@@ -279,20 +469,32 @@ impl Evaluator {
         CURRENT.with(|c| {
             c.set(Current {
                 deadline: Some(deadline),
+                cut_sleep: self.cut_sleep,
                 key: random::key(self.seed, id_hash, rule.id),
                 draws: 0,
             })
         });
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            engine.eval_ast_with_scope::<Dynamic>(&mut rule.scope, &rule.ast)
-        }));
+        let memory_limit = self.memory_limit;
+        let result = {
+            // Ends with the evaluation, also when it panics; the value it returns is
+            // still counted, so an evaluation that ends holding too much is caught below.
+            let _budget = budget::scoped(memory_limit);
+            catch_unwind(AssertUnwindSafe(|| {
+                let value = engine.eval_ast_with_scope::<Dynamic>(&mut rule.scope, &rule.ast);
+                if budget::exceeded() {
+                    return Err(terminated(TERMINATED_BY_MEMORY));
+                }
+                value
+            }))
+        };
         rule.scope.rewind(rule.bindings.len());
         let outcome = match result {
             Ok(Ok(value)) => match value.as_bool() {
                 Ok(true) => Outcome::True,
                 Ok(false) => Outcome::False,
+                // `detail` stops formatting a huge value at the cap.
                 Err(type_name) => {
-                    Outcome::Error(format!("returned {type_name} ({value}), not a bool"))
+                    Outcome::error(format_args!("returned {type_name} ({value}), not a bool"))
                 }
             },
             Ok(Err(err)) => match innermost(&err) {
@@ -301,14 +503,20 @@ impl Evaluator {
                 {
                     Outcome::Timeout(rule.timeout)
                 }
-                EvalAltResult::ErrorTooManyOperations(_) => {
-                    Outcome::Error("stopped by the operations backstop".to_string())
+                EvalAltResult::ErrorTerminated(token, _)
+                    if token.to_string() == TERMINATED_BY_MEMORY =>
+                {
+                    Outcome::Error(budget::exceeded_message(memory_limit))
                 }
-                _ => Outcome::Error(one_line(&err.to_string())),
+                EvalAltResult::ErrorTooManyOperations(_) => {
+                    Outcome::error("stopped by the operations backstop")
+                }
+                _ => Outcome::error(&err),
             },
-            Err(panic) => {
-                Outcome::Error(format!("evaluation panicked: {}", panic_message(&*panic)))
-            }
+            Err(panic) => Outcome::error(format_args!(
+                "evaluation panicked: {}",
+                panic_message(&*panic)
+            )),
         };
         // A script that blocked outside the interpreter (sleep_ms) cannot be stopped by the
         // clock check; it still passed its deadline, and says so, as the process executor's
@@ -336,11 +544,6 @@ fn innermost(err: &EvalAltResult) -> &EvalAltResult {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => innermost(inner),
         other => other,
     }
-}
-
-/// Results are CSV rows read by people and by grep: one line per message.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -535,5 +738,127 @@ mod tests {
             Outcome::Timeout(Duration::from_millis(200))
         );
         assert_eq!(one("sleep_ms(1); true", &row(1, 1.0, "FR")), Outcome::True);
+    }
+
+    #[test]
+    fn an_evaluation_past_its_memory_budget_is_an_error_and_the_next_one_is_fine() {
+        let script = "if amount > 1.0 { let s = \"x\"; s.pad(100000, \"x\"); let m = #{}; \
+                      for i in 0..1000 { m[\"k\" + i] = s + i; } } true";
+        let mut set = file::parse(
+            &format!("[[rule]]\nid = 1\nname = \"r\"\nwhen = '''{script}'''\n"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        set.memory_limit = Some(8 << 20);
+        let mut ev = Evaluator::new(&set, &columns(), 0).unwrap();
+        assert_eq!(
+            ev.evaluate(0, &row(1, 5.0, "FR"), 0),
+            Outcome::Error("memory limit exceeded (8 MiB)".into())
+        );
+        assert_eq!(ev.evaluate(0, &row(2, 0.5, "FR"), 0), Outcome::True);
+    }
+
+    #[test]
+    fn an_error_inside_a_sort_or_dedup_callback_is_the_evaluations_error() {
+        let r = row(1, 1.0, "FR");
+        for script in [
+            "let a = [3, 1, 2]; a.sort(|x, y| 1 / 0); true",
+            "let a = [3, 1, 2]; a.sort_by(|x, y| 1 / 0); true",
+            "let a = [1, 1, 2]; a.dedup(|x, y| 1 / 0); true",
+        ] {
+            match one(script, &r) {
+                Outcome::Error(m) => assert!(m.contains("Division by zero"), "{script}: {m}"),
+                other => panic!("{script}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            one(
+                "let a = [3, 1, 2]; a.sort(|x, y| x - y); a == [1, 2, 3]",
+                &r
+            ),
+            Outcome::True
+        );
+        assert_eq!(
+            one(
+                "let a = [3, 1, 2]; a.sort(|x, y| x > y); a == [3, 2, 1]",
+                &r
+            ),
+            Outcome::True
+        );
+    }
+
+    #[test]
+    fn sleeping_in_a_loop_stops_at_the_deadline_within_one_sleep() {
+        let started = Instant::now();
+        assert_eq!(
+            one("loop { sleep_ms(10) }", &row(1, 1.0, "FR")),
+            Outcome::Timeout(Duration::from_millis(200))
+        );
+        assert_eq!(
+            one("sleep_ms(60000); true", &row(1, 1.0, "FR")),
+            Outcome::Timeout(Duration::from_millis(200))
+        );
+        // Two evaluations of 200 ms, not a minute: generous for a loaded machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded_by_the_size_limits_and_function_pointers_carry_nothing() {
+        std::thread::Builder::new()
+            .stack_size(crate::exec::LANE_STACK_BYTES)
+            .spawn(|| {
+                let r = row(1, 1.0, "FR");
+                // Each step checks the size of the whole value: quadratic, slow in debug.
+                let slow = |script: &str| {
+                    let rules = format!(
+                        "[[rule]]\nid = 1\nname = \"r\"\nwhen = '''{script}'''\ntimeout = \"5m\"\n"
+                    );
+                    evaluator(&rules).evaluate(0, &r, 0)
+                };
+                // (Nested arrays, 10,000 deep before they fail, take seconds in a debug
+                // build: tests/hostile.rs has them, in both executors.)
+                match slow("let a = #{}; for i in 0..2000 { a = #{x: a}; } true") {
+                    Outcome::Error(m) => assert!(m.contains("Size of object map"), "{m}"),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let refused = |script: &str| {
+            let set = file::parse(
+                &format!("[[rule]]\nid = 1\nname = \"r\"\nwhen = '''{script}'''\n"),
+                Duration::from_secs(1),
+            )
+            .unwrap();
+            Evaluator::new(&set, &columns(), 0).err().unwrap()[0]
+                .message
+                .clone()
+        };
+        let m = refused("let f = Fn(\"x\"); f = f.curry(f); true");
+        assert!(m.contains("`curry` is not available"), "{m}");
+        let m = refused("let b = 1; let f = || b; true");
+        assert!(m.contains("anonymous functions cannot capture"), "{m}");
+    }
+
+    #[test]
+    fn huge_results_and_thrown_values_give_a_capped_one_line_detail() {
+        let r = row(1, 1.0, "FR");
+        for script in [
+            "let m = #{}; for i in 0..900 { m[\"k\" + i] = \"v\\n\" + i; } throw m;",
+            "let s = \"a\\nb\"; s.pad(100000, \"y\"); s",
+        ] {
+            let Outcome::Error(m) = one(script, &r) else {
+                panic!("{script}")
+            };
+            assert!(
+                m.ends_with('…') && m.len() <= 1027 && !m.contains('\n'),
+                "{m}"
+            );
+        }
     }
 }

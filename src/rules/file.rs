@@ -28,6 +28,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     timeout: Option<Spanned<String>>,
+    memory_limit: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,15 +159,29 @@ impl Lines {
 /// examples. Scripts are compiled for syntax by the caller (`rules::load`,
 /// `engine::check_syntax`), so that one report can hold every error of the file.
 pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<RulesError>> {
+    match parse_lenient(text, default_timeout) {
+        (Some(set), errors) if errors.is_empty() => Ok(set),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// `parse`, but the rules are kept despite errors, as far as the TOML could be read (a
+/// rule with a bad timeout gets the default one): `txguard check` goes on to compile them
+/// and run their examples, to report every problem of the file in one pass.
+pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>, Vec<RulesError>) {
     let lines = Lines::new(text);
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        vec![RulesError {
-            line: e.span().map(|s| lines.line(s.start)),
-            rule: None,
-            message: e.message().trim_end().to_string(),
-            undefined_variable: None,
-        }]
-    })?;
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let error = RulesError {
+                line: e.span().map(|s| lines.line(s.start)),
+                rule: None,
+                message: e.message().trim_end().to_string(),
+                undefined_variable: None,
+            };
+            return (None, vec![error]);
+        }
+    };
     let mut errors = Vec::new();
 
     let mut columns = HashMap::new();
@@ -203,6 +218,19 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
         },
         None => default_timeout,
     };
+
+    let memory_limit = raw.defaults.memory_limit.as_ref().and_then(|m| {
+        crate::budget::parse_size(m.get_ref())
+            .map_err(|e| {
+                errors.push(RulesError {
+                    line: Some(lines.line(m.span().start)),
+                    rule: None,
+                    message: format!("[defaults] memory_limit {:?}: {e}", m.get_ref()),
+                    undefined_variable: None,
+                })
+            })
+            .ok()
+    });
 
     if raw.rule.is_empty() {
         errors.push(RulesError {
@@ -282,11 +310,12 @@ pub fn parse(text: &str, default_timeout: Duration) -> Result<RuleSet, Vec<Rules
         });
     }
 
-    if errors.is_empty() {
-        Ok(RuleSet { columns, rules })
-    } else {
-        Err(errors)
-    }
+    let set = RuleSet {
+        columns,
+        rules,
+        memory_limit,
+    };
+    (Some(set), errors)
 }
 
 #[cfg(test)]

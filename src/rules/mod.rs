@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{ColumnType, Columns, Kind};
 
-pub use engine::{Cancel, Evaluator};
+pub use engine::{Cancel, Evaluator, Options};
 pub use file::{RulesError, RulesErrors, one_line};
 pub use random::hash_id as random_key_hash;
 
@@ -53,9 +53,25 @@ pub struct RuleSet {
     /// `[columns]`: declared types by column name.
     pub columns: HashMap<String, ColumnType>,
     pub rules: Vec<Rule>,
+    /// `[defaults] memory_limit`, in bytes, when the file sets one; else the command
+    /// line's `--memory-limit` (`or_memory_limit`), else `budget::DEFAULT_LIMIT`.
+    pub memory_limit: Option<usize>,
 }
 
 impl RuleSet {
+    /// The memory budget of one evaluation, in bytes.
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit.unwrap_or(crate::budget::DEFAULT_LIMIT)
+    }
+
+    /// Applies `--memory-limit` unless the file's `[defaults]` set a limit (which wins,
+    /// as its `timeout` wins over `--timeout`).
+    pub fn or_memory_limit(&mut self, flag: Option<usize>) {
+        if self.memory_limit.is_none() {
+            self.memory_limit = flag;
+        }
+    }
+
     /// The longest time limit of any rule.
     pub fn max_timeout(&self) -> Duration {
         self.rules
@@ -107,17 +123,7 @@ pub fn load(path: &Path, default_timeout: Duration) -> Result<LoadedRules, Rules
         path: path.to_path_buf(),
         errors,
     };
-    let text = std::fs::read(path)
-        .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|bytes| {
-            String::from_utf8(bytes).map_err(|e| {
-                format!(
-                    "not valid UTF-8 (byte {}): not a rules file",
-                    e.utf8_error().valid_up_to()
-                )
-            })
-        })
-        .map_err(|message| fail(vec![RulesError::file(message)]))?;
+    let text = read_text(path)?;
     let set = file::parse(&text, default_timeout).map_err(fail)?;
     let errors = engine::check_syntax(&set);
     if !errors.is_empty() {
@@ -128,6 +134,25 @@ pub fn load(path: &Path, default_timeout: Duration) -> Result<LoadedRules, Rules
         text,
         set,
     })
+}
+
+/// A rules file's text, read once; an unreadable or non-UTF-8 file is the file's error.
+pub fn read_text(path: &Path) -> Result<String, RulesErrors> {
+    let fail = |errors| RulesErrors {
+        path: path.to_path_buf(),
+        errors,
+    };
+    std::fs::read(path)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|e| {
+                format!(
+                    "not valid UTF-8 (byte {}): not a rules file",
+                    e.utf8_error().valid_up_to()
+                )
+            })
+        })
+        .map_err(|message| fail(vec![RulesError::file(message)]))
 }
 
 /// Lower-case hex SHA-256.

@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::{Executor, Lane};
+use crate::budget;
 use crate::exec::protocol::{self, Setup};
 use crate::model::{Columns, WorkerCounts};
 use crate::rules::RuleSet;
@@ -51,6 +52,8 @@ pub struct WorkerSetup {
     pub rules_text: String,
     /// `--timeout`, the default limit of rules without their own.
     pub default_timeout: Duration,
+    /// The memory budget of one evaluation (`RuleSet::memory_limit`, resolved).
+    pub memory_limit: usize,
     pub columns: Columns,
     pub seed: u64,
 }
@@ -74,6 +77,11 @@ pub struct Plan {
     grace_ns: u64,
     /// The rules' time limits, recorded as `timeout` outcomes when a worker is killed.
     timeouts: Vec<Duration>,
+    /// The memory budget of one evaluation, for messages.
+    memory_limit: usize,
+    /// Each worker's hard `RLIMIT_DATA` (`budget::worker_data_limit`), clamped to the
+    /// hard limit this process has (raising it would be refused).
+    data_limit: u64,
     /// Per column: whether its values cross the pipe: only those some rule may read
     /// (`RuleSet::columns_read`); the others are sent as unit. With typical rules that is
     /// most string columns: their copy and decoding dominated a worker's time.
@@ -169,11 +177,17 @@ impl ProcessesExecutor {
             &Setup {
                 rules_text: setup.rules_text,
                 default_timeout: setup.default_timeout,
+                memory_limit: setup.memory_limit as u64,
                 columns: setup.columns,
                 seed: setup.seed,
             },
         );
         let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Data).maximum;
+        let data_limit =
+            budget::worker_data_limit(setup.memory_limit, crate::exec::LANE_STACK_BYTES)
+                .min(hard.unwrap_or(u64::MAX));
+        let memory_limit = setup.memory_limit;
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let limit_ns = timeouts.iter().map(|&t| nanos(t)).collect();
         let plan = Plan {
@@ -185,6 +199,8 @@ impl ProcessesExecutor {
             blocked_margin_ns: nanos(BLOCKED_MARGIN),
             grace_ns: nanos(KILL_GRACE),
             timeouts,
+            memory_limit,
+            data_limit,
             sent_columns,
         };
         Ok(ProcessesExecutor {
@@ -211,6 +227,11 @@ impl Executor for ProcessesExecutor {
 
     fn shutdown(&self) {
         self.shared.shutdown();
+    }
+
+    /// A process lane supervises; its worker evaluates, on its own big stack.
+    fn lane_stack_bytes(&self) -> usize {
+        crate::exec::SUPERVISOR_STACK_BYTES
     }
 }
 

@@ -13,6 +13,16 @@
 //! Once a lane has had to replace a worker it keeps a spare one started and set up, so
 //! the next replacement costs no spawn on the critical path (rules that hang on many
 //! rows would otherwise pay a process start per hang).
+//!
+//! A lane starts its first worker when its first batch arrives, not before: `-j 1000` on
+//! two rows starts one worker, and lanes that do get work start theirs concurrently, each
+//! on its own thread. A worker that dies of memory (its hard `RLIMIT_DATA`, the backstop
+//! of the cooperative budget) is replaced and the evaluation it was running is recorded as
+//! `error` at once: retrying it would only exhaust the next worker's memory too.
+//!
+//! A request is sized by bytes as well as rows: one whose frame would pass
+//! `MAX_TO_WORKER` is split in halves until it fits, and a single row that cannot fit
+//! gets an `error` for each of its evaluations instead of failing the run.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,6 +35,7 @@ use super::work::{InFlight, Work};
 use super::worker_process::{Message, Worker, describe};
 use super::{Plan, Shared};
 use crate::backoff::{Backoff, any_out_of_resources};
+use crate::budget;
 use crate::exec::Lane;
 use crate::exec::protocol::{self, Reply};
 use crate::model::{Batch, Outcome};
@@ -68,12 +79,12 @@ enum Ending {
 }
 
 impl ProcessLane {
+    /// A lane with no worker yet: the first batch starts one (see the module doc).
     pub fn new(plan: Arc<Plan>, shared: Arc<Shared>) -> Result<ProcessLane> {
-        let worker = spawn_patiently(&plan, &shared)?;
         Ok(ProcessLane {
             plan,
             shared,
-            worker: Some(worker),
+            worker: None,
             spare: None,
             dying: None,
             keep_spare: false,
@@ -256,7 +267,18 @@ impl ProcessLane {
             None => work.first_missing(),
         };
         let Some(blamed) = blamed else { return Ok(()) };
-        if work.struck.contains(&blamed) {
+        let abort = rustix::process::Signal::ABORT.as_raw();
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(abort)
+            && budget::died_of_memory(status, &worker.stderr_tail(STDERR_WAIT))
+        {
+            work.set(
+                blamed,
+                Outcome::error(format_args!(
+                    "{}: the worker process reached its hard limit",
+                    budget::exceeded_message(self.plan.memory_limit)
+                )),
+            );
+        } else if work.struck.contains(&blamed) {
             let mut cause = format!("worker died: {}", describe(status));
             if status.code().is_some()
                 && let Some(line) = worker.stderr_tail(STDERR_WAIT).lines().last()
@@ -264,7 +286,7 @@ impl ProcessLane {
                 cause.push_str(": ");
                 cause.push_str(line.trim());
             }
-            work.set(blamed, Outcome::Error(cause));
+            work.set(blamed, Outcome::error(cause));
         } else {
             work.struck.push(blamed);
         }
@@ -283,11 +305,8 @@ impl Lane for ProcessLane {
         let mut max_rows = usize::MAX;
         while work.missing > 0 {
             self.stopped()?;
-            let mut worker = self.take_worker()?;
             let mut request =
                 InFlight::new(self.next_request, work.missing_ranges(rules, max_rows));
-            self.next_request += 1;
-            max_rows = RESEND_ROWS;
             // Only the rows the request needs: none before its first evaluation or after its last.
             let row_base = request.ranges[0].start as usize / rules;
             let row_end = request
@@ -304,6 +323,28 @@ impl Lane for ProcessLane {
                 &batch.rows[row_base..row_end],
                 &self.plan.sent_columns,
             )?;
+            if frame.len() > protocol::MAX_TO_WORKER {
+                let rows = row_end - row_base;
+                if rows > 1 {
+                    // Too many bytes for one frame: half the rows, until it fits.
+                    max_rows = rows / 2;
+                    continue;
+                }
+                let cause = format!(
+                    "the row is too large to send to a worker process ({} bytes; at most {})",
+                    frame.len(),
+                    protocol::MAX_TO_WORKER
+                );
+                for range in &request.ranges {
+                    for index in range.clone() {
+                        work.set(index, Outcome::error(&cause));
+                    }
+                }
+                continue;
+            }
+            self.next_request += 1;
+            max_rows = max_rows.min(RESEND_ROWS);
+            let mut worker = self.take_worker()?;
             worker.send(std::mem::take(&mut frame));
             if let Some(mut dying) = self.dying.take() {
                 dying.kill()?;

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use super::progress_slot::{ProgressSlot, SLOT_FD_ENV, SlotWriter, monotonic_ns};
 use crate::exec::protocol::{self, BatchRequest, OutcomesEncoder, Request};
-use crate::rules::{self, Evaluator};
+use crate::rules::{self, Evaluator, Options};
 
 /// Test-only: makes workers misbehave on purpose, so tests can prove the supervisor
 /// copes. `protocol` (speak another version), `garbage` (write junk instead of outcomes),
@@ -103,17 +103,27 @@ pub fn serve(protocol: u32) -> Result<i32> {
         },
         fault,
     };
-    match worker.answer_requests() {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            // Tell the supervisor (a run error, with the reason) rather than just die,
-            // which it would take for a crash and retry.
-            worker.buf.clear();
-            protocol::encode_fatal(&mut worker.buf, &format!("{e:#}"));
-            let _ = worker.out.write_all(&worker.buf);
-            Err(e)
-        }
-    }
+    // Evaluations run on a thread with the same deliberate stack as a thread lane
+    // (`LANE_STACK_BYTES`), not on the main thread, whose stack is whatever the
+    // environment set: a deeply nested value then fails the same way in both executors.
+    let serving = std::thread::Builder::new()
+        .name("worker".into())
+        .stack_size(crate::exec::LANE_STACK_BYTES)
+        .spawn(move || match worker.answer_requests() {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                // Tell the supervisor (a run error, with the reason) rather than just die,
+                // which it would take for a crash and retry.
+                worker.buf.clear();
+                protocol::encode_fatal(&mut worker.buf, &format!("{e:#}"));
+                let _ = worker.out.write_all(&worker.buf);
+                Err(e)
+            }
+        })
+        .context("cannot start the worker's evaluation thread")?;
+    serving
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the worker's evaluation thread panicked")))
 }
 
 struct WorkerLoop {
@@ -155,9 +165,16 @@ impl WorkerLoop {
         if self.fault == Fault::Exit {
             return Ok(3);
         }
-        let set = rules::file::parse(&setup.rules_text, setup.default_timeout)
+        let mut set = rules::file::parse(&setup.rules_text, setup.default_timeout)
             .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
-        let mut evaluator = Evaluator::new(&set, &setup.columns, setup.seed)
+        set.memory_limit = Some(usize::try_from(setup.memory_limit).unwrap_or(usize::MAX));
+        // A sleep is not cut short here: the supervisor kills a worker blocked past its
+        // deadline, which is what `sleep_ms` stands for (an outside call nothing else stops).
+        let options = Options {
+            cut_sleep: false,
+            ..Options::default()
+        };
+        let mut evaluator = Evaluator::with_options(&set, &setup.columns, setup.seed, options)
             .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
         let rules = evaluator.rule_count() as u32;
         protocol::encode_ready(&mut self.buf, rules, std::process::id());

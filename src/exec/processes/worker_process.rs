@@ -88,11 +88,16 @@ impl Worker {
             .process_group(0);
         let slot_fd = slot.raw_fd();
         let parent = process::getpid();
-        // SAFETY: the closure only makes raw system calls (prctl, getppid, fcntl) through
-        // rustix, which allocate nothing and are async-signal-safe, as pre_exec requires.
+        let data_limit = plan.data_limit;
+        // SAFETY: the closure only makes raw system calls (prctl, getppid, fcntl,
+        // setrlimit) through rustix, which allocate nothing and are async-signal-safe, as
+        // pre_exec requires.
         unsafe {
             command.pre_exec(move || {
                 process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                // The backstop of the cooperative memory budget: past it the kernel
+                // refuses memory and the worker aborts, instead of the machine swapping.
+                crate::budget::limit_data(data_limit)?;
                 // The parent may have died before prctl: then nobody would ever kill us.
                 if process::getppid() != Some(parent) {
                     return Err(rustix::io::Errno::SRCH.into());

@@ -62,6 +62,7 @@ fn setup_round_trips() {
     let setup = Setup {
         rules_text: "[[rule]]\nid = 1\nname = \"é\"\nwhen = 'true'\n".into(),
         default_timeout: Duration::new(3, 250_000_000),
+        memory_limit: 256 << 20,
         columns: columns(),
         seed: u64::MAX,
     };
@@ -227,7 +228,8 @@ fn oversize_and_empty_frames_are_refused_without_allocating() {
         Err(FrameError::Protocol(ProtocolError::Oversize { .. }))
     ));
     // Within the limit but the bytes are not there: memory follows what arrives.
-    let lying = [0x00, 0x00, 0x00, 0x30, KIND_BATCH, 1, 2, 3];
+    let lying = [0x00, 0x00, 0x00, 0x04, KIND_BATCH, 1, 2, 3]; // 64 MiB
+    const { assert!(0x0400_0000 <= MAX_TO_WORKER) };
     assert!(matches!(
         read_frame(&mut &lying[..], MAX_TO_WORKER, &mut payload),
         Err(FrameError::Protocol(ProtocolError::TruncatedFrame { .. }))
@@ -300,6 +302,7 @@ fn unknown_kinds_tags_magic_and_versions_are_errors() {
         &Setup {
             rules_text: String::new(),
             default_timeout: Duration::ZERO,
+            memory_limit: 0,
             columns: columns(),
             seed: 0,
         },
@@ -360,4 +363,34 @@ fn unsendable_values_are_an_error_not_a_panic() {
         encode_batch(&mut Vec::new(), 1, 1, 0, &[0..1], &[row], &[true; 4]),
         Err(ProtocolError::Invalid(_))
     ));
+}
+
+#[test]
+fn no_outcome_makes_a_reply_frame_pass_its_limit() {
+    // A message far longer than any capped detail, as if something skipped the cap.
+    let huge = "x".repeat(4 << 20);
+    let mut frames = Vec::new();
+    let mut enc = OutcomesEncoder::new(1);
+    for i in 0..100 {
+        enc.push(&mut frames, i, &Outcome::Error(huge.clone()));
+    }
+    enc.close(&mut frames);
+    encode_fatal(&mut frames, &huge);
+    let mut reader = &frames[..];
+    let mut payload = Vec::new();
+    let mut seen = 0;
+    while let Some(kind) = read_frame(&mut reader, MAX_FROM_WORKER, &mut payload).unwrap() {
+        match decode_reply(kind, &payload).unwrap() {
+            Reply::Outcomes { outcomes, .. } => {
+                for o in outcomes {
+                    let Outcome::Error(m) = o else { panic!() };
+                    assert!(m.len() <= crate::model::DETAIL_MAX_BYTES + 3 && m.ends_with('…'));
+                    seen += 1;
+                }
+            }
+            Reply::Fatal(m) => assert_eq!(m.len(), FATAL_MAX_BYTES),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, 100);
 }
