@@ -16,7 +16,8 @@
 //!   typed rows (on the lanes); `format`: results as CSV bytes (on the lanes);
 //! - `output`: atomic outputs and the lock; `size`: byte sizes (`64MiB`);
 //! - `rules/`: the rules file (`file`), read once (`load`), and the sandboxed Rhai engine
-//!   (`engine`, where `Evaluator::evaluate` is the only place a rule runs);
+//!   (`engine`, where `Evaluator::evaluate` is the only place a rule runs) and its
+//!   `sandbox` (limits, the functions rules get, deadline and memory checks);
 //! - `exec/`: executors hand out lanes — `threads` (rayon) and `processes` (supervised
 //!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`), speaking
 //!   `protocol`;

@@ -20,7 +20,7 @@ use crate::model::{Batch, Outcome};
 /// Why 64 MiB: Rhai recurses natively over nested values (clone, drop, size checks,
 /// display), so the deepest value the sandbox allows must fit. Function pointers cannot
 /// carry values (no `curry`, no capturing closures), so only arrays and maps nest, at
-/// most as deep as their size limits (`rules::engine::limits`: 10,000 array elements,
+/// most as deep as their size limits (`rules::sandbox::limits`: 10,000 array elements,
 /// 1,000 map entries, nested ones included). Measured in a debug build (the deepest
 /// frames): 10,000 nested arrays, built, returned and displayed, overflow 8 MiB but fit
 /// in 16 MiB; 1,000 nested maps fit in 8 MiB. 64 MiB covers both limits reached at once

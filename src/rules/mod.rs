@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod file;
 mod random;
+pub mod sandbox;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{ColumnType, Columns, Kind};
 
-pub use engine::{Cancel, Evaluator, Options};
+pub use engine::Evaluator;
 pub use file::{RulesError, RulesErrors, one_line};
 pub use random::hash_id as random_key_hash;
+pub use sandbox::{Cancel, Options};
 
 /// A rule as the file declares it; compiled by `Evaluator`.
 #[derive(Debug, Clone)]
