@@ -500,14 +500,8 @@ pub struct Framer<R> {
 
 impl<R: Read> Framer<R> {
     /// Frames a whole input, from its first byte: a leading BOM is skipped.
-    /// A first record (the header) too long to hold ends the input, as with
-    /// [`Framer::stop_at_too_long`]: no caller can go on without it, and an input that
-    /// never ends its first record (`/dev/zero`) would otherwise be read forever.
     pub fn new(source: R, config: Config) -> Framer<R> {
-        Framer {
-            header: true,
-            ..Framer::resume(source, Position::START, config)
-        }
+        Framer::resume(source, Position::START, config)
     }
 
     /// Frames the input from `at`, where `source` is positioned: a record start as
@@ -548,6 +542,17 @@ impl<R: Read> Framer<R> {
     pub fn stop_at_too_long(self) -> Framer<R> {
         Framer {
             stop_at_too_long: true,
+            ..self
+        }
+    }
+
+    /// Ends the input at a first record (a header) over `Config::max_record`, as
+    /// [`Framer::stop_at_too_long`] does for any record: a caller that cannot go on without
+    /// the header stops there whatever it does with later records, and an input that never
+    /// ends its first record (`/dev/zero`) is not read forever.
+    pub fn stop_at_too_long_header(self) -> Framer<R> {
+        Framer {
+            header: true,
             ..self
         }
     }
@@ -1371,7 +1376,7 @@ mod tests {
             .with_chunk_size(4096)
             .with_read_size(512);
         // The header cannot be skipped: read on, `/dev/zero` was read forever.
-        let mut framer = Framer::new(io::repeat(0), config);
+        let mut framer = Framer::new(io::repeat(0), config).stop_at_too_long_header();
         let chunk = framer.next_chunk().unwrap().unwrap();
         let records: Vec<_> = chunk.records().map(|r| (r.start.line, r.body)).collect();
         assert!(
@@ -1381,7 +1386,7 @@ mod tests {
         assert!(framer.next_chunk().unwrap().is_none());
         // Later records too long are skipped as before.
         let input = format!("h\n{}\nb\n", "x".repeat(2000));
-        let framer = Framer::new(Cursor::new(input.into_bytes()), config);
+        let framer = Framer::new(Cursor::new(input.into_bytes()), config).stop_at_too_long_header();
         let lines: Vec<_> = framer
             .flat_map(|c| {
                 let c = c.unwrap();
