@@ -489,6 +489,9 @@ pub struct Framer<R> {
     end: u64,
     /// The first record too long to hold ends the input (see [`Framer::stop_at_too_long`]).
     stop_at_too_long: bool,
+    /// No record is framed yet, from the start of the input: the header. Too long, it ends
+    /// the input whatever the mode, since the header cannot be skipped.
+    header: bool,
     bom_check: bool,
     done: bool,
     spare_bytes: Vec<Vec<u8>>,
@@ -516,6 +519,7 @@ impl<R: Read> Framer<R> {
             skipping: false,
             end: u64::MAX,
             stop_at_too_long: false,
+            header: false,
             bom_check: at.offset == 0,
             done: false,
             spare_bytes: Vec::new(),
@@ -538,6 +542,17 @@ impl<R: Read> Framer<R> {
     pub fn stop_at_too_long(self) -> Framer<R> {
         Framer {
             stop_at_too_long: true,
+            ..self
+        }
+    }
+
+    /// Ends the input at a first record (a header) over `Config::max_record`, as
+    /// [`Framer::stop_at_too_long`] does for any record: a caller that cannot go on without
+    /// the header stops there whatever it does with later records, and an input that never
+    /// ends its first record (`/dev/zero`) is not read forever.
+    pub fn stop_at_too_long_header(self) -> Framer<R> {
+        Framer {
+            header: true,
             ..self
         }
     }
@@ -616,6 +631,7 @@ impl<R: Read> Framer<R> {
         if found.start.offset >= self.end {
             return self.finish(found.start.offset);
         }
+        self.header = false;
         let held = !mem::take(&mut self.skipping);
         let len = found.end - found.start.offset;
         let flaw = if found.unclosed {
@@ -676,7 +692,7 @@ impl<R: Read> Framer<R> {
         let start = self.scanner.start.offset;
         let scanned_to = self.base + self.scanned as u64;
         let too_long = scanned_to - start > self.config.max_record as u64;
-        if too_long && self.stop_at_too_long && !self.skipping {
+        if too_long && (self.stop_at_too_long || self.header) && !self.skipping {
             let found = Found {
                 start: self.scanner.start,
                 end: scanned_to,
@@ -1351,6 +1367,35 @@ mod tests {
             records.extend(chunk.records().map(|r| (r.start.line, r.body.is_ok())));
         }
         assert_eq!(records, [(1, true), (2, true), (3, false)]);
+    }
+
+    #[test]
+    fn an_endless_first_record_ends_the_input_even_when_skipping() {
+        let config = Config::default()
+            .with_max_record(1024)
+            .with_chunk_size(4096)
+            .with_read_size(512);
+        // The header cannot be skipped: read on, `/dev/zero` was read forever.
+        let mut framer = Framer::new(io::repeat(0), config).stop_at_too_long_header();
+        let chunk = framer.next_chunk().unwrap().unwrap();
+        let records: Vec<_> = chunk.records().map(|r| (r.start.line, r.body)).collect();
+        assert!(
+            matches!(records[..], [(1, Err(Flaw::TooLong { len }))] if len > 1024),
+            "{records:?}"
+        );
+        assert!(framer.next_chunk().unwrap().is_none());
+        // Later records too long are skipped as before.
+        let input = format!("h\n{}\nb\n", "x".repeat(2000));
+        let framer = Framer::new(Cursor::new(input.into_bytes()), config).stop_at_too_long_header();
+        let lines: Vec<_> = framer
+            .flat_map(|c| {
+                let c = c.unwrap();
+                c.records()
+                    .map(|r| (r.start.line, r.body.is_ok()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(lines, [(1, true), (2, false), (3, true)]);
     }
 
     #[test]

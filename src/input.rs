@@ -67,7 +67,8 @@ impl InputReader {
         config: framer::Config,
         stop_at_too_long: bool,
     ) -> Result<InputReader> {
-        let mut framer = Framer::new(source, config);
+        // The header cannot be skipped: too long, it ends the run in every mode.
+        let mut framer = Framer::new(source, config).stop_at_too_long_header();
         if stop_at_too_long {
             framer = framer.stop_at_too_long();
         }

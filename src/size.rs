@@ -27,16 +27,16 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
-/// The size in the largest unit that divides it: `1 MiB`, `64 KiB`, `1000 bytes`.
+/// The size in the largest unit that divides it, as `parse_size` reads it back and people
+/// write it: `1 MiB`, `64 KiB`, `1000 B`, `1 B` (a unit symbol: no `1 bytes`).
 pub fn display_size(bytes: usize) -> String {
     let bytes = bytes as u64;
-    match UNITS[..3]
+    let (unit, scale) = UNITS
         .iter()
         .find(|&&(_, scale)| bytes >= scale && bytes.is_multiple_of(scale))
-    {
-        Some((unit, scale)) => format!("{} {unit}", bytes / scale),
-        None => format!("{bytes} bytes"),
-    }
+        .copied()
+        .unwrap_or(("B", 1));
+    format!("{} {unit}", bytes / scale)
 }
 
 #[cfg(test)]
@@ -55,6 +55,11 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert_eq!(display_size(1 << 20), "1 MiB");
         assert_eq!(display_size(64 << 10), "64 KiB");
-        assert_eq!(display_size(1000), "1000 bytes");
+        assert_eq!(display_size(1000), "1000 B");
+        assert_eq!(display_size(1), "1 B");
+        assert_eq!(display_size(3 << 30), "3 GiB");
+        for size in [1, 10, 1000, 4096, 1 << 20, 64 << 20, (1 << 20) + 1] {
+            assert_eq!(parse_size(&display_size(size)), Ok(size), "{size}");
+        }
     }
 }

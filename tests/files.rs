@@ -327,6 +327,50 @@ fn an_input_without_a_newline_ends_at_the_record_size_limit() {
 }
 
 #[test]
+fn a_header_without_end_ends_the_run_under_bad_rows_skip_too() {
+    // The header cannot be skipped: under `skip`, /dev/zero was read forever at full CPU.
+    let wd = Workdir::new("dev-zero-skip");
+    wd.rules(TRUE_RULE);
+    let run = wd.output_within(
+        HANG,
+        &mut wd.sh(
+            "ulimit -v 4194304; exec \"$TXGUARD\" run /dev/zero --rules rules.toml \
+             --max-record-size 1MiB -o z.csv --bad-rows skip",
+        ),
+    );
+    run.expect_code(1)
+        .expect_stderr_contains("/dev/zero:1: header: record is larger than 1 MiB");
+    assert!(!wd.exists("z.csv"));
+    // A long header that does end: the same, in both modes.
+    wd.create("tx.csv", format!("id,{}\n1\n", "x".repeat(100)));
+    for mode in ["skip", "fail"] {
+        wd.txguard_run(&[
+            "-o",
+            "out.csv",
+            "--max-record-size",
+            "64B",
+            "--bad-rows",
+            mode,
+        ])
+        .expect_code(1)
+        .expect_stderr_contains("tx.csv:1: header: record is larger than 64 B");
+        assert!(!wd.exists("out.csv"));
+    }
+}
+
+#[test]
+fn record_sizes_in_messages_read_as_they_were_written() {
+    let wd = batch("one-byte-records");
+    for (limit, says) in [("1B", "larger than 1 B\n"), ("1KiB", "larger than 1 KiB\n")] {
+        wd.create("tx.csv", format!("id,amount\n1,{}\n", "5".repeat(2000)));
+        let run = wd.txguard_run(&["-o", "out.csv", "--max-record-size", limit]);
+        run.expect_code(1);
+        assert!(run.stderr().contains(says), "{}", run.describe());
+        assert!(!run.stderr().contains("1 bytes"), "{}", run.describe());
+    }
+}
+
+#[test]
 fn the_record_size_limit_is_documented_with_its_default() {
     let wd = Workdir::new("max-record-size-help");
     let run = wd.run(&["run", "--help"]);

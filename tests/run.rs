@@ -420,3 +420,59 @@ fn the_progress_bar_shows_bytes_read_only_when_asked_off_a_terminal() {
         "auto: no bar when stderr is not a terminal"
     );
 }
+
+#[test]
+fn results_waiting_behind_a_slow_row_hold_no_more_than_the_byte_budget() {
+    // Lanes went on while the first row slept, and the writer held every result behind
+    // it: 509 MB for a million rows, where the budget allows a few MiB in flight.
+    let Ok(time) = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M", "true"])
+        .output()
+    else {
+        println!("skipped: no /usr/bin/time to measure the peak memory with");
+        return;
+    };
+    if !time.status.success() {
+        println!("skipped: /usr/bin/time -f %M does not work here");
+        return;
+    }
+    let wd = Workdir::new("slow-row-memory");
+    let rows = 60_000;
+    let mut csv = String::from("id\n");
+    for i in 1..=rows {
+        csv.push_str(&format!("{i}\n"));
+    }
+    wd.create("tx.csv", csv);
+    // About 3.7 KB of results a row (each detail is cut at 1 KiB): 220 MB in all.
+    let mut rules = String::from(
+        "[[rule]]\nid = 1\nname = \"slow\"\ntimeout = \"30s\"\n\
+         when = '''if id == \"1\" { sleep_ms(6000) } true'''\n\n",
+    );
+    for id in 2..=5 {
+        rules.push_str(&rule(id, &format!("throw \"{}\"", "e".repeat(900))));
+    }
+    wd.rules(rules);
+    let run = wd.output_within(
+        std::time::Duration::from_secs(300),
+        &mut wd.sh(
+            "/usr/bin/time -f 'peak %M' \"$TXGUARD\" run tx.csv --rules rules.toml \
+             -o out.csv -j 3 -q",
+        ),
+    );
+    run.expect_success();
+    let stderr = run.stderr();
+    let peak_kib: u64 = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("peak "))
+        .next_back()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory\n{}", run.describe()));
+    assert!(
+        peak_kib < 150 * 1024,
+        "peak RSS {peak_kib} KiB\n{}",
+        run.describe()
+    );
+    let out = wd.read_bytes("out.csv");
+    let lines = out.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(lines, 1 + 5 * rows, "every result is written");
+}

@@ -1,6 +1,11 @@
 //! Memory in flight is bounded by bytes, not rows: the reader takes a chunk's size from
 //! the budget before handing the chunk on, and the writer gives it back once the chunk's
 //! last results are written. Rows of 1 MB and rows of 60 bytes then hold the same memory.
+//!
+//! Formatted results count too: a lane charges a finished task's output before handing it
+//! to the writer, which gives it back once written. Behind one slow row, lanes stop when
+//! the budget is full instead of piling up results the writer cannot write yet. The task
+//! the writer waits for is never held back, so the run always moves on.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -16,6 +21,8 @@ pub struct ByteBudget {
 struct State {
     used: usize,
     closed: bool,
+    /// The task the writer waits for: its output is let in whatever the budget holds.
+    next: u64,
 }
 
 /// What a chunk costs: its bytes (a skipped record's chunk holds none, but counts).
@@ -30,6 +37,7 @@ impl ByteBudget {
             state: Mutex::new(State {
                 used: 0,
                 closed: false,
+                next: 0,
             }),
             freed: Condvar::new(),
         }
@@ -53,9 +61,32 @@ impl ByteBudget {
         true
     }
 
-    pub fn release(&self, bytes: usize) {
+    /// Waits until the `bytes` of task `seq`'s output fit, and takes them; false once the
+    /// budget is closed. The task the writer waits for goes in at once: everything else
+    /// in flight waits behind it, so holding it back could only deadlock.
+    pub fn acquire_output(&self, seq: u64, bytes: usize) -> bool {
+        let mut state = self.lock();
+        while !state.closed
+            && seq != state.next
+            && state.used > 0
+            && state.used + bytes > self.limit
+        {
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        if state.closed {
+            return false;
+        }
+        state.used += bytes;
+        true
+    }
+
+    /// The writer wrote tasks and gave back their `bytes`; it waits for task `next` now.
+    pub fn written(&self, bytes: usize, next: Option<u64>) {
         let mut state = self.lock();
         state.used = state.used.saturating_sub(bytes);
+        if let Some(next) = next {
+            state.next = next;
+        }
         self.freed.notify_all();
     }
 
@@ -84,10 +115,10 @@ mod tests {
         };
         thread::sleep(Duration::from_millis(20));
         assert!(!waiter.is_finished(), "100 of 100 bytes are in flight");
-        budget.release(60);
+        budget.written(60, None);
         thread::sleep(Duration::from_millis(20));
         assert!(!waiter.is_finished(), "40 bytes are still in flight");
-        budget.release(40);
+        budget.written(40, None);
         assert!(
             waiter.join().unwrap(),
             "alone, a chunk over the limit goes in"
@@ -98,5 +129,30 @@ mod tests {
         };
         budget.close();
         assert!(!closed.join().unwrap());
+    }
+
+    #[test]
+    fn output_waits_for_room_except_the_task_the_writer_waits_for() {
+        let budget = Arc::new(ByteBudget::new(100));
+        assert!(budget.acquire(90));
+        let later = {
+            let budget = Arc::clone(&budget);
+            thread::spawn(move || budget.acquire_output(1, 50))
+        };
+        assert!(
+            budget.acquire_output(0, 50),
+            "task 0 is next: never held back"
+        );
+        thread::sleep(Duration::from_millis(20));
+        assert!(!later.is_finished(), "140 of 100 bytes are in flight");
+        // Task 0 written: task 1 is next, and goes in even over the limit.
+        budget.written(50, Some(1));
+        assert!(later.join().unwrap());
+        let waiting = {
+            let budget = Arc::clone(&budget);
+            thread::spawn(move || budget.acquire_output(5, 50))
+        };
+        budget.close();
+        assert!(!waiting.join().unwrap());
     }
 }

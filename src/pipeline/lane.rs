@@ -2,19 +2,22 @@
 //! the rows on the executor's lane, format the results into bytes, hand them to the
 //! writer. Everything that scales with the input happens here, on every core.
 
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-use anyhow::anyhow;
+use anyhow::{Result, anyhow};
 
-use crate::exec::Executor;
+use crate::exec::{Executor, Lane};
 use crate::format::ResultsFormat;
 use crate::framer::Chunk;
-use crate::model::{BadRow, Batch};
+use crate::model::{BadRow, Batch, Outcome};
+use crate::pipeline::budget::ByteBudget;
 use crate::pipeline::sizer::Sizer;
-use crate::pipeline::work::WorkQueue;
+use crate::pipeline::work::{Task, WorkQueue};
 use crate::typing::Typer;
 
 /// A task's results, ready to write.
@@ -27,20 +30,27 @@ pub struct Finished {
     pub rows: u64,
     /// Per rule: counts of true, false, error, timeout.
     pub counts: Vec<[u64; 4]>,
-    /// Bytes to give back to the budget once written.
+    /// Bytes to give back to the budget once written: this output's, and the chunk's
+    /// for its last task.
     pub release: usize,
 }
 
 /// What a lane tells the writer.
 pub enum Done {
     Task(Finished),
-    Failed(anyhow::Error),
+    /// The lane failed: at task `seq` (the writer reports it once every task before it
+    /// is written, so an earlier bad row is reported first), or before taking any.
+    Failed {
+        seq: Option<u64>,
+        error: anyhow::Error,
+    },
 }
 
 /// What every lane shares.
 pub struct Shared<'a> {
     pub queue: &'a WorkQueue,
     pub sizer: &'a Sizer,
+    pub budget: &'a ByteBudget,
     pub abort: &'a AtomicBool,
     /// Chunks no task holds any more go back to the reader for their buffers.
     pub recycle: Sender<Chunk>,
@@ -48,7 +58,7 @@ pub struct Shared<'a> {
 }
 
 /// Drives lane `index` of `executor` until the work runs out, the run aborts or the
-/// writer goes away.
+/// writer goes away. A panic (a bug) fails the run like an error, not the process.
 pub fn drive(
     executor: &dyn Executor,
     index: usize,
@@ -56,14 +66,15 @@ pub fn drive(
     mut format: ResultsFormat,
     shared: Shared<'_>,
 ) {
-    let mut lane = match executor.lane(index) {
-        Ok(lane) => lane,
-        Err(e) => {
-            let _ = shared.done.send(Done::Failed(e));
-            return;
-        }
+    let failed = |seq, error| {
+        let _ = shared.done.send(Done::Failed { seq, error });
     };
-    let rules = format.rules();
+    let started = panic::catch_unwind(AssertUnwindSafe(|| executor.lane(index)));
+    let mut lane = match started {
+        Ok(Ok(lane)) => lane,
+        Ok(Err(e)) => return failed(None, e),
+        Err(panic) => return failed(None, panicked(index, panic)),
+    };
     let mut batch = Batch::default();
     let mut outcomes = Vec::new();
     while !shared.abort.load(Ordering::Relaxed) {
@@ -71,47 +82,101 @@ pub fn drive(
         let Some(task) = shared.queue.take(asked) else {
             return;
         };
+        let seq = task.seq;
+        let done = panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut work = Work {
+                lane: &mut *lane,
+                typer: &mut typer,
+                format: &mut format,
+                batch: &mut batch,
+                outcomes: &mut outcomes,
+            };
+            work.run(task, asked, &shared)
+        }));
+        let finished = match done {
+            Ok(Ok(Some(finished))) => finished,
+            // The budget is closed: the run is over.
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => return failed(Some(seq), e),
+            Err(panic) => return failed(Some(seq), panicked(index, panic)),
+        };
+        if shared.done.send(Done::Task(finished)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The error for a panic of lane `index`.
+fn panicked(index: usize, panic: Box<dyn Any + Send>) -> anyhow::Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    anyhow!("internal error: lane {index} panicked: {message}")
+}
+
+/// What a lane holds across tasks.
+struct Work<'l> {
+    lane: &'l mut dyn Lane,
+    typer: &'l mut Typer,
+    format: &'l mut ResultsFormat,
+    batch: &'l mut Batch,
+    outcomes: &'l mut Vec<Outcome>,
+}
+
+impl Work<'_> {
+    /// Types, evaluates and formats `task`, and charges its output to the budget; `None`
+    /// once the budget is closed.
+    fn run(&mut self, task: Task, asked: usize, shared: &Shared<'_>) -> Result<Option<Finished>> {
+        let rules = self.format.rules();
         let started = Instant::now();
         let mut bad = Vec::new();
         let records = task.chunk.records().skip(task.records.start);
-        typer.type_records(records.take(task.records.len()), &mut batch.rows, &mut bad);
-        batch.seq = task.seq;
-        outcomes.clear();
-        if !batch.rows.is_empty()
-            && let Err(e) = lane.evaluate(&batch, &mut outcomes)
-        {
-            let _ = shared.done.send(Done::Failed(e));
-            return;
+        self.typer.type_records(
+            records.take(task.records.len()),
+            &mut self.batch.rows,
+            &mut bad,
+        );
+        self.batch.seq = task.seq;
+        self.outcomes.clear();
+        if !self.batch.rows.is_empty() {
+            self.lane.evaluate(self.batch, self.outcomes)?;
         }
-        if outcomes.len() != batch.rows.len() * rules {
-            let e = anyhow!(
+        if self.outcomes.len() != self.batch.rows.len() * rules {
+            return Err(anyhow!(
                 "internal error: task {} came back with {} outcomes for {} rows × {rules} rules",
                 task.seq,
-                outcomes.len(),
-                batch.rows.len()
-            );
-            let _ = shared.done.send(Done::Failed(e));
-            return;
+                self.outcomes.len(),
+                self.batch.rows.len()
+            ));
         }
-        let mut results = Vec::with_capacity(outcomes.len() * 24);
+        let mut results = Vec::with_capacity(self.outcomes.len() * 24);
         let mut counts = vec![[0; 4]; rules];
-        format.rows(&batch.rows, &outcomes, &mut results, &mut counts);
+        self.format
+            .rows(&self.batch.rows, self.outcomes, &mut results, &mut counts);
         shared
             .sizer
             .observe(asked, task.records.len(), started.elapsed());
         if let Ok(chunk) = Arc::try_unwrap(task.chunk) {
             let _ = shared.recycle.send(chunk);
         }
-        let finished = Finished {
+        // What the writer will hold until it can write this task.
+        let output = results.capacity()
+            + bad
+                .iter()
+                .map(|b: &BadRow| b.raw.len() + b.reason.len())
+                .sum::<usize>();
+        if !shared.budget.acquire_output(task.seq, output) {
+            return Ok(None);
+        }
+        Ok(Some(Finished {
             seq: task.seq,
             results,
             bad,
-            rows: batch.rows.len() as u64,
+            rows: self.batch.rows.len() as u64,
             counts,
-            release: task.release,
-        };
-        if shared.done.send(Done::Task(finished)).is_err() {
-            return;
-        }
+            release: task.release + output,
+        }))
     }
 }

@@ -1,7 +1,7 @@
 //! Wires the stages of a run so that every core is busy:
 //!
 //! ```text
-//!  reader thread          lanes (rayon pool, one per job)              calling thread
+//!  reader thread          lanes (a thread per job)                     calling thread
 //!  frame into chunks ──► take a task of a few records: split, type, ──► write finished
 //!  (framer, budget)       evaluate (exec::Lane), format into bytes     buffers in order
 //! ```
@@ -110,37 +110,53 @@ pub fn run(
             .context("cannot start the reader thread")?
     };
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .thread_name(|i| format!("lane-{i}"))
-        // Rhai recurses natively over nested values: see `exec::LANE_STACK_BYTES`.
-        .stack_size(executor.lane_stack_bytes())
-        .build()
-        .context("cannot start the thread pool")?;
-    {
+    // One thread per lane, for the whole run: a lane owns what is expensive to build (an
+    // evaluator, a worker process). Plain threads rather than a work-stealing pool: an idle
+    // lane blocks (on the work queue, the budget) instead of spinning to steal, which with
+    // `-j 1000` kept every core busy doing nothing. Lanes are not joined: one stuck in a
+    // rule must not delay the end of a failed or interrupted run.
+    let queue = Arc::new(WorkQueue::new(chunk_rx, 1));
+    let sizer = Arc::new(Sizer::new(settings.batch_size));
+    let schema = Arc::new(schema);
+    let format = ResultsFormat::new(rule_ids);
+    let mut started = Ok(());
+    for index in 0..jobs {
         let executor = Arc::clone(&executor);
-        let queue = WorkQueue::new(chunk_rx, 1);
-        let sizer = Sizer::new(settings.batch_size);
-        let schema = Arc::new(schema);
-        let format = ResultsFormat::new(rule_ids);
-        let abort = Arc::clone(&abort);
-        let senders = std::sync::Mutex::new((done_tx, recycle_tx));
-        // Each pool thread drives one lane for the whole run: the lane owns what is
-        // expensive to build (an evaluator, a worker process).
-        pool.spawn_broadcast(move |ctx| {
-            let Ok((done, recycle)) = senders.lock().map(|s| (s.0.clone(), s.1.clone())) else {
-                return;
-            };
-            let shared = Shared {
-                queue: &queue,
-                sizer: &sizer,
-                abort: &abort,
-                recycle,
-                done,
-            };
-            let typer = Typer::new(Arc::clone(&schema), &config);
-            lane::drive(&*executor, ctx.index(), typer, format.clone(), shared);
-        });
+        let (queue, sizer, budget, abort) = (
+            Arc::clone(&queue),
+            Arc::clone(&sizer),
+            Arc::clone(&budget),
+            Arc::clone(&abort),
+        );
+        let (done, recycle) = (done_tx.clone(), recycle_tx.clone());
+        let typer = Typer::new(Arc::clone(&schema), &config);
+        let format = format.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("lane-{index}"))
+            // Rhai recurses natively over nested values: see `exec::LANE_STACK_BYTES`.
+            .stack_size(executor.lane_stack_bytes())
+            .spawn(move || {
+                let shared = Shared {
+                    queue: &queue,
+                    sizer: &sizer,
+                    budget: &budget,
+                    abort: &abort,
+                    recycle,
+                    done,
+                };
+                lane::drive(&*executor, index, typer, format, shared);
+            });
+        if let Err(e) = spawned {
+            started = Err(anyhow::Error::new(e).context(format!("cannot start lane {index}")));
+            break;
+        }
+    }
+    drop((done_tx, recycle_tx));
+    if let Err(e) = started {
+        abort.store(true, Ordering::Relaxed);
+        budget.close();
+        executor.shutdown();
+        return Err(e);
     }
 
     let mut tally = Tally {
@@ -188,6 +204,11 @@ mod tests {
         evaluated: Arc<AtomicU64>,
         rows: u64,
         fail_at_row: Option<String>,
+        panic_at_row: Option<String>,
+        /// Set once a lane failed: the held first task goes on then.
+        failed: Arc<AtomicBool>,
+        /// Rows the other lanes had evaluated when the held first task went on.
+        held_saw: Arc<AtomicU64>,
     }
 
     struct FakeLane {
@@ -195,6 +216,9 @@ mod tests {
         evaluated: Arc<AtomicU64>,
         rows: u64,
         fail_at_row: Option<String>,
+        panic_at_row: Option<String>,
+        failed: Arc<AtomicBool>,
+        held_saw: Arc<AtomicU64>,
     }
 
     impl Executor for OutOfOrder {
@@ -204,6 +228,9 @@ mod tests {
                 evaluated: Arc::clone(&self.evaluated),
                 rows: self.rows,
                 fail_at_row: self.fail_at_row.clone(),
+                panic_at_row: self.panic_at_row.clone(),
+                failed: Arc::clone(&self.failed),
+                held_saw: Arc::clone(&self.held_saw),
             }))
         }
         fn shutdown(&self) {}
@@ -211,22 +238,31 @@ mod tests {
 
     impl Lane for FakeLane {
         fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
-            if batch
-                .rows
-                .iter()
-                .any(|r| Some(&r.id) == self.fail_at_row.as_ref())
-            {
+            let has = |id: &Option<String>| batch.rows.iter().any(|r| Some(&r.id) == id.as_ref());
+            if has(&self.fail_at_row) {
+                self.failed.store(true, Ordering::SeqCst);
                 return Err(anyhow!("lane {} failed", self.index));
+            }
+            if has(&self.panic_at_row) {
+                self.failed.store(true, Ordering::SeqCst);
+                panic!("lane {} broke", self.index);
             }
             let n = batch.rows.len() as u64;
             if batch.seq == 0 {
-                // Wait (bounded) until the other lanes have evaluated everything else.
-                let until = Instant::now() + Duration::from_secs(10);
-                while self.evaluated.load(Ordering::SeqCst) + n < self.rows
-                    && Instant::now() < until
+                // Wait until the other lanes have evaluated everything else, or are held
+                // back by the byte budget (nothing evaluated for a while), or failed.
+                let mut seen = (self.evaluated.load(Ordering::SeqCst), Instant::now());
+                while seen.0 + n < self.rows
+                    && !self.failed.load(Ordering::SeqCst)
+                    && seen.1.elapsed() < Duration::from_millis(300)
                 {
                     thread::sleep(Duration::from_millis(1));
+                    let now = self.evaluated.load(Ordering::SeqCst);
+                    if now != seen.0 {
+                        seen = (now, Instant::now());
+                    }
                 }
+                self.held_saw.store(seen.0, Ordering::SeqCst);
             }
             out.extend(batch.rows.iter().map(|row| {
                 if row.id.ends_with('7') {
@@ -249,8 +285,8 @@ mod tests {
     }
 
     /// Runs `csv` through the pipeline in chunks of about 64 bytes; (tally, results,
-    /// rejects). The whole input must fit in the budget (8 chunks for 3 jobs): the first
-    /// task is held until all others are done.
+    /// rejects). The first task is held until all others are done or the byte budget
+    /// (8 chunks for 3 jobs, input and results) holds them back.
     fn run_fake(
         csv: String,
         bad_rows: BadRows,
@@ -312,6 +348,9 @@ mod tests {
             evaluated: Arc::new(AtomicU64::new(0)),
             rows,
             fail_at_row: None,
+            panic_at_row: None,
+            failed: Arc::new(AtomicBool::new(false)),
+            held_saw: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -331,6 +370,20 @@ mod tests {
     }
 
     #[test]
+    fn results_waiting_behind_a_slow_task_are_bounded_by_the_byte_budget() {
+        // Lanes went on behind a held task until the whole input was done, the writer
+        // holding every result: memory grew with the input, not the budget.
+        let executor = fake(2, 5000);
+        let held_saw = Arc::clone(&executor.held_saw);
+        let (tally, out, _) = run_fake(ids(5000), BadRows::Fail, executor);
+        assert_eq!(tally.unwrap().rows, 5000);
+        assert_eq!(out, results_of(1..=5000));
+        let saw = held_saw.load(Ordering::SeqCst);
+        // The budget is 6 chunks of 64 bytes: results of a few dozen rows.
+        assert!(saw < 500, "{saw} rows evaluated behind the held task");
+    }
+
+    #[test]
     fn a_failing_lane_fails_the_run() {
         let mut executor = fake(2, 100);
         executor.fail_at_row = Some("70".into());
@@ -338,6 +391,34 @@ mod tests {
         let message = tally.unwrap_err().to_string();
         assert!(
             ["lane 0 failed", "lane 1 failed"].contains(&message.as_str()),
+            "{message}"
+        );
+        assert_eq!(out, "", "nothing is committed");
+    }
+
+    #[test]
+    fn a_lane_failure_is_reported_after_an_earlier_bad_row() {
+        // The bad row (line 4) is in the first task, held back until the lane evaluating
+        // row 70 has failed: the bad row comes first in input order, so it is reported.
+        let csv = ids(100).replace("\n3\n", "\n3,x\n");
+        let mut executor = fake(2, 99);
+        executor.fail_at_row = Some("70".into());
+        let (tally, out, _) = run_fake(csv, BadRows::Fail, executor);
+        assert_eq!(
+            tally.unwrap_err().to_string(),
+            "t.csv:4: expected 1 fields, found 2"
+        );
+        assert_eq!(out, "", "nothing is committed");
+    }
+
+    #[test]
+    fn a_panicking_lane_fails_the_run_instead_of_the_process() {
+        let mut executor = fake(2, 100);
+        executor.panic_at_row = Some("70".into());
+        let (tally, out, _) = run_fake(ids(100), BadRows::Fail, executor);
+        let message = tally.unwrap_err().to_string();
+        assert!(
+            message.starts_with("internal error: lane ") && message.ends_with(" broke"),
             "{message}"
         );
         assert_eq!(out, "", "nothing is committed");

@@ -1,7 +1,9 @@
 //! The writer stage, on the calling thread: it puts finished tasks back in input order
 //! and writes their bytes, handles bad rows in input order (the first fails the run under
 //! `--bad-rows fail`; under `skip` they go to the rejects file), counts, and gives each
-//! chunk's bytes back to the budget once its last task is written.
+//! task's output (and its chunk's bytes, after the chunk's last task) back to the budget
+//! once written. A lane's failure is reported in its task's place, after the tasks
+//! before it: the first problem in input order is the one reported.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -38,6 +40,9 @@ pub fn write_in_order(
 ) -> Result<bool> {
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, Finished> = BTreeMap::new();
+    // The earliest failed task: reported once every task before it is written, so that
+    // the first problem in input order is the one reported.
+    let mut failed: Option<(u64, anyhow::Error)> = None;
     loop {
         if let Some(signal) = stop.signal() {
             // The caller's error path shuts the executor down, stopping what runs.
@@ -47,23 +52,39 @@ pub fn write_in_order(
             Ok(Done::Task(task)) => {
                 pending.insert(task.seq, task);
                 while let Some(task) = pending.remove(&next) {
-                    write_task(task, out, budget, tally)?;
+                    let release = task.release;
+                    write_task(task, out, tally)?;
                     next += 1;
+                    budget.written(release, Some(next));
                 }
             }
-            Ok(Done::Failed(e)) => return Err(e),
+            Ok(Done::Failed { seq: None, error }) => return Err(error),
+            Ok(Done::Failed {
+                seq: Some(seq),
+                error,
+            }) => {
+                if failed.as_ref().is_none_or(|(first, _)| seq < *first) {
+                    failed = Some((seq, error));
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(pending.is_empty()),
+            Err(RecvTimeoutError::Disconnected) => {
+                return match failed {
+                    Some((_, error)) => Err(error),
+                    None => Ok(pending.is_empty()),
+                };
+            }
+        }
+        if let Some((seq, _)) = &failed
+            && *seq <= next
+            && let Some((_, error)) = failed.take()
+        {
+            return Err(error);
         }
     }
 }
 
-fn write_task(
-    task: Finished,
-    out: &mut Outputs<'_>,
-    budget: &ByteBudget,
-    tally: &mut Tally,
-) -> Result<()> {
+fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Result<()> {
     for bad in task.bad {
         match (out.bad_rows, out.rejects.as_deref_mut()) {
             (BadRows::Skip, Some(rejects)) => {
@@ -93,6 +114,5 @@ fn write_task(
             *t += c;
         }
     }
-    budget.release(task.release);
     Ok(())
 }
