@@ -237,6 +237,19 @@ impl Outcome {
     }
 }
 
+/// What a run counted (the pipeline counts; the summary reports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Valid rows evaluated.
+    pub rows: u64,
+    /// Rows rejected under `--bad-rows skip`.
+    pub bad_rows: u64,
+    /// Bytes of input read.
+    pub bytes: u64,
+    /// Per rule (file order): counts of true, false, error, timeout.
+    pub counts: Vec<[u64; 4]>,
+}
+
 /// Worker-process counters of the process executor, reported in the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WorkerCounts {

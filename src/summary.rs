@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::model::Tally;
 use crate::model::{Kind, WorkerCounts};
-use crate::pipeline::Tally;
 use crate::rules::RuleSet;
 
 /// Results of one rule.

@@ -19,11 +19,12 @@ use crate::exit::{self, Interrupted};
 use crate::framer;
 use crate::input::InputReader;
 use crate::model::Kind;
+use crate::model::Tally;
 use crate::output::{
     Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
     commit_all,
 };
-use crate::pipeline::{self, Settings, Tally};
+use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
 use crate::signals::StopFlag;

@@ -29,6 +29,7 @@ use crate::config::BadRows;
 use crate::exec::Executor;
 use crate::format::ResultsFormat;
 use crate::input::InputReader;
+use crate::model::Tally;
 use crate::output::{RejectsWriter, ResultsWriter};
 use crate::progress::Progress;
 use crate::signals::StopFlag;
@@ -49,19 +50,6 @@ pub struct Settings {
     pub batch_size: usize,
     pub progress: Progress,
     pub stop: StopFlag,
-}
-
-/// What the pipeline counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Valid rows evaluated.
-    pub rows: u64,
-    /// Rows rejected under `--bad-rows skip`.
-    pub bad_rows: u64,
-    /// Bytes of input read.
-    pub bytes: u64,
-    /// Per rule (file order): counts of true, false, error, timeout.
-    pub counts: Vec<[u64; 4]>,
 }
 
 /// Runs the whole pipeline; on success the results are written (not yet committed).
