@@ -17,6 +17,8 @@
 //! right: a Rhai evaluation runs entirely on its caller's thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+
+use crate::size::display_size as human;
 use std::cell::Cell;
 
 /// The documented default budget of one evaluation: 256 MiB.
@@ -161,76 +163,41 @@ pub fn exceeded_message(limit: usize) -> String {
     format!("memory limit exceeded ({})", human(limit))
 }
 
-/// `256 MiB`, `1 GiB`, `1536 KiB`, `1000 bytes`: the budget as people write it.
-pub fn human(bytes: usize) -> String {
-    const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (unit, name) in UNITS {
-        if bytes >= unit && bytes.is_multiple_of(unit) {
-            return format!("{} {name}", bytes / unit);
-        }
-    }
-    format!("{bytes} bytes")
-}
-
 /// The smallest budget accepted: below it even an ordinary evaluation (its scope, a few
 /// strings) would fail.
 pub const MIN_LIMIT: usize = 1 << 20;
 
-/// Parses a budget as people write it: `256MiB`, `1GiB`, `512 KiB`, `300MB` (powers of
-/// 1000), `1000000` (bytes). At least `MIN_LIMIT`.
+/// Parses a budget as people write it (`crate::size::parse_size`: `256MiB`, `1GiB`,
+/// `300MB`); at least `MIN_LIMIT`.
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (expected e.g. 256MiB, 1GiB)"))?;
-    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (expected B, KiB, MiB, GiB, KB, MB or GB)"
-            ));
-        }
-    };
-    let bytes = number
-        .checked_mul(unit_bytes)
-        .and_then(|b| usize::try_from(b).ok())
-        .filter(|&b| b <= isize::MAX as usize)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
+    let bytes = crate::size::parse_size(text)?;
     if bytes < MIN_LIMIT {
         return Err(format!(
-            "{text:?} is below the minimum of {}",
+            "{:?} is below the minimum of {}",
+            text.trim(),
             human(MIN_LIMIT)
         ));
     }
     Ok(bytes)
 }
 
-/// Headroom of a worker process's hard data limit above twice its budget and its
-/// evaluation stack: its runtime (the engine and compiled rules, buffers, malloc's slack:
-/// 256 MiB) and the largest request it reads, twice (the frame's bytes, then its rows).
-pub const WORKER_HEADROOM: usize = (256 << 20) + 2 * crate::exec::protocol::MAX_TO_WORKER;
+/// Headroom of a worker process's hard data limit for its runtime (the engine and
+/// compiled rules, buffers, malloc's slack), besides the requests it reads.
+pub const WORKER_RUNTIME: usize = 256 << 20;
 
 /// The hard limit (`RLIMIT_DATA`) of a worker process whose evaluations have `budget`
-/// bytes each and run on a thread of `eval_stack` bytes: twice the budget (the cooperative
-/// check may let one operation copy what the script already holds), plus the stack, plus
-/// `WORKER_HEADROOM`. Past it the kernel refuses memory and the worker aborts with
+/// bytes each and run on a thread of `eval_stack` bytes, reading requests of at most
+/// `largest_request` bytes: twice the budget (the cooperative check may let one operation
+/// copy what the script already holds), plus the stack, plus `WORKER_RUNTIME`, plus the
+/// largest request twice (the frame's bytes, then its rows). Past it the kernel refuses memory and the worker aborts with
 /// `memory allocation of N bytes failed` (see `died_of_memory`), instead of the machine
 /// swapping or its OOM killer choosing a victim.
-pub fn worker_data_limit(budget: usize, eval_stack: usize) -> u64 {
+pub fn worker_data_limit(budget: usize, eval_stack: usize, largest_request: usize) -> u64 {
     (budget as u64)
         .saturating_mul(2)
         .saturating_add(eval_stack as u64)
-        .saturating_add(WORKER_HEADROOM as u64)
+        .saturating_add(WORKER_RUNTIME as u64)
+        .saturating_add((largest_request as u64).saturating_mul(2))
 }
 
 /// Sets this process's `RLIMIT_DATA` (soft and hard) to `bytes`: private writable memory
@@ -371,10 +338,10 @@ mod tests {
         );
         assert_eq!(human(1 << 30), "1 GiB");
         assert_eq!(human(1536 << 10), "1536 KiB");
-        assert_eq!(human(1000), "1000 bytes");
+        assert_eq!(human(1000), "1000 B");
         assert_eq!(
-            worker_data_limit(DEFAULT_LIMIT, 64 * MIB),
-            ((2 * 256 + 64 + 256) * MIB + 2 * crate::exec::protocol::MAX_TO_WORKER) as u64
+            worker_data_limit(DEFAULT_LIMIT, 64 * MIB, 80 * MIB),
+            ((2 * 256 + 64 + 256 + 2 * 80) * MIB) as u64
         );
     }
 
@@ -384,13 +351,13 @@ mod tests {
         assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
         assert_eq!(parse_size("300MB"), Ok(300_000_000));
         assert_eq!(parse_size("2000000"), Ok(2_000_000));
-        assert!(parse_size("12x").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("12x").unwrap_err().contains("is not a size"));
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("1KiB").unwrap_err().contains("minimum"));
         assert!(
             parse_size("99999999999GiB")
                 .unwrap_err()
-                .contains("too large")
+                .contains("is not a size")
         );
     }
 

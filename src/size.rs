@@ -1,6 +1,7 @@
 //! Byte sizes as people write them (`64KiB`, `1MiB`, `64MiB`), for `--max-record-size`,
 //! and back again for messages, so both sides use the same units.
 
+/// Units `display_size` writes, largest first (binary: what `parse_size` reads back).
 const UNITS: [(&str, u64); 4] = [
     ("GiB", 1 << 30),
     ("MiB", 1 << 20),
@@ -8,18 +9,35 @@ const UNITS: [(&str, u64); 4] = [
     ("B", 1),
 ];
 
-/// Parses a whole number of bytes with an optional binary unit: `4096`, `64KiB`, `1 MiB`.
+/// Parses a whole number of bytes with an optional unit, in any case: binary `KiB`,
+/// `MiB`, `GiB` (also `K`, `M`, `G`), decimal `KB`, `MB`, `GB`, or `B`: `4096`, `64KiB`,
+/// `1 MiB`, `300MB`. Zero is refused.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let (number, scale) = UNITS
-        .iter()
-        .find_map(|&(unit, scale)| text.strip_suffix(unit).map(|n| (n.trim_end(), scale)))
-        .unwrap_or((text, 1));
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size (expected e.g. 64KiB, 1MiB, 64MiB)"
+            ));
+        }
+    };
     let bytes = number
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n <= isize::MAX as usize)
         .ok_or_else(|| format!("{text:?} is not a size (expected e.g. 64KiB, 1MiB, 64MiB)"))?;
     if bytes == 0 {
         return Err("a size must be greater than zero".into());
@@ -53,6 +71,9 @@ mod tests {
         assert!(parse_size("0MiB").is_err());
         assert!(parse_size("1.5MiB").is_err());
         assert!(parse_size("lots").is_err());
+        assert_eq!(parse_size("300MB"), Ok(300_000_000));
+        assert_eq!(parse_size("1 gib"), Ok(1 << 30));
+        assert!(parse_size("99999999999GiB").is_err());
         assert_eq!(display_size(1 << 20), "1 MiB");
         assert_eq!(display_size(64 << 10), "64 KiB");
         assert_eq!(display_size(1000), "1000 B");

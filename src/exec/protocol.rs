@@ -36,7 +36,7 @@ pub const MAGIC: [u8; 4] = *b"TXGW";
 /// its frame fits (`supervisor`), so this bounds what a worker holds, whatever the batch
 /// size; it must hold one row of the largest record the input allows (64 MiB, `framer`),
 /// plus its encoding's few bytes per field — a row that still does not fit is an `error`.
-/// Workers' hard memory limit makes room for it (`budget::WORKER_HEADROOM`).
+/// Workers' hard memory limit makes room for it (`budget::worker_data_limit`).
 pub const MAX_TO_WORKER: usize = 80 << 20;
 /// Largest frame a worker sends. Its frames are bounded by construction: an `Outcomes`
 /// frame closes once past `OUTCOMES_CHUNK`, and one outcome is at most a capped detail

@@ -184,9 +184,12 @@ impl ProcessesExecutor {
         );
         let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
         let hard = rustix::process::getrlimit(rustix::process::Resource::Data).maximum;
-        let data_limit =
-            budget::worker_data_limit(setup.memory_limit, crate::exec::LANE_STACK_BYTES)
-                .min(hard.unwrap_or(u64::MAX));
+        let data_limit = budget::worker_data_limit(
+            setup.memory_limit,
+            crate::exec::LANE_STACK_BYTES,
+            protocol::MAX_TO_WORKER,
+        )
+        .min(hard.unwrap_or(u64::MAX));
         let memory_limit = setup.memory_limit;
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let limit_ns = timeouts.iter().map(|&t| nanos(t)).collect();
