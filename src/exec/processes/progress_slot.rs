@@ -220,11 +220,17 @@ mod tests {
             let (slot, stop) = (slot.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut seen = 0;
-                while !stop.load(Ordering::Relaxed) {
+                // One read at least after the writer has finished (it then always
+                // succeeds): on a loaded machine this thread may first run only then.
+                loop {
+                    let stopping = stop.load(Ordering::Acquire);
                     if let Some(s) = slot.read() {
                         // The writer always writes request == index.
                         assert_eq!(s.request, s.index);
                         seen += 1;
+                    }
+                    if stopping {
+                        break;
                     }
                 }
                 seen
@@ -234,7 +240,7 @@ mod tests {
             writer.begin(i, i, i + 1);
             writer.end(i, i);
         }
-        stop.store(true, Ordering::Relaxed);
+        stop.store(true, Ordering::Release);
         assert!(reader.join().unwrap() > 0);
     }
 
