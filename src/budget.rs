@@ -7,7 +7,7 @@
 //!
 //! The check is cooperative, like the deadline: it happens between operations. One Rhai
 //! operation allocates at most about what already exists (a clone of the script's data) or
-//! a bounded amount (strings are capped at 1 MiB), so an evaluation peaks at about twice
+//! a bounded amount (strings are capped at 16 KiB), so an evaluation peaks at about twice
 //! its budget. Worker processes add a hard backstop from the kernel (`limit_data`), sized
 //! by `worker_data_limit`; a worker killed by it is recognised by `died_of_memory`.
 //!

@@ -153,47 +153,83 @@ impl Kind {
 /// a rule may throw a map of a million entries: 1 KiB keeps the cause and bounds the file.
 pub const DETAIL_MAX_BYTES: usize = 1024;
 
-/// A `fmt::Write` that keeps a message on one line (every run of whitespace, newlines
-/// included, becomes one space; leading and trailing whitespace goes) and stops the
-/// formatting once `DETAIL_MAX_BYTES` are exceeded, so that displaying a huge or deeply
-/// nested value costs no more than the cap.
-struct OneLine {
-    text: String,
+/// A `fmt::Write` that collects at most `limit` bytes and then stops the formatting (an
+/// `fmt::Error`), so that displaying a huge or deeply nested value costs no more than the
+/// cap. With `one_line` it keeps a message on one line for a result's `detail`: every run
+/// of whitespace, newlines included, becomes one space (leading and trailing whitespace
+/// goes), and every other control character (C0, DEL, C1: NUL, ESC...) is written as a
+/// visible escape, `\u{1b}`, so that no raw control byte reaches the results.
+pub(crate) struct Capped {
+    pub(crate) text: String,
+    limit: usize,
+    one_line: bool,
     /// A space is owed before the next non-space character.
     space: bool,
-    cut: bool,
+    /// The limit was passed: `text` holds more than `limit` bytes, the rest was dropped.
+    pub(crate) cut: bool,
 }
 
-impl std::fmt::Write for OneLine {
+impl Capped {
+    pub(crate) fn new(limit: usize, one_line: bool) -> Capped {
+        Capped {
+            text: String::new(),
+            limit,
+            one_line,
+            space: false,
+            cut: false,
+        }
+    }
+
+    fn push(&mut self, c: char) -> std::fmt::Result {
+        self.text.push(c);
+        if self.text.len() > self.limit {
+            self.cut = true;
+            // Stops the formatting machinery: nothing more is rendered.
+            return Err(std::fmt::Error);
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Write for Capped {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.cut {
+            return Err(std::fmt::Error);
+        }
+        if !self.one_line {
+            if self.text.len() + s.len() > self.limit {
+                self.cut = true;
+                return Err(std::fmt::Error);
+            }
+            self.text.push_str(s);
+            return Ok(());
+        }
         for c in s.chars() {
             if c.is_whitespace() {
                 self.space = !self.text.is_empty();
                 continue;
             }
             if self.space {
-                self.text.push(' ');
+                self.push(' ')?;
                 self.space = false;
             }
-            self.text.push(c);
-            if self.text.len() > DETAIL_MAX_BYTES {
-                self.cut = true;
-                // Stops the formatting machinery: nothing more is rendered.
-                return Err(std::fmt::Error);
+            if c.is_control() {
+                for e in c.escape_unicode() {
+                    self.push(e)?;
+                }
+            } else {
+                self.push(c)?;
             }
         }
         Ok(())
     }
 }
 
-/// `message` as a result's detail: one line, at most `DETAIL_MAX_BYTES` bytes and then `…`.
+/// `message` as a result's detail: one line, at most `DETAIL_MAX_BYTES` bytes and then `…`,
+/// control characters escaped (see `Capped`).
 pub fn detail(message: impl std::fmt::Display) -> String {
     use std::fmt::Write;
-    let mut out = OneLine {
-        text: String::new(),
-        space: false,
-        cut: false,
-    };
+    let mut out = Capped::new(DETAIL_MAX_BYTES, true);
     // An error here is either our own cut or a Display impl failing: keep what we have.
     let _ = write!(out, "{message}");
     let mut text = out.text;

@@ -202,6 +202,12 @@ fn detail_problem(detail: &str) -> Option<String> {
     if detail.contains(['\n', '\r']) {
         return Some(format!("detail spans several lines: {:?}", clip(detail)));
     }
+    if detail.contains(char::is_control) {
+        return Some(format!(
+            "raw control characters in detail: {:?}",
+            clip(detail)
+        ));
+    }
     if detail.len() > DETAIL_CAP + '…'.len_utf8() {
         return Some(format!(
             "detail is {} bytes, more than {DETAIL_CAP} and an ellipsis: {:?}",
@@ -375,7 +381,7 @@ fn hostile(name: &str, script: &str, timeout: Option<&str>, expect: Expect) {
 /// A 1 MB string `s`, the usual ammunition.
 macro_rules! mb_string {
     ($rest:literal) => {
-        concat!("let s = \"x\"; s.pad(1000000, \"x\");\n", $rest)
+        concat!("let s = \"x\"; s.pad(16000, \"x\");\n", $rest)
     };
 }
 
@@ -452,6 +458,44 @@ fn a_10mb_string_built_with_pad_is_an_error() {
     );
 }
 
+#[test]
+fn rendering_a_map_of_long_escaped_keys_is_bounded_in_memory_and_time() {
+    let _heavy = heavy();
+    // Map keys escape Rhai's size limits and `to_debug` writes `\x7f` as 6 bytes: with
+    // 1 MiB strings one `to_debug` built a 1.5 GB string (1.76 GB RSS, 15.9 s) before Rhai
+    // looked at its length. Every rendering path: `to_debug`, interpolation, `+`, `print`.
+    for (name, render) in [
+        ("to-debug", "let t = m.to_debug();"),
+        ("interpolation", "let t = `${m}`;"),
+        ("plus", "let t = \"\" + m;"),
+        ("print", "print(m); debug([m]);"),
+    ] {
+        hostile(
+            &format!("render-{name}"),
+            &format!(
+                "let s = \"\\x7f\"; s.pad(16000, \"\\x7f\"); let m = #{{}};\n\
+                 for i in 0..999 {{ let k = s.sub_string(0, 16000 - i); m[k] = 1; }}\n\
+                 {render} true"
+            ),
+            None,
+            Expect {
+                within: Some(Duration::from_secs(10)),
+                ..ERROR
+            },
+        );
+    }
+}
+
+#[test]
+fn control_characters_in_a_detail_are_escaped() {
+    hostile(
+        "control-characters",
+        "throw \"nul\\x00esc\\x1b[31mdel\\x7fend\";",
+        None,
+        ERROR,
+    );
+}
+
 // --- Stack ----------------------------------------------------------------------------
 
 #[test]
@@ -509,7 +553,7 @@ fn a_thrown_huge_map_gives_a_capped_one_line_detail() {
 fn a_huge_multi_line_non_bool_result_gives_a_capped_one_line_detail() {
     hostile(
         "multi-line-result",
-        "let s = \"first line\\nsecond line\\r\\nthird\\n\"; s.pad(100000, \"y\"); s",
+        "let s = \"first line\\nsecond line\\r\\nthird\\n\"; s.pad(16000, \"y\"); s",
         None,
         Expect {
             capped: true,
@@ -592,7 +636,7 @@ fn print_and_debug_go_nowhere_and_change_no_result() {
         wd.create(
             "rules.toml",
             rules_file(
-                "print(\"PRINTED\"); debug(\"DEBUGGED\"); let p = \"x\"; p.pad(100000, \"y\"); print(p); true",
+                "print(\"PRINTED\"); debug(\"DEBUGGED\"); let p = \"x\"; p.pad(16000, \"y\"); print(p); true",
                 None,
             ),
         );

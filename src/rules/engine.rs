@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use rhai::{AST, Dynamic, Engine, EvalAltResult, ParseErrorType, Scope};
 
-use super::random;
 use super::sandbox::{
-    CURRENT, Cancel, Current, Options, TERMINATED_BY_DEADLINE, TERMINATED_BY_MEMORY, build_engine,
-    terminated,
+    CURRENT, Cancel, Current, Options, TERMINATED_BY_DEADLINE, TERMINATED_BY_MEMORY,
+    TERMINATED_BY_STRING, build_engine, terminated,
 };
 use super::{RuleSet, RulesError};
+use super::{random, sandbox};
 use crate::budget;
 use crate::model::{ColumnType, Columns, Outcome, Row};
 
@@ -219,6 +219,7 @@ impl Evaluator {
                 cut_sleep: self.cut_sleep,
                 key: random::key(self.seed, id_hash, rule.id),
                 draws: 0,
+                too_large: false,
             })
         });
         let memory_limit = self.memory_limit;
@@ -230,6 +231,9 @@ impl Evaluator {
                 let value = engine.eval_ast_with_scope::<Dynamic>(&mut rule.scope, &rule.ast);
                 if budget::exceeded() {
                     return Err(terminated(TERMINATED_BY_MEMORY));
+                }
+                if sandbox::string_too_large() {
+                    return Err(terminated(TERMINATED_BY_STRING));
                 }
                 value
             }))
@@ -254,6 +258,14 @@ impl Evaluator {
                     if token.to_string() == TERMINATED_BY_MEMORY =>
                 {
                     Outcome::Error(budget::exceeded_message(memory_limit))
+                }
+                EvalAltResult::ErrorTerminated(token, _)
+                    if token.to_string() == TERMINATED_BY_STRING =>
+                {
+                    Outcome::Error(format!(
+                        "string too large (over {} bytes)",
+                        sandbox::limits::STRING_BYTES
+                    ))
                 }
                 EvalAltResult::ErrorTooManyOperations(_) => {
                     Outcome::error("stopped by the operations backstop")
@@ -489,7 +501,7 @@ mod tests {
 
     #[test]
     fn an_evaluation_past_its_memory_budget_is_an_error_and_the_next_one_is_fine() {
-        let script = "if amount > 1.0 { let s = \"x\"; s.pad(100000, \"x\"); let m = #{}; \
+        let script = "if amount > 1.0 { let s = \"x\"; s.pad(16000, \"x\"); let m = #{}; \
                       for i in 0..1000 { m[\"k\" + i] = s + i; } } true";
         let mut set = file::parse(
             &format!("[[rule]]\nid = 1\nname = \"r\"\nwhen = '''{script}'''\n"),
@@ -597,7 +609,7 @@ mod tests {
         let r = row(1, 1.0, "FR");
         for script in [
             "let m = #{}; for i in 0..900 { m[\"k\" + i] = \"v\\n\" + i; } throw m;",
-            "let s = \"a\\nb\"; s.pad(100000, \"y\"); s",
+            "let s = \"a\\nb\"; s.pad(16000, \"y\"); s",
         ] {
             let Outcome::Error(m) = one(script, &r) else {
                 panic!("{script}")

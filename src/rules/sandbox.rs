@@ -19,10 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Array, Engine, EvalAltResult, FnPtr, NativeCallContext, Position};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext, Position,
+};
 
 use super::random;
 use crate::budget;
+use crate::model::Capped;
 
 /// How many operations pass between two looks at the clock. A power of two: the check is a
 /// mask. At ~100M operations/s this is ~10 µs, and costs a few percent of a simple rule.
@@ -35,11 +38,17 @@ const BACKSTOP_OPS_PER_SECOND: u64 = 1_000_000_000;
 pub(super) const TERMINATED_BY_DEADLINE: &str = "deadline";
 const TERMINATED_BY_CANCEL: &str = "cancelled";
 pub(super) const TERMINATED_BY_MEMORY: &str = "memory";
+pub(super) const TERMINATED_BY_STRING: &str = "string";
 
 /// The sandbox's size limits (the README's sandbox section lists them; change both).
 pub mod limits {
-    /// Longest string, in bytes. Rhai checks it where strings are built.
-    pub const STRING_BYTES: usize = 1 << 20;
+    /// Longest string, in bytes. Rhai checks it where strings are built, and also bounds
+    /// the total of the strings inside one array or map, but not map keys: a map holds up to
+    /// `MAP_ENTRIES` keys of this size, which Rhai renders with up to 6 bytes a byte
+    /// (`\u{7f}`) when a rendering it cannot be stopped in (an interpolation whose
+    /// `to_string` was cut short by the budget) falls back to displaying the whole value.
+    /// 16 KiB keeps that worst case (~100 MB) under the memory budget.
+    pub const STRING_BYTES: usize = 16 << 10;
     /// Most elements of an array, counting the elements of nested arrays: so also the
     /// deepest nesting of arrays (`a = [a]` 20,000 times is 20,000 elements).
     pub const ARRAY_ELEMENTS: usize = 10_000;
@@ -77,11 +86,15 @@ pub(super) struct Current {
     /// Random stream of (seed, transaction, rule), and how many draws it has given.
     pub(super) key: u64,
     pub(super) draws: u64,
+    /// A rendering into a string (`to_string`, `to_debug`, `print`, `debug`, string
+    /// interpolation, `"" + value`) stopped at `limits::STRING_BYTES`: the progress callback
+    /// ends the evaluation with `TERMINATED_BY_STRING` at the next operation.
+    pub(super) too_large: bool,
 }
 
 thread_local! {
     pub(super) static CURRENT: Cell<Current> = const {
-        Cell::new(Current { deadline: None, cut_sleep: true, key: 0, draws: 0 })
+        Cell::new(Current { deadline: None, cut_sleep: true, key: 0, draws: 0, too_large: false })
     };
 }
 
@@ -208,6 +221,53 @@ fn dedup_by(
     failed.map_or(Ok(()), Err)
 }
 
+/// Whether a rendering on this thread stopped at the string limit (see `Current`).
+pub(super) fn string_too_large() -> bool {
+    CURRENT.with(|c| c.get().too_large)
+}
+
+/// A value rendered into a string by `write`, stopping at
+/// `limits::STRING_BYTES`. Rhai's own renderings build the whole string first and check its
+/// size after, so one `m.to_debug()` of a map with 250 keys of 1 MiB (keys escape Rhai's
+/// size limits, and `to_debug` writes a `\x7f` as 6 bytes) allocated 1.5 GB in one
+/// operation, past the memory budget and the deadline. Past the limit this returns an empty
+/// string and marks the evaluation, which the progress callback ends at the next operation
+/// as an error: an error returned from here would not do, since Rhai's string
+/// interpolation and `+` then fall back to rendering the value in full.
+fn render(write: impl FnOnce(&mut Capped) -> std::fmt::Result) -> ImmutableString {
+    let mut out = Capped::new(limits::STRING_BYTES, false);
+    let _ = write(&mut out);
+    if out.cut {
+        CURRENT.with(|c| {
+            let mut cur = c.get();
+            cur.too_large = true;
+            c.set(cur);
+        });
+        return ImmutableString::new();
+    }
+    out.text.into()
+}
+
+/// Registers bounded `to_string`, `to_debug`, `print` and `debug` for the values whose
+/// rendering can be large (arrays, maps, strings in debug form, anything else through
+/// `Dynamic`), in place of the standard package's. String interpolation and `string +
+/// value` call `to_string`, so they are bounded too. Arrays and maps render as Rhai's do
+/// (`[1, "a"]`, `#{"k": 1}`), without a copy of the value.
+fn register_renderers(engine: &mut Engine) {
+    use std::fmt::Write;
+    for name in ["to_string", "print", "to_debug", "debug"] {
+        engine.register_fn(name, |a: &mut Array| render(|out| write!(out, "{a:?}")));
+        engine.register_fn(name, |m: &mut Map| render(|out| write!(out, "#{m:?}")));
+    }
+    for name in ["to_string", "print"] {
+        engine.register_fn(name, |v: &mut Dynamic| render(|out| write!(out, "{v}")));
+    }
+    for name in ["to_debug", "debug"] {
+        engine.register_fn(name, |s: &str| render(|out| write!(out, "{s:?}")));
+        engine.register_fn(name, |v: &mut Dynamic| render(|out| write!(out, "{v:?}")));
+    }
+}
+
 /// Builds the sandboxed engine. `strict` makes a variable that is not in the compile
 /// scope (the input's columns) a compile error; without it only syntax is checked.
 pub(super) fn build_engine(strict: bool, max_timeout: Duration, cancel: Cancel) -> Engine {
@@ -238,6 +298,9 @@ pub(super) fn build_engine(strict: bool, max_timeout: Duration, cancel: Cancel) 
         if budget::exceeded() {
             return Some(TERMINATED_BY_MEMORY.into());
         }
+        if string_too_large() {
+            return Some(TERMINATED_BY_STRING.into());
+        }
         if ops % CLOCK_EVERY != 0 {
             return None;
         }
@@ -256,6 +319,7 @@ pub(super) fn build_engine(strict: bool, max_timeout: Duration, cancel: Cancel) 
     engine.register_fn("sort", sort_by);
     engine.register_fn("sort_by", sort_by);
     engine.register_fn("dedup", dedup_by);
+    register_renderers(&mut engine);
     // Registered functions shadow the standard package's: Rhai's own `sleep` is gone.
     let no_sleep = || -> Result<(), Box<EvalAltResult>> {
         Err("sleep() is not available to rules; use sleep_ms(milliseconds)".into())
