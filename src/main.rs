@@ -2,6 +2,9 @@
 
 /// Run by the C library before `main`, hence before Rust's runtime reopens a closed
 /// stdout on `/dev/null`: records whether fd 1 was closed (see `output::check_stdout_open`).
+// SAFETY: an `.init_array` entry is called by the C runtime with no arguments, before
+// `main`, as an `extern "C" fn()`; `record_stdout` has exactly that type and only makes one
+// fcntl(2) call and an atomic store (no allocation, no Rust runtime needed).
 #[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
