@@ -816,3 +816,32 @@ fn check_infers_a_variable_shared_by_two_rules_once_and_still_sees_the_others() 
         run.describe()
     );
 }
+
+#[test]
+fn a_dedup_comparer_that_returns_no_bool_is_an_error() {
+    for executor in ["threads", "processes"] {
+        let wd = Workdir::new("dedup-not-bool");
+        wd.create("tx.csv", "id,amount\n1,5\n");
+        wd.create(
+            "rules.toml",
+            "[[rule]]\nid = 1\nname = \"d\"\nwhen = '''let a = [1, 1, 2]; a.dedup(|x, y| \"same\"); true'''\n",
+        );
+        wd.run(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "out.csv",
+            "-q",
+            "--executor",
+            executor,
+        ])
+        .expect_success();
+        let out = wd.read("out.csv");
+        assert!(
+            out.contains("1,1,error,") && out.contains("not a bool"),
+            "{executor}: {out}"
+        );
+    }
+}

@@ -199,7 +199,8 @@ fn sort_by(
     sorted.map_err(|_| "the sort comparer is not a consistent order".into())
 }
 
-/// `array.dedup(comparer)`, replacing Rhai's, which takes a comparer's error for `false`.
+/// `array.dedup(comparer)`, replacing Rhai's, which takes a comparer's error (or a result
+/// that is not a bool) for `false`.
 fn dedup_by(
     ctx: NativeCallContext,
     array: &mut Array,
@@ -210,13 +211,17 @@ fn dedup_by(
         if failed.is_some() {
             return false;
         }
-        match comparer.call_raw(&ctx, None, [y.clone(), x.clone()]) {
-            Ok(v) => v.as_bool().unwrap_or(false),
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
+        let verdict = comparer
+            .call_raw(&ctx, None, [y.clone(), x.clone()])
+            .and_then(|v| {
+                v.as_bool().map_err(|type_name| {
+                    format!("the dedup comparer returned {type_name}, not a bool").into()
+                })
+            });
+        verdict.unwrap_or_else(|e| {
+            failed = Some(e);
+            false
+        })
     });
     failed.map_or(Ok(()), Err)
 }
