@@ -134,6 +134,12 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// Whether this sink streams (stdout, a pipe, a device) rather than filling a
+    /// temporary file: what it is given should reach its reader as it is produced.
+    pub fn streams(&self) -> bool {
+        self.pending.is_none()
+    }
+
     pub fn create(dest: &Destination) -> Result<Sink> {
         let label = dest.label();
         let (inner, pending) = match dest {
@@ -425,8 +431,13 @@ impl ResultsWriter {
     /// Writes the result lines of `rows` complete rows, formatted by
     /// `format::ResultsFormat`; `counts` are their outcomes per rule.
     pub fn write_formatted(&mut self, lines: &[u8], rows: u64, counts: &[[u64; 4]]) -> Result<()> {
+        // A stream is flushed after every task: its reader (`| head`, a dashboard) sees
+        // results as they are produced, and learns a reader went away without waiting for
+        // a full buffer. A file's bytes only matter once it is renamed into place.
+        let streams = self.sink.streams();
         self.sink
             .write_all(lines)
+            .and_then(|()| if streams { self.sink.flush() } else { Ok(()) })
             .with_context(|| format!("cannot write {}", self.sink.label()))
             .map_err(crate::exit::mark_reader_gone)?;
         self.written.rows += rows;

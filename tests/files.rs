@@ -1271,3 +1271,45 @@ fn the_readme_lists_every_exit_code_of_a_signal() {
         );
     }
 }
+
+#[test]
+fn the_default_rejects_file_is_locked_too() {
+    // A run writing `out.csv` also writes (and may sweep temporaries of) the default
+    // rejects file: a run whose own output is that file must wait for it (exit 75), or
+    // it would sweep the first run's live temporary file.
+    let wd = batch_with_bad_row("rejects-lock");
+    let lock = wd.hold_lock("out.csv.rejects.csv.lock");
+    wd.txguard_run(&["-o", "out.csv", "--bad-rows", "skip", "-q"])
+        .expect_code(75)
+        .expect_stderr_contains("out.csv.rejects.csv.lock");
+    assert!(!wd.exists("out.csv"));
+    drop(lock);
+    wd.txguard_run(&["-o", "out.csv", "--bad-rows", "skip", "-q"])
+        .expect_success();
+    assert_eq!(
+        wd.read("out.csv.rejects.csv"),
+        "line,reason,raw\n3,\"column \"\"amount\"\": \"\"x\"\" is not a float\",\"2,x\"\n"
+    );
+}
+
+#[test]
+fn results_streamed_to_a_pipe_reach_its_reader_as_they_are_produced() {
+    // Every row but the first sleeps 500 ms: 20 s in all. Results written straight
+    // through reach `head` at once, and its going away ends the run at the next task;
+    // held in a buffer until the end, they would keep the pipeline busy all 20 s.
+    let wd = Workdir::new("stream-flush");
+    let rows: String = (1..=40).map(|i| format!("{i}\n")).collect();
+    wd.create("tx.csv", format!("id\n{rows}"));
+    wd.rules(rule(1, "if id != \"1\" { sleep_ms(500); } true"));
+    let started = std::time::Instant::now();
+    let run = wd.output_of(
+        &mut wd.sh("\"$TXGUARD\" run tx.csv --rules rules.toml -j 1 -q | head -2 > first.txt"),
+    );
+    run.expect_success();
+    assert_eq!(
+        wd.read("first.txt"),
+        "transaction_id,rule_id,result,detail\n1,1,true,\n"
+    );
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(12), "took {took:?}");
+}

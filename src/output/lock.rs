@@ -15,7 +15,7 @@ use crate::exit::Locked;
 
 /// An exclusive lock on `TARGET.lock`, held until dropped (or the process dies).
 pub struct OutputLock {
-    _file: File,
+    _files: Vec<File>,
 }
 
 impl OutputLock {
@@ -23,6 +23,22 @@ impl OutputLock {
     /// the stale temporary files of every file in `covered` (the outputs this lock
     /// guards: no other run can be writing them now).
     pub fn acquire(output: &Path, covered: &[&Path]) -> Result<OutputLock> {
+        let mut files = vec![OutputLock::take(output)?];
+        // Every other file the run may sweep is locked too (the default rejects file): a
+        // run whose own output is that file must not sweep this run's live temporary.
+        for path in covered.iter().filter(|p| **p != output) {
+            files.push(OutputLock::take(path)?);
+        }
+        for path in covered {
+            if let Ok(target) = canonical_target(path) {
+                remove_stale_temporaries(&target);
+            }
+        }
+        Ok(OutputLock { _files: files })
+    }
+
+    /// Opens and locks `OUTPUT.lock` beside the canonical target of `output`.
+    fn take(output: &Path) -> Result<File> {
         let target = canonical_target(output)?;
         let lock = paths::with_suffix(&target, paths::LOCK_SUFFIX);
         // Messages name the lock as people would find it: beside the output they named,
@@ -72,12 +88,7 @@ impl OutputLock {
                 return Err(e).with_context(|| format!("cannot lock {}", paths::show(&shown)));
             }
         }
-        for path in covered {
-            if let Ok(target) = canonical_target(path) {
-                remove_stale_temporaries(&target);
-            }
-        }
-        Ok(OutputLock { _file: file })
+        Ok(file)
     }
 }
 
