@@ -187,6 +187,7 @@ mod tests {
     /// A fake executor: answers `true` for every pair (`false` for ids ending in 7), but
     /// the lane that gets the first task holds it until every other row has been evaluated,
     /// so tasks finish out of order.
+    #[derive(Clone)]
     struct OutOfOrder {
         jobs: usize,
         evaluated: Arc<AtomicU64>,
@@ -199,26 +200,17 @@ mod tests {
         held_saw: Arc<AtomicU64>,
     }
 
+    /// A lane of the fake: its index and (shared through their `Arc`s) the fake's settings.
     struct FakeLane {
         index: usize,
-        evaluated: Arc<AtomicU64>,
-        rows: u64,
-        fail_at_row: Option<String>,
-        panic_at_row: Option<String>,
-        failed: Arc<AtomicBool>,
-        held_saw: Arc<AtomicU64>,
+        fake: OutOfOrder,
     }
 
     impl Executor for OutOfOrder {
         fn lane(&self, index: usize) -> Result<Box<dyn crate::exec::Lane>> {
             Ok(Box::new(FakeLane {
                 index,
-                evaluated: Arc::clone(&self.evaluated),
-                rows: self.rows,
-                fail_at_row: self.fail_at_row.clone(),
-                panic_at_row: self.panic_at_row.clone(),
-                failed: Arc::clone(&self.failed),
-                held_saw: Arc::clone(&self.held_saw),
+                fake: self.clone(),
             }))
         }
         fn shutdown(&self) {}
@@ -227,30 +219,30 @@ mod tests {
     impl Lane for FakeLane {
         fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
             let has = |id: &Option<String>| batch.rows.iter().any(|r| Some(&r.id) == id.as_ref());
-            if has(&self.fail_at_row) {
-                self.failed.store(true, Ordering::SeqCst);
+            if has(&self.fake.fail_at_row) {
+                self.fake.failed.store(true, Ordering::SeqCst);
                 return Err(anyhow!("lane {} failed", self.index));
             }
-            if has(&self.panic_at_row) {
-                self.failed.store(true, Ordering::SeqCst);
+            if has(&self.fake.panic_at_row) {
+                self.fake.failed.store(true, Ordering::SeqCst);
                 panic!("lane {} broke", self.index);
             }
             let n = batch.rows.len() as u64;
             if batch.seq == 0 {
                 // Wait until the other lanes have evaluated everything else, or are held
                 // back by the byte budget (nothing evaluated for a while), or failed.
-                let mut seen = (self.evaluated.load(Ordering::SeqCst), Instant::now());
-                while seen.0 + n < self.rows
-                    && !self.failed.load(Ordering::SeqCst)
+                let mut seen = (self.fake.evaluated.load(Ordering::SeqCst), Instant::now());
+                while seen.0 + n < self.fake.rows
+                    && !self.fake.failed.load(Ordering::SeqCst)
                     && seen.1.elapsed() < Duration::from_millis(300)
                 {
                     thread::sleep(Duration::from_millis(1));
-                    let now = self.evaluated.load(Ordering::SeqCst);
+                    let now = self.fake.evaluated.load(Ordering::SeqCst);
                     if now != seen.0 {
                         seen = (now, Instant::now());
                     }
                 }
-                self.held_saw.store(seen.0, Ordering::SeqCst);
+                self.fake.held_saw.store(seen.0, Ordering::SeqCst);
             }
             out.extend(batch.rows.iter().map(|row| {
                 if row.id.ends_with('7') {
@@ -259,7 +251,7 @@ mod tests {
                     Outcome::True
                 }
             }));
-            self.evaluated.fetch_add(n, Ordering::SeqCst);
+            self.fake.evaluated.fetch_add(n, Ordering::SeqCst);
             Ok(())
         }
     }
