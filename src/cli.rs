@@ -31,6 +31,10 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Launch rockets: the concurrency throughput workload.
     Rockets(RocketsArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of txguard or of one of its subcommands.
+    Man(ManArgs),
     /// Internal: a process-executor worker, fed over stdin (not for people).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -163,6 +167,20 @@ pub struct RocketsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (`txguard-run(1)`) [default: txguard(1)].
+    #[arg(value_name = "SUBCOMMAND", value_parser = ["run", "check", "generate", "rockets", "completions", "man"])]
+    pub subcommand: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Protocol version the supervisor speaks; a mismatch is refused.
     #[arg(long)]
@@ -220,13 +238,26 @@ impl Command {
     }
 }
 
+/// The command line as clap builds it from `Cli`, with the exit codes after the help of
+/// `txguard` and of `txguard run` (from `exit::CODES`, their one source): what parsing,
+/// the completion scripts and the man pages all use.
+pub fn command() -> clap::Command {
+    let codes = crate::exit::codes_help();
+    Cli::command()
+        .after_help(codes.clone())
+        .mut_subcommand("run", |run| run.after_help(codes))
+}
+
 /// Parses the process's arguments; on a usage error prints clap's message and exits 2.
 /// Clap may suggest hidden flags and subcommands for a typo (`--flor` → `--floor`,
 /// `worke` → `worker`): those are internal, and are taken out of the message. Under
 /// `-q` the message is one line, like every other error.
 pub fn parse() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    match Cli::try_parse_from(&args) {
+    let parsed = command()
+        .try_get_matches_from(&args)
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    match parsed {
         Ok(cli) => cli,
         Err(mut err) => {
             use clap::error::ErrorKind;
