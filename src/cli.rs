@@ -100,6 +100,31 @@ pub struct RunArgs {
     /// `[defaults] memory_limit` wins [default: 256MiB].
     #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
     pub memory_limit: Option<usize>,
+    #[command(flatten)]
+    pub csv: CsvArgs,
+}
+
+/// How transactions CSVs are read: one set of flags for every command that reads them.
+#[derive(Debug, Clone, Args)]
+pub struct CsvArgs {
+    /// Field delimiter: one ASCII character, `'\t'` for a tab [default: a tab for `.tsv`
+    /// and `.tab` files, else `,`].
+    #[arg(short, long, value_name = "CHAR", value_parser = crate::dialect::parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The column holding the transaction id (written as `transaction_id` in the results).
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    pub id_column: String,
+}
+
+impl CsvArgs {
+    /// The CSV configuration these flags give, with the longest record allowed.
+    pub fn config(&self, max_record: usize) -> crate::dialect::CsvConfig {
+        crate::dialect::CsvConfig {
+            delimiter: self.delimiter,
+            id_column: self.id_column.clone(),
+            max_record,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +145,8 @@ pub struct CheckArgs {
     /// must be a column) and its first rows (every rule evaluated, errors reported).
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub csv: CsvArgs,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +253,7 @@ impl RunArgs {
             max_record_size: self.max_record_size,
             floor: self.floor,
             memory_limit: self.memory_limit,
+            csv: self.csv.config(self.max_record_size),
         }
         .check()
     }

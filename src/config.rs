@@ -106,6 +106,8 @@ pub struct RunConfig {
     pub floor: bool,
     /// `--memory-limit`: bytes one evaluation may hold, unless the rules file says.
     pub memory_limit: Option<usize>,
+    /// How the input is read: delimiter, id column, longest record.
+    pub csv: crate::dialect::CsvConfig,
 }
 
 /// Where each output of a run goes, as the flags say (`RunConfig::outputs`).

@@ -40,6 +40,16 @@ impl Schema {
     /// Reads the header's fields; `name` is what messages call the input. Fails on a
     /// field that is not UTF-8, a name that appears twice, or no `id` column.
     pub fn from_header(fields: Fields<'_>, name: &str, rules: &RuleSet) -> Result<Schema> {
+        Schema::from_header_with_id(fields, name, rules, "id")
+    }
+
+    /// Like `from_header`, with the transaction ids in the column `id_column`.
+    pub fn from_header_with_id(
+        fields: Fields<'_>,
+        name: &str,
+        rules: &RuleSet,
+        id_column: &str,
+    ) -> Result<Schema> {
         let mut header = Vec::with_capacity(fields.len());
         for (i, field) in fields.iter().enumerate() {
             match std::str::from_utf8(field) {
@@ -50,9 +60,9 @@ impl Schema {
                 ),
             }
         }
-        let Some(id_field) = header.iter().position(|h| h == "id") else {
+        let Some(id_field) = header.iter().position(|h| h == id_column) else {
             bail!(
-                "{name}:1: no `id` column in the header ({})",
+                "{name}:1: no `{id_column}` column in the header ({})",
                 summarize_header(&header)
             );
         };
@@ -232,7 +242,10 @@ impl Typer {
         }
         let id = fields.get(schema.id_field).unwrap_or_default();
         if id.is_empty() {
-            return Err(bad("column \"id\" is empty".to_string()));
+            return Err(bad(format!(
+                "column {:?} is empty",
+                schema.header[schema.id_field]
+            )));
         }
         row.values.clear();
         for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {

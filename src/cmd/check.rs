@@ -59,10 +59,12 @@ fn check(args: &CheckArgs) -> Result<i32> {
     }
 
     let input = match &args.input {
-        Some(path) => Some(InputReader::open(
+        Some(path) => Some(InputReader::open_csv(
             path,
             &set,
-            crate::framer::Config::default(),
+            &args
+                .csv
+                .config(crate::dialect::CsvConfig::default().max_record),
             true,
         )?),
         None => None,

@@ -12,11 +12,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::RunArgs;
 use crate::config::{BadRows, ExecutorKind, FailOn, Outputs, RunConfig};
+use crate::dialect::CsvConfig;
 use crate::exec::Executor;
 use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exit::{self, Interrupted};
-use crate::framer;
 use crate::input::InputReader;
 use crate::model::Kind;
 use crate::model::Tally;
@@ -219,11 +219,10 @@ fn execute(
     let rules = Arc::new(set);
     known.rules = Some(Arc::clone(&rules));
 
-    let framing = framer::Config::default().with_max_record(config.max_record_size);
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
     let stop_at_too_long = config.bad_rows == BadRows::Fail;
-    let input = open_input(&config.input, &rules, framing, stop_at_too_long, stop)?;
+    let input = open_input(&config.input, &rules, &config.csv, stop_at_too_long, stop)?;
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.
@@ -339,16 +338,16 @@ fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::
 fn open_input(
     path: &Path,
     rules: &Arc<RuleSet>,
-    framing: framer::Config,
+    csv: &CsvConfig,
     stop_at_too_long: bool,
     stop: &StopFlag,
 ) -> Result<InputReader> {
     let (tx, rx) = mpsc::channel();
-    let (path, rules) = (path.to_path_buf(), Arc::clone(rules));
+    let (path, rules, csv) = (path.to_path_buf(), Arc::clone(rules), csv.clone());
     thread::Builder::new()
         .name("open-input".into())
         .spawn(move || {
-            let _ = tx.send(InputReader::open(&path, &rules, framing, stop_at_too_long));
+            let _ = tx.send(InputReader::open_csv(&path, &rules, &csv, stop_at_too_long));
         })
         .context("cannot start a thread to open the input")?;
     loop {

@@ -69,6 +69,7 @@ pub fn run(
         first,
         name,
         schema,
+        consumed,
         ..
     } = input;
     // Enough chunks in flight that every lane has work while the writer catches up.
@@ -93,6 +94,7 @@ pub fn run(
                     &chunk_tx,
                     &recycle_rx,
                     &progress,
+                    consumed.as_ref(),
                 )
             })
             .context("cannot start the reader thread")?

@@ -6,6 +6,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use anyhow::{Context, Result};
 
+use crate::decompress::Consumed;
 use crate::framer::{Chunk, Framer};
 use crate::pipeline::budget::{self, ByteBudget};
 use crate::progress::Progress;
@@ -20,7 +21,10 @@ pub fn read_chunks(
     chunks: &Sender<Chunk>,
     recycled: &Receiver<Chunk>,
     progress: &Progress,
+    consumed: Option<&Consumed>,
 ) -> Result<u64> {
+    // A compressed input counts the compressed bytes taken from its source.
+    let read = |framer: &Framer<_>| consumed.map_or_else(|| framer.offset_read(), Consumed::get);
     let mut next = Some(first);
     loop {
         let chunk = match next.take() {
@@ -41,10 +45,10 @@ pub fn read_chunks(
         if !budget.acquire(budget::cost(&chunk)) {
             break;
         }
-        progress.set_position(framer.offset_read());
+        progress.set_position(read(&framer));
         if chunks.send(chunk).is_err() {
             break;
         }
     }
-    Ok(framer.offset_read())
+    Ok(read(&framer))
 }

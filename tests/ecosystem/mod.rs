@@ -2,4 +2,5 @@
 //! in the help, the README's install step and cron recipe, delimiters, nullable columns,
 //! compressed and several inputs, the progress bar and the stderr table.
 
+mod dialect;
 mod discover;
