@@ -34,6 +34,8 @@ pub struct Schema {
     columns: Columns,
     /// Per column: whether some rule reads it, so its value must be built.
     read: Vec<bool>,
+    /// Per column: whether an empty value is `()` (declared `"float?"`), not a bad row.
+    nullable: Vec<bool>,
 }
 
 impl Schema {
@@ -86,12 +88,14 @@ impl Schema {
             }
         }
         let read = rules.columns_read(&columns);
+        let nullable = columns.names.iter().map(|n| rules.is_nullable(n)).collect();
         Ok(Schema {
             header,
             fields: kinds,
             id_field,
             columns,
             read,
+            nullable,
         })
     }
 
@@ -250,6 +254,10 @@ impl Typer {
         row.values.clear();
         for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
             let Field::Column(c) = *field else { continue };
+            if value.is_empty() && schema.nullable[c] {
+                row.values.push(Dynamic::UNIT);
+                continue;
+            }
             let typed = match std::str::from_utf8(value) {
                 Err(_) => Err("is not valid UTF-8"),
                 Ok(text) => match (schema.columns.types[c], &mut self.strings[c]) {

@@ -146,6 +146,7 @@ fn check(args: &CheckArgs) -> Result<i32> {
 fn only(set: &RuleSet, rule: &Rule) -> RuleSet {
     RuleSet {
         columns: set.columns.clone(),
+        nullable: set.nullable.clone(),
         rules: vec![rule.clone()],
         memory_limit: set.memory_limit,
     }
@@ -232,6 +233,7 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
     }
     let compiled = RuleSet {
         columns: set.columns.clone(),
+        nullable: set.nullable.clone(),
         rules: set
             .rules
             .iter()

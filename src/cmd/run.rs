@@ -85,6 +85,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     let empty = RuleSet {
         columns: Default::default(),
+        nullable: Default::default(),
         rules: Vec::new(),
         memory_limit: None,
     };

@@ -185,16 +185,26 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
     let mut errors = Vec::new();
 
     let mut columns = HashMap::new();
+    let mut nullable = std::collections::BTreeSet::new();
     for (name, kind) in &raw.columns {
-        match ColumnType::parse(kind.get_ref()) {
+        // `"float?"`: an empty value is `()`.
+        let (base, optional) = match kind.get_ref().strip_suffix('?') {
+            Some(base) => (base, true),
+            None => (kind.get_ref().as_str(), false),
+        };
+        match ColumnType::parse(base) {
             Some(t) => {
                 columns.insert(name.get_ref().clone(), t);
+                if optional {
+                    nullable.insert(name.get_ref().clone());
+                }
             }
             None => errors.push(RulesError {
                 line: Some(lines.line(kind.span().start)),
                 rule: None,
                 message: format!(
-                    "column {:?}: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\")",
+                    "column {:?}: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\", \
+                     with a `?` when the column may be empty: \"float?\")",
                     name.get_ref(),
                     kind.get_ref()
                 ),
@@ -312,6 +322,7 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
 
     let set = RuleSet {
         columns,
+        nullable,
         rules,
         memory_limit,
     };

@@ -4,3 +4,4 @@
 
 mod dialect;
 mod discover;
+mod nullable;
