@@ -2,6 +2,7 @@
 //! in the help, the README's install step and cron recipe, delimiters, nullable columns,
 //! compressed and several inputs, the progress bar and the stderr table.
 
+mod compressed;
 mod dialect;
 mod discover;
 mod nullable;
