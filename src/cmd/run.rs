@@ -142,7 +142,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         return Err(err);
     }
     if !config.quiet {
-        exit::say(&summary.render());
+        use std::io::IsTerminal;
+        exit::say(&summary.render_for(std::io::stderr().is_terminal()));
     }
     // Said even under -q: every non-zero exit prints one line naming its cause.
     if code == exit::FAIL_ON {

@@ -158,6 +158,7 @@ pub fn run(
         rejects: rejects.as_mut(),
         bad_rows: settings.bad_rows,
         input: &name,
+        progress: &settings.progress,
     };
     let written =
         write::write_in_order(&done_rx, &mut outputs, &budget, &settings.stop, &mut tally);

@@ -26,6 +26,7 @@ pub fn read_chunks(
     // A compressed input counts the compressed bytes taken from its source.
     let read = |framer: &Framer<_>| consumed.map_or_else(|| framer.offset_read(), Consumed::get);
     let mut next = Some(first);
+    let mut first_chunk = true;
     loop {
         let chunk = match next.take() {
             Some(chunk) => chunk,
@@ -45,7 +46,9 @@ pub fn read_chunks(
         if !budget.acquire(budget::cost(&chunk)) {
             break;
         }
-        progress.set_position(read(&framer));
+        // The first chunk's first record is the header.
+        let header = u64::from(std::mem::take(&mut first_chunk));
+        progress.read((chunk.len() as u64).saturating_sub(header), read(&framer));
         if chunks.send(chunk).is_err() {
             break;
         }
