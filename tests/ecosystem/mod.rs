@@ -6,3 +6,4 @@ mod compressed;
 mod dialect;
 mod discover;
 mod nullable;
+mod terminal;
