@@ -45,8 +45,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Transactions CSV, or `-` for standard input.
-    pub input: PathBuf,
+    /// Transactions CSV, or `-` for standard input; several are evaluated in this order
+    /// into one output (their headers must have the same columns, in any order).
+    #[arg(value_name = "INPUT", required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
     /// Rules file (TOML).
     #[arg(long, value_name = "FILE")]
     pub rules: PathBuf,
@@ -237,7 +239,8 @@ impl RunArgs {
     pub fn into_config(self) -> anyhow::Result<RunConfig> {
         RunConfig {
             jobs: self.jobs.map_or_else(cpus, |j| j as usize),
-            input: self.input,
+            input: self.input[0].clone(),
+            inputs: self.input,
             rules: self.rules,
             output: self.output,
             executor: self.executor,

@@ -15,6 +15,7 @@
 //!   id column, longest record);
 //! - `framer`: quote-aware record framing and exact shard boundaries (byte level);
 //! - `decompress`: gzip and zstd inputs, recognised by their first bytes;
+//! - `inputs`: several inputs of one run (headers aligned, each summarised);
 //! - `input`: the transactions CSV opened, its header read; `typing`: framed records →
 //!   typed rows (on the lanes); `format`: results as CSV bytes (on the lanes);
 //! - `output`: atomic outputs and the lock; `size`: byte sizes (`64MiB`);
@@ -49,6 +50,7 @@ pub mod format;
 pub mod framer;
 pub mod generate;
 pub mod input;
+pub mod inputs;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::inputs::InputSummary;
 use crate::model::Tally;
 use crate::model::{Kind, WorkerCounts};
 use crate::rules::RuleSet;
@@ -20,6 +21,17 @@ fn cut(text: &str, width: usize) -> String {
     let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+/// `text` in at most `width` characters: its end, after `…`, when longer (the end of a
+/// path names the file).
+fn cut_front(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return printable(text);
+    }
+    let keep: String = text.chars().skip(count - width.saturating_sub(1)).collect();
+    format!("…{}", printable(&keep))
 }
 
 /// A rule name as one line of text: control characters (a newline in a TOML string)
@@ -50,8 +62,12 @@ pub struct Summary {
     /// RFC 3339, UTC.
     pub started_at: String,
     pub finished_at: String,
+    /// The (first) input; `inputs` lists every one.
     pub input: String,
+    /// Bytes read from every input together.
     pub input_bytes: u64,
+    /// Every input, in the order evaluated, with its bytes, transactions and bad rows.
+    pub inputs: Vec<InputSummary>,
     pub rules_file: String,
     pub rules_sha256: String,
     pub executor: String,
@@ -82,6 +98,8 @@ pub struct RunFacts {
     pub jobs: usize,
     pub workers: Option<WorkerCounts>,
     pub wall: Duration,
+    /// Every input, in order, with what was read from each.
+    pub inputs: Vec<InputSummary>,
 }
 
 impl Summary {
@@ -101,6 +119,7 @@ impl Summary {
                 .to_string(),
             input: facts.input,
             input_bytes: tally.bytes,
+            inputs: facts.inputs,
             rules_file: facts.rules_file,
             rules_sha256: facts.rules_sha256,
             executor: facts.executor,
@@ -217,6 +236,17 @@ impl Summary {
             );
         }
         let _ = writeln!(s, "  bad rows: {}", count(self.bad_rows));
+        if self.inputs.len() > 1 {
+            for input in &self.inputs {
+                let tail = format!(
+                    ": {} transactions, {} bad rows",
+                    count(input.transactions),
+                    count(input.bad_rows)
+                );
+                let room = TABLE_WIDTH.saturating_sub(2 + tail.chars().count()).max(8);
+                let _ = writeln!(s, "  {}{tail}", cut_front(&input.path, room));
+            }
+        }
         if let Some(w) = &self.workers {
             let _ = writeln!(
                 s,

@@ -103,6 +103,65 @@ impl Schema {
     pub fn columns(&self) -> &Columns {
         &self.columns
     }
+
+    /// This header's schema with the columns of `first` (another input of the same run),
+    /// in `first`'s order: rows of both then hold the same values at the same places, for
+    /// the same compiled rules. The two headers must have the same names, in any order;
+    /// else the error names what one has and the other lacks. `name` and `first_name`
+    /// are what messages call the two inputs.
+    pub fn aligned_to(&self, first: &Schema, name: &str, first_name: &str) -> Result<Schema> {
+        let mine: HashSet<&str> = self.header.iter().map(String::as_str).collect();
+        let theirs: HashSet<&str> = first.header.iter().map(String::as_str).collect();
+        if mine != theirs {
+            let list = |names: Vec<&String>| {
+                let shown: Vec<String> = names.iter().take(8).map(|n| format!("{n:?}")).collect();
+                let more = names.len().saturating_sub(8);
+                if more > 0 {
+                    format!("{}, … {more} more", shown.join(", "))
+                } else {
+                    shown.join(", ")
+                }
+            };
+            let missing: Vec<&String> = first
+                .header
+                .iter()
+                .filter(|h| !mine.contains(h.as_str()))
+                .collect();
+            let extra: Vec<&String> = self
+                .header
+                .iter()
+                .filter(|h| !theirs.contains(h.as_str()))
+                .collect();
+            let mut why = Vec::new();
+            if !missing.is_empty() {
+                why.push(format!("it lacks {}", list(missing)));
+            }
+            if !extra.is_empty() {
+                why.push(format!("it has {} too", list(extra)));
+            }
+            bail!(
+                "{name}:1: the header has other columns than {first_name}'s: {} \
+                 (inputs of one run need the same columns, in any order)",
+                why.join("; ")
+            );
+        }
+        let fields = self
+            .header
+            .iter()
+            .map(|h| match first.columns.index(h) {
+                Some(c) => Field::Column(c),
+                None => Field::Hidden,
+            })
+            .collect();
+        Ok(Schema {
+            header: self.header.clone(),
+            fields,
+            id_field: self.id_field,
+            columns: first.columns.clone(),
+            read: first.read.clone(),
+            nullable: first.nullable.clone(),
+        })
+    }
 }
 
 fn summarize_header(header: &[String]) -> String {
@@ -251,11 +310,13 @@ impl Typer {
                 schema.header[schema.id_field]
             )));
         }
+        // Each value at its column's place: the fields of an input aligned to another
+        // (`Schema::aligned_to`) come in another order.
         row.values.clear();
+        row.values.resize(schema.columns.names.len(), Dynamic::UNIT);
         for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
             let Field::Column(c) = *field else { continue };
             if value.is_empty() && schema.nullable[c] {
-                row.values.push(Dynamic::UNIT);
                 continue;
             }
             let typed = match std::str::from_utf8(value) {
@@ -270,7 +331,7 @@ impl Typer {
                 },
             };
             match typed {
-                Ok(v) => row.values.push(v),
+                Ok(v) => row.values[c] = v,
                 Err(why) => {
                     return Err(bad(format!(
                         "column {:?}: {:?} {why}",

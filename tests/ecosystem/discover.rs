@@ -248,3 +248,46 @@ fn the_readme_cron_line_runs_under_crons_environment_and_stays_silent_on_the_sam
         "last night's stays"
     );
 }
+
+/// `(short, long)` of every flag a line of text declares: `-j, --jobs` or `--seed`.
+fn flags_in(lines: impl Iterator<Item = String>) -> std::collections::BTreeSet<(String, String)> {
+    lines
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let (short, rest) = match line.strip_prefix('-') {
+                Some(r) if !r.starts_with('-') => {
+                    let (s, rest) = r.split_once(", ")?;
+                    (s.to_string(), rest)
+                }
+                _ => (String::new(), line),
+            };
+            let long = rest.strip_prefix("--")?;
+            let name: String = long
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            Some((short, name))
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_option_table_lists_exactly_the_flags_of_help_run() {
+    let wd = Workdir::new("option-table");
+    let help = wd.run(&["help", "run"]).stdout();
+    let mut in_help = flags_in(help.lines().map(str::to_string));
+    in_help.remove(&("h".to_string(), "help".to_string()));
+    in_help.remove(&("V".to_string(), "version".to_string()));
+    let table = README
+        .split("Options of `run` people reach for:")
+        .nth(1)
+        .expect("the option table");
+    let rows = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| option"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_start_matches("| `").to_string());
+    let in_readme = flags_in(rows);
+    assert_eq!(in_readme, in_help);
+}

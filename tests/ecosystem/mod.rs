@@ -5,5 +5,6 @@
 mod compressed;
 mod dialect;
 mod discover;
+mod inputs;
 mod nullable;
 mod terminal;

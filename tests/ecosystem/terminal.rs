@@ -153,7 +153,12 @@ fn off_a_terminal_there_is_no_bar_and_no_separator() {
         stderr.starts_with("txguard: 1200 transactions × 2 rules = 2400 results\n  in "),
         "{stderr}"
     );
-    assert!(stderr.contains("      22  slow                                0       1188          0         12\n"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "      22  slow                                0       1188          0         12\n"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
