@@ -283,6 +283,8 @@ fn execute(
     };
     let inputs = Inputs {
         reference,
+        executor: &executor,
+        rule_ids: &rule_ids,
         config,
         rules: &rules,
         stop_at_too_long,
@@ -290,8 +292,6 @@ fn execute(
     };
     let outcome = inputs.run_all(
         input,
-        &executor,
-        &rule_ids,
         rejects,
         &mut results,
         &settings,
@@ -342,6 +342,8 @@ fn total_bytes(config: &RunConfig, first: &InputReader) -> Option<u64> {
 /// What evaluating the inputs one after another needs besides the pipeline's stages.
 struct Inputs<'a> {
     reference: crate::inputs::Reference,
+    executor: &'a Arc<dyn Executor>,
+    rule_ids: &'a [i64],
     config: &'a RunConfig,
     rules: &'a Arc<RuleSet>,
     stop_at_too_long: bool,
@@ -352,19 +354,16 @@ impl Inputs<'_> {
     /// Runs the pipeline over `first`, then over every other input in order (each opened
     /// when its turn comes, its header aligned to the first's), into the same results
     /// and rejects. `summaries` holds one entry per input, filled in as each is done.
-    #[allow(clippy::too_many_arguments)]
     fn run_all(
         &self,
         first: InputReader,
-        executor: &Arc<dyn Executor>,
-        rule_ids: &[i64],
         mut rejects: Option<RejectsWriter>,
         results: &mut ResultsWriter,
         settings: &Settings,
         summaries: &mut [crate::inputs::InputSummary],
     ) -> Result<(Tally, Option<RejectsWriter>)> {
         let mut tally = Tally {
-            counts: vec![[0; 4]; rule_ids.len()],
+            counts: vec![[0; 4]; self.rule_ids.len()],
             ..Tally::default()
         };
         let mut first = Some(first);
@@ -389,8 +388,8 @@ impl Inputs<'_> {
             settings.progress.next_input(tally.bytes);
             let (done, back) = pipeline::run(
                 input,
-                Arc::clone(executor),
-                rule_ids,
+                Arc::clone(self.executor),
+                self.rule_ids,
                 rejects,
                 results,
                 settings,

@@ -89,12 +89,14 @@ pub fn run(
                 read::read_chunks(
                     framer,
                     first,
-                    &name,
+                    read::Source {
+                        name: &name,
+                        consumed: consumed.as_ref(),
+                    },
                     &budget,
                     &chunk_tx,
                     &recycle_rx,
                     &progress,
-                    consumed.as_ref(),
                 )
             })
             .context("cannot start the reader thread")?

@@ -13,15 +13,21 @@ use crate::progress::Progress;
 
 /// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
 /// lanes are done with come back on `recycled`, their buffers reused.
+/// The input being read: its name for messages, and the count of bytes taken from its
+/// source when it is compressed (`decompress`).
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub consumed: Option<&'a Consumed>,
+}
+
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
     first: Chunk,
-    name: &str,
+    Source { name, consumed }: Source<'_>,
     budget: &ByteBudget,
     chunks: &Sender<Chunk>,
     recycled: &Receiver<Chunk>,
     progress: &Progress,
-    consumed: Option<&Consumed>,
 ) -> Result<u64> {
     // A compressed input counts the compressed bytes taken from its source.
     let read = |framer: &Framer<_>| consumed.map_or_else(|| framer.offset_read(), Consumed::get);
