@@ -203,8 +203,7 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
                 line: Some(lines.line(kind.span().start)),
                 rule: None,
                 message: format!(
-                    "column {:?}: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\", \
-                     with a `?` when the column may be empty: \"float?\")",
+                    "column {:?}: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\"; \"float?\" allows empty values)",
                     name.get_ref(),
                     kind.get_ref()
                 ),
@@ -391,7 +390,7 @@ when = "true"
         assert_eq!(
             shown,
             [
-                "line 3: column \"amount\": unknown type \"decimal\" (expected \"int\", \"float\", \"bool\" or \"string\")",
+                "line 3: column \"amount\": unknown type \"decimal\" (expected \"int\", \"float\", \"bool\" or \"string\"; \"float?\" allows empty values)",
                 "line 9: rule 1 \"a\": timeout \"soon\": expected number at 0 (expected e.g. 250ms, 3s, 1m)",
                 "line 12: rule 1 \"a\": duplicate id 1 (first used on line 5)",
                 "line 13: rule 1 \"a\": duplicate name (first used on line 5)",
