@@ -118,6 +118,35 @@ pub fn hint(header: &[u8], used: u8, id_column: &str) -> Option<u8> {
         .find(|&d| has_id(d) == Some(true))
 }
 
+/// Names under which exports commonly hold the transaction id, for the
+/// "did you mean `--id-column txn_id`?" hint.
+const ID_NAMES: [&str; 6] = [
+    "transaction_id",
+    "txn_id",
+    "tx_id",
+    "transactionid",
+    "txnid",
+    "id",
+];
+
+/// When the header has no `id_column` but a column commonly holding transaction ids
+/// (`transaction_id`, `txn_id`, `ID`): its name, for "did you mean `--id-column …`?".
+pub fn id_hint<'a>(header: impl IntoIterator<Item = &'a [u8]>, id_column: &str) -> Option<String> {
+    let names: Vec<&str> = header
+        .into_iter()
+        .filter_map(|f| std::str::from_utf8(f).ok())
+        .collect();
+    if names.contains(&id_column) {
+        return None;
+    }
+    ID_NAMES.iter().find_map(|wanted| {
+        names
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(wanted))
+            .map(|n| n.to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +180,20 @@ mod tests {
         assert!(parse_delimiter("").is_err());
         assert_eq!(show_delimiter(b'\t'), "'\\t'");
         assert_eq!(show_delimiter(b';'), "';'");
+    }
+
+    #[test]
+    fn the_id_hint_names_a_column_that_commonly_holds_ids() {
+        let h = |fields: &[&str], id: &str| id_hint(fields.iter().map(|f| f.as_bytes()), id);
+        assert_eq!(h(&["txn_id", "amount"], "id"), Some("txn_id".into()));
+        assert_eq!(
+            h(&["Transaction_ID", "amount"], "id"),
+            Some("Transaction_ID".into())
+        );
+        assert_eq!(h(&["ID", "amount"], "id"), Some("ID".into()));
+        assert_eq!(h(&["id", "amount"], "txn_id"), Some("id".into()));
+        assert_eq!(h(&["id", "amount"], "id"), None);
+        assert_eq!(h(&["name", "amount"], "id"), None);
     }
 
     #[test]

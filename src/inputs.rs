@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::dialect::CsvConfig;
@@ -64,9 +64,9 @@ pub fn align(input: &mut InputReader, first: &Reference) -> Result<()> {
     Ok(())
 }
 
-/// Checks, before any work, that every input after the first whose header can be read
-/// twice (a regular file) has the first's columns: one input at a time is opened, its
-/// header read and compared, and closed again.
+/// Checks, before any work, that every input after the first exists, and that those
+/// whose header can be read twice (regular files) have the first's columns: one input
+/// at a time is opened, its header read and compared, and closed again.
 pub fn check_headers(
     rest: &[impl AsRef<Path>],
     first: &Reference,
@@ -75,8 +75,13 @@ pub fn check_headers(
 ) -> Result<()> {
     for path in rest {
         let path = path.as_ref();
-        let regular = path != Path::new("-") && std::fs::metadata(path).is_ok_and(|m| m.is_file());
-        if regular {
+        if path == Path::new("-") {
+            continue;
+        }
+        // A missing input is found now, not after the ones before it were evaluated.
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot open input {}", path.display()))?;
+        if meta.is_file() {
             let mut input = InputReader::open_csv(path, rules, csv, true)?;
             align(&mut input, first)?;
         }

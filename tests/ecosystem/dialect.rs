@@ -99,7 +99,7 @@ fn the_id_column_may_have_another_name_and_results_still_say_transaction_id() {
         "line,reason,raw\n4,\"column \"\"txn_id\"\" is empty\",\"7,\"\n"
     );
     wd.txguard_run(&["-q"]).expect_code(1).expect_stderr(
-        "txguard: error: tx.csv:1: no `id` column in the header (found \"amount\", \"txn_id\")\n",
+        "txguard: error: tx.csv:1: no `id` column in the header (found \"amount\", \"txn_id\"); did you mean `--id-column txn_id`?\n",
     );
     // `check --input` reads the same way: the empty id is found, by its column's name.
     let check = [

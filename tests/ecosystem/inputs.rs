@@ -165,5 +165,12 @@ fn headers_that_disagree_are_named_before_any_work() {
     ])
     .expect_code(1)
     .expect_stderr_contains("cannot open input missing.csv");
+    // Found before any work: nothing was streamed.
+    wd.run(&["run", "a.csv", "missing.csv", "--rules", "rules.toml", "-q"])
+        .expect_code(1)
+        .expect_stdout("")
+        .expect_stderr(
+            "txguard: error: cannot open input missing.csv: No such file or directory (os error 2)\n",
+        );
     assert_eq!(wd.read("out.csv"), "earlier\n");
 }
