@@ -19,9 +19,11 @@ pub enum Compression {
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
-/// Formats recognised only to say that they are not read.
+/// Formats recognised only to say that they are not read. bzip2's magic is `BZh`, a block
+/// size digit, then the block header `1AY&SY` (so a CSV whose header starts with `BZh`
+/// is not taken for one).
 const UNSUPPORTED: [(&[u8], &str, &str); 3] = [
-    (b"BZh", "bzip2", "bzip2 -dc"),
+    (b"BZh?1AY&SY", "bzip2", "bzip2 -dc"),
     (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz", "xz -dc"),
     (b"PK\x03\x04", "zip", "unzip -p"),
 ];
@@ -63,15 +65,18 @@ pub fn open(
         inner: source,
         count: count.clone(),
     };
-    let head = read_head(&mut counted, 6)
+    let head = read_head(&mut counted, 10)
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot read {name}")))?;
     let compression = if head.starts_with(GZIP_MAGIC) {
         Compression::Gzip
     } else if head.starts_with(ZSTD_MAGIC) {
         Compression::Zstd
     } else {
-        if let Some((_, format, command)) = UNSUPPORTED.iter().find(|(m, _, _)| head.starts_with(m))
-        {
+        // `?` in a magic stands for any byte.
+        let matches = |magic: &[u8]| {
+            head.len() >= magic.len() && magic.iter().zip(&head).all(|(m, h)| *m == b'?' || m == h)
+        };
+        if let Some((_, format, command)) = UNSUPPORTED.iter().find(|(m, _, _)| matches(m)) {
             bail!(
                 "{name} is compressed with {format}, which txguard does not read \
                  (gzip and zstd it does): decompress it first, e.g. `{command} FILE | txguard run - …`"
@@ -151,10 +156,20 @@ mod tests {
 
     #[test]
     fn other_compressors_are_named() {
-        let err = open(Box::new(io::Cursor::new(b"BZh91AY".to_vec())), "tx.csv.bz2")
-            .err()
-            .unwrap()
-            .to_string();
+        let csv = b"BZhash,id\n1,2\n".to_vec();
+        let (out, c, _) = plain(csv.clone());
+        assert_eq!(
+            (out, c),
+            (csv, Compression::None),
+            "a CSV that starts like bzip2"
+        );
+        let err = open(
+            Box::new(io::Cursor::new(b"BZh91AY&SY\x00".to_vec())),
+            "tx.csv.bz2",
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             err.starts_with("tx.csv.bz2 is compressed with bzip2"),
             "{err}"
