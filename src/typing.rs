@@ -36,6 +36,9 @@ pub struct Schema {
     read: Vec<bool>,
     /// Per column: whether an empty value is `()` (declared `"float?"`), not a bad row.
     nullable: Vec<bool>,
+    /// Fields come in the columns' order (always, but for an input aligned to another):
+    /// values are then pushed, not put in place.
+    in_order: bool,
 }
 
 impl Schema {
@@ -96,6 +99,7 @@ impl Schema {
             columns,
             read,
             nullable,
+            in_order: true,
         })
     }
 
@@ -145,7 +149,7 @@ impl Schema {
                 why.join("; ")
             );
         }
-        let fields = self
+        let fields: Vec<Field> = self
             .header
             .iter()
             .map(|h| match first.columns.index(h) {
@@ -153,6 +157,11 @@ impl Schema {
                 None => Field::Hidden,
             })
             .collect();
+        let columns_in_field_order = fields.iter().filter_map(|f| match f {
+            Field::Column(c) => Some(*c),
+            Field::Hidden => None,
+        });
+        let in_order = columns_in_field_order.eq(0..first.columns.names.len());
         Ok(Schema {
             header: self.header.clone(),
             fields,
@@ -160,6 +169,7 @@ impl Schema {
             columns: first.columns.clone(),
             read: first.read.clone(),
             nullable: first.nullable.clone(),
+            in_order,
         })
     }
 }
@@ -287,6 +297,15 @@ impl Typer {
     /// field: a blank line as the csv crate sees it), `Err((reason, raw))` for a bad row.
     fn type_record(&mut self, body: &[u8], row: &mut Row) -> Result<bool, (String, Vec<u8>)> {
         let schema = &*self.schema;
+        let in_order = schema.in_order;
+        // Pushed in order, or put at the column's place.
+        let put = |values: &mut Vec<Dynamic>, c: usize, v: Dynamic| {
+            if in_order {
+                values.push(v);
+            } else {
+                values[c] = v;
+            }
+        };
         let fields = self.splitter.split(body);
         let bad = |reason: String| {
             let mut raw = Vec::new();
@@ -311,12 +330,15 @@ impl Typer {
             )));
         }
         // Each value at its column's place: the fields of an input aligned to another
-        // (`Schema::aligned_to`) come in another order.
+        // (`Schema::aligned_to`) may come in another order.
         row.values.clear();
-        row.values.resize(schema.columns.names.len(), Dynamic::UNIT);
+        if !schema.in_order {
+            row.values.resize(schema.columns.names.len(), Dynamic::UNIT);
+        }
         for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
             let Field::Column(c) = *field else { continue };
             if value.is_empty() && schema.nullable[c] {
+                put(&mut row.values, c, Dynamic::UNIT);
                 continue;
             }
             let typed = match std::str::from_utf8(value) {
@@ -331,7 +353,7 @@ impl Typer {
                 },
             };
             match typed {
-                Ok(v) => row.values[c] = v,
+                Ok(v) => put(&mut row.values, c, v),
                 Err(why) => {
                     return Err(bad(format!(
                         "column {:?}: {:?} {why}",
@@ -459,6 +481,42 @@ mod tests {
         assert_eq!(
             err("id,a,b,a,b"),
             "tx.csv:1: column \"a\" appears twice in the header"
+        );
+    }
+
+    #[test]
+    fn an_input_aligned_to_another_gives_its_values_in_the_first_ones_places() {
+        let config = Config::default();
+        let mut splitter = Splitter::new(&config);
+        let rules = rules();
+        let first =
+            Schema::from_header(splitter.split(b"id,amount,country"), "a.csv", &rules).unwrap();
+        let second =
+            Schema::from_header(splitter.split(b"country,id,amount"), "b.csv", &rules).unwrap();
+        let aligned = second.aligned_to(&first, "b.csv", "a.csv").unwrap();
+        assert!(first.in_order && !aligned.in_order);
+        assert_eq!(aligned.columns(), first.columns());
+        let mut typer = Typer::new(Arc::new(aligned), &config);
+        let mut framer = Framer::new(Cursor::new(b"IR,7,2.5\n".to_vec()), config);
+        let chunk = framer.next_chunk().unwrap().unwrap();
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        typer.type_records(chunk.records(), &mut rows, &mut bad);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows[0].id, "7");
+        assert_eq!(rows[0].values[1].as_float(), Ok(2.5));
+        assert_eq!(rows[0].values[2].clone().into_string().unwrap(), "IR");
+        // The same order is no realignment at all.
+        let same = first.aligned_to(&first, "c.csv", "a.csv").unwrap();
+        assert!(same.in_order);
+        let other =
+            Schema::from_header(splitter.split(b"id,amt,country,x"), "c.csv", &rules).unwrap();
+        assert_eq!(
+            other
+                .aligned_to(&first, "c.csv", "a.csv")
+                .unwrap_err()
+                .to_string(),
+            "c.csv:1: the header has other columns than a.csv's: it lacks \"amount\"; it has \
+             \"amt\", \"x\" too (inputs of one run need the same columns, in any order)"
         );
     }
 
