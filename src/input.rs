@@ -29,6 +29,9 @@ pub struct InputReader {
     pub(crate) schema: Schema,
     /// Size of the input when known (a regular file), for the progress bar.
     pub total_bytes: Option<u64>,
+    /// Bytes read from a compressed source (`decompress`): what progress and the summary
+    /// count for it, rather than the decompressed bytes framed.
+    pub(crate) consumed: Option<crate::decompress::Consumed>,
 }
 
 impl InputReader {
@@ -58,6 +61,39 @@ impl InputReader {
         InputReader::from_reader(source, name, total_bytes, rules, config, stop_at_too_long)
     }
 
+    /// Opens `path` (`-` = stdin) as `csv` says (delimiter, id column, longest record),
+    /// decompressing a gzip or zstd stream, and reads its header.
+    pub fn open_csv(
+        path: &Path,
+        rules: &RuleSet,
+        csv: &crate::dialect::CsvConfig,
+        stop_at_too_long: bool,
+    ) -> Result<InputReader> {
+        let (source, name, total_bytes) = source(path)?;
+        let (source, compression, consumed) = crate::decompress::open(source, &name)?;
+        let mut reader = InputReader::from_reader_with(
+            source,
+            name,
+            total_bytes,
+            rules,
+            csv.framing(path),
+            &csv.id_column,
+            stop_at_too_long,
+        )?;
+        if compression != crate::decompress::Compression::None {
+            reader.consumed = Some(consumed);
+        }
+        Ok(reader)
+    }
+
+    /// Bytes read from the source so far: compressed bytes for a compressed input.
+    pub fn bytes_read(&self) -> u64 {
+        self.consumed.as_ref().map_or_else(
+            || self.framer.offset_read(),
+            crate::decompress::Consumed::get,
+        )
+    }
+
     /// Like `open`, over any reader; `name` is what messages call it.
     pub fn from_reader(
         source: Box<dyn Read + Send>,
@@ -65,6 +101,27 @@ impl InputReader {
         total_bytes: Option<u64>,
         rules: &RuleSet,
         config: framer::Config,
+        stop_at_too_long: bool,
+    ) -> Result<InputReader> {
+        InputReader::from_reader_with(
+            source,
+            name,
+            total_bytes,
+            rules,
+            config,
+            "id",
+            stop_at_too_long,
+        )
+    }
+
+    /// Like `from_reader`, with the transaction ids in the column `id_column`.
+    pub fn from_reader_with(
+        source: Box<dyn Read + Send>,
+        name: String,
+        total_bytes: Option<u64>,
+        rules: &RuleSet,
+        config: framer::Config,
+        id_column: &str,
         stop_at_too_long: bool,
     ) -> Result<InputReader> {
         // The header cannot be skipped: too long, it ends the run in every mode.
@@ -87,7 +144,26 @@ impl InputReader {
                 flaw_reason(flaw, config.max_record())
             ),
         };
-        let schema = Schema::from_header(Splitter::new(&config).split(body), &name, rules)?;
+        let schema = Schema::from_header_with_id(
+            Splitter::new(&config).split(body),
+            &name,
+            rules,
+            id_column,
+        )
+        .map_err(|err| {
+            // Another delimiter, or another id column, would have worked: say which.
+            if let Some(d) = crate::dialect::hint(body, config.delimiter(), id_column) {
+                return anyhow::anyhow!(
+                    "{err}; did you mean `--delimiter {}`?",
+                    crate::dialect::show_delimiter(d)
+                );
+            }
+            let mut splitter = Splitter::new(&config);
+            match crate::dialect::id_hint(splitter.split(body).iter(), id_column) {
+                Some(name) => anyhow::anyhow!("{err}; did you mean `--id-column {name}`?"),
+                None => err,
+            }
+        })?;
         Ok(InputReader {
             framer,
             config,
@@ -95,6 +171,7 @@ impl InputReader {
             name,
             schema,
             total_bytes,
+            consumed: None,
         })
     }
 
@@ -141,6 +218,21 @@ impl InputReader {
         }
         Ok((rows, bad))
     }
+}
+
+/// The bytes of the input at `path` (`-` = stdin), the name messages call it, and its
+/// size when it is a regular file.
+fn source(path: &Path) -> Result<(Box<dyn Read + Send>, String, Option<u64>)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(io::stdin()), "<stdin>".to_string(), None));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    Ok((Box::new(file), path.display().to_string(), meta))
 }
 
 /// The message that stops a run under `--bad-rows fail`: `tx.csv:17: column ...`.

@@ -1,7 +1,9 @@
 //! One file per subcommand; `dispatch` hands the parsed command line to the right one.
 
 pub mod check;
+pub mod completions;
 pub mod generate;
+pub mod man;
 pub mod rockets;
 pub mod run;
 pub mod worker;
@@ -15,6 +17,8 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Check(args) => check::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Rockets(args) => rockets::run(&args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
         Command::Worker(args) => worker::run(&args),
         Command::Rocket(args) => rockets::run_one(&args),
     }

@@ -69,6 +69,7 @@ pub fn run(
         first,
         name,
         schema,
+        consumed,
         ..
     } = input;
     // Enough chunks in flight that every lane has work while the writer catches up.
@@ -88,7 +89,10 @@ pub fn run(
                 read::read_chunks(
                     framer,
                     first,
-                    &name,
+                    read::Source {
+                        name: &name,
+                        consumed: consumed.as_ref(),
+                    },
                     &budget,
                     &chunk_tx,
                     &recycle_rx,
@@ -156,6 +160,7 @@ pub fn run(
         rejects: rejects.as_mut(),
         bad_rows: settings.bad_rows,
         input: &name,
+        progress: &settings.progress,
     };
     let written =
         write::write_in_order(&done_rx, &mut outputs, &budget, &settings.stop, &mut tally);
