@@ -68,8 +68,9 @@ pub struct RunArgs {
     /// when the output is standard output].
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
-    /// Comma list of `error`, `timeout`, `false`: exit 3 if any such result occurred.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    /// Comma list of `error`, `timeout`, `false` and decision names of the rules file's
+    /// `[decision]` (`review`, `block`): exit 3 if any such result or decision occurred.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::config::parse_fail_on)]
     pub fail_on: Vec<FailOn>,
     /// Progress bar on stderr; `auto` draws it only when stderr is a terminal.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
@@ -96,6 +97,14 @@ pub struct RunArgs {
     /// `[defaults] memory_limit` wins [default: 256MiB].
     #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
     pub memory_limit: Option<usize>,
+    /// `detail` of every `true` result also shows the values of the variables its rule
+    /// read (`amount=25000.0 country="IR"`), after the rendered reason.
+    #[arg(long)]
+    pub explain: bool,
+    /// Also write one line per transaction, `transaction_id,score,decision,reasons`
+    /// (needs `[decision]` in the rules file); `-` is standard output.
+    #[arg(long, value_name = "FILE")]
+    pub decisions: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +217,8 @@ impl RunArgs {
             max_record_size: self.max_record_size,
             floor: self.floor,
             memory_limit: self.memory_limit,
+            explain: self.explain,
+            decisions: self.decisions,
         }
         .check()
     }

@@ -37,6 +37,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod diff;
 pub mod duration;
 pub mod exec;
 pub mod exit;
