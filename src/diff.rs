@@ -347,6 +347,11 @@ impl DiffFormat {
     /// The report of the counters a run added up (`counters()` long).
     pub fn report(&self, c: &[u64]) -> Report {
         let labels = self.labels.is_some();
+        let c = &{
+            let mut all = c.to_vec();
+            all.resize(self.counters(), 0);
+            all
+        };
         let (da, db) = self.decision_sizes();
         let matrix = self.pairs.len() * PER_RULE;
         let thresholds = matrix + da * db;

@@ -1,6 +1,7 @@
 //! One file per subcommand; `dispatch` hands the parsed command line to the right one.
 
 pub mod check;
+pub mod diff;
 pub mod generate;
 pub mod rockets;
 pub mod run;
@@ -13,6 +14,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(&args),
+        Command::Diff(args) => diff::run(args),
         Command::Generate(args) => generate::run(&args),
         Command::Rockets(args) => rockets::run(&args),
         Command::Worker(args) => worker::run(&args),
