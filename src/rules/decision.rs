@@ -128,6 +128,7 @@ pub(super) fn check(
             ));
             continue;
         };
+        let problems_before = problems.len();
         if !is_identifier(n) {
             problems.push((
                 here,
@@ -154,7 +155,10 @@ pub(super) fn check(
                 ),
             ));
         }
-        thresholds.push((n.clone(), score));
+        // Only a valid threshold is kept: the names listed in messages are the real ones.
+        if problems.len() == problems_before {
+            thresholds.push((n.clone(), score));
+        }
     }
     if thresholds.is_empty() && problems.is_empty() {
         problems.push((
