@@ -184,7 +184,7 @@ fn check_validates_thresholds_templates_example_decisions_and_reports_coverage()
     wd.run(&["check", "rules.toml"])
         .expect_code(1)
         .expect_stderr_contains(
-            "rules.toml:16: rule 1 \"big\": reason: character 8: `{` is never closed",
+            "rules.toml:11: rule 1 \"big\": reason: character 8: {amount from {country} does not name a variable",
         );
     // An example whose decision does not come out.
     wd.rules(RULES.replace("decision = \"block\"", "decision = \"review\""));
