@@ -396,7 +396,7 @@ expect = "timeout"
         assert_eq!(set.rules[0].timeout, Duration::from_millis(250));
         assert_eq!(set.rules[1].timeout, Duration::from_secs(2));
         assert_eq!(set.rules[0].line, 12);
-        assert_eq!(set.rules[1].examples[0].expect, Kind::Timeout);
+        assert_eq!(set.rules[1].examples[0].expect, Some(Kind::Timeout));
     }
 
     #[test]
