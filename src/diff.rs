@@ -319,9 +319,17 @@ pub struct DecisionChanges {
     pub matrix: Vec<Vec<u64>>,
     /// With labels: per threshold, "at least this decision" as the prediction.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub scores_old: Vec<(String, Scores)>,
+    pub scores_old: Vec<ThresholdScores>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub scores_new: Vec<(String, Scores)>,
+    pub scores_new: Vec<ThresholdScores>,
+}
+
+/// How well "this decision or a higher one" finds the labelled transactions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdScores {
+    pub at_least: String,
+    #[serde(flatten)]
+    pub scores: Scores,
 }
 
 /// What a diff found, from the counters the lanes added up.
@@ -344,9 +352,9 @@ pub struct Labelled {
 }
 
 impl DiffFormat {
-    /// The report of the counters a run added up (`counters()` long).
-    pub fn report(&self, c: &[u64]) -> Report {
-        let labels = self.labels.is_some();
+    /// The report of the counters a run added up (`counters()` long); `labels`: whether
+    /// the run had `--labels`.
+    pub fn report(&self, c: &[u64], labels: bool) -> Report {
         let c = &{
             let mut all = c.to_vec();
             all.resize(self.counters(), 0);
@@ -380,14 +388,17 @@ impl DiffFormat {
             .collect();
         let decisions = self.decisions.as_ref().map(|[(a, _), (b, _)]| {
             let names = |d: &Decision| d.names().iter().map(|s| s.to_string()).collect::<Vec<_>>();
-            let scores = |d: &Decision, at: usize| -> Vec<(String, Scores)> {
+            let scores = |d: &Decision, at: usize| -> Vec<ThresholdScores> {
                 if !labels {
                     return Vec::new();
                 }
                 d.thresholds
                     .iter()
                     .enumerate()
-                    .map(|(t, (name, _))| (name.clone(), Scores::of(&c[at + 3 * t..])))
+                    .map(|(t, (name, _))| ThresholdScores {
+                        at_least: name.clone(),
+                        scores: Scores::of(&c[at + 3 * t..]),
+                    })
                     .collect()
             };
             DecisionChanges {
@@ -492,11 +503,12 @@ impl Report {
             }
             if let Some(d) = &self.decisions {
                 for (side, scores) in [("old", &d.scores_old), ("new", &d.scores_new)] {
-                    for (name, sc) in scores {
+                    for t in scores {
                         let _ = writeln!(
                             s,
-                            "  decision >= {name} ({side}): {}",
-                            prf(&Some(sc.clone()))
+                            "  decision >= {} ({side}): {}",
+                            t.at_least,
+                            prf(&Some(t.scores.clone()))
                         );
                     }
                 }

@@ -103,6 +103,11 @@ fn scores_decisions_reasons_and_explanations_are_exact_in_both_executors() {
             );
         }
     }
+    // A reason may name a column no script reads: it is kept for the reason.
+    wd.rules(RULES.replace("from {country}", "({note})"));
+    wd.txguard_run(&["-o", "out.csv", "-q"]).expect_success();
+    assert!(wd.read("out.csv").contains("\n1,1,true,amount 500.0 (x)\n"));
+    wd.rules(RULES);
     // Without --explain, `detail` holds the reason alone.
     wd.txguard_run(&["-o", "out.csv", "-q"]).expect_success();
     assert!(

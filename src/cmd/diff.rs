@@ -19,7 +19,6 @@ use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::ThreadsExecutor;
 use crate::exit::{self, Usage};
 use crate::format::{Extra, ResultsFormat};
-use crate::input::InputReader;
 use crate::model::Columns;
 use crate::output::paths::{identity, show};
 use crate::output::{
@@ -27,7 +26,7 @@ use crate::output::{
 };
 use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
-use crate::rules::{self, Evaluator, LoadedRules, RuleSet, RulesErrors};
+use crate::rules::{Evaluator, LoadedRules, RuleSet, RulesErrors};
 use crate::signals::StopFlag;
 
 /// The `--summary` JSON of a diff.
@@ -110,7 +109,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         .transpose()?;
 
     let load = |path: &Path| -> Result<LoadedRules> {
-        let mut loaded = rules::load(path, args.timeout)?;
+        let mut loaded = super::run::load_rules(path, args.timeout, &stop)?;
         loaded.set.or_memory_limit(args.memory_limit);
         Ok(loaded)
     };
@@ -118,12 +117,9 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     let new = load(&args.new_rules)?;
     let merged = merged_columns(&old.set, &new.set, &args)?;
     let framing = crate::framer::Config::default().with_max_record(args.max_record_size);
-    let input = InputReader::open(
-        &args.input,
-        &merged,
-        framing,
-        args.bad_rows == BadRows::Fail,
-    )?;
+    let merged = Arc::new(merged);
+    let fail = args.bad_rows == BadRows::Fail;
+    let input = super::run::open_input(&args.input, &merged, framing, fail, &stop)?;
     let columns = input.columns().clone();
     for (loaded, path) in [(&old, &args.old_rules), (&new, &args.new_rules)] {
         Evaluator::new(&loaded.set, &columns, args.seed)
@@ -181,12 +177,8 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     if let Some(signal) = stop.signal() {
         return Err(exit::Interrupted(signal).into());
     }
-    let report = DiffFormat::new(
-        &old.set,
-        &new.set,
-        args.labels.as_ref().map(|_| Arc::default()),
-    )
-    .report(&tally.extra);
+    let report =
+        DiffFormat::new(&old.set, &new.set, None).report(&tally.extra, args.labels.is_some());
     let changed = report.pairs_changed > 0 || report.transactions_changed > 0;
     let code = if changed && args.fail_on_change {
         exit::FAIL_ON

@@ -340,7 +340,11 @@ fn execute(
 
 /// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO
 /// nobody writes, and a signal must still end the run at once.
-fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::LoadedRules> {
+pub(crate) fn load_rules(
+    path: &Path,
+    timeout: Duration,
+    stop: &StopFlag,
+) -> Result<rules::LoadedRules> {
     let (tx, rx) = mpsc::channel();
     let path = path.to_path_buf();
     thread::Builder::new()
@@ -365,7 +369,7 @@ fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::
 /// Opens the input and reads its header on a thread of its own: opening a FIFO nobody
 /// writes, or reading a header from a silent stdin, blocks in the kernel, and a signal
 /// must still end the run at once (the blocked thread is left to the process's exit).
-fn open_input(
+pub(crate) fn open_input(
     path: &Path,
     rules: &Arc<RuleSet>,
     framing: framer::Config,
