@@ -240,7 +240,11 @@ impl ResultsFormat {
                         }
                         self.detail.clear();
                         if let Some(reason) = &d.reason {
-                            reason.render(&row.values, &mut self.detail);
+                            reason.render(
+                                &row.values,
+                                &mut self.detail,
+                                crate::model::DETAIL_MAX_BYTES,
+                            );
                             let reason = crate::model::detail(&self.detail);
                             self.detail.clear();
                             self.detail.push_str(&reason);
@@ -250,6 +254,10 @@ impl ResultsFormat {
                             }
                         }
                         for (i, (name, column)) in d.explain.iter().enumerate() {
+                            // Cut to the cap by `detail` below: render no further.
+                            if self.detail.len() > crate::model::DETAIL_MAX_BYTES {
+                                break;
+                            }
                             if i > 0 {
                                 self.detail.push(' ');
                             }

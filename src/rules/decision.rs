@@ -322,15 +322,21 @@ enum Piece {
 
 impl Resolved {
     /// Appends the template filled with `values` (strings as they are, numbers and
-    /// bools as Rhai prints them).
-    pub fn render(&self, values: &[Dynamic], out: &mut String) {
+    /// bools as Rhai prints them). Stops once `out` holds more than `limit` bytes: a
+    /// detail is cut there anyway, and a field may be megabytes long.
+    pub fn render(&self, values: &[Dynamic], out: &mut String, limit: usize) {
         use std::fmt::Write;
         for p in &self.parts {
+            if out.len() > limit {
+                return;
+            }
             match p {
-                Piece::Text(t) => out.push_str(t),
+                Piece::Text(t) => push_capped(out, t, limit),
                 Piece::Value(i) => match values.get(*i) {
                     Some(v) if v.is_string() => {
-                        let _ = v.clone().into_immutable_string().map(|s| out.push_str(&s));
+                        if let Ok(s) = v.clone().into_immutable_string() {
+                            push_capped(out, &s, limit);
+                        }
                     }
                     Some(v) => {
                         let _ = write!(out, "{v}");
@@ -342,6 +348,21 @@ impl Resolved {
     }
 }
 
+/// Appends `text`, or as much of it as takes `out` just past `limit` bytes (whole
+/// characters).
+fn push_capped(out: &mut String, text: &str, limit: usize) {
+    let room = limit.saturating_sub(out.len()) + 1;
+    if text.len() <= room {
+        out.push_str(text);
+    } else {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push_str(&text[..end]);
+    }
+}
+
 /// Appends `name=value` for `--explain`: strings quoted and escaped (`country="IR"`),
 /// numbers and bools as Rhai prints them (`amount=25000.0`, `n=12`).
 pub fn explain_value(name: &str, value: &Dynamic, out: &mut String) {
@@ -350,7 +371,12 @@ pub fn explain_value(name: &str, value: &Dynamic, out: &mut String) {
     out.push('=');
     if value.is_string() {
         if let Ok(s) = value.clone().into_immutable_string() {
-            let _ = write!(out, "{:?}", s.as_str());
+            // A detail holds at most `DETAIL_MAX_BYTES`: no need to escape more.
+            let mut end = s.len().min(crate::model::DETAIL_MAX_BYTES + 1);
+            while !s.is_char_boundary(end) {
+                end += 1;
+            }
+            let _ = write!(out, "{:?}", &s[..end]);
         }
     } else if value.is_unit() {
         out.push_str("()");
@@ -381,8 +407,17 @@ mod tests {
                 Dynamic::from("IR".to_string()),
             ],
             &mut out,
+            1024,
         );
         assert_eq!(out, "9500.0 in {1h} from IR");
+        let mut out = String::new();
+        let long = Dynamic::from("é".repeat(100_000));
+        let t = Template::parse("{country}!")
+            .unwrap()
+            .resolve(&columns)
+            .unwrap();
+        t.render(&[Dynamic::UNIT, Dynamic::UNIT, long], &mut out, 1024);
+        assert!(out.len() <= 1026 && out.len() > 1024, "{}", out.len());
         assert_eq!(
             Template::parse("x {amount").unwrap_err(),
             "character 3: `{` is never closed (write `{{` for a brace)"
