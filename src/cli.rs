@@ -281,9 +281,10 @@ impl RunArgs {
 }
 
 impl Command {
-    /// `run -q`: errors, too, are cut to one line.
+    /// `run -q`, `diff -q`: errors, too, are cut to one line.
     pub fn quiet(&self) -> bool {
         matches!(self, Command::Run(args) if args.quiet)
+            || matches!(self, Command::Diff(args) if args.quiet)
     }
 }
 

@@ -173,7 +173,16 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         &settings,
     );
     settings.progress.finish();
-    let (tally, rejects) = ran?;
+    let streaming = outputs.results.file().is_none();
+    let (tally, rejects) = ran.map_err(|err| {
+        // What a stream received cannot be taken back (as `run` says of its results).
+        let quiet = exit::is_broken_pipe(&err) || err.downcast_ref::<exit::Interrupted>().is_some();
+        if streaming && !quiet {
+            err.context("the changes written to standard output are incomplete")
+        } else {
+            err
+        }
+    })?;
     if let Some(signal) = stop.signal() {
         return Err(exit::Interrupted(signal).into());
     }
@@ -219,6 +228,18 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         finished.push(sink.finish()?);
     }
     commit_all(finished, Some(&stop))?;
+    if !args.quiet && old.set.decision.is_some() != new.set.decision.is_some() {
+        let (has, lacks) = if old.set.decision.is_some() {
+            (&args.old_rules, &args.new_rules)
+        } else {
+            (&args.new_rules, &args.old_rules)
+        };
+        exit::say(&format!(
+            "txguard: note: decisions are not compared: {} has [decision], {} has none",
+            show(has),
+            show(lacks)
+        ));
+    }
     if !args.quiet {
         exit::say(&format!(
             "txguard diff: {} transactions, {} × {} rules, {:.2} s, {} -j {}\n{}  bad rows: {}",
