@@ -460,6 +460,66 @@ mod tests {
     }
 
     #[test]
+    fn reasons_explanations_and_decisions_leave_other_results_as_they_were() {
+        let set = crate::rules::file::parse(
+            "[[rule]]\nid = 1\nname = \"a\"\nwhen = 'n > 1'\nscore = 5\nreason = \"n is {n}\"\n\
+             [[rule]]\nid = 2\nname = \"b\"\nwhen = 's == \"x\" && n > 0'\nscore = 10\n\
+             [decision]\nthresholds = { review = 10, block = 15 }\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let columns = Columns {
+            names: vec!["n".into(), "s".into()],
+            types: vec![
+                crate::model::ColumnType::Int,
+                crate::model::ColumnType::String,
+            ],
+        };
+        let rows = vec![
+            Row {
+                id: "7".into(),
+                values: vec![
+                    rhai::Dynamic::from_int(3),
+                    rhai::Dynamic::from("x".to_string()),
+                ],
+            },
+            Row {
+                id: "8".into(),
+                values: vec![
+                    rhai::Dynamic::from_int(0),
+                    rhai::Dynamic::from("y".to_string()),
+                ],
+            },
+        ];
+        let outcomes = [
+            Outcome::True,
+            Outcome::True,
+            Outcome::False,
+            Outcome::Timeout(Duration::from_secs(1)),
+        ];
+        let mut format = ResultsFormat::for_run(&set, &columns, true, true).unwrap();
+        let (mut out, mut counts, mut side) = (Vec::new(), vec![[0; 4]; 2], Side::default());
+        format.rows_with(&rows, &outcomes, &mut out, &mut counts, &mut side);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "7,1,true,n is 3; n=3\n7,2,true,\"s=\"\"x\"\" n=3\"\n8,1,false,\n8,2,timeout,exceeded 1s\n"
+        );
+        assert_eq!(
+            String::from_utf8(side.bytes).unwrap(),
+            "7,15,block,1:n is 3 | 2:b\n8,0,pass,\n"
+        );
+        assert_eq!(side.counters, [1, 0, 1]);
+        // Without --explain, --decisions, reasons or [decision]: the plain format.
+        let plain = crate::rules::file::parse(
+            "[[rule]]\nid = 1\nname = \"a\"\nwhen = 'n > 1'\n[[rule]]\nid = 2\nname = \"b\"\nwhen = 'true'\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let format = ResultsFormat::for_run(&plain, &columns, false, false).unwrap();
+        assert!(matches!(*format.extra, Extra::Plain));
+    }
+
+    #[test]
     fn quoting_is_only_where_needed() {
         let mut out = Vec::new();
         record(
