@@ -150,6 +150,15 @@ fn files_without_scores_reasons_or_decision_give_todays_output() {
     .expect_code(2)
     .expect_stderr_contains("--fail-on review: neither a result");
     assert!(!wd.exists("d.csv") && !wd.exists("t.json"));
+    // A failed run leaves an earlier decisions file as it was.
+    let wd2 = workdir("decisions-atomic");
+    wd2.create("dec.csv", "earlier\n");
+    wd2.create("tx.csv", format!("{TX}5,x,IR,v\n"));
+    wd2.txguard_run(&["-o", "out.csv", "--decisions", "dec.csv"])
+        .expect_code(1)
+        .expect_stderr_contains("tx.csv:6: column \"amount\": \"x\" is not a float");
+    assert_eq!(wd2.read("dec.csv"), "earlier\n");
+    assert!(!wd2.exists("out.csv"));
     // Two outputs on standard output, or --decisions on the results file: refused.
     wd.txguard_run(&["--decisions", "-"]).expect_code(2);
     wd.txguard_run(&["-o", "out.csv", "--decisions", "out.csv"])
