@@ -30,6 +30,9 @@
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
+//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format` renders them
+//!   into `detail` and the `--decisions` lines; `diff`: `txguard diff`'s pair executor,
+//!   changes and counts;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `backoff`: the one retry policy for starting threads and processes;
 //! - `budget`: the counting allocator behind each evaluation's memory budget, and the
@@ -43,6 +46,7 @@ pub mod cmd;
 pub mod config;
 pub mod decompress;
 pub mod dialect;
+pub mod diff;
 pub mod duration;
 pub mod exec;
 pub mod exit;
