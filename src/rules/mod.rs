@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod file;
+mod native;
 mod random;
 pub mod sandbox;
 
