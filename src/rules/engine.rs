@@ -1,6 +1,7 @@
 //! Compiles every rule once per evaluator, in the sandbox (`sandbox`), and evaluates one
 //! (row, rule) pair into exactly one `Outcome`. Both executors call `Evaluator::evaluate`;
-//! that single path is why their results are byte-identical.
+//! that single path is why their results are byte-identical. A rule in the common subset
+//! is also compiled natively (`native`), and `evaluate` runs that instead of Rhai.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};

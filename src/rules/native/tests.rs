@@ -412,3 +412,30 @@ fn a_value_not_of_its_columns_type_sends_that_evaluation_to_rhai() {
     assert_eq!(rhai.evaluate(0, &row, 0), Outcome::True);
     assert_eq!(native.native_evaluations(), 0);
 }
+
+#[test]
+fn a_trailing_semicolon_comments_and_parentheses_change_nothing_either_way() {
+    let columns = columns();
+    let scripts: Vec<String> = [
+        "f > 1.0;",
+        "  (f > 1.0) // large\n",
+        "/* block */ ((b));",
+        "coin_flip();",
+        "s in [\"IR\", \"KP\"];;",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (mut native, mut rhai) = both(&scripts, &columns, 3);
+    let mut generator = Gen(9);
+    for _ in 0..32 {
+        let row = generator.row(&columns);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        native.evaluate_row(&row, &mut a);
+        rhai.evaluate_row(&row, &mut b);
+        assert_eq!(a, b);
+    }
+    for (rule, script) in scripts.iter().enumerate() {
+        assert!(native.is_native(rule), "{script:?}");
+    }
+}
