@@ -439,3 +439,43 @@ fn a_trailing_semicolon_comments_and_parentheses_change_nothing_either_way() {
         assert!(native.is_native(rule), "{script:?}");
     }
 }
+
+#[test]
+fn rows_typed_from_a_generated_input_take_the_native_path() {
+    use crate::framer::{Config, Framer, Splitter};
+    use crate::typing::{Schema, Typer};
+    use std::sync::Arc;
+    // The input `txguard generate` writes, typed as the lanes type it: the values the
+    // typer builds are the ones the native path reads (no silent fallback to Rhai).
+    let set = file::parse(
+        "[columns]\nid = \"int\"\namount = \"float\"\n\
+         [[rule]]\nid = 1\nname = \"a\"\nwhen = \"amount > 100.0 && coin_flip()\"\n\
+         [[rule]]\nid = 2\nname = \"b\"\nwhen = 'country in [\"IR\", \"US\"] || merchant == \"fuel\"'\n\
+         [[rule]]\nid = 3\nname = \"c\"\nwhen = \"id % 2 == 0\"\n",
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let mut csv = Vec::new();
+    crate::generate::write_transactions(&mut csv, 500, 7).unwrap();
+    let config = Config::default();
+    let mut framer = Framer::new(&csv[..], config);
+    let chunk = framer.next_chunk().unwrap().unwrap();
+    let header = chunk.records().next().unwrap().body.unwrap();
+    let schema = Schema::from_header(Splitter::new(&config).split(header), "tx.csv", &set).unwrap();
+    let mut native = Evaluator::new(&set, schema.columns(), 0).unwrap();
+    let mut rhai = Evaluator::new(&set, schema.columns(), 0).unwrap();
+    rhai.without_native();
+    assert!(native.is_native(0) && native.is_native(1) && !native.is_native(2));
+    let mut typer = Typer::new(Arc::new(schema), &config);
+    let (mut rows, mut bad) = (Vec::new(), Vec::new());
+    typer.type_records(chunk.records().skip(1), &mut rows, &mut bad);
+    assert_eq!((rows.len(), bad.len()), (500, 0));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for row in &rows {
+        native.evaluate_row(row, &mut a);
+        rhai.evaluate_row(row, &mut b);
+    }
+    assert_eq!(a, b);
+    assert_eq!(native.native_evaluations(), 2 * 500);
+    assert!(a.contains(&Outcome::True) && a.contains(&Outcome::False));
+}
