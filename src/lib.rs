@@ -21,7 +21,9 @@
 //! - `output`: atomic outputs and the lock; `size`: byte sizes (`64MiB`);
 //! - `rules/`: the rules file (`file`), read once (`load`), and the sandboxed Rhai engine
 //!   (`engine`, where `Evaluator::evaluate` is the only place a rule runs) and its
-//!   `sandbox` (limits, the functions rules get, deadline and memory checks);
+//!   `sandbox` (limits, the functions rules get, deadline and memory checks), and
+//!   `native` (the common subset of scripts compiled to native code, a branch of
+//!   `evaluate` giving Rhai's outcomes);
 //! - `exec/`: executors hand out lanes — `threads` (rayon) and `processes` (supervised
 //!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`), speaking
 //!   `protocol`;

@@ -6,6 +6,7 @@
 pub mod decision;
 pub mod engine;
 pub mod file;
+mod native;
 mod random;
 pub mod sandbox;
 
