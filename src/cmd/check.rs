@@ -146,6 +146,7 @@ fn only(set: &RuleSet, rule: &Rule) -> RuleSet {
         columns: set.columns.clone(),
         rules: vec![rule.clone()],
         memory_limit: set.memory_limit,
+        derived: set.derived.clone(),
     }
 }
 
@@ -238,6 +239,7 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
             .map(|(rule, _)| rule.clone())
             .collect(),
         memory_limit: set.memory_limit,
+        derived: set.derived.clone(),
     };
     // Compile until no new variable is unknown, adding each unknown one as a string
     // column. Rhai reports one unknown variable per rule and compile, and several rules
@@ -283,7 +285,7 @@ fn example_row(example: &Example, columns: &Columns) -> Result<Row, String> {
     Ok(Row { id, values })
 }
 
-fn typed(value: &toml::Value, kind: ColumnType) -> Option<Dynamic> {
+pub(crate) fn typed(value: &toml::Value, kind: ColumnType) -> Option<Dynamic> {
     use toml::Value as V;
     Some(match (kind, value) {
         (ColumnType::Int, V::Integer(i)) => Dynamic::from_int(*i),

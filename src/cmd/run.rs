@@ -87,6 +87,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         columns: Default::default(),
         rules: Vec::new(),
         memory_limit: None,
+        derived: Default::default(),
     };
     let rules = known.rules.clone();
     let summary = Summary::new(

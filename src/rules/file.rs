@@ -22,6 +22,10 @@ struct RawFile {
     defaults: RawDefaults,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    lists: super::lists_windows::RawLists,
+    #[serde(default)]
+    windows: super::lists_windows::RawWindows,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -310,10 +314,18 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
         });
     }
 
+    let derived = super::lists_windows::parse(
+        raw.lists,
+        raw.windows,
+        &columns,
+        &|offset| lines.line(offset),
+        &mut errors,
+    );
     let set = RuleSet {
         columns,
         rules,
         memory_limit,
+        derived: std::sync::Arc::new(derived),
     };
     (Some(set), errors)
 }
