@@ -83,6 +83,8 @@ pub struct RunConfig {
     /// Transactions CSV; `-` is standard input.
     pub input: PathBuf,
     pub rules: PathBuf,
+    /// `--history`: files read into the windows before the input, in order.
+    pub history: Vec<PathBuf>,
     /// Results; `None` or `-` is standard output.
     pub output: Option<PathBuf>,
     pub executor: ExecutorKind,

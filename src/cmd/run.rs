@@ -18,6 +18,7 @@ use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exit::{self, Interrupted};
 use crate::framer;
 use crate::input::InputReader;
+use crate::pipeline::windows::{WindowStage, header_record};
 use crate::model::Kind;
 use crate::model::Tally;
 use crate::output::{
@@ -253,6 +254,7 @@ fn execute(
         (false, ExecutorKind::Processes) => {
             let setup = WorkerSetup {
                 rules_text: loaded.text,
+                list_files: loaded.list_files,
                 default_timeout: config.timeout,
                 memory_limit: rules.memory_limit(),
                 columns,
@@ -263,6 +265,7 @@ fn execute(
             executor
         }
     };
+    let windows = windows_stage(config, &rules, &input, framing, stop)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: config.bad_rows,
@@ -277,6 +280,7 @@ fn execute(
         rejects,
         &mut results,
         &settings,
+        windows,
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
@@ -308,6 +312,68 @@ fn execute(
         code,
         outputs: finished,
     })
+}
+
+/// The windows stage of a run, when the rules have `[windows]`, with every `--history`
+/// file fed to it in order (their bad rows fail the run under `--bad-rows fail`, and are
+/// skipped and counted under `skip`: the rejects file is the input's).
+fn windows_stage(
+    config: &RunConfig,
+    rules: &Arc<RuleSet>,
+    input: &InputReader,
+    framing: framer::Config,
+    stop: &StopFlag,
+) -> Result<Option<WindowStage>> {
+    let Some(mut stage) = WindowStage::for_input(rules, input, config.seed)? else {
+        if let Some(first) = config.history.first() {
+            return Err(exit::Usage(format!(
+                "--history {}: the rules declare no [windows.*] for history to fill",
+                first.display()
+            ))
+            .into());
+        }
+        return Ok(None);
+    };
+    let header = header_record(input)?.to_vec();
+    for path in &config.history {
+        let history = open_input(
+            path,
+            rules,
+            framing,
+            config.bad_rows == BadRows::Fail,
+            stop,
+        )?;
+        let name = history.name().to_string();
+        let (rows, bad) = stage.feed_history(history, &header)?;
+        if let Some(first) = bad.first()
+            && config.bad_rows == BadRows::Fail
+        {
+            return Err(crate::input::BadRowError {
+                input: name,
+                row: first.clone(),
+            }
+            .into());
+        }
+        stage.count_history(rows, bad.len() as u64);
+        if let Some(signal) = stop.signal() {
+            return Err(Interrupted(signal).into());
+        }
+    }
+    Ok(Some(stage))
+}
+
+/// `--shard` cannot split an input whose rules have `[windows]`: a key's rows would be
+/// spread over shards, each seeing part of its history. A usage error (exit 2); the
+/// command line calls it once the rules are read.
+pub fn refuse_shard_with_windows(rules: &RuleSet, sharded: bool) -> Result<()> {
+    if sharded && !rules.derived.windows.is_empty() {
+        return Err(exit::Usage(
+            "--shard cannot be used with rules that declare [windows.*]: a window needs every              earlier row of its key (run unsharded, with --history for earlier batches)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO

@@ -15,6 +15,7 @@ mod budget;
 mod lane;
 mod read;
 mod sizer;
+pub mod windows;
 mod work;
 mod write;
 
@@ -61,6 +62,7 @@ pub fn run(
     mut rejects: Option<RejectsWriter>,
     results: &mut ResultsWriter,
     settings: &Settings,
+    windows: Option<windows::WindowStage>,
 ) -> Result<(Tally, Option<RejectsWriter>)> {
     let jobs = settings.jobs.max(1);
     let InputReader {
@@ -87,6 +89,7 @@ pub fn run(
             .spawn(move || {
                 read::read_chunks(
                     framer,
+                    windows,
                     first,
                     &name,
                     &budget,
@@ -166,9 +169,11 @@ pub fn run(
     }
     drop(done_rx);
     let complete = written?;
-    tally.bytes = reader
+    let (bytes, stats) = reader
         .join()
         .map_err(|_| anyhow!("the reader thread panicked"))??;
+    tally.bytes = bytes;
+    tally.windows = stats;
     if !complete {
         return Err(anyhow!("internal error: some tasks were never written"));
     }
@@ -304,6 +309,7 @@ mod tests {
             rejects,
             &mut results,
             &settings,
+            None,
         );
         let tally = ran.map(|(tally, rejects)| {
             results.commit().unwrap();

@@ -6,21 +6,31 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use anyhow::{Context, Result};
 
+use std::sync::Arc;
+
 use crate::framer::{Chunk, Framer};
+use crate::model::WindowStats;
+use crate::pipeline::windows::{Framed, WindowStage};
 use crate::pipeline::budget::{self, ByteBudget};
 use crate::progress::Progress;
 
-/// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
-/// lanes are done with come back on `recycled`, their buffers reused.
+/// Sends `first`, then every chunk the framer cuts; returns the bytes read, and the
+/// windows' stats. Chunks the lanes are done with come back on `recycled`, their buffers
+/// reused. With `windows`, each chunk goes with its records' window values, computed here
+/// in input order (the windows stage), before any lane sees it.
+#[allow(clippy::too_many_arguments)]
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
+    mut windows: Option<WindowStage>,
     first: Chunk,
     name: &str,
     budget: &ByteBudget,
-    chunks: &Sender<Chunk>,
+    chunks: &Sender<Framed>,
     recycled: &Receiver<Chunk>,
     progress: &Progress,
-) -> Result<u64> {
+) -> Result<(u64, Option<WindowStats>)> {
+    // The header is the first record of the first chunk.
+    let mut skip = 1;
     let mut next = Some(first);
     loop {
         let chunk = match next.take() {
@@ -42,9 +52,17 @@ pub fn read_chunks(
             break;
         }
         progress.set_position(framer.offset_read());
-        if chunks.send(chunk).is_err() {
+        let values = windows
+            .as_mut()
+            .map(|stage| Arc::new(stage.process(&chunk, std::mem::take(&mut skip))));
+        skip = 0;
+        let framed = Framed {
+            chunk,
+            windows: values,
+        };
+        if chunks.send(framed).is_err() {
             break;
         }
     }
-    Ok(framer.offset_read())
+    Ok((framer.offset_read(), windows.map(|w| w.stats())))
 }
