@@ -467,3 +467,117 @@ pub fn first_rows(
     }
     Ok((rows, bad))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framer::{Config, Framer};
+    use std::io::Cursor;
+    use std::time::{Duration, Instant};
+
+    const RULES: &str = r#"
+[columns]
+id = "int"
+amount = "float"
+
+[windows.tx_24h]
+key = "account"
+time = "timestamp"
+span = "24h"
+function = "count"
+
+[windows.amount_1h]
+key = "account"
+time = "timestamp"
+span = "1h"
+function = "sum"
+of = "amount"
+
+[windows.merchants_1h]
+key = "account"
+time = "timestamp"
+span = "1h"
+function = "distinct"
+of = "merchant"
+
+[[rule]]
+id = 1
+name = "r"
+when = "tx_24h > 10"
+"#;
+
+    /// `rows` generated transactions, as `txguard generate` writes them.
+    fn input(rows: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::generate::write_transactions(&mut out, rows, 7).unwrap();
+        out
+    }
+
+    /// Runs the stage over `csv`; (rows with values, seconds).
+    fn run_stage(csv: Vec<u8>) -> (usize, Duration) {
+        let set = crate::rules::file::parse(RULES, Duration::from_secs(1)).unwrap();
+        let config = Config::default();
+        let mut framer = Framer::new(Cursor::new(csv), config);
+        let mut chunks = Vec::new();
+        while let Some(chunk) = framer.next_chunk().unwrap() {
+            chunks.push(chunk);
+        }
+        let mut splitter = framer::Splitter::new(&config);
+        let header = chunks[0].records().next().unwrap().body.unwrap().to_vec();
+        let mut stage = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+            .unwrap()
+            .unwrap();
+        let started = Instant::now();
+        let mut rows = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let w = stage.process(chunk, usize::from(i == 0));
+            rows += w.slots.iter().filter(|s| matches!(s, Slot::Values(_))).count();
+        }
+        (rows, started.elapsed())
+    }
+
+    #[test]
+    fn every_row_gets_a_value_per_window() {
+        let (rows, _) = run_stage(input(2000));
+        assert_eq!(rows, 2000);
+    }
+
+    /// The throughput figure of the README: `cargo test --release --lib
+    /// windows_stage_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn windows_stage_throughput() {
+        let n = 2_000_000;
+        let (rows, took) = run_stage(input(n));
+        assert_eq!(rows as u64, n);
+        let rate = rows as f64 / took.as_secs_f64();
+        println!("windows stage, 3 windows: {rows} rows in {took:?}: {rate:.0} rows/s");
+        // The aggregation alone (no field splitting or typing).
+        let mut windows: Vec<Window> = [
+            (Function::Count, 86_400),
+            (Function::Sum, 3600),
+            (Function::Distinct, 3600),
+        ]
+        .iter()
+        .map(|&(f, s)| Window::new(f, s * 1_000_000_000))
+        .collect();
+        let keys: Vec<Val> = (0..50_000)
+            .map(|k| Val::Str(format!("ACC{k:06}").into()))
+            .collect();
+        let started = Instant::now();
+        let mut x = 1u64;
+        for i in 0..n as i64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let key = &keys[(x >> 33) as usize % keys.len()];
+            let t = i * 300_000_000;
+            windows[0].push(key.clone(), t, true, Val::Unit);
+            windows[1].push(key.clone(), t, true, Val::Float((x >> 50) as f64));
+            windows[2].push(key.clone(), t, true, Val::Int((x >> 60) as i64));
+        }
+        let took = started.elapsed();
+        println!(
+            "aggregation alone, 3 windows: {n} rows in {took:?}: {:.0} rows/s",
+            n as f64 / took.as_secs_f64()
+        );
+    }
+}
