@@ -367,4 +367,21 @@ mod tests {
         assert_eq!(eval(&mut scope, "(m[\"shop\"] ?? 0) + m[\"casino\"]"), "90");
         assert_eq!(eval(&mut scope, "m.len() + s.len()"), "3");
     }
+
+    /// The load-time figure of the README: `cargo test --release --lib
+    /// a_million_key_list -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn a_million_key_list_loads_in_under_a_second() {
+        let mut csv = b"merchant,risk\n".to_vec();
+        for i in 0..1_000_000 {
+            csv.extend_from_slice(format!("merchant-{i:07},{}\n", i % 100).as_bytes());
+        }
+        let started = std::time::Instant::now();
+        let list = parse(&decl(Some("risk"), ColumnType::Int), "m.csv", &csv).unwrap();
+        let took = started.elapsed();
+        assert_eq!(list.len(), 1_000_000);
+        println!("1,000,000-key map list ({} bytes) loaded in {took:?}", csv.len());
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    }
 }
