@@ -10,7 +10,7 @@ fn check_passes_the_sample_rules_and_reports_every_problem_at_once() {
     wd.create("rules.toml", &sample);
     wd.run(&["check", "rules.toml"])
         .expect_success()
-        .expect_stderr_contains("rules.toml: 8 rules compile; 13 examples pass");
+        .expect_stderr_contains("rules.toml: 11 rules compile; 21 examples pass");
 
     wd.create(
         "bad.toml",
