@@ -134,7 +134,14 @@ impl Planter {
         }
     }
 
-    fn plant(&mut self, seconds: i64, account: &str, cents: u64, country: &'static str, merchant: &'static str) {
+    fn plant(
+        &mut self,
+        seconds: i64,
+        account: &str,
+        cents: u64,
+        country: &'static str,
+        merchant: &'static str,
+    ) {
         self.seq += 1;
         self.due.push(std::cmp::Reverse(Planted {
             seconds,
@@ -174,7 +181,13 @@ impl Planter {
             // One of four accounts that pay from a listed country.
             let n = self.rng.random_range(0..4);
             let cents = amount_cents(&mut self.rng);
-            self.plant(now + 1, &format!("ACC9{:05}", n + 1), cents, LISTED[n], "money_transfer");
+            self.plant(
+                now + 1,
+                &format!("ACC9{:05}", n + 1),
+                cents,
+                LISTED[n],
+                "money_transfer",
+            );
         }
     }
 

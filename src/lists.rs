@@ -149,9 +149,11 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         decl_line: decl.line,
         message,
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(bytes.strip_prefix(b"\xef\xbb\xbf".as_slice()).unwrap_or(bytes));
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(
+        bytes
+            .strip_prefix(b"\xef\xbb\xbf".as_slice())
+            .unwrap_or(bytes),
+    );
     let header = reader
         .byte_headers()
         .map_err(|e| vec![fail(format!("{shown}: {e}"))])?
@@ -330,8 +332,12 @@ mod tests {
         let list = parse(&d, "r.csv", b"merchant,risk\r\ncasino,90\r\n\"a,b\",10\r\n").unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list.get("a,b").unwrap().as_int(), Ok(10));
-        let errors = parse(&d, "r.csv", b"merchant,risk\ncasino,90\nshop,high\ncasino,1\n")
-            .unwrap_err();
+        let errors = parse(
+            &d,
+            "r.csv",
+            b"merchant,risk\ncasino,90\nshop,high\ncasino,1\n",
+        )
+        .unwrap_err();
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
@@ -355,15 +361,31 @@ mod tests {
     fn rules_index_lists_and_test_membership_without_copying_them() {
         let mut engine = Engine::new();
         register(&mut engine);
-        let set = parse(&decl(None, ColumnType::String), "s.csv", b"merchant\ncasino\n42\n").unwrap();
-        let map = parse(&decl(Some("risk"), ColumnType::Int), "m.csv", b"merchant,risk\ncasino,90\n").unwrap();
+        let set = parse(
+            &decl(None, ColumnType::String),
+            "s.csv",
+            b"merchant\ncasino\n42\n",
+        )
+        .unwrap();
+        let map = parse(
+            &decl(Some("risk"), ColumnType::Int),
+            "m.csv",
+            b"merchant,risk\ncasino,90\n",
+        )
+        .unwrap();
         let mut scope = rhai::Scope::new();
         scope.push_constant("s", ListRef(Arc::new(set)));
         scope.push_constant("m", ListRef(Arc::new(map)));
         let eval = |scope: &mut rhai::Scope, script: &str| {
-            engine.eval_with_scope::<Dynamic>(scope, script).unwrap().to_string()
+            engine
+                .eval_with_scope::<Dynamic>(scope, script)
+                .unwrap()
+                .to_string()
         };
-        assert_eq!(eval(&mut scope, "\"casino\" in s && 42 in s && !(\"shop\" in s)"), "true");
+        assert_eq!(
+            eval(&mut scope, "\"casino\" in s && 42 in s && !(\"shop\" in s)"),
+            "true"
+        );
         assert_eq!(eval(&mut scope, "(m[\"shop\"] ?? 0) + m[\"casino\"]"), "90");
         assert_eq!(eval(&mut scope, "m.len() + s.len()"), "3");
     }
@@ -381,7 +403,10 @@ mod tests {
         let list = parse(&decl(Some("risk"), ColumnType::Int), "m.csv", &csv).unwrap();
         let took = started.elapsed();
         assert_eq!(list.len(), 1_000_000);
-        println!("1,000,000-key map list ({} bytes) loaded in {took:?}", csv.len());
+        println!(
+            "1,000,000-key map list ({} bytes) loaded in {took:?}",
+            csv.len()
+        );
         assert!(took < std::time::Duration::from_secs(1), "{took:?}");
     }
 }

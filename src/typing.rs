@@ -83,7 +83,9 @@ impl Schema {
         // Window values follow the input's columns (`pipeline::windows`).
         for w in &rules.derived.windows {
             columns.names.push(w.name.clone());
-            columns.types.push(rules.derived.window_type(w, &rules.columns));
+            columns
+                .types
+                .push(rules.derived.window_type(w, &rules.columns));
         }
         let read = rules.columns_read(&columns);
         Ok(Schema {

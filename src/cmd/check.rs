@@ -408,7 +408,11 @@ fn check_window_filters(set: &RuleSet) -> Vec<RulesError> {
         .map(|mut e| {
             // Not a rule: say which window's filter.
             if let Some(label) = e.rule.take() {
-                e.message = format!("{}: {}", label.trim_start_matches("rule 0 ").trim_matches('"'), e.message);
+                e.message = format!(
+                    "{}: {}",
+                    label.trim_start_matches("rule 0 ").trim_matches('"'),
+                    e.message
+                );
             }
             e
         })

@@ -18,13 +18,13 @@ use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exit::{self, Interrupted};
 use crate::framer;
 use crate::input::InputReader;
-use crate::pipeline::windows::{WindowStage, header_record};
 use crate::model::Kind;
 use crate::model::Tally;
 use crate::output::{
     Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
     commit_all,
 };
+use crate::pipeline::windows::{WindowStage, header_record};
 use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
@@ -336,13 +336,7 @@ fn windows_stage(
     };
     let header = header_record(input)?.to_vec();
     for path in &config.history {
-        let history = open_input(
-            path,
-            rules,
-            framing,
-            config.bad_rows == BadRows::Fail,
-            stop,
-        )?;
+        let history = open_input(path, rules, framing, config.bad_rows == BadRows::Fail, stop)?;
         let name = history.name().to_string();
         let (rows, bad) = stage.feed_history(history, &header)?;
         if let Some(first) = bad.first()

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::framer::{Chunk, Framer};
 use crate::model::WindowStats;
-use crate::pipeline::windows::{Framed, WindowStage};
 use crate::pipeline::budget::{self, ByteBudget};
+use crate::pipeline::windows::{Framed, WindowStage};
 use crate::progress::Progress;
 
 /// Sends `first`, then every chunk the framer cuts; returns the bytes read, and the

@@ -19,7 +19,7 @@ use crate::rules::lists_windows::{Derived, Function, WindowDecl};
 use crate::rules::{Evaluator, Rule, RuleSet, random_key_hash};
 use crate::typing::{Schema, Typer};
 use crate::windows::time::parse_rfc3339;
-use crate::windows::{Val, Window};
+use crate::windows::{Keys, Val, Window};
 
 /// What the stage found for one record of a chunk.
 #[derive(Debug, Clone)]
@@ -63,7 +63,6 @@ pub struct Framed {
     pub windows: Option<Arc<ChunkWindows>>,
 }
 
-
 /// Where a window reads its row.
 struct Spec {
     name: String,
@@ -71,6 +70,8 @@ struct Spec {
     key_name: String,
     time: usize,
     time_name: String,
+    /// Its key column's numbering, in `WindowStage::keys`.
+    numbering: usize,
     of: Option<usize>,
     /// Its rule index in the filter evaluator.
     filter: Option<usize>,
@@ -81,6 +82,10 @@ pub struct WindowStage {
     typer: Typer,
     specs: Vec<Spec>,
     windows: Vec<Window>,
+    /// Per key column some window reads: (column, its keys' numbering).
+    keys: Vec<(usize, Keys)>,
+    /// Per `keys`: this row's key number.
+    ids: Vec<usize>,
     filters: Option<Evaluator>,
     rows: Vec<Row>,
     bad: Vec<BadRow>,
@@ -162,6 +167,7 @@ impl WindowStage {
         };
         let mut specs = Vec::with_capacity(decls.len());
         let mut windows = Vec::with_capacity(decls.len());
+        let mut keys: Vec<(usize, Keys)> = Vec::new();
         for (i, w) in decls.iter().enumerate() {
             let key = column(w, "key", &w.key)?;
             let time = column(w, "time", &w.time)?;
@@ -192,8 +198,16 @@ impl WindowStage {
                 }
                 None => None,
             };
+            let numbering = match keys.iter().position(|(c, _)| *c == key) {
+                Some(at) => at,
+                None => {
+                    keys.push((key, Keys::default()));
+                    keys.len() - 1
+                }
+            };
             specs.push(Spec {
                 name: w.name.clone(),
+                numbering,
                 key,
                 key_name: w.key.clone(),
                 time,
@@ -225,6 +239,8 @@ impl WindowStage {
             typer: Typer::new(Arc::new(schema), config),
             specs,
             windows,
+            ids: vec![0; keys.len()],
+            keys,
             filters,
             rows: Vec::new(),
             bad: Vec::new(),
@@ -238,12 +254,18 @@ impl WindowStage {
     pub fn for_input(set: &RuleSet, input: &InputReader, seed: u64) -> Result<Option<WindowStage>> {
         let mut splitter = framer::Splitter::new(&input.config);
         let header = header_record(input)?;
-        WindowStage::new(set, splitter.split(header), &input.name, &input.config, seed)
+        WindowStage::new(
+            set,
+            splitter.split(header),
+            &input.name,
+            &input.config,
+            seed,
+        )
     }
 
     pub fn stats(&self) -> WindowStats {
         WindowStats {
-            keys: self.windows.iter().map(|w| w.keys() as u64).sum(),
+            keys: self.keys.iter().map(|(_, k)| k.len() as u64).sum(),
             ..self.stats
         }
     }
@@ -342,6 +364,9 @@ impl WindowStage {
             };
             self.matching.push(matching);
         }
+        for ((column, keys), id) in self.keys.iter_mut().zip(&mut self.ids) {
+            *id = keys.id(Val::from_dynamic(&row.values[*column]));
+        }
         for (n, (spec, window)) in self.specs.iter().zip(&mut self.windows).enumerate() {
             let t = if n < times.len() {
                 times[n]
@@ -349,7 +374,7 @@ impl WindowStage {
                 more_times[n - times.len()]
             };
             let before = window.rows();
-            let key = Val::from_dynamic(&row.values[spec.key]);
+            let key = self.ids[spec.numbering];
             let of = spec
                 .of
                 .map_or(Val::Unit, |c| Val::from_dynamic(&row.values[c]));
@@ -537,7 +562,11 @@ when = "tx_24h > 10"
         let mut rows = 0;
         for (i, chunk) in chunks.iter().enumerate() {
             let w = stage.process(chunk, usize::from(i == 0));
-            rows += w.slots.iter().filter(|s| matches!(s, Slot::Values(_))).count();
+            rows += w
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Values(_)))
+                .count();
         }
         (rows, cpu() - started)
     }
@@ -567,18 +596,20 @@ when = "tx_24h > 10"
         .iter()
         .map(|&(f, s)| Window::new(f, s * 1_000_000_000))
         .collect();
-        let keys: Vec<Val> = (0..50_000)
+        let accounts: Vec<Val> = (0..50_000)
             .map(|k| Val::Str(format!("ACC{k:06}").into()))
             .collect();
+        let mut keys = Keys::default();
         let started = cpu();
         let mut x = 1u64;
         for i in 0..n as i64 {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            let key = &keys[(x >> 33) as usize % keys.len()];
+            let key = keys.id(accounts[(x >> 33) as usize % accounts.len()].clone());
             let t = i * 300_000_000;
-            std::hint::black_box(windows[0].push(key.clone(), t, true, Val::Unit));
-            std::hint::black_box(windows[1].push(key.clone(), t, true, Val::Float((x >> 50) as f64)));
-            std::hint::black_box(windows[2].push(key.clone(), t, true, Val::Int((x >> 60) as i64)));
+            let _ = std::hint::black_box(windows[0].push(key, t, true, Val::Unit));
+            let _ =
+                std::hint::black_box(windows[1].push(key, t, true, Val::Float((x >> 50) as f64)));
+            let _ = std::hint::black_box(windows[2].push(key, t, true, Val::Int((x >> 60) as i64)));
         }
         let took = cpu() - started;
         println!(

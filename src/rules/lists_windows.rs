@@ -123,11 +123,10 @@ impl Derived {
 
     /// The window's variable type: `of`'s declared type for min/max.
     pub fn window_type(&self, w: &WindowDecl, columns: &HashMap<String, ColumnType>) -> ColumnType {
-        let of = w
-            .of
-            .as_ref()
-            .and_then(|o| columns.get(o).copied())
-            .unwrap_or(ColumnType::String);
+        let of =
+            w.of.as_ref()
+                .and_then(|o| columns.get(o).copied())
+                .unwrap_or(ColumnType::String);
         w.function.result_type(of)
     }
 }
@@ -148,7 +147,9 @@ pub(super) fn parse(
         message,
         undefined_variable: None,
     };
-    let mut name_ok = |name: &Spanned<String>, table: &'static str, errors: &mut Vec<RulesError>| {
+    let mut name_ok = |name: &Spanned<String>,
+                       table: &'static str,
+                       errors: &mut Vec<RulesError>| {
         let at = line(name.span().start);
         let n = name.get_ref();
         if !is_identifier(n) {
@@ -260,13 +261,20 @@ pub(super) fn parse(
             )),
             _ => {}
         }
-        for (what, column) in [("key", Some(&raw.key)), ("time", Some(&raw.time)), ("of", raw.of.as_ref())] {
+        for (what, column) in [
+            ("key", Some(&raw.key)),
+            ("time", Some(&raw.time)),
+            ("of", raw.of.as_ref()),
+        ] {
             if let Some(c) = column
                 && !is_identifier(c.get_ref())
             {
                 errors.push(err(
                     line(c.span().start),
-                    format!("[windows.{n}]: {what} {:?} is not a column name rules can read", c.get_ref()),
+                    format!(
+                        "[windows.{n}]: {what} {:?} is not a column name rules can read",
+                        c.get_ref()
+                    ),
                 ));
             }
         }
@@ -283,13 +291,20 @@ pub(super) fn parse(
     }
     // A window may aggregate a column, never another derived variable.
     for w in &derived.windows {
-        for (what, column) in [("key", Some(&w.key)), ("time", Some(&w.time)), ("of", w.of.as_ref())] {
+        for (what, column) in [
+            ("key", Some(&w.key)),
+            ("time", Some(&w.time)),
+            ("of", w.of.as_ref()),
+        ] {
             if let Some(c) = column
                 && seen.contains_key(c)
             {
                 errors.push(err(
                     w.line,
-                    format!("[windows.{}]: {what} {c:?} is a list or window, not an input column", w.name),
+                    format!(
+                        "[windows.{}]: {what} {c:?} is a list or window, not an input column",
+                        w.name
+                    ),
                 ));
             }
         }

@@ -152,12 +152,35 @@ struct KeyState {
     distinct: HashMap<Val, u32>,
 }
 
-/// A window's state over every key, and its peak sizes.
+/// Numbers the keys of one key column, so that windows over the same key share one hash
+/// lookup per row and keep their states in plain vectors.
+#[derive(Debug, Default)]
+pub struct Keys {
+    ids: HashMap<Val, u32>,
+}
+
+impl Keys {
+    /// The number of `key` (0, 1, 2, … in order of first appearance).
+    pub fn id(&mut self, key: Val) -> usize {
+        let next = self.ids.len() as u32;
+        *self.ids.entry(key).or_insert(next) as usize
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A window's state over every key (by `Keys` number), and its size.
 #[derive(Debug)]
 pub struct Window {
     function: Function,
     span: i64,
-    keys: HashMap<Val, KeyState>,
+    keys: Vec<KeyState>,
     /// Rows kept over every key.
     rows: usize,
 }
@@ -167,7 +190,7 @@ impl Window {
         Window {
             function,
             span: span_nanos.max(1),
-            keys: HashMap::new(),
+            keys: Vec::new(),
             rows: 0,
         }
     }
@@ -182,15 +205,18 @@ impl Window {
         self.keys.len()
     }
 
-    /// Adds a row (`matching`: its `where` holds; `value`: its `of` value, `Unit` for
-    /// count) and returns the window's value for it.
-    pub fn push(&mut self, key: Val, time: i64, matching: bool, value: Val) -> Dynamic {
+    /// Adds a row of key number `key` (`Keys::id`; `matching`: its `where` holds;
+    /// `value`: its `of` value, `Unit` for count) and returns the window's value for it.
+    pub fn push(&mut self, key: usize, time: i64, matching: bool, value: Val) -> Dynamic {
         let function = self.function;
         let span = self.span;
-        let state = self.keys.entry(key).or_insert_with(|| KeyState {
-            newest: i64::MIN,
-            ..KeyState::default()
-        });
+        if key >= self.keys.len() {
+            self.keys.resize_with(key + 1, || KeyState {
+                newest: i64::MIN,
+                ..KeyState::default()
+            });
+        }
+        let state = &mut self.keys[key];
         let before = state.rows.len();
         let result = if time >= state.newest {
             state.newest = time;
@@ -298,7 +324,14 @@ impl KeyState {
 
     /// A row earlier than the key's newest time: kept if younger than the horizon; its
     /// value is computed over the kept rows up to its time.
-    fn late(&mut self, time: i64, span: i64, matching: bool, v: Val, function: Function) -> Dynamic {
+    fn late(
+        &mut self,
+        time: i64,
+        span: i64,
+        matching: bool,
+        v: Val,
+        function: Function,
+    ) -> Dynamic {
         let horizon = self.newest.saturating_sub(span);
         let upto = self.rows.partition_point(|(t, _)| *t <= time);
         let mut own = None;
@@ -317,7 +350,11 @@ impl KeyState {
                 own = Some(v);
             }
         }
-        let upto = if matching && own.is_none() { upto + 1 } else { upto };
+        let upto = if matching && own.is_none() {
+            upto + 1
+        } else {
+            upto
+        };
         let seen = self.rows.range(..upto).map(|(_, v)| v).chain(own.as_ref());
         aggregate(function, seen)
     }
@@ -394,14 +431,20 @@ mod tests {
         // A small LCG: bursts of equal times, a few rows back in time, three keys.
         let mut x: u64 = 7;
         let mut next = |n: u64| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (x >> 33) % n
         };
         let mut rows = Vec::new();
         let mut t = 0i64;
         for _ in 0..600 {
             t += [0, 0, 1, 5, 30][next(5) as usize] * S;
-            let back = if next(10) == 0 { next(40) as i64 * S } else { 0 };
+            let back = if next(10) == 0 {
+                next(40) as i64 * S
+            } else {
+                0
+            };
             rows.push((next(3) as i64, t - back, next(4) != 0, next(20) as i64 - 5));
         }
         for function in [
@@ -415,7 +458,7 @@ mod tests {
             let mut w = Window::new(function, 20 * S);
             let got: Vec<String> = rows
                 .iter()
-                .map(|&(k, t, m, v)| w.push(Val::Int(k), t, m, Val::Int(v)).to_string())
+                .map(|&(k, t, m, v)| w.push(k as usize, t, m, Val::Int(v)).to_string())
                 .collect();
             assert_eq!(got, reference(function, 20 * S, &rows), "{function:?}");
         }
@@ -425,7 +468,7 @@ mod tests {
     fn state_is_the_rows_inside_the_span() {
         let mut w = Window::new(Function::Count, 10 * S);
         for i in 0..1000 {
-            w.push(Val::Int(i % 7), i * S, true, Val::Unit);
+            let _ = w.push((i % 7) as usize, i * S, true, Val::Unit);
         }
         // Each key keeps the rows younger than its own newest time minus the span: rows
         // 7 s apart, so two per key.
