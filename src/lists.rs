@@ -122,7 +122,7 @@ pub fn read_files(decls: &[ListDecl], rules_path: &Path) -> Result<Vec<Vec<u8>>,
     let mut errors = Vec::new();
     for decl in decls {
         let path = path_of(decl, rules_path);
-        match std::fs::read(&path) {
+        match read_capped(&path) {
             Ok(bytes) => files.push(bytes),
             Err(e) => {
                 errors.push(ListError {
@@ -139,6 +139,26 @@ pub fn read_files(decls: &[ListDecl], rules_path: &Path) -> Result<Vec<Vec<u8>>,
     } else {
         Err(errors)
     }
+}
+
+/// The largest list file: lists are held in memory, parsed, and sent to every worker.
+pub const MAX_LIST_BYTES: u64 = 1 << 30;
+
+/// Reads a list file, refusing one over `MAX_LIST_BYTES` (or one without end, such as a
+/// device) instead of filling memory.
+pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_LIST_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_LIST_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} bytes: too large for a list",
+            MAX_LIST_BYTES
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Parses one list file's bytes (`shown` names it in messages). Every problem of the file

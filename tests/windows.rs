@@ -340,6 +340,51 @@ fn bad_keys_and_times_are_bad_rows_naming_line_column_and_value() {
 4,"column ""timestamp"": ""yesterday"" is not an RFC 3339 time (e.g. 2026-01-01T00:00:03Z) (the time of [windows.n])","3,A,yesterday"
 "#
     );
+    // A bad history row fails the run naming the history file; under skip it is counted.
+    wd.create(
+        "good.csv",
+        "id,account,timestamp\n9,A,2026-01-01T00:00:05Z\n",
+    );
+    wd.run(&[
+        "run",
+        "good.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--history",
+        "tx.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains("tx.csv:3: column \"account\": \"\" is empty");
+    wd.run(&[
+        "run",
+        "good.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--history",
+        "tx.csv",
+        "--bad-rows",
+        "skip",
+        "-o",
+        "h.csv",
+        "--summary",
+        "h.json",
+    ])
+    .expect_success();
+    assert_eq!(
+        wd.read("h.csv"),
+        "transaction_id,rule_id,result,detail\n9,1,true,\n"
+    );
+    assert_eq!(wd.json("h.json")["windows"]["history_bad_rows"], 2);
+    assert_eq!(wd.json("h.json")["windows"]["history_rows"], 2);
+    assert_eq!(wd.read("h.csv.rejects.csv"), "line,reason,raw\n");
+
+    // `check --input` evaluates the sample rows with their window values.
+    wd.run(&["check", "rules.toml", "--input", "good.csv"])
+        .expect_success()
+        .expect_stderr_contains("1 rules compile; 0 examples pass; 1 rows of good.csv evaluate");
+
     // Bad rows count in no window: row 4 sees rows 1 and 4 only.
     assert_eq!(
         wd.read("out.csv"),

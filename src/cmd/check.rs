@@ -340,7 +340,7 @@ fn check_lists(set: &mut RuleSet, rules_path: &std::path::Path) -> Vec<RulesErro
     let mut files = Vec::with_capacity(set.derived.lists.len());
     for decl in &set.derived.lists {
         let path = crate::lists::path_of(decl, rules_path);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::lists::read_capped(&path) {
             Ok(bytes) => bytes,
             Err(e) => {
                 problems.push(rules::list_error(crate::lists::ListError {

@@ -324,7 +324,7 @@ fn windows_stage(
     framing: framer::Config,
     stop: &StopFlag,
 ) -> Result<Option<WindowStage>> {
-    let Some(mut stage) = WindowStage::for_input(rules, input, config.seed)? else {
+    let Some(stage) = WindowStage::for_input(rules, input, config.seed)? else {
         if let Some(first) = config.history.first() {
             return Err(exit::Usage(format!(
                 "--history {}: the rules declare no [windows.*] for history to fill",
@@ -334,11 +334,38 @@ fn windows_stage(
         }
         return Ok(None);
     };
+    if config.history.is_empty() {
+        return Ok(Some(stage));
+    }
     let header = header_record(input)?.to_vec();
+    // On a lane's stack: history rows go through the windows' `where` filters.
+    thread::scope(|scope| {
+        thread::Builder::new()
+            .name("history".into())
+            .stack_size(crate::exec::LANE_STACK_BYTES)
+            .spawn_scoped(scope, move || {
+                feed_history(stage, &header, config, rules, framing, stop)
+            })
+            .context("cannot start the history thread")?
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the history thread panicked")))
+    })
+    .map(Some)
+}
+
+/// Feeds every `--history` file to `stage`, in order.
+fn feed_history(
+    mut stage: WindowStage,
+    header: &[u8],
+    config: &RunConfig,
+    rules: &Arc<RuleSet>,
+    framing: framer::Config,
+    stop: &StopFlag,
+) -> Result<WindowStage> {
     for path in &config.history {
         let history = open_input(path, rules, framing, config.bad_rows == BadRows::Fail, stop)?;
         let name = history.name().to_string();
-        let (rows, bad) = stage.feed_history(history, &header)?;
+        let (rows, bad) = stage.feed_history(history, header)?;
         if let Some(first) = bad.first()
             && config.bad_rows == BadRows::Fail
         {
@@ -353,21 +380,7 @@ fn windows_stage(
             return Err(Interrupted(signal).into());
         }
     }
-    Ok(Some(stage))
-}
-
-/// `--shard` cannot split an input whose rules have `[windows]`: a key's rows would be
-/// spread over shards, each seeing part of its history. A usage error (exit 2); the
-/// command line calls it once the rules are read.
-pub fn refuse_shard_with_windows(rules: &RuleSet, sharded: bool) -> Result<()> {
-    if sharded && !rules.derived.windows.is_empty() {
-        return Err(exit::Usage(
-            "--shard cannot be used with rules that declare [windows.*]: a window needs every              earlier row of its key (run unsharded, with --history for earlier batches)"
-                .into(),
-        )
-        .into());
-    }
-    Ok(())
+    Ok(stage)
 }
 
 /// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO

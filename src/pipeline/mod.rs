@@ -86,6 +86,8 @@ pub fn run(
         let name = name.clone();
         thread::Builder::new()
             .name("reader".into())
+            // The windows stage evaluates `where` filters here: a lane's stack.
+            .stack_size(crate::exec::LANE_STACK_BYTES)
             .spawn(move || {
                 read::read_chunks(
                     framer,

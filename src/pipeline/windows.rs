@@ -493,6 +493,20 @@ pub fn first_rows(
     Ok((rows, bad))
 }
 
+/// `--shard` cannot split an input whose rules have `[windows]`: a key's rows would be
+/// spread over shards, each seeing part of its history. A usage error (exit 2); the
+/// command line calls it once the rules are read.
+pub fn refuse_shard_with_windows(rules: &RuleSet, sharded: bool) -> Result<()> {
+    if sharded && !rules.derived.windows.is_empty() {
+        return Err(crate::exit::Usage(
+            "--shard cannot be used with rules that declare [windows.*]: a window needs every              earlier row of its key (run unsharded, with --history for earlier batches)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +583,24 @@ when = "tx_24h > 10"
                 .count();
         }
         (rows, cpu() - started)
+    }
+
+    #[test]
+    fn shard_is_refused_with_windows_only() {
+        let set = crate::rules::file::parse(RULES, Duration::from_secs(1)).unwrap();
+        let err = refuse_shard_with_windows(&set, true).unwrap_err();
+        assert!(err.downcast_ref::<crate::exit::Usage>().is_some());
+        assert!(
+            err.to_string()
+                .starts_with("--shard cannot be used with rules that declare [windows.*]")
+        );
+        refuse_shard_with_windows(&set, false).unwrap();
+        let plain = crate::rules::file::parse(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        refuse_shard_with_windows(&plain, true).unwrap();
     }
 
     #[test]
