@@ -26,6 +26,10 @@
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
+//! - `lists`: reference lists (`[lists.*]`) read once and bound read-only in every rule;
+//!   `windows`: per-key sliding-window arithmetic (`[windows.*]`), fed in input order by
+//!   the windows stage `pipeline::windows` on the reader thread, whose values travel with
+//!   each row after its input columns; `rules::lists_windows` declares both;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `backoff`: the one retry policy for starting threads and processes;
 //! - `budget`: the counting allocator behind each evaluation's memory budget, and the
