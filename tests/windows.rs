@@ -340,6 +340,21 @@ fn bad_keys_and_times_are_bad_rows_naming_line_column_and_value() {
 4,"column ""timestamp"": ""yesterday"" is not an RFC 3339 time (e.g. 2026-01-01T00:00:03Z) (the time of [windows.n])","3,A,yesterday"
 "#
     );
+    // A `where` that fails makes a bad row too.
+    wd.create(
+        "w.toml",
+        SIMPLE.replace(
+            "function = \"count\"\n",
+            "function = \"count\"\nwhere = 'if id == \"4\" { throw \"boom\" } true'\n",
+        ),
+    );
+    wd.create("w.csv", "id,account,timestamp\n4,A,2026-01-01T00:00:00Z\n");
+    wd.run(&["run", "w.csv", "--rules", "w.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "w.csv:2: [windows.n] where: error (Runtime error: boom (line 1, position 16))",
+        );
+
     // A bad history row fails the run naming the history file; under skip it is counted.
     wd.create(
         "good.csv",

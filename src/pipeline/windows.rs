@@ -122,7 +122,7 @@ impl WindowStage {
                 name: format!("[windows.{}] where", w.name),
                 script: w.filter.clone().unwrap_or_default(),
                 line: w.line,
-                timeout: set.max_timeout().max(std::time::Duration::from_secs(1)),
+                timeout: set.max_timeout(),
                 examples: Vec::new(),
             })
             .collect();
