@@ -265,7 +265,7 @@ fn execute(
             executor
         }
     };
-    let windows = windows_stage(config, &rules, &input, framing, stop)?;
+    let mut windows = windows_stage(config, &rules, &input, framing, stop)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: config.bad_rows,
@@ -280,7 +280,7 @@ fn execute(
         rejects,
         &mut results,
         &settings,
-        windows,
+        &mut windows,
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);

@@ -62,8 +62,10 @@ pub fn run(
     mut rejects: Option<RejectsWriter>,
     results: &mut ResultsWriter,
     settings: &Settings,
-    windows: Option<windows::WindowStage>,
+    windows: &mut Option<windows::WindowStage>,
 ) -> Result<(Tally, Option<RejectsWriter>)> {
+    // The windows stage runs on the reader thread, and comes back for the next input.
+    let mut stage = windows.take();
     let jobs = settings.jobs.max(1);
     let InputReader {
         framer,
@@ -89,16 +91,17 @@ pub fn run(
             // The windows stage evaluates `where` filters here: a lane's stack.
             .stack_size(crate::exec::LANE_STACK_BYTES)
             .spawn(move || {
-                read::read_chunks(
+                let read = read::read_chunks(
                     framer,
-                    windows,
+                    &mut stage,
                     first,
                     &name,
                     &budget,
                     &chunk_tx,
                     &recycle_rx,
                     &progress,
-                )
+                );
+                read.map(|bytes| (bytes, stage))
             })
             .context("cannot start the reader thread")?
     };
@@ -171,11 +174,12 @@ pub fn run(
     }
     drop(done_rx);
     let complete = written?;
-    let (bytes, stats) = reader
+    let (bytes, stage) = reader
         .join()
         .map_err(|_| anyhow!("the reader thread panicked"))??;
     tally.bytes = bytes;
-    tally.windows = stats;
+    tally.windows = stage.as_ref().map(windows::WindowStage::stats);
+    *windows = stage;
     if !complete {
         return Err(anyhow!("internal error: some tasks were never written"));
     }
@@ -311,7 +315,7 @@ mod tests {
             rejects,
             &mut results,
             &settings,
-            None,
+            &mut None,
         );
         let tally = ran.map(|(tally, rejects)| {
             results.commit().unwrap();

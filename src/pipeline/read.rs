@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 
 use crate::framer::{Chunk, Framer};
-use crate::model::WindowStats;
 use crate::pipeline::budget::{self, ByteBudget};
 use crate::pipeline::windows::{Framed, WindowStage};
 use crate::progress::Progress;
@@ -21,14 +20,14 @@ use crate::progress::Progress;
 #[allow(clippy::too_many_arguments)]
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
-    mut windows: Option<WindowStage>,
+    windows: &mut Option<WindowStage>,
     first: Chunk,
     name: &str,
     budget: &ByteBudget,
     chunks: &Sender<Framed>,
     recycled: &Receiver<Chunk>,
     progress: &Progress,
-) -> Result<(u64, Option<WindowStats>)> {
+) -> Result<u64> {
     // The header is the first record of the first chunk.
     let mut skip = 1;
     let mut next = Some(first);
@@ -64,5 +63,5 @@ pub fn read_chunks(
             break;
         }
     }
-    Ok((framer.offset_read(), windows.map(|w| w.stats())))
+    Ok(framer.offset_read())
 }

@@ -250,6 +250,20 @@ impl WindowStage {
         }))
     }
 
+    /// Goes on with `next`, the stage built for the next input of the run (its header may
+    /// order the columns differently): the windows' state carries over, so several inputs
+    /// in a row are one input to the windows, as `--history` files are.
+    pub fn continue_with(&mut self, mut next: WindowStage) {
+        // Both were built from the same rules: the same windows, key columns numbered alike.
+        std::mem::swap(&mut next.windows, &mut self.windows);
+        for ((_, mine), (_, theirs)) in self.keys.iter_mut().zip(&mut next.keys) {
+            std::mem::swap(mine, theirs);
+        }
+        next.stats = self.stats;
+        next.rows_now = self.rows_now;
+        *self = next;
+    }
+
     /// The stage for `input`'s header (see `new`).
     pub fn for_input(set: &RuleSet, input: &InputReader, seed: u64) -> Result<Option<WindowStage>> {
         let mut splitter = framer::Splitter::new(&input.config);
@@ -601,6 +615,48 @@ when = "tx_24h > 10"
         )
         .unwrap();
         refuse_shard_with_windows(&plain, true).unwrap();
+    }
+
+    /// The window values of `csv`'s records through `stage` (a stage for its header when
+    /// `None`), and the stage.
+    fn values_of(csv: &str, stage: Option<WindowStage>) -> (Vec<String>, WindowStage) {
+        let set = crate::rules::file::parse(RULES, Duration::from_secs(1)).unwrap();
+        let config = Config::default();
+        let mut framer = Framer::new(Cursor::new(csv.as_bytes().to_vec()), config);
+        let chunk = framer.next_chunk().unwrap().unwrap();
+        let header = chunk.records().next().unwrap().body.unwrap().to_vec();
+        let mut splitter = framer::Splitter::new(&config);
+        let own = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+            .unwrap()
+            .unwrap();
+        let mut stage = match stage {
+            None => own,
+            Some(mut earlier) => {
+                earlier.continue_with(own);
+                earlier
+            }
+        };
+        let w = stage.process(&chunk, 1);
+        let shown = w.values.iter().map(ToString::to_string).collect();
+        (shown, stage)
+    }
+
+    #[test]
+    fn the_next_input_goes_on_with_the_windows_whatever_its_column_order() {
+        let a = "id,account,timestamp,amount,merchant\n1,A,2026-01-01T00:00:00Z,5,x\n\
+                 2,B,2026-01-01T00:10:00Z,7,y\n";
+        let b = "merchant,amount,timestamp,id,account\ny,1,2026-01-01T00:20:00Z,3,A\n\
+                 z,2,2026-01-01T00:30:00Z,4,B\n";
+        let b_as_a = "id,account,timestamp,amount,merchant\n3,A,2026-01-01T00:20:00Z,1,y\n\
+                      4,B,2026-01-01T00:30:00Z,2,z\n";
+        let (_, first) = values_of(a, None);
+        let (continued, stage) = values_of(b, Some(first));
+        let (_, first) = values_of(a, None);
+        let (expected, _) = values_of(b_as_a, Some(first));
+        assert_eq!(continued, expected);
+        // Account A: two rows in 24 h, 6.0 in the hour, merchants x and y.
+        assert_eq!(continued[..3], ["2", "6.0", "2"]);
+        assert_eq!(stage.stats().keys, 2);
     }
 
     #[test]
