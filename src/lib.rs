@@ -35,6 +35,10 @@
 //! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format` renders them
 //!   into `detail` and the `--decisions` lines; `diff`: `txguard diff`'s pair executor,
 //!   changes and counts;
+//! - `lists`: reference lists (`[lists.*]`) read once and bound read-only in every rule;
+//!   `windows`: per-key sliding-window arithmetic (`[windows.*]`), fed in input order by
+//!   the windows stage `pipeline::windows` on the reader thread, whose values travel with
+//!   each row after its input columns; `rules::lists_windows` declares both;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `backoff`: the one retry policy for starting threads and processes;
 //! - `budget`: the counting allocator behind each evaluation's memory budget, and the
@@ -57,6 +61,7 @@ pub mod framer;
 pub mod generate;
 pub mod input;
 pub mod inputs;
+pub mod lists;
 pub mod model;
 pub mod output;
 pub mod pipeline;
@@ -67,3 +72,4 @@ pub mod signals;
 pub mod size;
 pub mod summary;
 pub mod typing;
+pub mod windows;

@@ -286,6 +286,21 @@ pub struct Tally {
     pub counts: Vec<[u64; 4]>,
     /// The format's own counters (`format::ResultsFormat::counters`): decisions, a diff's.
     pub extra: Vec<u64>,
+    /// The windows' peak state, when the rules have `[windows.*]`.
+    pub windows: Option<WindowStats>,
+}
+
+/// The peak state of the windows over a run (history included), for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WindowStats {
+    /// Most rows held inside the spans at once, over every window.
+    pub peak_rows: u64,
+    /// Keys held at the end (a small record per key seen), over every window.
+    pub keys: u64,
+    /// Rows of `--history` files read into the windows.
+    pub history_rows: u64,
+    /// Bad rows of `--history` files skipped under `--bad-rows skip`.
+    pub history_bad_rows: u64,
 }
 
 /// Worker-process counters of the process executor, reported in the summary.

@@ -15,3 +15,4 @@ mod processes;
 mod rockets;
 mod rules_once;
 mod run;
+mod windows;

@@ -76,6 +76,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         decisions: None,
         csv: args.csv.config(args.max_record_size),
         inputs: vec![args.input.clone()],
+        history: Vec::new(),
     }
     .check()?;
     let outputs = config.outputs();
@@ -157,6 +158,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         old_rules: old.set.rules.len(),
         new_rules: new.set.rules.len(),
     });
+    let mut windows = crate::pipeline::windows::WindowStage::for_input(&merged, &input, args.seed)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: args.bad_rows,
@@ -172,6 +174,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         &mut results,
         None,
         &settings,
+        &mut windows,
     );
     settings.progress.finish();
     let streaming = outputs.results.file().is_none();
@@ -288,6 +291,16 @@ fn merged_columns(old: &RuleSet, new: &RuleSet, args: &DiffArgs) -> Result<RuleS
     }
     let mut columns = old.columns.clone();
     columns.extend(new.columns.clone());
+    // The windows are computed once, on the rows both files see: they must be one set.
+    if old.derived.windows != new.derived.windows {
+        return Err(Usage(format!(
+            "{} and {} declare different [windows.*]: diff computes the windows once for \
+             both, so they must be the same (a rule change may still use them differently)",
+            show(&args.old_rules),
+            show(&args.new_rules)
+        ))
+        .into());
+    }
     let mut nullable = old.nullable.clone();
     nullable.extend(new.nullable.iter().cloned());
     Ok(RuleSet {
@@ -296,6 +309,9 @@ fn merged_columns(old: &RuleSet, new: &RuleSet, args: &DiffArgs) -> Result<RuleS
         rules: old.rules.iter().chain(&new.rules).cloned().collect(),
         memory_limit: None,
         decision: None,
+        // The windows both declare (their `where` may read NEW's lists); for evaluation,
+        // each file's executor binds its own lists.
+        derived: new.derived.clone(),
     })
 }
 
@@ -312,6 +328,7 @@ fn executor(args: &DiffArgs, loaded: &LoadedRules, columns: &Columns) -> Result<
                 memory_limit: set.memory_limit(),
                 columns: columns.clone(),
                 seed: args.seed,
+                list_files: loaded.list_files.clone(),
             },
         )?),
     })

@@ -26,6 +26,7 @@ use crate::output::{
     commit_all,
 };
 use crate::pipeline::SideWriter;
+use crate::pipeline::windows::{WindowStage, header_record};
 use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
@@ -96,6 +97,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         rules: Vec::new(),
         memory_limit: None,
         decision: None,
+        derived: Default::default(),
     };
     let rules = known.rules.clone();
     let summary = Summary::new(
@@ -289,6 +291,7 @@ fn execute(
         (false, ExecutorKind::Processes) => {
             let setup = WorkerSetup {
                 rules_text: loaded.text,
+                list_files: loaded.list_files,
                 default_timeout: config.timeout,
                 memory_limit: rules.memory_limit(),
                 columns,
@@ -299,6 +302,7 @@ fn execute(
             executor
         }
     };
+    let mut windows = windows_stage(config, &rules, &input, stop)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: config.bad_rows,
@@ -323,6 +327,7 @@ fn execute(
         decisions.as_mut(),
         &settings,
         &mut known.facts.inputs,
+        &mut windows,
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
@@ -394,6 +399,7 @@ impl Inputs<'_> {
         mut decisions: Option<&mut SideWriter>,
         settings: &Settings,
         summaries: &mut [crate::inputs::InputSummary],
+        windows: &mut Option<WindowStage>,
     ) -> Result<(Tally, Option<RejectsWriter>)> {
         let mut tally = Tally {
             counts: vec![[0; 4]; self.rule_ids.len()],
@@ -412,6 +418,13 @@ impl Inputs<'_> {
                         self.stop,
                     )?;
                     crate::inputs::align(&mut input, &self.reference)?;
+                    // The windows go on over this input's rows, whatever its column order.
+                    if let Some(stage) = windows.as_mut()
+                        && let Some(next) =
+                            WindowStage::for_input(self.rules, &input, self.config.seed)?
+                    {
+                        stage.continue_with(next);
+                    }
                     input
                 }
             };
@@ -427,6 +440,7 @@ impl Inputs<'_> {
                 results,
                 decisions.as_deref_mut(),
                 settings,
+                windows,
             )?;
             rejects = back;
             summary.bytes = done.bytes;
@@ -447,9 +461,79 @@ impl Inputs<'_> {
             for (total, c) in tally.extra.iter_mut().zip(&done.extra) {
                 *total += c;
             }
+            // The stage goes on from input to input: its last stats cover them all.
+            tally.windows = done.windows;
         }
         Ok((tally, rejects))
     }
+}
+
+/// The windows stage of a run, when the rules have `[windows]`, with every `--history`
+/// file fed to it in order (their bad rows fail the run under `--bad-rows fail`, and are
+/// skipped and counted under `skip`: the rejects file is the input's).
+fn windows_stage(
+    config: &RunConfig,
+    rules: &Arc<RuleSet>,
+    input: &InputReader,
+    stop: &StopFlag,
+) -> Result<Option<WindowStage>> {
+    let Some(stage) = WindowStage::for_input(rules, input, config.seed)? else {
+        if let Some(first) = config.history.first() {
+            return Err(exit::Usage(format!(
+                "--history {}: the rules declare no [windows.*] for history to fill",
+                first.display()
+            ))
+            .into());
+        }
+        return Ok(None);
+    };
+    if config.history.is_empty() {
+        return Ok(Some(stage));
+    }
+    let header = header_record(input)?.to_vec();
+    // On a lane's stack: history rows go through the windows' `where` filters.
+    thread::scope(|scope| {
+        thread::Builder::new()
+            .name("history".into())
+            .stack_size(crate::exec::LANE_STACK_BYTES)
+            .spawn_scoped(scope, move || {
+                feed_history(stage, &header, config, rules, stop)
+            })
+            .context("cannot start the history thread")?
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the history thread panicked")))
+    })
+    .map(Some)
+}
+
+/// Feeds every `--history` file to `stage`, in order.
+fn feed_history(
+    mut stage: WindowStage,
+    header: &[u8],
+    config: &RunConfig,
+    rules: &Arc<RuleSet>,
+    stop: &StopFlag,
+) -> Result<WindowStage> {
+    for path in &config.history {
+        let fail = config.bad_rows == BadRows::Fail;
+        let history = open_input(path, rules, &config.csv, fail, stop)?;
+        let name = history.name().to_string();
+        let (rows, bad) = stage.feed_history(history, header)?;
+        if let Some(first) = bad.first()
+            && config.bad_rows == BadRows::Fail
+        {
+            return Err(crate::input::BadRowError {
+                input: name,
+                row: first.clone(),
+            }
+            .into());
+        }
+        stage.count_history(rows, bad.len() as u64);
+        if let Some(signal) = stop.signal() {
+            return Err(Interrupted(signal).into());
+        }
+    }
+    Ok(stage)
 }
 
 /// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO
