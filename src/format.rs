@@ -151,7 +151,12 @@ impl ResultsFormat {
         let decisions = set.decision.clone().map(|decision| Decisions {
             decision,
             scores: set.rules.iter().map(|r| r.score).collect(),
-            names: set.rules.iter().map(|r| r.name.clone()).collect(),
+            // A name is the reason of a rule without one: one line, like every reason.
+            names: set
+                .rules
+                .iter()
+                .map(|r| crate::model::detail(&r.name))
+                .collect(),
             write: write_decisions,
         });
         Ok(ResultsFormat::with(
@@ -254,7 +259,7 @@ impl ResultsFormat {
                             }
                         }
                         for (i, (name, column)) in d.explain.iter().enumerate() {
-                            // Cut to the cap by `detail` below: render no further.
+                            // Cut to the cap below: render no further.
                             if self.detail.len() > crate::model::DETAIL_MAX_BYTES {
                                 break;
                             }
@@ -264,8 +269,11 @@ impl ResultsFormat {
                             let value = row.values.get(*column).cloned().unwrap_or_default();
                             explain_value(name, &value, &mut self.detail);
                         }
-                        let detail = crate::model::detail(&self.detail);
-                        field(out, detail.as_bytes());
+                        // The reason is one line already, and values are escaped
+                        // (`explain_value`): only the cap is left to apply, keeping the
+                        // values' spaces as the data has them.
+                        crate::model::cap_detail(&mut self.detail);
+                        field(out, self.detail.as_bytes());
                     }
                     _ => {
                         self.detail.clear();

@@ -206,3 +206,25 @@ fn check_validates_thresholds_templates_example_decisions_and_reports_coverage()
         .expect_code(1)
         .expect_stderr_contains("example 1: expected decision review, got block (score 100)");
 }
+
+#[test]
+fn explained_values_keep_their_spaces_and_reasons_stay_one_line() {
+    let wd = Workdir::new("decisions-hostile");
+    wd.rules(
+        "[[rule]]\nid = 1\nname = \"two\\nlines, \\\"quoted\\\"\"\nwhen = 'note != \"\"'\nscore = 5\n\
+         [decision]\nthresholds = { review = 5 }\n",
+    );
+    // Two spaces, a tab and a newline in a value: --explain shows them as they are
+    // (escaped, never collapsed); the name of a rule without `reason` is one line.
+    wd.create("tx.csv", "id,note\n1,\"a  b\tc\nd\"\n");
+    wd.txguard_run(&["-o", "out.csv", "--decisions", "dec.csv", "--explain"])
+        .expect_success();
+    assert_eq!(
+        wd.read("out.csv"),
+        "transaction_id,rule_id,result,detail\n1,1,true,\"note=\"\"a  b\\tc\\nd\"\"\"\n"
+    );
+    assert_eq!(
+        wd.read("dec.csv"),
+        "transaction_id,score,decision,reasons\n1,5,review,\"1:two lines, \"\"quoted\"\"\"\n"
+    );
+}
