@@ -228,3 +228,38 @@ fn explained_values_keep_their_spaces_and_reasons_stay_one_line() {
         "transaction_id,score,decision,reasons\n1,5,review,\"1:two lines, \"\"quoted\"\"\"\n"
     );
 }
+
+#[test]
+fn a_failed_run_says_its_streamed_decisions_are_incomplete_and_what_fail_on_found() {
+    let wd = workdir("decisions-streamed");
+    wd.create("bad.csv", format!("{TX}5,x,IR,v\n"));
+    wd.run(&[
+        "run",
+        "bad.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--decisions",
+        "-",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains(
+        "decisions on standard output are incomplete: bad.csv:6: column \"amount\": \"x\" is not a float",
+    );
+    // A summary that cannot be written commits nothing; the message still counts the
+    // decisions --fail-on found.
+    wd.txguard_run(&[
+        "-o",
+        "out.csv",
+        "--fail-on",
+        "block,review",
+        "--summary",
+        "/dev/full",
+        "-q",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains(
+        "would have exited 3: a result named by --fail-on occurred: 1 block, 1 review (--fail-on block,review)",
+    );
+}
