@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -22,8 +23,44 @@ use crate::rules::decision::Decision;
 /// Counters per matched rule: true old, true new, changed, then (tp, fp, fn) old and new.
 const PER_RULE: usize = 9;
 
-/// Transaction labels (`--labels`): id → fraudulent or not.
-pub type Labels = HashMap<String, bool>;
+/// Transaction labels (`--labels`): id → fraudulent or not, and which labels some
+/// transaction of the input had (a label naming none is said, not dropped silently).
+#[derive(Debug, Default)]
+pub struct Labels {
+    /// id → position in `fraud` and `seen`.
+    ids: HashMap<String, usize>,
+    fraud: Vec<bool>,
+    /// Set by the lanes when a transaction of the input has the label.
+    seen: Vec<AtomicBool>,
+}
+
+impl Labels {
+    /// Adds a label; false when `id` has one already.
+    fn insert(&mut self, id: String, fraud: bool) -> bool {
+        if self.ids.contains_key(&id) {
+            return false;
+        }
+        self.ids.insert(id, self.fraud.len());
+        self.fraud.push(fraud);
+        self.seen.push(AtomicBool::new(false));
+        true
+    }
+
+    /// The label of transaction `id`, noted as used.
+    fn get(&self, id: &str) -> Option<bool> {
+        let i = *self.ids.get(id)?;
+        self.seen[i].store(true, Ordering::Relaxed);
+        Some(self.fraud[i])
+    }
+
+    /// Labels that no transaction of the input had (read once the run is over).
+    pub fn unmatched(&self) -> u64 {
+        self.seen
+            .iter()
+            .filter(|s| !s.load(Ordering::Relaxed))
+            .count() as u64
+    }
+}
 
 /// One rule id of either set.
 #[derive(Debug, Clone)]
@@ -119,10 +156,7 @@ impl DiffFormat {
         let mut id = Vec::new();
         for (row, outcomes) in rows.iter().zip(outcomes.chunks(width.max(1))) {
             let (old, new) = outcomes.split_at(self.old_rules);
-            let label = self
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(&row.id).copied());
+            let label = self.labels.as_ref().and_then(|labels| labels.get(&row.id));
             if let Some(label) = label {
                 c[tail] += 1;
                 c[tail + 1] += u64::from(label);
@@ -261,8 +295,8 @@ impl Lane for PairLane {
     }
 }
 
-/// Precision, recall and F1 of (tp, fp, fn); `None` where undefined (nothing predicted,
-/// nothing to find).
+/// Precision, recall and F1 of (tp, fp, fn); `None` where undefined: precision when
+/// nothing was predicted, recall when there was nothing to find, F1 when both.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scores {
     pub true_positives: u64,
@@ -278,11 +312,10 @@ impl Scores {
         let (tp, fp, fn_) = (c[0] as f64, c[1] as f64, c[2] as f64);
         let precision = (tp + fp > 0.0).then(|| tp / (tp + fp));
         let recall = (tp + fn_ > 0.0).then(|| tp / (tp + fn_));
-        let f1 = match (precision, recall) {
-            (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
-            (Some(_), Some(_)) => Some(0.0),
-            _ => None,
-        };
+        // 2TP / (2TP + FP + FN): defined whenever something was predicted or was there
+        // to find. A rule that fires on nothing while there are frauds to find has no
+        // precision, but its F1 is 0, not undefined.
+        let f1 = (tp + fp + fn_ > 0.0).then(|| 2.0 * tp / (2.0 * tp + fp + fn_));
         Scores {
             true_positives: c[0],
             false_positives: c[1],
@@ -344,17 +377,20 @@ pub struct Report {
     pub labelled: Option<Labelled>,
 }
 
-/// How many transactions of the input had a label.
+/// How many transactions of the input had a label, and how many labels none had.
 #[derive(Debug, Clone, Serialize)]
 pub struct Labelled {
     pub transactions: u64,
     pub fraudulent: u64,
+    /// Labels whose id is no (valid) transaction of the input: left out of the scores.
+    pub unmatched_labels: u64,
 }
 
 impl DiffFormat {
-    /// The report of the counters a run added up (`counters()` long); `labels`: whether
-    /// the run had `--labels`.
-    pub fn report(&self, c: &[u64], labels: bool) -> Report {
+    /// The report of the counters a run added up (`counters()` long), and of the run's
+    /// `--labels` once it is over.
+    pub fn report(&self, c: &[u64], labelled: Option<&Labels>) -> Report {
+        let labels = labelled.is_some();
         let c = &{
             let mut all = c.to_vec();
             all.resize(self.counters(), 0);
@@ -416,9 +452,10 @@ impl DiffFormat {
             pairs_changed: rules.iter().map(|r| r.changed).sum(),
             rules,
             decisions,
-            labelled: labels.then(|| Labelled {
+            labelled: labelled.map(|l| Labelled {
                 transactions: c[tail],
                 fraudulent: c[tail + 1],
+                unmatched_labels: l.unmatched(),
             }),
         }
     }
@@ -481,6 +518,13 @@ impl Report {
                 "  labels: {} transactions labelled, {} of them true",
                 l.transactions, l.fraudulent
             );
+            if l.unmatched_labels > 0 {
+                let _ = writeln!(
+                    s,
+                    "  labels: {} name no transaction of the input (left out)",
+                    l.unmatched_labels
+                );
+            }
             let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
             let prf = |sc: &Option<Scores>| match sc {
                 Some(sc) => format!("{:>6} {:>6} {:>6}", f(sc.precision), f(sc.recall), f(sc.f1)),
@@ -543,7 +587,7 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
     let (Some(id), Some(label)) = (column("transaction_id"), column("label")) else {
         anyhow::bail!("--labels {shown}: the header must name `transaction_id` and `label`");
     };
-    let mut labels = Labels::new();
+    let mut labels = Labels::default();
     for record in reader.records() {
         let record = record.with_context(|| format!("cannot read --labels {shown}"))?;
         let line = record.position().map_or(0, |p| p.line());
@@ -556,7 +600,7 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
             ),
         };
         let tx = record.get(id).unwrap_or_default().to_string();
-        if labels.insert(tx.clone(), fraud).is_some() {
+        if !labels.insert(tx.clone(), fraud) {
             anyhow::bail!("--labels {shown}:{line}: transaction {tx:?} is labelled twice");
         }
     }

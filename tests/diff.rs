@@ -243,3 +243,47 @@ fn bad_rows_follow_the_policy_and_outputs_stay_intact() {
             .starts_with("transaction_id,rule_id,old,new\n1,3,,false\n")
     );
 }
+
+#[test]
+fn labels_naming_no_transaction_are_said_and_f1_is_zero_when_nothing_is_found() {
+    let wd = Workdir::new("diff-labels");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    // Only transaction 3 is in the input; 99 and x are not: said, not dropped silently.
+    wd.create(
+        "labels.csv",
+        "transaction_id,label\n3,true\n99,true\nx,false\n",
+    );
+    wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "changes.csv",
+        "--labels",
+        "labels.csv",
+        "--summary",
+        "s.json",
+    ])
+    .expect_success()
+    .expect_stderr_contains(
+        "  labels: 1 transactions labelled, 1 of them true\n  \
+         labels: 2 name no transaction of the input (left out)\n",
+    )
+    // Rule 2 fires on no labelled transaction while 3 is to be found: no precision,
+    // recall 0 and F1 0 (2TP / (2TP + FP + FN)), not undefined.
+    .expect_stderr_contains("       2  iran       -  0.000  0.000       -  0.000  0.000");
+    let s = wd.json("s.json");
+    assert_eq!(s["labelled"]["unmatched_labels"], 2);
+    let iran = &s["rules"][1]["scores_old"];
+    assert_eq!(iran["precision"], serde_json::Value::Null);
+    assert_eq!(iran["recall"], 0.0);
+    assert_eq!(iran["f1"], 0.0);
+    // NEW_RULES as an output is refused by its own name (diff has no --rules).
+    wd.run(&["diff", "old.toml", "new.toml", "tx.csv", "-o", "new.toml"])
+        .expect_code(2)
+        .expect_stderr("txguard: error: NEW_RULES new.toml is also an output; every file of a diff must be distinct\n");
+    assert!(wd.read("new.toml").contains("[[rule]]"));
+}

@@ -74,10 +74,15 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         memory_limit: args.memory_limit,
         explain: false,
         decisions: None,
-    }
-    .check()?;
+    };
+    // The files a diff reads besides its input, before `check`: its messages would name
+    // NEW_RULES `--rules`, a flag `diff` does not have.
     let outputs = config.outputs();
-    for (flag, path) in [("OLD_RULES", &args.old_rules)]
+    let read = [
+        ("OLD_RULES", &args.old_rules),
+        ("NEW_RULES", &args.new_rules),
+    ];
+    for (flag, path) in read
         .into_iter()
         .chain(args.labels.as_ref().map(|p| ("--labels", p)))
     {
@@ -98,6 +103,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
             .into());
         }
     }
+    let config = config.check()?;
     if outputs.uses_stdout() {
         check_stdout_open()?;
     }
@@ -132,7 +138,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         .transpose()?
         .map(Arc::new);
 
-    let format = DiffFormat::new(&old.set, &new.set, labels);
+    let format = DiffFormat::new(&old.set, &new.set, labels.clone());
     let ids: Vec<i64> = old
         .set
         .rules
@@ -186,8 +192,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     if let Some(signal) = stop.signal() {
         return Err(exit::Interrupted(signal).into());
     }
-    let report =
-        DiffFormat::new(&old.set, &new.set, None).report(&tally.extra, args.labels.is_some());
+    let report = DiffFormat::new(&old.set, &new.set, None).report(&tally.extra, labels.as_deref());
     let changed = report.pairs_changed > 0 || report.transactions_changed > 0;
     let code = if changed && args.fail_on_change {
         exit::FAIL_ON
