@@ -286,4 +286,12 @@ fn labels_naming_no_transaction_are_said_and_f1_is_zero_when_nothing_is_found() 
         .expect_code(2)
         .expect_stderr("txguard: error: NEW_RULES new.toml is also an output; every file of a diff must be distinct\n");
     assert!(wd.read("new.toml").contains("[[rule]]"));
+    // A NEW that `run` refuses (a reason naming no column) is refused by diff too.
+    wd.create(
+        "new.toml",
+        new_rules().replace("score = 50", "score = 50\nreason = \"{land}\""),
+    );
+    wd.run(&["diff", "old.toml", "new.toml", "tx.csv", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains("rule 3 \"fr\": reason: {land} is not a variable of the input");
 }

@@ -127,8 +127,12 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     let fail = args.bad_rows == BadRows::Fail;
     let input = super::run::open_input(&args.input, &merged, framing, fail, &stop)?;
     let columns = input.columns().clone();
+    // Each file as `run` would take it: a file `run` refuses (a variable that is no
+    // column, a reason naming one) is no change to backtest.
     for (loaded, path) in [(&old, &args.old_rules), (&new, &args.new_rules)] {
         Evaluator::new(&loaded.set, &columns, args.seed)
+            .map_err(|errors| RulesErrors::of(path, errors))?;
+        crate::format::rule_details(&loaded.set, &columns, false)
             .map_err(|errors| RulesErrors::of(path, errors))?;
     }
     let labels = args
