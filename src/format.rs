@@ -181,21 +181,9 @@ impl ResultsFormat {
     }
 
     /// Appends one line per (row, rule) to `out`: `outcomes` holds every rule's outcome
-    /// for each row, row-major. Adds each outcome's kind to `counts[rule]`.
+    /// for each row, row-major. Adds each outcome's kind to `counts[rule]`, and puts what
+    /// the format writes besides into `side` (whose counters are `counters()` long).
     pub fn rows(
-        &mut self,
-        rows: &[Row],
-        outcomes: &[Outcome],
-        out: &mut Vec<u8>,
-        counts: &mut [[u64; 4]],
-    ) {
-        let mut side = Side::default();
-        self.rows_with(rows, outcomes, out, counts, &mut side);
-    }
-
-    /// `rows`, and what the format writes besides into `side` (whose counters are
-    /// `counters()` long).
-    pub fn rows_with(
         &mut self,
         rows: &[Row],
         outcomes: &[Outcome],
@@ -460,7 +448,7 @@ mod tests {
             let mut format = ResultsFormat::new(&rule_ids);
             let mut out = Vec::new();
             let mut counts = vec![[0; 4]; rule_ids.len()];
-            format.rows(&rows, &outcomes, &mut out, &mut counts);
+            format.rows(&rows, &outcomes, &mut out, &mut counts, &mut Side::default());
             prop_assert_eq!(out, csv_crate(&expected));
             let counted: u64 = counts.iter().flatten().sum();
             prop_assert_eq!(counted, outcomes.len() as u64);
@@ -507,7 +495,7 @@ mod tests {
         ];
         let mut format = ResultsFormat::for_run(&set, &columns, true, true).unwrap();
         let (mut out, mut counts, mut side) = (Vec::new(), vec![[0; 4]; 2], Side::default());
-        format.rows_with(&rows, &outcomes, &mut out, &mut counts, &mut side);
+        format.rows(&rows, &outcomes, &mut out, &mut counts, &mut side);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "7,1,true,n is 3; n=3\n7,2,true,\"s=\"\"x\"\" n=3\"\n8,1,false,\n8,2,timeout,exceeded 1s\n"
@@ -553,7 +541,13 @@ mod tests {
         ];
         let mut format = ResultsFormat::new(&[1, 2, 3]);
         let (mut out, mut counts) = (Vec::new(), vec![[0; 4]; 3]);
-        format.rows(&rows, &outcomes, &mut out, &mut counts);
+        format.rows(
+            &rows,
+            &outcomes,
+            &mut out,
+            &mut counts,
+            &mut Side::default(),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "7,1,true,\n7,2,error,\"no, \"\"score\"\"\"\n7,3,timeout,exceeded 500ms\n"
