@@ -263,3 +263,19 @@ fn a_failed_run_says_its_streamed_decisions_are_incomplete_and_what_fail_on_foun
         "would have exited 3: a result named by --fail-on occurred: 1 block, 1 review (--fail-on block,review)",
     );
 }
+
+#[test]
+fn a_decision_may_not_take_a_results_name() {
+    let wd = workdir("decisions-names");
+    // `--fail-on error` means the result: a decision named `error` could never be named.
+    wd.rules(RULES.replace("review = 50, block = 100", "error = 50, block = 100"));
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "rules.toml:30: [decision] threshold \"error\": true, false, error and timeout are results, not decisions (`--fail-on error` could not tell them apart)",
+        );
+    wd.txguard_run(&["-o", "out.csv", "--fail-on", "error"])
+        .expect_code(1)
+        .expect_stderr_contains("threshold \"error\": true, false, error and timeout");
+    assert!(!wd.exists("out.csv"));
+}
