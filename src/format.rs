@@ -340,7 +340,7 @@ pub fn rule_details(
             Some(Ok(resolved)) => Some(resolved),
             Some(Err(message)) => {
                 errors.push(RulesError {
-                    line: Some(rule.line),
+                    line: Some(rule.reason_line),
                     rule: Some(rule.label()),
                     message,
                     undefined_variable: None,

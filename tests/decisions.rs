@@ -188,7 +188,7 @@ fn check_validates_thresholds_templates_example_decisions_and_reports_coverage()
         .expect_code(1)
         .expect_stderr(
             "txguard: error: rules.toml has 5 errors:\n  \
-             rules.toml:9: rule 1 \"big\": reason: {land} is not a variable of the input (columns: id, amount, country, note)\n  \
+             rules.toml:11: rule 1 \"big\": reason: {land} is not a variable of the input (columns: id, amount, country, note)\n  \
              rules.toml:22: rule 2 \"iran\": example 1: decision = \"deny\" is not a decision (decisions: pass, review)\n  \
              rules.toml:27: rule 3 \"broken\": 1 of the first 4 rows of tx.csv give error or timeout (first: id 4: error (Runtime error: no, x (line 1, position 19)))\n  \
              rules.toml:30: [decision] threshold \"pass\": \"pass\" is the decision below every threshold\n  \
