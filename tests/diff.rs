@@ -140,30 +140,42 @@ fn results(text: &str) -> BTreeMap<(String, String), String> {
 #[test]
 fn diff_equals_two_runs_compared() {
     let wd = Workdir::new("diff-runs");
-    wd.create(
-        "old.toml",
-        OLD.replace(
-            "[decision]\nthresholds = { review = 50, block = 100 }\n",
-            "",
-        ),
-    );
-    wd.create(
-        "new.toml",
-        new_rules().replace(
-            "[decision]\nthresholds = { review = 50, block = 100 }\n",
-            "",
-        ),
-    );
+    wd.create("old.toml", OLD);
+    // NEW also scores differently, so that decisions change where no result does.
+    wd.create("new.toml", new_rules().replace("score = 60", "score = 70"));
     wd.generate("tx.csv", 400, 9);
-    wd.run(&[
-        "run", "tx.csv", "--rules", "old.toml", "-o", "a.csv", "--seed", "3", "-q",
-    ])
-    .expect_success();
-    wd.run(&[
-        "run", "tx.csv", "--rules", "new.toml", "-o", "b.csv", "--seed", "3", "-q",
-    ])
-    .expect_success();
+    for (rules, out, decisions) in [
+        ("old.toml", "a.csv", "da.csv"),
+        ("new.toml", "b.csv", "db.csv"),
+    ] {
+        wd.run(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            rules,
+            "-o",
+            out,
+            "--decisions",
+            decisions,
+            "--seed",
+            "3",
+            "-q",
+        ])
+        .expect_success();
+    }
     let (a, b) = (results(&wd.read("a.csv")), results(&wd.read("b.csv")));
+    // transaction → decision, from a decisions file.
+    let decided = |name: &str| -> BTreeMap<String, String> {
+        wd.read(name)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(4, ',').collect();
+                (f[0].to_string(), f[2].to_string())
+            })
+            .collect()
+    };
+    let (da, db) = (decided("da.csv"), decided("db.csv"));
     let ids = wd.first_column("tx.csv");
     let mut expected = String::from("transaction_id,rule_id,old,new\n");
     for id in &ids {
@@ -177,12 +189,19 @@ fn diff_equals_two_runs_compared() {
                 expected.push_str(&format!("{id},{rule},{x},{y}\n"));
             }
         }
+        if da[id] != db[id] {
+            expected.push_str(&format!("{id},,{},{}\n", da[id], db[id]));
+        }
     }
+    assert!(
+        expected.contains(",,pass,review\n"),
+        "decisions should change: {expected}"
+    );
     assert!(
         expected.lines().count() > 100,
         "the change should show: {expected}"
     );
-    for executor in ["threads", "processes"] {
+    for (executor, jobs) in [("threads", "3"), ("processes", "2")] {
         wd.run(&[
             "diff",
             "old.toml",
@@ -194,6 +213,8 @@ fn diff_equals_two_runs_compared() {
             "3",
             "--executor",
             executor,
+            "-j",
+            jobs,
             "-q",
         ])
         .expect_success();
