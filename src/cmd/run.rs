@@ -345,6 +345,7 @@ fn execute(
                 known.tally = Tally {
                     rows: written.rows,
                     counts: written.counts.clone(),
+                    extra: written.extra.clone(),
                     ..Tally::default()
                 };
             }
