@@ -26,8 +26,8 @@
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
-//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format` renders them
-//!   into `detail` and the `--decisions` lines; `diff/`: `txguard diff`'s changes and
+//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format/analyst`
+//!   renders them into `detail` and the `--decisions` lines; `diff/`: `txguard diff`'s changes and
 //!   counts, its `pair` executor, `labels` and `report`;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `backoff`: the one retry policy for starting threads and processes;
