@@ -32,9 +32,9 @@
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
-//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format` renders them
-//!   into `detail` and the `--decisions` lines; `diff`: `txguard diff`'s pair executor,
-//!   changes and counts;
+//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format/analyst`
+//!   renders them into `detail` and the `--decisions` lines; `diff/`: `txguard diff`'s
+//!   changes and counts, its `pair` executor, `labels` and `report`;
 //! - `lists`: reference lists (`[lists.*]`) read once and bound read-only in every rule;
 //!   `windows`: per-key sliding-window arithmetic (`[windows.*]`), fed in input order by
 //!   the windows stage `pipeline::windows` on the reader thread, whose values travel with

@@ -173,16 +173,9 @@ fn check(args: &CheckArgs) -> Result<i32> {
             }
         }
     }
-    // Every `{name}` of a reason must be a variable of the input.
-    for rule in &set.rules {
-        if let Some(Err(message)) = rule.reason.as_ref().map(|t| t.resolve(&columns)) {
-            problems.push(RulesError {
-                line: Some(rule.line),
-                rule: Some(rule.label()),
-                message,
-                undefined_variable: None,
-            });
-        }
+    // Every `{name}` of a reason must be a variable of the input: bound as `run` binds them.
+    if let Err(errors) = crate::format::rule_details(&set, &columns, false) {
+        problems.extend(errors);
     }
     let mut sampled = 0;
     let sample_of = input.as_ref().map(|input| input.name().to_string());
@@ -492,6 +485,7 @@ fn check_window_filters(set: &RuleSet) -> Vec<RulesError> {
                 examples: Vec::new(),
                 score: 0,
                 reason: None,
+                reason_line: 0,
             })
         })
         .collect();

@@ -43,6 +43,8 @@ struct Known {
     lock: Option<OutputLock>,
     /// Results are being streamed (stdout, a pipe): what was written cannot be taken back.
     streaming: bool,
+    /// `--decisions` is being streamed, likewise.
+    streaming_decisions: bool,
 }
 
 /// A run that completed: its exit code, and its outputs, finished but not yet renamed.
@@ -77,10 +79,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         tally: Tally::default(),
         lock: None,
         streaming: false,
+        streaming_decisions: false,
     };
     let result = execute(&config, &outputs, &mut known, &stop);
     known.facts.wall = known.clock.elapsed();
-    let result = result.map_err(|err| incomplete_stream(err, &outputs.results, &known));
+    let result = result.map_err(|err| incomplete_stream(err, &outputs, &known));
     let code = match &result {
         Ok(completed) => completed.code,
         Err(err) => exit::code_of(err),
@@ -139,7 +142,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
     match summary_json {
         Some(Ok(finished)) => all.push(finished),
         // Nothing is committed without its summary: no new results beside old rejects.
-        Some(Err(err)) => return Err(err.context(nothing_committed(&config, &known.tally, code))),
+        Some(Err(err)) => {
+            return Err(err.context(nothing_committed(
+                &config,
+                &known.tally,
+                rules.as_deref(),
+                code,
+            )));
+        }
         None => {}
     }
     if let Err(err) = commit_all(all, Some(&stop)) {
@@ -179,30 +189,48 @@ pub fn run(args: RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The error of a run whose results were streamed: it says they are incomplete (what a
-/// stream received cannot be taken back; the exit code says the run failed).
-fn incomplete_stream(err: anyhow::Error, results: &Destination, known: &Known) -> anyhow::Error {
+/// The error of a run whose results or decisions were streamed: it says they are
+/// incomplete (what a stream received cannot be taken back; the exit code says the run
+/// failed).
+fn incomplete_stream(err: anyhow::Error, outputs: &Outputs, known: &Known) -> anyhow::Error {
     let ends_quietly = exit::is_broken_pipe(&err) || err.downcast_ref::<Interrupted>().is_some();
-    if !known.streaming || ends_quietly {
+    if ends_quietly {
         return err;
     }
-    match results {
-        Destination::Stdout => err.context("results on standard output are incomplete"),
+    let incomplete = |what: &str, dest: &Destination| match dest {
+        Destination::Stdout => format!("{what} on standard output are incomplete"),
         dest => {
             let path = crate::output::paths::show(dest.path().unwrap_or(Path::new("-")));
-            err.context(format!("results written to {path} are incomplete"))
+            format!("{what} written to {path} are incomplete")
         }
+    };
+    let mut err = err;
+    if let Some(dest) = outputs
+        .decisions
+        .as_ref()
+        .filter(|_| known.streaming_decisions)
+    {
+        err = err.context(incomplete("decisions", dest));
     }
+    if known.streaming {
+        err = err.context(incomplete("results", &outputs.results));
+    }
+    err
 }
 
 /// Why nothing was committed when the summary could not be written, and what the run
 /// would have exited with.
-fn nothing_committed(config: &RunConfig, tally: &Tally, code: i32) -> String {
+fn nothing_committed(
+    config: &RunConfig,
+    tally: &Tally,
+    rules: Option<&RuleSet>,
+    code: i32,
+) -> String {
     let mut message = "no output was committed".to_string();
     if code == exit::FAIL_ON {
         message.push_str(&format!(
             " (the run completed, and would have exited 3: {})",
-            fail_on_hit(&config.fail_on, tally, None)
+            fail_on_hit(&config.fail_on, tally, rules)
         ));
     }
     message
@@ -276,6 +304,10 @@ fn execute(
             "transaction_id,score,decision,reasons",
         )?),
     };
+    known.streaming_decisions = outputs
+        .decisions
+        .as_ref()
+        .is_some_and(|d| d.file().is_none());
 
     // The process executor is kept by its type too: only it has worker counters.
     let mut processes = None;
@@ -339,6 +371,7 @@ fn execute(
                 known.tally = Tally {
                     rows: written.rows,
                     counts: written.counts.clone(),
+                    extra: written.extra.clone(),
                     ..Tally::default()
                 };
             }

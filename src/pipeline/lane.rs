@@ -165,7 +165,7 @@ impl Work<'_> {
         let mut results = Vec::with_capacity(self.outcomes.len() * 24);
         let mut counts = vec![[0; 4]; rules];
         let mut side = Side::default();
-        self.format.rows_with(
+        self.format.rows(
             &self.batch.rows,
             self.outcomes,
             &mut results,

@@ -126,6 +126,7 @@ impl WindowStage {
                 examples: Vec::new(),
                 score: 0,
                 reason: None,
+                reason_line: 0,
             })
             .collect();
         // The columns the stage builds values for: those the filters and windows name.
@@ -145,6 +146,7 @@ impl WindowStage {
             examples: Vec::new(),
             score: 0,
             reason: None,
+            reason_line: 0,
         });
         let only_lists = Derived {
             lists: set.derived.lists.clone(),

@@ -348,6 +348,11 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
             examples,
             score: raw.score.map_or(0, Spanned::into_inner),
             reason,
+            reason_line: lines.line(
+                raw.reason
+                    .as_ref()
+                    .map_or(raw.when.span().start, |r| r.span().start),
+            ),
         });
     }
 

@@ -39,6 +39,9 @@ pub struct Rule {
     pub score: i64,
     /// `reason`: rendered into `detail` (and the decisions' reasons) when true.
     pub reason: Option<decision::Template>,
+    /// Line of the rules file where `reason` is (messages about it point there); the
+    /// script's without one.
+    pub reason_line: usize,
 }
 
 impl Rule {
