@@ -88,6 +88,15 @@ pub fn parse_delimiter(text: &str) -> Result<u8, String> {
     }
 }
 
+/// Parses `--id-column`: a header name, so not empty (no header field can be matched by
+/// it usefully, and "no `` column" would not say what went wrong).
+pub fn parse_id_column(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the id column needs a name (`--id-column txn_id`)".to_string());
+    }
+    Ok(text.to_string())
+}
+
 /// A delimiter as a person types it on the command line: `';'`, `'\t'`.
 pub fn show_delimiter(delimiter: u8) -> String {
     match delimiter {
@@ -180,6 +189,16 @@ mod tests {
         assert!(parse_delimiter("").is_err());
         assert_eq!(show_delimiter(b'\t'), "'\\t'");
         assert_eq!(show_delimiter(b';'), "';'");
+    }
+
+    #[test]
+    fn an_id_column_has_a_name() {
+        assert_eq!(parse_id_column("txn_id"), Ok("txn_id".to_string()));
+        assert_eq!(
+            parse_id_column("Transaction ID"),
+            Ok("Transaction ID".to_string())
+        );
+        assert!(parse_id_column("").unwrap_err().contains("needs a name"));
     }
 
     #[test]

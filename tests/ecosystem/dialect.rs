@@ -76,6 +76,18 @@ fn delimiters_that_cannot_work_are_refused_on_the_command_line() {
 }
 
 #[test]
+fn an_empty_id_column_name_is_refused_on_the_command_line() {
+    let wd = setup("empty-id-column");
+    wd.create("tx.csv", "id,amount\n1,5\n");
+    wd.txguard_run(&["--id-column", ""])
+        .expect_code(2)
+        .expect_stderr_contains("the id column needs a name");
+    wd.run(&["check", "rules.toml", "--input", "tx.csv", "--id-column="])
+        .expect_code(2)
+        .expect_stderr_contains("the id column needs a name");
+}
+
+#[test]
 fn the_id_column_may_have_another_name_and_results_still_say_transaction_id() {
     let wd = Workdir::new("id-column");
     wd.rules(
