@@ -153,6 +153,13 @@ fn headers_that_disagree_are_named_before_any_work() {
     wd.run(&["run", "-", "-", "--rules", "rules.toml", "-q"])
         .expect_code(2)
         .expect_stderr_contains("INPUT 1 (standard input) and INPUT 2 (standard input)");
+    // A file that is standard input too is the same file, and named as given.
+    let mut same = wd.command(&["run", "a.csv", "-", "--rules", "rules.toml", "-q"]);
+    same.stdin(std::fs::File::open(wd.path("a.csv")).unwrap());
+    wd.output_of(&mut same).expect_code(2).expect_stderr(
+        "txguard: error: INPUT 1 and INPUT 2 (standard input) name the same file: standard \
+         input; every file of a run must be distinct\n",
+    );
     wd.run(&[
         "run",
         "a.csv",
