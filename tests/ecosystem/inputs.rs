@@ -180,4 +180,10 @@ fn headers_that_disagree_are_named_before_any_work() {
             "txguard: error: cannot open input missing.csv: No such file or directory (os error 2)\n",
         );
     assert_eq!(wd.read("out.csv"), "earlier\n");
+    // So is a directory among them, before the first input streams a single result.
+    wd.mkdir("dir");
+    wd.run(&["run", "a.csv", "dir", "--rules", "rules.toml", "-q"])
+        .expect_code(1)
+        .expect_stdout("")
+        .expect_stderr("txguard: error: cannot read dir: is a directory\n");
 }
