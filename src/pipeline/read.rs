@@ -11,8 +11,6 @@ use crate::framer::{Chunk, Framer};
 use crate::pipeline::budget::{self, ByteBudget};
 use crate::progress::Progress;
 
-/// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
-/// lanes are done with come back on `recycled`, their buffers reused.
 /// The input being read: its name for messages, and the count of bytes taken from its
 /// source when it is compressed (`decompress`).
 pub struct Source<'a> {
@@ -20,6 +18,9 @@ pub struct Source<'a> {
     pub consumed: Option<&'a Consumed>,
 }
 
+/// Sends `first`, then every chunk the framer cuts; returns the bytes read (from the
+/// source: compressed bytes for a compressed input). Chunks the lanes are done with come
+/// back on `recycled`, their buffers reused.
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
     first: Chunk,
