@@ -168,7 +168,7 @@ fn the_readme_exit_code_table_has_exactly_the_codes_of_the_help() {
 #[test]
 fn the_readme_installs_txguard_before_calling_it_from_the_path() {
     let install = README
-        .find("$ cargo install --path .")
+        .find("$ cargo install --locked --path .")
         .expect("an install step");
     let first_call = README.find("$ txguard ").expect("a call of txguard");
     assert!(
