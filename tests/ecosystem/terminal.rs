@@ -87,7 +87,7 @@ fn count_before(frame: &str, what: &str) -> u64 {
 }
 
 #[test]
-fn the_bar_counts_transactions_errors_and_timeouts_and_the_table_fits_80_columns() {
+fn the_bar_shows_its_counts_and_eta_within_80_columns_and_is_cleared_before_the_table() {
     let wd = Workdir::new("terminal");
     wd.generate("tx.csv", 1200, 3);
     wd.rules(RULES);
@@ -165,7 +165,7 @@ fn off_a_terminal_there_is_no_bar_and_no_separator() {
 }
 
 #[test]
-fn ctrl_c_clears_the_bar_before_the_last_line() {
+fn the_bar_counts_errors_and_timeouts_and_ctrl_c_clears_it_before_the_last_line() {
     let wd = Workdir::new("ctrl-c");
     wd.generate("tx.csv", 2000, 3);
     // Odd ids throw, every tenth times out, and the whole run would take over a minute.
