@@ -127,6 +127,27 @@ pub fn hint(header: &[u8], used: u8, id_column: &str) -> Option<u8> {
         .find(|&d| has_id(d) == Some(true))
 }
 
+/// What would give a header that lacks `id_column` its id column, as the flags to add:
+/// another common delimiter (`--delimiter ';'`), another id column (`--id-column
+/// txn_id`), or both at once (an export with `;` and `txn_id` would otherwise need two
+/// failed runs to find them).
+pub fn suggestion(header: &[u8], used: u8, id_column: &str) -> Option<String> {
+    if let Some(d) = hint(header, used, id_column) {
+        return Some(format!("--delimiter {}", show_delimiter(d)));
+    }
+    let id_name = |delimiter: u8| {
+        let config = framer::Config::default().with_delimiter(delimiter).ok()?;
+        let mut splitter = Splitter::new(&config);
+        id_hint(splitter.split(header).iter(), id_column)
+    };
+    if let Some(name) = id_name(used) {
+        return Some(format!("--id-column {name}"));
+    }
+    COMMON.into_iter().filter(|&d| d != used).find_map(|d| {
+        id_name(d).map(|name| format!("--delimiter {} --id-column {name}", show_delimiter(d)))
+    })
+}
+
 /// Names under which exports commonly hold the transaction id, for the
 /// "did you mean `--id-column txn_id`?" hint.
 const ID_NAMES: [&str; 6] = [
@@ -223,5 +244,25 @@ mod tests {
         assert_eq!(hint(b"id,amount", b';', "id"), Some(b','));
         assert_eq!(hint(b"id,amount", b',', "id"), None, "nothing to fix");
         assert_eq!(hint(b"name;amount", b',', "id"), None);
+    }
+
+    #[test]
+    fn the_suggestion_names_the_delimiter_the_id_column_or_both() {
+        let s = |header: &[u8], id: &str| suggestion(header, b',', id);
+        assert_eq!(s(b"id;amount", "id").as_deref(), Some("--delimiter ';'"));
+        assert_eq!(
+            s(b"txn_id,amount", "id").as_deref(),
+            Some("--id-column txn_id")
+        );
+        assert_eq!(
+            s(b"txn_id;amount", "id").as_deref(),
+            Some("--delimiter ';' --id-column txn_id")
+        );
+        assert_eq!(
+            s(b"amount\tTXN_ID", "id").as_deref(),
+            Some("--delimiter '\\t' --id-column TXN_ID")
+        );
+        assert_eq!(s(b"name;amount", "id"), None);
+        assert_eq!(s(b"id,amount", "id"), None, "nothing to fix");
     }
 }

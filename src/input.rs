@@ -141,15 +141,8 @@ impl InputReader {
         )
         .map_err(|err| {
             // Another delimiter, or another id column, would have worked: say which.
-            if let Some(d) = crate::dialect::hint(body, config.delimiter(), id_column) {
-                return anyhow::anyhow!(
-                    "{err}; did you mean `--delimiter {}`?",
-                    crate::dialect::show_delimiter(d)
-                );
-            }
-            let mut splitter = Splitter::new(&config);
-            match crate::dialect::id_hint(splitter.split(body).iter(), id_column) {
-                Some(name) => anyhow::anyhow!("{err}; did you mean `--id-column {name}`?"),
+            match crate::dialect::suggestion(body, config.delimiter(), id_column) {
+                Some(flags) => anyhow::anyhow!("{err}; did you mean `{flags}`?"),
                 None => err,
             }
         })?;
