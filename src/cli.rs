@@ -129,7 +129,7 @@ pub struct CsvArgs {
     #[arg(short, long, value_name = "CHAR", value_parser = crate::dialect::parse_delimiter)]
     pub delimiter: Option<u8>,
     /// The column holding the transaction id (written as `transaction_id` in the results).
-    #[arg(long, value_name = "NAME", default_value = "id")]
+    #[arg(long, value_name = "NAME", default_value = "id", value_parser = crate::dialect::parse_id_column)]
     pub id_column: String,
 }
 

@@ -293,7 +293,13 @@ fn distinct_files(config: &RunConfig, outputs: &Outputs) -> Result<()> {
                 ino: s.ino,
             });
             let regular = regular.or(Some(Identity::Name(PathBuf::from("/dev/stdin"))));
-            identities.push((&stdin_labels[i], Path::new("standard input"), regular));
+            if input.as_os_str() == "-" {
+                identities.push((&stdin_labels[i], Path::new("standard input"), regular));
+            } else {
+                // A file that standard input also is (`run a.csv - < a.csv`): named as
+                // given, so the message does not call `a.csv` standard input.
+                identities.push((&labels[i], input, regular));
+            }
         } else {
             identities.push((&labels[i], input, identity(input)));
         }

@@ -88,6 +88,15 @@ pub fn parse_delimiter(text: &str) -> Result<u8, String> {
     }
 }
 
+/// Parses `--id-column`: a header name, so not empty (no header field can be matched by
+/// it usefully, and "no `` column" would not say what went wrong).
+pub fn parse_id_column(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the id column needs a name (`--id-column txn_id`)".to_string());
+    }
+    Ok(text.to_string())
+}
+
 /// A delimiter as a person types it on the command line: `';'`, `'\t'`.
 pub fn show_delimiter(delimiter: u8) -> String {
     match delimiter {
@@ -116,6 +125,27 @@ pub fn hint(header: &[u8], used: u8, id_column: &str) -> Option<u8> {
         .into_iter()
         .filter(|&d| d != used)
         .find(|&d| has_id(d) == Some(true))
+}
+
+/// What would give a header that lacks `id_column` its id column, as the flags to add:
+/// another common delimiter (`--delimiter ';'`), another id column (`--id-column
+/// txn_id`), or both at once (an export with `;` and `txn_id` would otherwise need two
+/// failed runs to find them).
+pub fn suggestion(header: &[u8], used: u8, id_column: &str) -> Option<String> {
+    if let Some(d) = hint(header, used, id_column) {
+        return Some(format!("--delimiter {}", show_delimiter(d)));
+    }
+    let id_name = |delimiter: u8| {
+        let config = framer::Config::default().with_delimiter(delimiter).ok()?;
+        let mut splitter = Splitter::new(&config);
+        id_hint(splitter.split(header).iter(), id_column)
+    };
+    if let Some(name) = id_name(used) {
+        return Some(format!("--id-column {name}"));
+    }
+    COMMON.into_iter().filter(|&d| d != used).find_map(|d| {
+        id_name(d).map(|name| format!("--delimiter {} --id-column {name}", show_delimiter(d)))
+    })
 }
 
 /// Names under which exports commonly hold the transaction id, for the
@@ -183,6 +213,16 @@ mod tests {
     }
 
     #[test]
+    fn an_id_column_has_a_name() {
+        assert_eq!(parse_id_column("txn_id"), Ok("txn_id".to_string()));
+        assert_eq!(
+            parse_id_column("Transaction ID"),
+            Ok("Transaction ID".to_string())
+        );
+        assert!(parse_id_column("").unwrap_err().contains("needs a name"));
+    }
+
+    #[test]
     fn the_id_hint_names_a_column_that_commonly_holds_ids() {
         let h = |fields: &[&str], id: &str| id_hint(fields.iter().map(|f| f.as_bytes()), id);
         assert_eq!(h(&["txn_id", "amount"], "id"), Some("txn_id".into()));
@@ -204,5 +244,25 @@ mod tests {
         assert_eq!(hint(b"id,amount", b';', "id"), Some(b','));
         assert_eq!(hint(b"id,amount", b',', "id"), None, "nothing to fix");
         assert_eq!(hint(b"name;amount", b',', "id"), None);
+    }
+
+    #[test]
+    fn the_suggestion_names_the_delimiter_the_id_column_or_both() {
+        let s = |header: &[u8], id: &str| suggestion(header, b',', id);
+        assert_eq!(s(b"id;amount", "id").as_deref(), Some("--delimiter ';'"));
+        assert_eq!(
+            s(b"txn_id,amount", "id").as_deref(),
+            Some("--id-column txn_id")
+        );
+        assert_eq!(
+            s(b"txn_id;amount", "id").as_deref(),
+            Some("--delimiter ';' --id-column txn_id")
+        );
+        assert_eq!(
+            s(b"amount\tTXN_ID", "id").as_deref(),
+            Some("--delimiter '\\t' --id-column TXN_ID")
+        );
+        assert_eq!(s(b"name;amount", "id"), None);
+        assert_eq!(s(b"id,amount", "id"), None, "nothing to fix");
     }
 }

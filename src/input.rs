@@ -35,8 +35,9 @@ pub struct InputReader {
 }
 
 impl InputReader {
-    /// Opens `path` (`-` = stdin) and reads its header. Fails when the file cannot be read,
-    /// is not CSV, or has no `id` column. With `stop_at_too_long` (`--bad-rows fail`), the
+    /// Opens `path` (`-` = stdin) as it is (no decompression: commands use `open_csv`)
+    /// and reads its header. Fails when the file cannot be read, is not CSV, or has no
+    /// `id` column. With `stop_at_too_long` (`--bad-rows fail`), the
     /// input ends at the first record longer than `config.max_record()`: the run stops
     /// there anyway, and an input that never ends a record (`/dev/zero`) ends too.
     pub fn open(
@@ -45,19 +46,7 @@ impl InputReader {
         config: framer::Config,
         stop_at_too_long: bool,
     ) -> Result<InputReader> {
-        let (source, name, total_bytes): (Box<dyn Read + Send>, String, Option<u64>) =
-            if path == Path::new("-") {
-                (Box::new(io::stdin()), "<stdin>".to_string(), None)
-            } else {
-                let file = File::open(path)
-                    .with_context(|| format!("cannot open input {}", path.display()))?;
-                let meta = file
-                    .metadata()
-                    .ok()
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len());
-                (Box::new(file), path.display().to_string(), meta)
-            };
+        let (source, name, total_bytes) = source(path)?;
         InputReader::from_reader(source, name, total_bytes, rules, config, stop_at_too_long)
     }
 
@@ -152,15 +141,8 @@ impl InputReader {
         )
         .map_err(|err| {
             // Another delimiter, or another id column, would have worked: say which.
-            if let Some(d) = crate::dialect::hint(body, config.delimiter(), id_column) {
-                return anyhow::anyhow!(
-                    "{err}; did you mean `--delimiter {}`?",
-                    crate::dialect::show_delimiter(d)
-                );
-            }
-            let mut splitter = Splitter::new(&config);
-            match crate::dialect::id_hint(splitter.split(body).iter(), id_column) {
-                Some(name) => anyhow::anyhow!("{err}; did you mean `--id-column {name}`?"),
+            match crate::dialect::suggestion(body, config.delimiter(), id_column) {
+                Some(flags) => anyhow::anyhow!("{err}; did you mean `{flags}`?"),
                 None => err,
             }
         })?;

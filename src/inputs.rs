@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::dialect::CsvConfig;
@@ -64,9 +64,10 @@ pub fn align(input: &mut InputReader, first: &Reference) -> Result<()> {
     Ok(())
 }
 
-/// Checks, before any work, that every input after the first exists, and that those
-/// whose header can be read twice (regular files) have the first's columns: one input
-/// at a time is opened, its header read and compared, and closed again.
+/// Checks, before any work, that every input after the first exists and is no
+/// directory, and that those whose header can be read twice (regular files) have the
+/// first's columns: one input at a time is opened, its header read and compared, and
+/// closed again.
 pub fn check_headers(
     rest: &[impl AsRef<Path>],
     first: &Reference,
@@ -81,6 +82,14 @@ pub fn check_headers(
         // A missing input is found now, not after the ones before it were evaluated.
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot open input {}", path.display()))?;
+        // So is a directory, which every read of it would refuse.
+        if meta.is_dir() {
+            bail!(
+                "cannot read {}: {}",
+                path.display(),
+                std::io::Error::from(std::io::ErrorKind::IsADirectory)
+            );
+        }
         if meta.is_file() {
             let mut input = InputReader::open_csv(path, rules, csv, true)?;
             align(&mut input, first)?;

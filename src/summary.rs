@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::inputs::InputSummary;
 use crate::model::Tally;
@@ -13,25 +14,63 @@ use crate::rules::RuleSet;
 /// The widest the stderr table gets, in columns (a terminal's classic width).
 pub const TABLE_WIDTH: usize = 80;
 
-/// `text` in at most `width` characters: cut, ending in `…`, when longer.
+/// Columns `text` takes on a terminal: a CJK character or an emoji takes two, a
+/// combining mark none. Counting `char`s would let a table of CJK rule names run past
+/// 80 columns.
+fn columns(text: &str) -> usize {
+    UnicodeWidthStr::width(text)
+}
+
+/// `text` padded with spaces to `width` terminal columns (`format!`'s padding counts
+/// `char`s, not columns).
+fn pad(text: &str, width: usize) -> String {
+    let mut padded = text.to_string();
+    padded.extend(std::iter::repeat_n(
+        ' ',
+        width.saturating_sub(columns(text)),
+    ));
+    padded
+}
+
+/// The longest run of `chars` that fits `width` columns with an `…` beside it; the
+/// chars are whole, so a cut never splits one, and a combining mark stays with its base.
+fn fitting(chars: impl Iterator<Item = char>, width: usize) -> Vec<char> {
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for c in chars {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        used += w;
+        kept.push(c);
+    }
+    kept
+}
+
+/// `text` in at most `width` terminal columns: cut, ending in `…`, when wider.
 fn cut(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    if columns(text) <= width {
         return text.to_string();
     }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    let mut cut: String = fitting(text.chars(), width).into_iter().collect();
     cut.push('…');
     cut
 }
 
-/// `text` in at most `width` characters: its end, after `…`, when longer (the end of a
-/// path names the file).
+/// `text` in at most `width` terminal columns: its end, after `…`, when wider (the end
+/// of a path names the file).
 fn cut_front(text: &str, width: usize) -> String {
-    let count = text.chars().count();
-    if count <= width {
-        return printable(text);
+    let text = printable(text);
+    if columns(&text) <= width {
+        return text;
     }
-    let keep: String = text.chars().skip(count - width.saturating_sub(1)).collect();
-    format!("…{}", printable(&keep))
+    // Marks combine with the char before them: a kept end does not start with one.
+    let mut kept = fitting(text.chars().rev(), width);
+    while kept.last().is_some_and(|c| c.width() == Some(0)) {
+        kept.pop();
+    }
+    std::iter::once('…').chain(kept.into_iter().rev()).collect()
 }
 
 /// A rule name as one line of text: control characters (a newline in a TOML string)
@@ -207,7 +246,7 @@ impl Summary {
             self.executor,
             self.jobs
         );
-        if head.chars().count() + 1 + tail.chars().count() <= TABLE_WIDTH {
+        if columns(&head) + 1 + columns(&tail) <= TABLE_WIDTH {
             let _ = writeln!(s, "{head} {tail}");
         } else {
             let _ = writeln!(s, "{head}\n  {tail}");
@@ -230,7 +269,7 @@ impl Summary {
         let mut widths = [6, 4, 9, 9, 9, 9];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(columns(cell));
             }
         }
         // Every column but the name, with two spaces before each.
@@ -242,18 +281,16 @@ impl Summary {
             .sum();
         widths[1] = widths[1].min(TABLE_WIDTH.saturating_sub(others + 2)).max(4);
         for row in std::iter::once(&header).chain(&rows) {
-            let name = cut(&row[1], widths[1]);
+            let name = pad(&cut(&row[1], widths[1]), widths[1]);
             let _ = writeln!(
                 s,
-                "  {:>w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
+                "  {:>w0$}  {name}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
                 row[0],
-                name,
                 row[2],
                 row[3],
                 row[4],
                 row[5],
                 w0 = widths[0],
-                w1 = widths[1],
                 w2 = widths[2],
                 w3 = widths[3],
                 w4 = widths[4],
@@ -275,7 +312,7 @@ impl Summary {
                     count(input.transactions),
                     count(input.bad_rows)
                 );
-                let room = TABLE_WIDTH.saturating_sub(2 + tail.chars().count()).max(8);
+                let room = TABLE_WIDTH.saturating_sub(2 + columns(&tail)).max(8);
                 let _ = writeln!(s, "  {}{tail}", cut_front(&input.path, room));
             }
         }

@@ -106,7 +106,7 @@ fn check(args: &CheckArgs) -> Result<i32> {
                 message: format!("example {}: {message}", n + 1),
                 undefined_variable: None,
             };
-            let row = match example_row(example, &columns) {
+            let row = match example_row(example, &columns, &set) {
                 Ok(row) => row,
                 Err(message) => {
                     problems.push(problem(message));
@@ -147,7 +147,7 @@ fn check(args: &CheckArgs) -> Result<i32> {
                 if decision.index(want).is_none() {
                     continue;
                 }
-                let Ok(row) = example_row(example, &columns) else {
+                let Ok(row) = example_row(example, &columns, &set) else {
                     continue;
                 };
                 let hash = random_key_hash(&row.id);
@@ -376,12 +376,14 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
     }
 }
 
-/// The row an example describes, typed like the input would be.
-fn example_row(example: &Example, columns: &Columns) -> Result<Row, String> {
+/// The row an example describes, typed like the input would be: an empty string in a
+/// column declared with a `?` is `()`, as an empty field of the input is.
+fn example_row(example: &Example, columns: &Columns, set: &RuleSet) -> Result<Row, String> {
     let mut values = Vec::with_capacity(columns.names.len());
     for (name, kind) in columns.names.iter().zip(&columns.types) {
         let value = match example.row.get(name) {
             None => Dynamic::UNIT,
+            Some(toml::Value::String(s)) if s.is_empty() && set.is_nullable(name) => Dynamic::UNIT,
             Some(v) => typed(v, *kind)
                 .ok_or_else(|| format!("column {name:?}: {v} is not a {}", kind.name()))?,
         };

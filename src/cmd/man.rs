@@ -8,24 +8,54 @@ use crate::cmd::completions::write_stdout;
 use crate::exit;
 
 pub fn run(args: &ManArgs) -> Result<i32> {
-    let root = crate::cli::command();
-    let page = match &args.subcommand {
-        None => clap_mangen::Man::new(root),
-        Some(name) => {
-            let sub = root
-                .find_subcommand(name)
-                .with_context(|| format!("no subcommand {name:?}"))?
-                .clone()
-                // The page is `txguard-run(1)`; its synopsis reads `txguard run`.
-                .name(format!("txguard-{name}"))
-                .bin_name(format!("txguard {name}"))
-                .version(env!("CARGO_PKG_VERSION"));
-            clap_mangen::Man::new(sub)
-        }
+    // No `help` subcommand: it has no page of its own to point to.
+    let root = crate::cli::command().disable_help_subcommand(true);
+    let cmd = match &args.subcommand {
+        None => root,
+        Some(name) => root
+            .find_subcommand(name)
+            .with_context(|| format!("no subcommand {name:?}"))?
+            .clone()
+            // The page is `txguard-run(1)`; its synopsis reads `txguard run`.
+            .name(format!("txguard-{name}"))
+            .bin_name(format!("txguard {name}"))
+            .version(env!("CARGO_PKG_VERSION")),
     };
+    // The pages whose `--help` ends with the exit codes get them as an EXIT STATUS
+    // section, a list man lays out, instead of clap_mangen's EXTRA section, which fills
+    // the help's lines into one paragraph.
+    let with_codes = cmd.get_after_help().is_some();
+    let page = clap_mangen::Man::new(cmd.after_help(None::<&str>));
     let mut roff = Vec::new();
     page.render(&mut roff)
         .context("cannot render the manual page")?;
-    write_stdout(&roff)?;
+    let mut roff = String::from_utf8(roff).context("the manual page is not UTF-8")?;
+    if with_codes {
+        // Before VERSION, where man pages conventionally have it; at the end without one.
+        let at = roff.find(".SH VERSION").unwrap_or(roff.len());
+        roff.insert_str(at, &exit_status());
+    }
+    write_stdout(roff.as_bytes())?;
     Ok(exit::SUCCESS)
+}
+
+/// `exit::CODES` as a roff EXIT STATUS section: one tagged paragraph a code.
+fn exit_status() -> String {
+    let mut roff = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, meaning) in exit::CODES {
+        roff.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", escape(meaning)));
+    }
+    roff
+}
+
+/// Text as roff reads it literally: a backslash is `\e`, a hyphen `\-` (else `--fail-on`
+/// may be set with typographic hyphens), and a line may not start with a control
+/// character.
+fn escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
 }

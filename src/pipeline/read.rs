@@ -21,10 +21,11 @@ pub struct Source<'a> {
     pub consumed: Option<&'a Consumed>,
 }
 
-/// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
-/// lanes are done with come back on `recycled`, their buffers reused. With `windows`,
-/// each chunk goes with its records' window values, computed here in input order (the
-/// windows stage), before any lane sees it.
+/// Sends `first`, then every chunk the framer cuts; returns the bytes read (from the
+/// source: compressed bytes for a compressed input). Chunks the lanes are done with come
+/// back on `recycled`, their buffers reused. With `windows`, each chunk goes with its
+/// records' window values, computed here in input order (the windows stage), before any
+/// lane sees it.
 #[allow(clippy::too_many_arguments)]
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,

@@ -76,6 +76,34 @@ fn delimiters_that_cannot_work_are_refused_on_the_command_line() {
 }
 
 #[test]
+fn a_header_that_needs_both_flags_is_told_both_at_once() {
+    let wd = Workdir::new("both-hints");
+    wd.rules(
+        "[columns]\ntxn_id = \"int\"\n\n[[rule]]\nid = 1\nname = \"r\"\nwhen = \"txn_id > 1\"\n",
+    );
+    wd.create("tx.csv", "txn_id;amount\n2;5\n");
+    wd.txguard_run(&["-q"]).expect_code(1).expect_stderr(
+        "txguard: error: tx.csv:1: no `id` column in the header (found \"txn_id;amount\"); \
+         did you mean `--delimiter ';' --id-column txn_id`?\n",
+    );
+    wd.txguard_run(&["-q", "--delimiter", ";", "--id-column", "txn_id"])
+        .expect_success()
+        .expect_stdout(&format!("{RESULTS_HEADER}2,1,true,\n"));
+}
+
+#[test]
+fn an_empty_id_column_name_is_refused_on_the_command_line() {
+    let wd = setup("empty-id-column");
+    wd.create("tx.csv", "id,amount\n1,5\n");
+    wd.txguard_run(&["--id-column", ""])
+        .expect_code(2)
+        .expect_stderr_contains("the id column needs a name");
+    wd.run(&["check", "rules.toml", "--input", "tx.csv", "--id-column="])
+        .expect_code(2)
+        .expect_stderr_contains("the id column needs a name");
+}
+
+#[test]
 fn the_id_column_may_have_another_name_and_results_still_say_transaction_id() {
     let wd = Workdir::new("id-column");
     wd.rules(

@@ -72,7 +72,16 @@ fn man_prints_roff_pages_for_txguard_and_each_subcommand() {
     assert!(page.contains(".TH txguard 1"), "{page}");
     assert!(page.contains("txguard\\-run(1)"), "{page}");
     assert!(!page.contains("worker"), "{page}");
-    assert!(page.contains("  129  interrupted by SIGHUP"), "{page}");
+    // No page is pointed to that `txguard man` cannot print.
+    assert!(!page.contains("txguard\\-help"), "{page}");
+    // The exit codes as a list man lays out, one tagged paragraph a code.
+    let codes = ".SH \"EXIT STATUS\"\n.TP\n\\fB0\\fR\ncompleted (timeouts and errors are results, not failures)\n.TP\n\\fB1\\fR\nfailed: bad rules, a bad row under \\-\\-bad\\-rows fail, an I/O error\n";
+    assert!(page.contains(codes), "{page}");
+    assert!(
+        page.contains(".TP\n\\fB129\\fR\ninterrupted by SIGHUP (a closed terminal); no output file written\n.TP\n\\fB130\\fR\n"),
+        "{page}"
+    );
+    assert!(!page.contains("EXTRA"), "{page}");
 
     let page = wd.run(&["man", "run"]).stdout();
     assert!(
@@ -82,10 +91,14 @@ fn man_prints_roff_pages_for_txguard_and_each_subcommand() {
     assert!(page.contains("\\fBtxguard run\\fR"), "{page}");
     assert!(page.contains("\\-\\-rules"), "{page}");
     assert!(!page.contains("floor"), "{page}");
-    assert!(page.contains("  129  interrupted by SIGHUP"), "{page}");
+    assert!(page.contains(codes), "{page}");
     for sub in ["check", "generate", "rockets", "completions", "man"] {
         let page = wd.run(&["man", sub]).stdout();
         assert!(page.contains(&format!(".TH txguard-{sub} 1")), "{page}");
+        assert!(
+            !page.contains("EXIT STATUS"),
+            "only where --help lists them"
+        );
     }
     wd.run(&["man", "worker"]).expect_code(2);
     // A reader that goes away early is no error.
@@ -155,7 +168,7 @@ fn the_readme_exit_code_table_has_exactly_the_codes_of_the_help() {
 #[test]
 fn the_readme_installs_txguard_before_calling_it_from_the_path() {
     let install = README
-        .find("$ cargo install --path .")
+        .find("$ cargo install --locked --path .")
         .expect("an install step");
     let first_call = README.find("$ txguard ").expect("a call of txguard");
     assert!(
@@ -166,6 +179,88 @@ fn the_readme_installs_txguard_before_calling_it_from_the_path() {
         README.find("\ntxguard run").is_none_or(|at| at > install),
         "the command list comes after the install step"
     );
+}
+
+/// Whether `program` can be run (`man`, `zsh` are not on every machine).
+fn installed(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_readme_install_lines_work_in_an_empty_home_and_man_finds_the_pages() {
+    let wd = Workdir::new("install-lines");
+    let section = README
+        .split("\n## Install\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("an Install section");
+    // Every shell line but the build itself and the last one, which opens a pager.
+    let lines: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("$ "))
+        .filter(|l| !l.starts_with("cargo install") && !l.starts_with("man "))
+        .collect();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    // A new user's home: nothing in it but the installed binary.
+    let home = wd.mkdir("home");
+    wd.mkdir("home/.cargo");
+    wd.mkdir("home/.cargo/bin");
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_txguard"),
+        home.join(".cargo/bin/txguard"),
+    )
+    .unwrap();
+    let path = format!("{}/.cargo/bin:/usr/bin:/bin", home.display());
+    let in_home = |script: &str| {
+        let mut cmd = Command::new("env");
+        cmd.args(["-i", &format!("PATH={path}")])
+            .arg(format!("HOME={}", home.display()))
+            .args(["/bin/sh", "-c", script])
+            .current_dir(&home);
+        wd.output_of(&mut cmd)
+    };
+    for line in &lines {
+        in_home(line).expect_success().expect_stderr("");
+    }
+    let script = wd.read("home/.local/share/bash-completion/completions/txguard");
+    assert!(script.contains("complete -F _txguard"), "{script}");
+    wd.output_of(
+        Command::new("bash")
+            .args(["-n", ".local/share/bash-completion/completions/txguard"])
+            .current_dir(&home),
+    )
+    .expect_success();
+    for (shell, file) in [
+        ("zsh", ".zfunc/_txguard"),
+        ("fish", ".config/fish/completions/txguard.fish"),
+    ] {
+        assert!(wd.read(&format!("home/{file}")).contains("txguard"));
+        if installed(shell) {
+            wd.output_of(Command::new(shell).args(["-n", file]).current_dir(&home))
+                .expect_success();
+        }
+    }
+    for page in [
+        "txguard",
+        "txguard-run",
+        "txguard-check",
+        "txguard-completions",
+        "txguard-man",
+    ] {
+        let text = wd.read(&format!("home/.cargo/share/man/man1/{page}.1"));
+        assert!(text.starts_with(".ie"), "{page}: {text}");
+    }
+    if installed("man") {
+        in_home("man -w txguard-run")
+            .expect_success()
+            .expect_stdout(&format!(
+                "{}/.cargo/share/man/man1/txguard-run.1\n",
+                home.display()
+            ));
+    }
 }
 
 /// The cron line of the README: the command after the five time fields.

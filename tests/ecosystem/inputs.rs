@@ -153,6 +153,13 @@ fn headers_that_disagree_are_named_before_any_work() {
     wd.run(&["run", "-", "-", "--rules", "rules.toml", "-q"])
         .expect_code(2)
         .expect_stderr_contains("INPUT 1 (standard input) and INPUT 2 (standard input)");
+    // A file that is standard input too is the same file, and named as given.
+    let mut same = wd.command(&["run", "a.csv", "-", "--rules", "rules.toml", "-q"]);
+    same.stdin(std::fs::File::open(wd.path("a.csv")).unwrap());
+    wd.output_of(&mut same).expect_code(2).expect_stderr(
+        "txguard: error: INPUT 1 and INPUT 2 (standard input) name the same file: standard \
+         input; every file of a run must be distinct\n",
+    );
     wd.run(&[
         "run",
         "a.csv",
@@ -173,4 +180,10 @@ fn headers_that_disagree_are_named_before_any_work() {
             "txguard: error: cannot open input missing.csv: No such file or directory (os error 2)\n",
         );
     assert_eq!(wd.read("out.csv"), "earlier\n");
+    // So is a directory among them, before the first input streams a single result.
+    wd.mkdir("dir");
+    wd.run(&["run", "a.csv", "dir", "--rules", "rules.toml", "-q"])
+        .expect_code(1)
+        .expect_stdout("")
+        .expect_stderr("txguard: error: cannot read dir: is a directory\n");
 }

@@ -64,8 +64,52 @@ fn empty_values_of_question_mark_types_are_unit_in_the_rules() {
              3,1,false,\n3,2,error,\"Runtime error: [\"\"count\"\", \"\"note\"\"] (line 7, position 1)\"\n3,3,false,\n"
         )
     );
+    // `check --input` types the rows the same way: rule 2 throws on the two rows with
+    // missing values, and says so.
     wd.run(&["check", "rules.toml", "--input", "tx.csv"])
-        .expect_code_in(&[0, 1]);
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: rules.toml has 1 error:\n  rules.toml:18: rule 2 \"what_is_missing\": \
+             2 of the first 3 rows of tx.csv give error or timeout (first: id 2: error (Runtime \
+             error: [\"amount\", \"count\", \"flagged\", \"note\"] (line 7, position 1)))\n",
+        );
+}
+
+#[test]
+fn an_empty_string_in_an_example_is_unit_in_a_question_mark_column() {
+    let wd = Workdir::new("nullable-example");
+    // As in the input, `""` in a `?` column is `()`: for `string?` too, and only there.
+    wd.rules(
+        r#"[columns]
+id = "int"
+amount = "float?"
+note = "string?"
+name = "string"
+
+[[rule]]
+id = 1
+name = "missing"
+when = "amount == () && note == () && name == \"\""
+
+[[rule.example]]
+row = { id = 1, amount = "", note = "", name = "" }
+expect = true
+
+[[rule.example]]
+row = { id = 2, note = "", name = "" }
+expect = true
+"#,
+    );
+    wd.run(&["check", "rules.toml"])
+        .expect_success()
+        .expect_stderr(
+            "rules.toml: 1 rules compile; 2 examples pass\n\
+             coverage: 1 of 1 rules have no example expecting false: 1 \"missing\"\n",
+        );
+    wd.create("tx.csv", "id,amount,note,name\n1,,,\n");
+    wd.txguard_run(&["-q"])
+        .expect_success()
+        .expect_stdout(&format!("{RESULTS_HEADER}1,1,true,\n"));
 }
 
 #[test]
