@@ -225,6 +225,21 @@ impl Chunk {
         &self.bytes
     }
 
+    /// Keeps the first `n` records only (a shard keeps the header of the input's first
+    /// chunk, and frames its own records from its range).
+    pub fn keep_first(&mut self, n: usize) {
+        if n >= self.spans.len() {
+            return;
+        }
+        self.spans.truncate(n);
+        self.flaws.retain(|(i, _)| *i < n);
+        let end = self.spans.last().map_or(0, |s| s.end);
+        if !self.bytes.is_empty() {
+            self.bytes.truncate(end);
+        }
+        self.end_offset = self.offset + end as u64;
+    }
+
     pub fn records(&self) -> Records<'_> {
         Records {
             chunk: self,

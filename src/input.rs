@@ -5,16 +5,18 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::framer::{self, Chunk, Framer, Splitter};
+use crate::framer::{self, Chunk, Framer, Position, Splitter, record_start_at_or_after};
 use std::sync::Arc;
 
+use crate::exit::Usage;
 use crate::model::{BadRow, Columns, Row};
 use crate::rules::RuleSet;
+use crate::shard::{ShardBounds, ShardSpec};
 use crate::typing::{Schema, Typer, flaw_reason};
 
 /// The input once its header is read: the framer, the chunk holding the header and the
@@ -29,6 +31,20 @@ pub struct InputReader {
     pub(crate) schema: Schema,
     /// Size of the input when known (a regular file), for the progress bar.
     pub total_bytes: Option<u64>,
+    /// Records of `first` that are not rows: 1 (the header), or 0 when the input has no
+    /// header row (`--columns`). A shard's `first` holds the header alone.
+    pub(crate) header_records: usize,
+    /// Under `--shard`: the range this run owns, and the input it found it in.
+    pub shard: Option<ShardBounds>,
+}
+
+/// How the input is laid out and which part of it a run reads.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// `--columns`: the input has no header row; these are its columns' names.
+    pub columns: Option<Vec<String>>,
+    /// `--shard`: only the records starting in this shard's byte range.
+    pub shard: Option<ShardSpec>,
 }
 
 impl InputReader {
@@ -42,6 +58,21 @@ impl InputReader {
         config: framer::Config,
         stop_at_too_long: bool,
     ) -> Result<InputReader> {
+        InputReader::open_with(path, rules, config, stop_at_too_long, &Layout::default())
+    }
+
+    /// Like `open`, for an input laid out as `layout` says: without a header row, or only
+    /// one shard of it.
+    pub fn open_with(
+        path: &Path,
+        rules: &RuleSet,
+        config: framer::Config,
+        stop_at_too_long: bool,
+        layout: &Layout,
+    ) -> Result<InputReader> {
+        if let Some(spec) = layout.shard {
+            return open_shard(path, rules, config, stop_at_too_long, layout, spec);
+        }
         let (source, name, total_bytes): (Box<dyn Read + Send>, String, Option<u64>) =
             if path == Path::new("-") {
                 (Box::new(io::stdin()), "<stdin>".to_string(), None)
@@ -55,7 +86,32 @@ impl InputReader {
                     .map(|m| m.len());
                 (Box::new(file), path.display().to_string(), meta)
             };
-        InputReader::from_reader(source, name, total_bytes, rules, config, stop_at_too_long)
+        match &layout.columns {
+            None => {
+                InputReader::from_reader(source, name, total_bytes, rules, config, stop_at_too_long)
+            }
+            Some(columns) => {
+                let mut framer = Framer::new(source, config);
+                if stop_at_too_long {
+                    framer = framer.stop_at_too_long();
+                }
+                let first = framer
+                    .next_chunk()
+                    .with_context(|| format!("cannot read {name}"))?
+                    // An empty input is no error without a header to expect: no rows.
+                    .unwrap_or_default();
+                Ok(InputReader {
+                    framer,
+                    config,
+                    first,
+                    schema: schema_of_columns(columns, &config, rules)?,
+                    name,
+                    total_bytes,
+                    header_records: 0,
+                    shard: None,
+                })
+            }
+        }
     }
 
     /// Like `open`, over any reader; `name` is what messages call it.
@@ -95,6 +151,8 @@ impl InputReader {
             name,
             schema,
             total_bytes,
+            header_records: 1,
+            shard: None,
         })
     }
 
@@ -116,12 +174,13 @@ impl InputReader {
             first,
             name,
             schema,
+            header_records,
             ..
         } = self;
         let mut typer = Typer::new(Arc::new(schema), &config);
         let (mut rows, mut bad) = (Vec::new(), Vec::new());
-        // The header is the first record of the first chunk.
-        let (mut chunk, mut skip) = (Some(first), 1);
+        // The header, if any, is the first record of the first chunk.
+        let (mut chunk, mut skip) = (Some(first), header_records);
         while let Some(current) = chunk.take() {
             let mut typed = Vec::new();
             let wanted = limit - rows.len();
@@ -141,6 +200,155 @@ impl InputReader {
         }
         Ok((rows, bad))
     }
+}
+
+/// Checks `--columns` before anything is opened (`Usage`, exit 2): names that can stand
+/// as a header row, one of them `id`, none twice.
+pub fn check_columns(columns: &[String]) -> Result<(), Usage> {
+    let mut seen = std::collections::HashSet::new();
+    for name in columns {
+        if name.is_empty() || name.contains(['"', '\r', '\n']) {
+            return Err(Usage(format!(
+                "--columns: {name:?} cannot be a column name (empty, or holding a quote or \
+                 a line break)"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(Usage(format!("--columns: {name:?} is named twice")));
+        }
+    }
+    if !seen.contains(&"id".to_string()) {
+        return Err(Usage(format!(
+            "--columns: no `id` column among {}",
+            columns.join(",")
+        )));
+    }
+    Ok(())
+}
+
+/// The schema `--columns` gives an input without a header row: as if the names were its
+/// header (the names were checked by `config`: an `id`, no duplicates, no quote or line
+/// break).
+fn schema_of_columns(
+    columns: &[String],
+    config: &framer::Config,
+    rules: &RuleSet,
+) -> Result<Schema> {
+    let record = columns.join(&(config.delimiter() as char).to_string());
+    Schema::from_header(
+        Splitter::new(config).split(record.as_bytes()),
+        "--columns",
+        rules,
+    )
+}
+
+/// Opens shard `spec` of the input at `path`: reads the header from the start of the file
+/// (unless `--columns`), finds the body and the shard's exact range in it, and frames only
+/// the records starting in that range, with their lines in the whole file.
+fn open_shard(
+    path: &Path,
+    rules: &RuleSet,
+    config: framer::Config,
+    stop_at_too_long: bool,
+    layout: &Layout,
+    spec: ShardSpec,
+) -> Result<InputReader> {
+    let name = path.display().to_string();
+    let not_seekable = || {
+        Usage(format!(
+            "--shard: INPUT {name} is not a regular file: a shard seeks to its byte range of \
+             the input, which standard input, a pipe or a device cannot do; give a file path"
+        ))
+    };
+    if path == Path::new("-") {
+        return Err(Usage(
+            "--shard: INPUT is standard input: a shard seeks to its byte range of the input, \
+             which standard input cannot do; give a file path"
+                .into(),
+        )
+        .into());
+    }
+    let open = || File::open(path).with_context(|| format!("cannot open input {name}"));
+    let file = open()?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {name}"))?;
+    if !meta.is_file() {
+        return Err(not_seekable().into());
+    }
+    let input_size = meta.len();
+    let input_mtime = meta
+        .modified()
+        .with_context(|| format!("cannot read the modification time of {name}"))?;
+    let mut scan = open()?;
+    let scan_err = || format!("cannot read {name}");
+    let (mut first, schema, header_records, body) = match &layout.columns {
+        Some(columns) => {
+            let body = record_start_at_or_after(&mut scan, Position::START, 0, &config)
+                .with_context(scan_err)?;
+            let schema = schema_of_columns(columns, &config, rules)?;
+            (Chunk::default(), schema, 0, body)
+        }
+        None => {
+            let header = InputReader::from_reader(
+                Box::new(file),
+                name.clone(),
+                Some(input_size),
+                rules,
+                config,
+                stop_at_too_long,
+            )?;
+            let mut first = header.first;
+            let header_start = first.offset();
+            first.keep_first(1);
+            // The body starts at the first record after the header's first byte.
+            let body =
+                record_start_at_or_after(&mut scan, Position::START, header_start + 1, &config)
+                    .with_context(scan_err)?;
+            (first, header.schema, 1, body)
+        }
+    };
+    let (from, to) = spec.byte_range(body.offset, input_size);
+    let start = record_start_at_or_after(&mut scan, body, from, &config).with_context(scan_err)?;
+    let next = if spec.index + 1 == spec.count {
+        input_size
+    } else {
+        record_start_at_or_after(&mut scan, start, to, &config)
+            .with_context(scan_err)?
+            .offset
+    };
+    let mut source = open()?;
+    source
+        .seek(SeekFrom::Start(start.offset))
+        .with_context(scan_err)?;
+    let source: Box<dyn Read + Send> = Box::new(source);
+    let mut framer = Framer::resume(source, start, config).until(next);
+    if stop_at_too_long {
+        framer = framer.stop_at_too_long();
+    }
+    if header_records == 0 {
+        // No header chunk to start with: the shard's first records are.
+        first = framer
+            .next_chunk()
+            .with_context(scan_err)?
+            .unwrap_or_default();
+    }
+    Ok(InputReader {
+        framer,
+        config,
+        first,
+        name,
+        schema,
+        total_bytes: Some(next),
+        header_records,
+        shard: Some(ShardBounds {
+            input_size,
+            input_mtime,
+            body_offset: body.offset,
+            first: start,
+            next,
+        }),
+    })
 }
 
 /// The message that stops a run under `--bad-rows fail`: `tx.csv:17: column ...`.

@@ -27,6 +27,8 @@
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
+//! - `shard` (`run --shard I/N`: exact byte ranges, part names, what parts record) and
+//!   `merge` (checks that parts make up one whole run, and joins them; `cmd::merge`);
 //! - `backoff`: the one retry policy for starting threads and processes;
 //! - `budget`: the counting allocator behind each evaluation's memory budget, and the
 //!   hard memory limit of worker processes.
@@ -44,12 +46,14 @@ pub mod format;
 pub mod framer;
 pub mod generate;
 pub mod input;
+pub mod merge;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod rockets;
 pub mod rules;
+pub mod shard;
 pub mod signals;
 pub mod size;
 pub mod summary;

@@ -48,6 +48,9 @@ pub struct Summary {
     /// Why the run failed (exit 1, 75, 130, 143); absent when it completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Under `--shard`: which shard, its exact byte range, and what `merge` checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardFacts>,
 }
 
 /// Everything `Summary::new` needs that the pipeline does not count.
@@ -61,6 +64,8 @@ pub struct RunFacts {
     pub jobs: usize,
     pub workers: Option<WorkerCounts>,
     pub wall: Duration,
+    /// Under `--shard`, once the input is opened.
+    pub shard: Option<crate::shard::ShardFacts>,
 }
 
 impl Summary {
@@ -109,6 +114,7 @@ impl Summary {
             },
             exit_code,
             error,
+            shard: facts.shard,
         }
     }
 

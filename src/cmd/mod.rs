@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod generate;
+pub mod merge;
 pub mod rockets;
 pub mod run;
 pub mod worker;
@@ -14,6 +15,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Rockets(args) => rockets::run(&args),
         Command::Worker(args) => worker::run(&args),
         Command::Rocket(args) => rockets::run_one(&args),

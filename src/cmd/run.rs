@@ -17,7 +17,7 @@ use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exit::{self, Interrupted};
 use crate::framer;
-use crate::input::InputReader;
+use crate::input::{InputReader, Layout};
 use crate::model::Kind;
 use crate::model::Tally;
 use crate::output::{
@@ -63,6 +63,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             jobs: config.jobs,
             workers: None,
             wall: Default::default(),
+            shard: None,
         },
         clock: Instant::now(),
         rules: None,
@@ -223,7 +224,21 @@ fn execute(
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
     let stop_at_too_long = config.bad_rows == BadRows::Fail;
-    let input = open_input(&config.input, &rules, framing, stop_at_too_long, stop)?;
+    let layout = Layout {
+        columns: config.columns.clone(),
+        shard: config.shard,
+    };
+    let input = open_input(
+        &config.input,
+        &rules,
+        framing,
+        stop_at_too_long,
+        &layout,
+        stop,
+    )?;
+    known.facts.shard = input
+        .shard
+        .map(|bounds| crate::shard::facts(config, &bounds));
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.
@@ -231,7 +246,12 @@ fn execute(
         .map_err(|errors| RulesErrors::of(&config.rules, errors))?;
 
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
-    let mut results = ResultsWriter::new(Sink::create(&outputs.results)?, rule_ids.len())?;
+    let sink = Sink::create(&outputs.results)?;
+    let mut results = if config.no_output_header {
+        ResultsWriter::without_header(sink, rule_ids.len())
+    } else {
+        ResultsWriter::new(sink, rule_ids.len())?
+    };
     known.streaming = outputs.results.file().is_none();
     let rejects = match &outputs.rejects {
         None => None,
@@ -279,7 +299,7 @@ fn execute(
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
-    let (tally, rejects) = match outcome {
+    let (mut tally, rejects) = match outcome {
         Ok(done) => done,
         Err(err) => {
             if exit::is_broken_pipe(&err) {
@@ -295,6 +315,10 @@ fn execute(
     };
     if let Some(signal) = stop.signal() {
         return Err(exit::Interrupted(signal).into());
+    }
+    // A shard accounts for the bytes it owns: the parts' sizes sum to the input's.
+    if let Some(shard) = &known.facts.shard {
+        tally.bytes = shard.bytes_owned();
     }
     // Finished (written and synced) here; renamed into place together with the summary.
     let mut finished = vec![results.finish()?];
@@ -341,14 +365,21 @@ fn open_input(
     rules: &Arc<RuleSet>,
     framing: framer::Config,
     stop_at_too_long: bool,
+    layout: &Layout,
     stop: &StopFlag,
 ) -> Result<InputReader> {
     let (tx, rx) = mpsc::channel();
-    let (path, rules) = (path.to_path_buf(), Arc::clone(rules));
+    let (path, rules, layout) = (path.to_path_buf(), Arc::clone(rules), layout.clone());
     thread::Builder::new()
         .name("open-input".into())
         .spawn(move || {
-            let _ = tx.send(InputReader::open(&path, &rules, framing, stop_at_too_long));
+            let _ = tx.send(InputReader::open_with(
+                &path,
+                &rules,
+                framing,
+                stop_at_too_long,
+                &layout,
+            ));
         })
         .context("cannot start a thread to open the input")?;
     loop {
@@ -366,7 +397,7 @@ fn open_input(
 
 /// What `--fail-on` found: e.g. `a result named by --fail-on occurred: 2 error
 /// (--fail-on error,timeout)`.
-fn fail_on_hit(fail_on: &[FailOn], tally: &Tally) -> String {
+pub(crate) fn fail_on_hit(fail_on: &[FailOn], tally: &Tally) -> String {
     let total = |kind: Kind| -> u64 { tally.counts.iter().map(|c| c[kind as usize]).sum() };
     let mut found = Vec::new();
     let mut named = Vec::new();
@@ -389,7 +420,7 @@ fn fail_on_hit(fail_on: &[FailOn], tally: &Tally) -> String {
 }
 
 /// 3 when a result named by `--fail-on` occurred, else 0.
-fn exit_code(fail_on: &[FailOn], tally: &Tally) -> i32 {
+pub(crate) fn exit_code(fail_on: &[FailOn], tally: &Tally) -> i32 {
     let occurred = |kind: Kind| tally.counts.iter().any(|c| c[kind as usize] > 0);
     let hit = fail_on.iter().any(|f| match f {
         FailOn::Error => occurred(Kind::Error),
