@@ -1529,6 +1529,10 @@ mod tests {
         "\n\nid,\"x\"\"\n\"\n,\n\"\"\n",
         "a\"b,\"c\nd\"e\n\"f\"\"\"\ng",
         "id\n\"unclosed\nquote\n",
+        // Escaped quotes around a quoted CRLF, and no final newline.
+        "id,n\r\n1,\"a\r\nb\"\r\n\r\n2,\"\"\"\n\"\"\"",
+        // A BOM, blank lines before the header, a quoted record that looks like two.
+        "\u{feff}\n\nid\n\"x\ny,\"\n\n\"\"\n",
     ];
 
     #[test]

@@ -215,6 +215,16 @@ pub fn part_config(mut config: RunConfig) -> Result<RunConfig, Usage> {
                 .into(),
         );
     }
+    // Checked before the input is opened: opening a FIFO blocks until someone writes it.
+    if let Ok(meta) = std::fs::metadata(&config.input)
+        && !meta.is_file()
+    {
+        return refuse(format!(
+            "INPUT {} is not a regular file: a shard seeks to its byte range of the input, \
+             which a pipe or a device cannot do; give a file path",
+            show(&config.input)
+        ));
+    }
     let part = spec.part_path(&output);
     config.summary = Some(with_suffix(&part, SUMMARY_SUFFIX));
     config.output = Some(part);

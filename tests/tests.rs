@@ -12,3 +12,4 @@ mod processes;
 mod rockets;
 mod rules_once;
 mod run;
+mod shards;
