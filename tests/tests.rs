@@ -8,6 +8,7 @@ mod cron;
 mod files;
 mod fuzz;
 mod hostile;
+mod merge;
 mod processes;
 mod rockets;
 mod rules_once;
