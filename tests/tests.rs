@@ -14,3 +14,4 @@ mod rockets;
 mod rules_once;
 mod run;
 mod shards;
+mod spark;
