@@ -10,7 +10,8 @@ that no line has an odd number of `"` (a line that does is the sign of a quoted 
 break), and refuses the input if one has; use txguard_shards.py for such inputs. Each
 partition runs `txguard run - --columns HEADER --no-output-header`; the results are
 written on the driver in partition order, one header first: the same bytes as a single
-run for inputs that pass the check. RULES must be readable on every executor (a shared
+run for inputs that pass the check. Line numbers in errors are the partition's, not the
+file's; under --run-arg=--bad-rows=skip the rejects go to the executors' logs. RULES must be readable on every executor (a shared
 path, or a local file: it is shipped with SparkContext.addFile).
 """
 
@@ -65,24 +66,57 @@ def main(argv=None):
             "--no-output-header", "-q", "--progress", "never", *args.run_arg])
 
         def run_partition(part):
+            # Streams: the partition's lines are fed on a thread while the results are
+            # read, so neither is held whole in memory; stderr goes to a file (under
+            # --bad-rows skip the rejects are written there) so it cannot block txguard.
             import subprocess
-            rules = SparkFiles.get(rules_name)
+            import tempfile
+            import threading
             words = shlex.split(command)
-            words[words.index("RULES")] = rules
-            data = "".join(line + "\n" for line in part).encode()
-            done = subprocess.run(words, input=data, capture_output=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"txguard exited {done.returncode}: "
-                                   f"{done.stderr.decode(errors='replace').strip()}")
-            yield done.stdout
+            words[words.index("RULES")] = SparkFiles.get(rules_name)
+            with tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen(words, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=err)
+
+                def feed():
+                    try:
+                        for line in part:
+                            proc.stdin.write(line.encode() + b"\n")
+                    except BrokenPipeError:
+                        pass  # txguard stopped early: its exit code says why
+                    finally:
+                        try:
+                            proc.stdin.close()
+                        except BrokenPipeError:
+                            pass
+
+                feeder = threading.Thread(target=feed, daemon=True)
+                feeder.start()
+                for block in iter(lambda: proc.stdout.read(1 << 20), b""):
+                    yield block
+                feeder.join()
+                err.seek(0)
+                message = err.read().decode(errors="replace").strip()
+                if proc.wait() != 0:
+                    raise RuntimeError(f"txguard exited {proc.returncode}: {message}")
+                if message:
+                    # Rejects of --bad-rows skip (line,reason,raw): into the executor's log.
+                    print(message, file=sys.stderr)
 
         chunks = body.mapPartitions(run_partition)
+        # Written beside the output and renamed into place: a failed job leaves any
+        # earlier output as it was.
         tmp = args.output + ".tmp"
-        with open(tmp, "wb") as out:
-            out.write((RESULTS_HEADER + "\n").encode())
-            for chunk in chunks.toLocalIterator():
-                out.write(chunk)
-        os.replace(tmp, args.output)
+        try:
+            with open(tmp, "wb") as out:
+                out.write((RESULTS_HEADER + "\n").encode())
+                for chunk in chunks.toLocalIterator():
+                    out.write(chunk)
+            os.replace(tmp, args.output)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
     finally:
         spark.stop()
     return 0

@@ -14,7 +14,7 @@ use crate::cli::MergeArgs;
 use crate::exit::{self, Usage};
 use crate::merge::{Part, REJECTS_HEADER, RESULTS_HEADER, find_parts};
 use crate::model::Tally;
-use crate::output::paths::{show, with_suffix};
+use crate::output::paths::{identity, show, with_suffix};
 use crate::output::{Destination, Finished, OutputLock, Sink, commit_all};
 use crate::summary::{RuleSummary, Summary};
 
@@ -45,6 +45,21 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     // OUT itself, is locked out).
     let _lock = OutputLock::acquire(&output, &[output.as_path(), rejects_path.as_path()])?;
     let parts = find_parts(&output).context("merge refused; nothing was written")?;
+    if let Some(summary) = summary_dest.as_ref().and_then(Destination::path) {
+        let id = identity(summary);
+        let clash = parts
+            .iter()
+            .flat_map(Part::files)
+            .find(|file| id.is_some() && identity(file) == id);
+        if let Some(file) = clash {
+            return Err(Usage(format!(
+                "--summary {} is {}, a part of this run",
+                show(summary),
+                show(file)
+            ))
+            .into());
+        }
+    }
 
     let mut finished = Vec::new();
     let mut sink = Sink::create(&results)?;
