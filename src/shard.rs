@@ -115,7 +115,7 @@ impl ShardSpec {
                  completions, the array's size)"
             )));
         };
-        let index = parse_number(&index_text).ok_or_else(|| {
+        let index = parse_number(index_text).ok_or_else(|| {
             Usage(format!(
                 "--shard auto: {index_var}={index_text:?} is not a shard index"
             ))
