@@ -177,6 +177,14 @@ fn merge_applies_fail_on_to_the_totals_and_can_remove_the_parts() {
     let wd = setup("merge-fail-on");
     wd.txguard_run(&["-o", "single.csv", "-q"]).expect_success();
     all_shards(&wd, 4);
+    // A shard still writing its part (a second pod of index 1): the merge waits its turn.
+    {
+        let _writer = wd.hold_lock("out.csv.part-00001-of-00004.lock");
+        wd.run(&["merge", "out.csv", "-q"])
+            .expect_code(75)
+            .expect_stderr_contains("part 1 is being written");
+    }
+    assert!(!wd.exists("out.csv"));
     // Rule 2 errs on the row with amount 0 (in part 2 only): exit 3, outputs written.
     wd.run(&[
         "merge",
@@ -192,7 +200,7 @@ fn merge_applies_fail_on_to_the_totals_and_can_remove_the_parts() {
     let left: Vec<String> = wd
         .listing()
         .into_iter()
-        .filter(|f| f.contains(".part-") && !f.ends_with(".lock"))
+        .filter(|f| f.contains(".part-"))
         .collect();
     assert!(left.is_empty(), "--remove-parts left {left:?}");
     // A second merge has no parts to merge: refused, the merged output untouched.

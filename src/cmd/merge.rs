@@ -14,7 +14,7 @@ use crate::cli::MergeArgs;
 use crate::exit::{self, Usage};
 use crate::merge::{Part, REJECTS_HEADER, RESULTS_HEADER, find_parts};
 use crate::model::Tally;
-use crate::output::paths::{identity, show, with_suffix};
+use crate::output::paths::{LOCK_SUFFIX, identity, show, with_suffix};
 use crate::output::{Destination, Finished, OutputLock, Sink, commit_all};
 use crate::summary::{RuleSummary, Summary};
 
@@ -44,6 +44,18 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     // Like `run -o OUT`: one writer of OUT at a time (a second merge, or a run writing
     // OUT itself, is locked out).
     let _lock = OutputLock::acquire(&output, &[output.as_path(), rejects_path.as_path()])?;
+    let found = find_parts(&output).context("merge refused; nothing was written")?;
+    // Every part's lock too, then the parts checked again under them: no shard (a second
+    // pod of an index, a late retry) can replace a part while it is read or removed.
+    let mut part_locks = Vec::with_capacity(found.len());
+    for part in &found {
+        let mut covered = vec![part.results.as_path()];
+        covered.extend(part.rejects.as_deref());
+        part_locks.push(
+            OutputLock::acquire(&part.results, &covered)
+                .with_context(|| format!("part {} is being written", part.index))?,
+        );
+    }
     let parts = find_parts(&output).context("merge refused; nothing was written")?;
     if let Some(summary) = summary_dest.as_ref().and_then(Destination::path) {
         let id = identity(summary);
@@ -92,6 +104,7 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     if args.remove_parts {
         remove_parts(&parts, args.quiet);
     }
+    drop(part_locks);
     if code == exit::FAIL_ON {
         exit::say(&format!(
             "txguard: exit 3: {}",
@@ -212,7 +225,17 @@ fn write_summary(dest: &Destination, summary: &Summary) -> Result<Finished> {
 /// is said, and changes nothing (the merged output stands).
 fn remove_parts(parts: &[Part], quiet: bool) {
     for part in parts {
-        for path in part.files() {
+        // Their lock files too: merge holds those locks, and a shard that tries to take
+        // one now fails at once (exit 75) rather than waiting on a removed file.
+        let locks = [
+            with_suffix(&part.results, LOCK_SUFFIX),
+            with_suffix(&with_suffix(&part.results, ".rejects.csv"), LOCK_SUFFIX),
+        ];
+        for path in part
+            .files()
+            .into_iter()
+            .chain(locks.iter().map(|p| p.as_path()))
+        {
             if let Err(e) = std::fs::remove_file(path)
                 && e.kind() != io::ErrorKind::NotFound
                 && !quiet
