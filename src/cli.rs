@@ -35,6 +35,10 @@ pub enum Command {
     Merge(MergeArgs),
     /// Launch rockets: the concurrency throughput workload.
     Rockets(RocketsArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of txguard or of one of its subcommands.
+    Man(ManArgs),
     /// Internal: a process-executor worker, fed over stdin (not for people).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -45,8 +49,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Transactions CSV, or `-` for standard input.
-    pub input: PathBuf,
+    /// Transactions CSV, or `-` for standard input; several are evaluated in this order
+    /// into one output (their headers must have the same columns, in any order).
+    #[arg(value_name = "INPUT", required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
     /// Rules file (TOML).
     #[arg(long, value_name = "FILE")]
     pub rules: PathBuf,
@@ -114,6 +120,31 @@ pub struct RunArgs {
     /// the outputs of many runs).
     #[arg(long)]
     pub no_output_header: bool,
+    #[command(flatten)]
+    pub csv: CsvArgs,
+}
+
+/// How transactions CSVs are read: one set of flags for every command that reads them.
+#[derive(Debug, Clone, Args)]
+pub struct CsvArgs {
+    /// Field delimiter: one ASCII character, `'\t'` for a tab [default: a tab for `.tsv`
+    /// and `.tab` files, else `,`].
+    #[arg(short, long, value_name = "CHAR", value_parser = crate::dialect::parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The column holding the transaction id (written as `transaction_id` in the results).
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    pub id_column: String,
+}
+
+impl CsvArgs {
+    /// The CSV configuration these flags give, with the longest record allowed.
+    pub fn config(&self, max_record: usize) -> crate::dialect::CsvConfig {
+        crate::dialect::CsvConfig {
+            delimiter: self.delimiter,
+            id_column: self.id_column.clone(),
+            max_record,
+        }
+    }
 }
 
 /// `txguard merge`: the parts of a sharded run into one output.
@@ -154,6 +185,8 @@ pub struct CheckArgs {
     /// must be a column) and its first rows (every rule evaluated, errors reported).
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub csv: CsvArgs,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +234,20 @@ pub struct RocketsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (`txguard-run(1)`) [default: txguard(1)].
+    #[arg(value_name = "SUBCOMMAND", value_parser = ["run", "check", "generate", "rockets", "completions", "man"])]
+    pub subcommand: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Protocol version the supervisor speaks; a mismatch is refused.
     #[arg(long)]
@@ -230,7 +277,8 @@ impl RunArgs {
     pub fn into_config(self) -> anyhow::Result<RunConfig> {
         RunConfig {
             jobs: self.jobs.map_or_else(cpus, |j| j as usize),
-            input: self.input,
+            input: self.input[0].clone(),
+            inputs: self.input,
             rules: self.rules,
             output: self.output,
             executor: self.executor,
@@ -246,6 +294,7 @@ impl RunArgs {
             max_record_size: self.max_record_size,
             floor: self.floor,
             memory_limit: self.memory_limit,
+            csv: self.csv.config(self.max_record_size),
             shard: self.shard.as_deref().map(ShardSpec::from_arg).transpose()?,
             columns: self.columns,
             no_output_header: self.no_output_header,
@@ -262,13 +311,26 @@ impl Command {
     }
 }
 
+/// The command line as clap builds it from `Cli`, with the exit codes after the help of
+/// `txguard` and of `txguard run` (from `exit::CODES`, their one source): what parsing,
+/// the completion scripts and the man pages all use.
+pub fn command() -> clap::Command {
+    let codes = crate::exit::codes_help();
+    Cli::command()
+        .after_help(codes.clone())
+        .mut_subcommand("run", |run| run.after_help(codes))
+}
+
 /// Parses the process's arguments; on a usage error prints clap's message and exits 2.
 /// Clap may suggest hidden flags and subcommands for a typo (`--flor` → `--floor`,
 /// `worke` → `worker`): those are internal, and are taken out of the message. Under
 /// `-q` the message is one line, like every other error.
 pub fn parse() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    match Cli::try_parse_from(&args) {
+    let parsed = command()
+        .try_get_matches_from(&args)
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    match parsed {
         Ok(cli) => cli,
         Err(mut err) => {
             use clap::error::ErrorKind;

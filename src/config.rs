@@ -80,8 +80,10 @@ pub fn cpus() -> usize {
 /// Everything `txguard run` was asked to do, checked.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Transactions CSV; `-` is standard input.
+    /// Transactions CSV; `-` is standard input. The first of `inputs`.
     pub input: PathBuf,
+    /// Every input, in the order they are evaluated (one, or several).
+    pub inputs: Vec<PathBuf>,
     pub rules: PathBuf,
     /// Results; `None` or `-` is standard output.
     pub output: Option<PathBuf>,
@@ -106,6 +108,8 @@ pub struct RunConfig {
     pub floor: bool,
     /// `--memory-limit`: bytes one evaluation may hold, unless the rules file says.
     pub memory_limit: Option<usize>,
+    /// How the input is read: delimiter, id column, longest record.
+    pub csv: crate::dialect::CsvConfig,
     /// `--shard`: this run is one shard; `output` and `summary` are its part's files.
     pub shard: Option<crate::shard::ShardSpec>,
     /// `--columns`: the input has no header row; its columns' names.
@@ -170,7 +174,7 @@ impl RunConfig {
     /// directory exists and takes files, it is not a directory); no two files overlap.
     pub fn check(mut self) -> Result<RunConfig> {
         if let Some(columns) = &self.columns {
-            crate::input::check_columns(columns)?;
+            crate::input::check_columns(columns, &self.csv.id_column)?;
         }
         // A shard writes its part's files instead of `-o` (and its summary always).
         self = crate::shard::part_config(self)?;
@@ -246,21 +250,33 @@ fn one_standard_output(outputs: &Outputs, default_stdout: bool) -> Result<()> {
 /// `> out.csv`, `>> s.json`): their descriptors are compared.
 fn distinct_files(config: &RunConfig, outputs: &Outputs) -> Result<()> {
     let stdin = descriptor_identity(0);
-    let input_is_stdin = config.input.as_os_str() == "-"
-        || (stdin.is_some() && raw_identity(&config.input) == stdin);
+    let is_stdin = |input: &Path| {
+        input.as_os_str() == "-" || (stdin.is_some() && raw_identity(input) == stdin)
+    };
+    let input_is_stdin = config.inputs.iter().any(|i| is_stdin(i));
+    // Several inputs are named by their place: `INPUT 2`.
+    let labels: Vec<String> = match config.inputs.len() {
+        1 => vec!["INPUT".to_string()],
+        n => (1..=n).map(|i| format!("INPUT {i}")).collect(),
+    };
+    let stdin_labels: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{l} (standard input)"))
+        .collect();
     let mut identities: Vec<(&str, &Path, Option<Identity>)> = Vec::new();
-    if input_is_stdin {
-        let regular = stdin.filter(|s| s.regular).map(|s| Identity::Inode {
-            dev: s.dev,
-            ino: s.ino,
-        });
-        identities.push((
-            "INPUT (standard input)",
-            Path::new("standard input"),
-            regular,
-        ));
-    } else {
-        identities.push(("INPUT", &config.input, identity(&config.input)));
+    for (i, input) in config.inputs.iter().enumerate() {
+        if is_stdin(input) {
+            // Standard input twice (`- -`) is one stream read twice: refused like any
+            // two inputs that are the same file.
+            let regular = stdin.filter(|s| s.regular).map(|s| Identity::Inode {
+                dev: s.dev,
+                ino: s.ino,
+            });
+            let regular = regular.or(Some(Identity::Name(PathBuf::from("/dev/stdin"))));
+            identities.push((&stdin_labels[i], Path::new("standard input"), regular));
+        } else {
+            identities.push((&labels[i], input, identity(input)));
+        }
     }
     identities.push(("--rules", &config.rules, identity(&config.rules)));
     for (flag, dest) in outputs.named() {

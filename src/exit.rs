@@ -21,6 +21,51 @@ pub const SIGTERM: i32 = 143;
 /// Interrupted by SIGHUP, a closed terminal (128 + 1).
 pub const SIGHUP: i32 = 129;
 
+/// Every exit code with what it means in one line: `txguard --help`, `txguard help run`
+/// and the man page list these (the README's table says more of each, and a test keeps
+/// the two in step).
+pub const CODES: &[(i32, &str)] = &[
+    (
+        SUCCESS,
+        "completed (timeouts and errors are results, not failures)",
+    ),
+    (
+        FAILURE,
+        "failed: bad rules, a bad row under --bad-rows fail, an I/O error",
+    ),
+    (
+        USAGE,
+        "bad command line, or an output that cannot be written (nothing created)",
+    ),
+    (
+        FAIL_ON,
+        "completed, but a result named by --fail-on occurred",
+    ),
+    (
+        LOCKED,
+        "another run holds the lock on this output; nothing done",
+    ),
+    (
+        SIGHUP,
+        "interrupted by SIGHUP (a closed terminal); no output file written",
+    ),
+    (
+        SIGINT,
+        "interrupted by SIGINT (Ctrl-C); no output file written",
+    ),
+    (SIGTERM, "interrupted by SIGTERM; no output file written"),
+];
+
+/// `CODES` as help text: a heading, then one code a line.
+pub fn codes_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in CODES {
+        text.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    text.pop();
+    text
+}
+
 /// The run was stopped by a signal; carries the signal number.
 #[derive(Debug)]
 pub struct Interrupted(pub i32);

@@ -31,6 +31,9 @@ pub struct InputReader {
     pub(crate) schema: Schema,
     /// Size of the input when known (a regular file), for the progress bar.
     pub total_bytes: Option<u64>,
+    /// Bytes read from a compressed source (`decompress`): what progress and the summary
+    /// count for it, rather than the decompressed bytes framed.
+    pub(crate) consumed: Option<crate::decompress::Consumed>,
     /// Records of `first` that are not rows: 1 (the header), or 0 when the input has no
     /// header row (`--columns`). A shard's `first` holds the header alone.
     pub(crate) header_records: usize,
@@ -58,38 +61,46 @@ impl InputReader {
         config: framer::Config,
         stop_at_too_long: bool,
     ) -> Result<InputReader> {
-        InputReader::open_with(path, rules, config, stop_at_too_long, &Layout::default())
+        let (source, name, total_bytes) = source(path)?;
+        InputReader::from_reader(source, name, total_bytes, rules, config, stop_at_too_long)
     }
 
-    /// Like `open`, for an input laid out as `layout` says: without a header row, or only
-    /// one shard of it.
-    pub fn open_with(
+    /// Opens `path` (`-` = stdin) as `csv` says (delimiter, id column, longest record),
+    /// decompressing a gzip or zstd stream, and reads its header.
+    pub fn open_csv(
         path: &Path,
         rules: &RuleSet,
-        config: framer::Config,
+        csv: &crate::dialect::CsvConfig,
+        stop_at_too_long: bool,
+    ) -> Result<InputReader> {
+        InputReader::open_layout(path, rules, csv, stop_at_too_long, &Layout::default())
+    }
+
+    /// Like `open_csv`, for an input laid out as `layout` says: without a header row
+    /// (`--columns`), or only one shard of it (`--shard`).
+    pub fn open_layout(
+        path: &Path,
+        rules: &RuleSet,
+        csv: &crate::dialect::CsvConfig,
         stop_at_too_long: bool,
         layout: &Layout,
     ) -> Result<InputReader> {
+        let config = csv.framing(path);
         if let Some(spec) = layout.shard {
-            return open_shard(path, rules, config, stop_at_too_long, layout, spec);
+            return open_shard(path, rules, csv, stop_at_too_long, layout, spec);
         }
-        let (source, name, total_bytes): (Box<dyn Read + Send>, String, Option<u64>) =
-            if path == Path::new("-") {
-                (Box::new(io::stdin()), "<stdin>".to_string(), None)
-            } else {
-                let file = File::open(path)
-                    .with_context(|| format!("cannot open input {}", path.display()))?;
-                let meta = file
-                    .metadata()
-                    .ok()
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len());
-                (Box::new(file), path.display().to_string(), meta)
-            };
-        match &layout.columns {
-            None => {
-                InputReader::from_reader(source, name, total_bytes, rules, config, stop_at_too_long)
-            }
+        let (source, name, total_bytes) = source(path)?;
+        let (source, compression, consumed) = crate::decompress::open(source, &name)?;
+        let mut reader = match &layout.columns {
+            None => InputReader::from_reader_with(
+                source,
+                name,
+                total_bytes,
+                rules,
+                config,
+                &csv.id_column,
+                stop_at_too_long,
+            )?,
             Some(columns) => {
                 let mut framer = Framer::new(source, config);
                 if stop_at_too_long {
@@ -100,18 +111,31 @@ impl InputReader {
                     .with_context(|| format!("cannot read {name}"))?
                     // An empty input is no error without a header to expect: no rows.
                     .unwrap_or_default();
-                Ok(InputReader {
+                InputReader {
                     framer,
                     config,
                     first,
-                    schema: schema_of_columns(columns, &config, rules)?,
+                    schema: schema_of_columns(columns, &config, &csv.id_column, rules)?,
                     name,
                     total_bytes,
+                    consumed: None,
                     header_records: 0,
                     shard: None,
-                })
+                }
             }
+        };
+        if compression != crate::decompress::Compression::None {
+            reader.consumed = Some(consumed);
         }
+        Ok(reader)
+    }
+
+    /// Bytes read from the source so far: compressed bytes for a compressed input.
+    pub fn bytes_read(&self) -> u64 {
+        self.consumed.as_ref().map_or_else(
+            || self.framer.offset_read(),
+            crate::decompress::Consumed::get,
+        )
     }
 
     /// Like `open`, over any reader; `name` is what messages call it.
@@ -121,6 +145,27 @@ impl InputReader {
         total_bytes: Option<u64>,
         rules: &RuleSet,
         config: framer::Config,
+        stop_at_too_long: bool,
+    ) -> Result<InputReader> {
+        InputReader::from_reader_with(
+            source,
+            name,
+            total_bytes,
+            rules,
+            config,
+            "id",
+            stop_at_too_long,
+        )
+    }
+
+    /// Like `from_reader`, with the transaction ids in the column `id_column`.
+    pub fn from_reader_with(
+        source: Box<dyn Read + Send>,
+        name: String,
+        total_bytes: Option<u64>,
+        rules: &RuleSet,
+        config: framer::Config,
+        id_column: &str,
         stop_at_too_long: bool,
     ) -> Result<InputReader> {
         // The header cannot be skipped: too long, it ends the run in every mode.
@@ -143,7 +188,26 @@ impl InputReader {
                 flaw_reason(flaw, config.max_record())
             ),
         };
-        let schema = Schema::from_header(Splitter::new(&config).split(body), &name, rules)?;
+        let schema = Schema::from_header_with_id(
+            Splitter::new(&config).split(body),
+            &name,
+            rules,
+            id_column,
+        )
+        .map_err(|err| {
+            // Another delimiter, or another id column, would have worked: say which.
+            if let Some(d) = crate::dialect::hint(body, config.delimiter(), id_column) {
+                return anyhow::anyhow!(
+                    "{err}; did you mean `--delimiter {}`?",
+                    crate::dialect::show_delimiter(d)
+                );
+            }
+            let mut splitter = Splitter::new(&config);
+            match crate::dialect::id_hint(splitter.split(body).iter(), id_column) {
+                Some(name) => anyhow::anyhow!("{err}; did you mean `--id-column {name}`?"),
+                None => err,
+            }
+        })?;
         Ok(InputReader {
             framer,
             config,
@@ -151,6 +215,7 @@ impl InputReader {
             name,
             schema,
             total_bytes,
+            consumed: None,
             header_records: 1,
             shard: None,
         })
@@ -204,7 +269,7 @@ impl InputReader {
 
 /// Checks `--columns` before anything is opened (`Usage`, exit 2): names that can stand
 /// as a header row, one of them `id`, none twice.
-pub fn check_columns(columns: &[String]) -> Result<(), Usage> {
+pub fn check_columns(columns: &[String], id_column: &str) -> Result<(), Usage> {
     let mut seen = std::collections::HashSet::new();
     for name in columns {
         if name.is_empty() || name.contains(['"', '\r', '\n']) {
@@ -217,9 +282,9 @@ pub fn check_columns(columns: &[String]) -> Result<(), Usage> {
             return Err(Usage(format!("--columns: {name:?} is named twice")));
         }
     }
-    if !seen.contains(&"id".to_string()) {
+    if !seen.contains(&id_column.to_string()) {
         return Err(Usage(format!(
-            "--columns: no `id` column among {}",
+            "--columns: no `{id_column}` column (the transaction id) among {}",
             columns.join(",")
         )));
     }
@@ -232,13 +297,15 @@ pub fn check_columns(columns: &[String]) -> Result<(), Usage> {
 fn schema_of_columns(
     columns: &[String],
     config: &framer::Config,
+    id_column: &str,
     rules: &RuleSet,
 ) -> Result<Schema> {
     let record = columns.join(&(config.delimiter() as char).to_string());
-    Schema::from_header(
+    Schema::from_header_with_id(
         Splitter::new(config).split(record.as_bytes()),
         "--columns",
         rules,
+        id_column,
     )
 }
 
@@ -248,7 +315,7 @@ fn schema_of_columns(
 fn open_shard(
     path: &Path,
     rules: &RuleSet,
-    config: framer::Config,
+    csv: &crate::dialect::CsvConfig,
     stop_at_too_long: bool,
     layout: &Layout,
     spec: ShardSpec,
@@ -276,6 +343,16 @@ fn open_shard(
     if !meta.is_file() {
         return Err(not_seekable().into());
     }
+    // A compressed input has no byte ranges to seek to: its records are not in its bytes.
+    let (_, compression, _) = crate::decompress::open(Box::new(open()?), &name)?;
+    if compression != crate::decompress::Compression::None {
+        return Err(Usage(format!(
+            "--shard: INPUT {name} is {compression:?}-compressed: a shard seeks to its byte \
+             range of the input, which a compressed stream cannot do; decompress it first"
+        ))
+        .into());
+    }
+    let config = csv.framing(path);
     let input_size = meta.len();
     let input_mtime = meta
         .modified()
@@ -286,16 +363,17 @@ fn open_shard(
         Some(columns) => {
             let body = record_start_at_or_after(&mut scan, Position::START, 0, &config)
                 .with_context(scan_err)?;
-            let schema = schema_of_columns(columns, &config, rules)?;
+            let schema = schema_of_columns(columns, &config, &csv.id_column, rules)?;
             (Chunk::default(), schema, 0, body)
         }
         None => {
-            let header = InputReader::from_reader(
+            let header = InputReader::from_reader_with(
                 Box::new(file),
                 name.clone(),
                 Some(input_size),
                 rules,
                 config,
+                &csv.id_column,
                 stop_at_too_long,
             )?;
             let mut first = header.first;
@@ -340,6 +418,7 @@ fn open_shard(
         name,
         schema,
         total_bytes: Some(next),
+        consumed: None,
         header_records,
         shard: Some(ShardBounds {
             input_size,
@@ -349,6 +428,21 @@ fn open_shard(
             next,
         }),
     })
+}
+
+/// The bytes of the input at `path` (`-` = stdin), the name messages call it, and its
+/// size when it is a regular file.
+fn source(path: &Path) -> Result<(Box<dyn Read + Send>, String, Option<u64>)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(io::stdin()), "<stdin>".to_string(), None));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    Ok((Box::new(file), path.display().to_string(), meta))
 }
 
 /// The message that stops a run under `--bad-rows fail`: `tx.csv:17: column ...`.

@@ -11,7 +11,11 @@
 //! - `model`: rows, columns, batches, outcomes, bad rows — the types every stage shares;
 //! - `cli` (flags, clap), `config` (the checked run configuration), `duration`;
 //! - `cmd/`: one file per subcommand; `main.rs` only dispatches to them;
+//! - `dialect`: the CSV configuration every reader of transactions takes (delimiter,
+//!   id column, longest record);
 //! - `framer`: quote-aware record framing and exact shard boundaries (byte level);
+//! - `decompress`: gzip and zstd inputs, recognised by their first bytes;
+//! - `inputs`: several inputs of one run (headers aligned, each summarised);
 //! - `input`: the transactions CSV opened, its header read; `typing`: framed records →
 //!   typed rows (on the lanes); `format`: results as CSV bytes (on the lanes);
 //! - `output`: atomic outputs and the lock; `size`: byte sizes (`64MiB`);
@@ -39,6 +43,8 @@ pub mod cleanup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod decompress;
+pub mod dialect;
 pub mod duration;
 pub mod exec;
 pub mod exit;
@@ -46,6 +52,7 @@ pub mod format;
 pub mod framer;
 pub mod generate;
 pub mod input;
+pub mod inputs;
 pub mod merge;
 pub mod model;
 pub mod output;

@@ -480,6 +480,8 @@ impl ResultsWriter {
 /// when nothing was rejected), so yesterday's rejects never sit beside today's results.
 pub struct RejectsWriter {
     csv: csv::Writer<Sink>,
+    /// Several inputs: the input the next rows come from, written first (`input,line,…`).
+    input: Option<String>,
 }
 
 impl RejectsWriter {
@@ -488,14 +490,43 @@ impl RejectsWriter {
         let mut csv = csv::Writer::from_writer(sink);
         csv.write_record(["line", "reason", "raw"])
             .with_context(|| format!("cannot write {label}"))?;
-        Ok(RejectsWriter { csv })
+        Ok(RejectsWriter { csv, input: None })
+    }
+
+    /// The rejects of a run over several inputs: `input,line,reason,raw`, the input as
+    /// `set_input` last said.
+    pub fn with_inputs(sink: Sink) -> Result<RejectsWriter> {
+        let label = sink.label().to_string();
+        let mut csv = csv::Writer::from_writer(sink);
+        csv.write_record(["input", "line", "reason", "raw"])
+            .with_context(|| format!("cannot write {label}"))?;
+        Ok(RejectsWriter {
+            csv,
+            input: Some(String::new()),
+        })
+    }
+
+    /// The input the rows written next come from (`with_inputs` only).
+    pub fn set_input(&mut self, name: &str) {
+        if let Some(input) = &mut self.input {
+            name.clone_into(input);
+        }
     }
 
     pub fn write(&mut self, bad: &BadRow) -> Result<()> {
         let line = bad.line.to_string();
-        self.csv
-            .write_record([line.as_bytes(), bad.reason.as_bytes(), &bad.raw])
-            .with_context(|| format!("cannot write {}", self.csv.get_ref().label()))
+        let written = match &self.input {
+            None => self
+                .csv
+                .write_record([line.as_bytes(), bad.reason.as_bytes(), &bad.raw]),
+            Some(input) => self.csv.write_record([
+                input.as_bytes(),
+                line.as_bytes(),
+                bad.reason.as_bytes(),
+                &bad.raw,
+            ]),
+        };
+        written.with_context(|| format!("cannot write {}", self.csv.get_ref().label()))
     }
 
     /// Flushes and syncs, leaving the rename to `Finished::commit`.

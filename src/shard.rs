@@ -208,6 +208,13 @@ pub fn part_config(mut config: RunConfig) -> Result<RunConfig, Usage> {
                 .into(),
         );
     }
+    if config.inputs.len() > 1 {
+        return refuse(format!(
+            "takes one input, not {}: each shard is a byte range of one file; run the \
+             shards of each input to its own output, or concatenate the inputs first",
+            config.inputs.len()
+        ));
+    }
     if config.input.as_os_str() == "-" {
         return refuse(
             "INPUT is standard input: a shard seeks to its byte range of the input, which \

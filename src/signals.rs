@@ -80,6 +80,7 @@ fn exit_after(signal: i32) {
         return;
     }
     crate::cleanup::remove_unfinished();
+    crate::progress::clear_shown();
     let message = crate::exit::Interrupted(signal).to_string();
     let _ = writeln!(std::io::stderr(), "txguard: {message}");
     // The lock stays held: nothing may be committed any more.

@@ -5,9 +5,42 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::inputs::InputSummary;
 use crate::model::Tally;
 use crate::model::{Kind, WorkerCounts};
 use crate::rules::RuleSet;
+
+/// The widest the stderr table gets, in columns (a terminal's classic width).
+pub const TABLE_WIDTH: usize = 80;
+
+/// `text` in at most `width` characters: cut, ending in `…`, when longer.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// `text` in at most `width` characters: its end, after `…`, when longer (the end of a
+/// path names the file).
+fn cut_front(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return printable(text);
+    }
+    let keep: String = text.chars().skip(count - width.saturating_sub(1)).collect();
+    format!("…{}", printable(&keep))
+}
+
+/// A rule name as one line of text: control characters (a newline in a TOML string)
+/// shown as `?`, so the table keeps its shape.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
 
 /// Results of one rule.
 #[derive(Debug, Clone, Serialize)]
@@ -29,8 +62,12 @@ pub struct Summary {
     /// RFC 3339, UTC.
     pub started_at: String,
     pub finished_at: String,
+    /// The (first) input; `inputs` lists every one.
     pub input: String,
+    /// Bytes read from every input together.
     pub input_bytes: u64,
+    /// Every input, in the order evaluated, with its bytes, transactions and bad rows.
+    pub inputs: Vec<InputSummary>,
     pub rules_file: String,
     pub rules_sha256: String,
     pub executor: String,
@@ -64,6 +101,8 @@ pub struct RunFacts {
     pub jobs: usize,
     pub workers: Option<WorkerCounts>,
     pub wall: Duration,
+    /// Every input, in order, with what was read from each.
+    pub inputs: Vec<InputSummary>,
     /// Under `--shard`, once the input is opened.
     pub shard: Option<crate::shard::ShardFacts>,
 }
@@ -85,6 +124,7 @@ impl Summary {
                 .to_string(),
             input: facts.input,
             input_bytes: tally.bytes,
+            inputs: facts.inputs,
             rules_file: facts.rules_file,
             rules_sha256: facts.rules_sha256,
             executor: facts.executor,
@@ -118,40 +158,101 @@ impl Summary {
         }
     }
 
-    /// The table printed on stderr.
+    /// The table printed on stderr, for a log (plain numbers).
     pub fn render(&self) -> String {
+        self.render_for(false)
+    }
+
+    /// The table printed on stderr: within `TABLE_WIDTH` columns (a rule name too long
+    /// for it is cut, ending in `…`), and on a terminal (`terminal`) with thousands
+    /// separators (`24,000`).
+    pub fn render_for(&self, terminal: bool) -> String {
+        let count = |n: u64| {
+            if terminal {
+                indicatif::HumanCount(n).to_string()
+            } else {
+                n.to_string()
+            }
+        };
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "txguard: {} transactions × {} rules = {} results in {:.2} s ({:.0} tx/s), {} -j {}",
-            self.transactions,
+        let head = format!(
+            "txguard: {} transactions × {} rules = {} results",
+            count(self.transactions),
             self.rules.len(),
-            self.evaluations,
+            count(self.evaluations)
+        );
+        let tail = format!(
+            "in {:.2} s ({} tx/s), {} -j {}",
             self.wall_seconds,
-            self.transactions_per_second,
+            count(self.transactions_per_second.round() as u64),
             self.executor,
             self.jobs
         );
-        let width = self
+        if head.chars().count() + 1 + tail.chars().count() <= TABLE_WIDTH {
+            let _ = writeln!(s, "{head} {tail}");
+        } else {
+            let _ = writeln!(s, "{head}\n  {tail}");
+        }
+        let rows: Vec<[String; 6]> = self
             .rules
             .iter()
-            .map(|r| r.name.chars().count())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let _ = writeln!(
-            s,
-            "  {:>6}  {:<width$}  {:>9}  {:>9}  {:>9}  {:>9}",
-            "rule", "name", "true", "false", "error", "timeout"
-        );
-        for r in &self.rules {
+            .map(|r| {
+                [
+                    r.id.to_string(),
+                    printable(&r.name),
+                    count(r.true_),
+                    count(r.false_),
+                    count(r.error),
+                    count(r.timeout),
+                ]
+            })
+            .collect();
+        let header = ["rule", "name", "true", "false", "error", "timeout"].map(String::from);
+        let mut widths = [6, 4, 9, 9, 9, 9];
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        // Every column but the name, with two spaces before each.
+        let others: usize = widths
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, w)| w + 2)
+            .sum();
+        widths[1] = widths[1].min(TABLE_WIDTH.saturating_sub(others + 2)).max(4);
+        for row in std::iter::once(&header).chain(&rows) {
+            let name = cut(&row[1], widths[1]);
             let _ = writeln!(
                 s,
-                "  {:>6}  {:<width$}  {:>9}  {:>9}  {:>9}  {:>9}",
-                r.id, r.name, r.true_, r.false_, r.error, r.timeout
+                "  {:>w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
+                row[0],
+                name,
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+                w4 = widths[4],
+                w5 = widths[5],
             );
         }
-        let _ = writeln!(s, "  bad rows: {}", self.bad_rows);
+        let _ = writeln!(s, "  bad rows: {}", count(self.bad_rows));
+        if self.inputs.len() > 1 {
+            for input in &self.inputs {
+                let tail = format!(
+                    ": {} transactions, {} bad rows",
+                    count(input.transactions),
+                    count(input.bad_rows)
+                );
+                let room = TABLE_WIDTH.saturating_sub(2 + tail.chars().count()).max(8);
+                let _ = writeln!(s, "  {}{tail}", cut_front(&input.path, room));
+            }
+        }
         if let Some(w) = &self.workers {
             let _ = writeln!(
                 s,

@@ -34,12 +34,27 @@ pub struct Schema {
     columns: Columns,
     /// Per column: whether some rule reads it, so its value must be built.
     read: Vec<bool>,
+    /// Per column: whether an empty value is `()` (declared `"float?"`), not a bad row.
+    nullable: Vec<bool>,
+    /// Fields come in the columns' order (always, but for an input aligned to another):
+    /// values are then pushed, not put in place.
+    in_order: bool,
 }
 
 impl Schema {
     /// Reads the header's fields; `name` is what messages call the input. Fails on a
     /// field that is not UTF-8, a name that appears twice, or no `id` column.
     pub fn from_header(fields: Fields<'_>, name: &str, rules: &RuleSet) -> Result<Schema> {
+        Schema::from_header_with_id(fields, name, rules, "id")
+    }
+
+    /// Like `from_header`, with the transaction ids in the column `id_column`.
+    pub fn from_header_with_id(
+        fields: Fields<'_>,
+        name: &str,
+        rules: &RuleSet,
+        id_column: &str,
+    ) -> Result<Schema> {
         let mut header = Vec::with_capacity(fields.len());
         for (i, field) in fields.iter().enumerate() {
             match std::str::from_utf8(field) {
@@ -50,9 +65,9 @@ impl Schema {
                 ),
             }
         }
-        let Some(id_field) = header.iter().position(|h| h == "id") else {
+        let Some(id_field) = header.iter().position(|h| h == id_column) else {
             bail!(
-                "{name}:1: no `id` column in the header ({})",
+                "{name}:1: no `{id_column}` column in the header ({})",
                 summarize_header(&header)
             );
         };
@@ -76,18 +91,86 @@ impl Schema {
             }
         }
         let read = rules.columns_read(&columns);
+        let nullable = columns.names.iter().map(|n| rules.is_nullable(n)).collect();
         Ok(Schema {
             header,
             fields: kinds,
             id_field,
             columns,
             read,
+            nullable,
+            in_order: true,
         })
     }
 
     /// The columns rules can see, in the order rows hold their values.
     pub fn columns(&self) -> &Columns {
         &self.columns
+    }
+
+    /// This header's schema with the columns of `first` (another input of the same run),
+    /// in `first`'s order: rows of both then hold the same values at the same places, for
+    /// the same compiled rules. The two headers must have the same names, in any order;
+    /// else the error names what one has and the other lacks. `name` and `first_name`
+    /// are what messages call the two inputs.
+    pub fn aligned_to(&self, first: &Schema, name: &str, first_name: &str) -> Result<Schema> {
+        let mine: HashSet<&str> = self.header.iter().map(String::as_str).collect();
+        let theirs: HashSet<&str> = first.header.iter().map(String::as_str).collect();
+        if mine != theirs {
+            let list = |names: Vec<&String>| {
+                let shown: Vec<String> = names.iter().take(8).map(|n| format!("{n:?}")).collect();
+                let more = names.len().saturating_sub(8);
+                if more > 0 {
+                    format!("{}, … {more} more", shown.join(", "))
+                } else {
+                    shown.join(", ")
+                }
+            };
+            let missing: Vec<&String> = first
+                .header
+                .iter()
+                .filter(|h| !mine.contains(h.as_str()))
+                .collect();
+            let extra: Vec<&String> = self
+                .header
+                .iter()
+                .filter(|h| !theirs.contains(h.as_str()))
+                .collect();
+            let mut why = Vec::new();
+            if !missing.is_empty() {
+                why.push(format!("it lacks {}", list(missing)));
+            }
+            if !extra.is_empty() {
+                why.push(format!("it has {} too", list(extra)));
+            }
+            bail!(
+                "{name}:1: the header has other columns than {first_name}'s: {} \
+                 (inputs of one run need the same columns, in any order)",
+                why.join("; ")
+            );
+        }
+        let fields: Vec<Field> = self
+            .header
+            .iter()
+            .map(|h| match first.columns.index(h) {
+                Some(c) => Field::Column(c),
+                None => Field::Hidden,
+            })
+            .collect();
+        let columns_in_field_order = fields.iter().filter_map(|f| match f {
+            Field::Column(c) => Some(*c),
+            Field::Hidden => None,
+        });
+        let in_order = columns_in_field_order.eq(0..first.columns.names.len());
+        Ok(Schema {
+            header: self.header.clone(),
+            fields,
+            id_field: self.id_field,
+            columns: first.columns.clone(),
+            read: first.read.clone(),
+            nullable: first.nullable.clone(),
+            in_order,
+        })
     }
 }
 
@@ -214,6 +297,15 @@ impl Typer {
     /// field: a blank line as the csv crate sees it), `Err((reason, raw))` for a bad row.
     fn type_record(&mut self, body: &[u8], row: &mut Row) -> Result<bool, (String, Vec<u8>)> {
         let schema = &*self.schema;
+        let in_order = schema.in_order;
+        // Pushed in order, or put at the column's place.
+        let put = |values: &mut Vec<Dynamic>, c: usize, v: Dynamic| {
+            if in_order {
+                values.push(v);
+            } else {
+                values[c] = v;
+            }
+        };
         let fields = self.splitter.split(body);
         let bad = |reason: String| {
             let mut raw = Vec::new();
@@ -232,11 +324,23 @@ impl Typer {
         }
         let id = fields.get(schema.id_field).unwrap_or_default();
         if id.is_empty() {
-            return Err(bad("column \"id\" is empty".to_string()));
+            return Err(bad(format!(
+                "column {:?} is empty",
+                schema.header[schema.id_field]
+            )));
         }
+        // Each value at its column's place: the fields of an input aligned to another
+        // (`Schema::aligned_to`) may come in another order.
         row.values.clear();
+        if !schema.in_order {
+            row.values.resize(schema.columns.names.len(), Dynamic::UNIT);
+        }
         for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
             let Field::Column(c) = *field else { continue };
+            if value.is_empty() && schema.nullable[c] {
+                put(&mut row.values, c, Dynamic::UNIT);
+                continue;
+            }
             let typed = match std::str::from_utf8(value) {
                 Err(_) => Err("is not valid UTF-8"),
                 Ok(text) => match (schema.columns.types[c], &mut self.strings[c]) {
@@ -249,7 +353,7 @@ impl Typer {
                 },
             };
             match typed {
-                Ok(v) => row.values.push(v),
+                Ok(v) => put(&mut row.values, c, v),
                 Err(why) => {
                     return Err(bad(format!(
                         "column {:?}: {:?} {why}",
@@ -377,6 +481,42 @@ mod tests {
         assert_eq!(
             err("id,a,b,a,b"),
             "tx.csv:1: column \"a\" appears twice in the header"
+        );
+    }
+
+    #[test]
+    fn an_input_aligned_to_another_gives_its_values_in_the_first_ones_places() {
+        let config = Config::default();
+        let mut splitter = Splitter::new(&config);
+        let rules = rules();
+        let first =
+            Schema::from_header(splitter.split(b"id,amount,country"), "a.csv", &rules).unwrap();
+        let second =
+            Schema::from_header(splitter.split(b"country,id,amount"), "b.csv", &rules).unwrap();
+        let aligned = second.aligned_to(&first, "b.csv", "a.csv").unwrap();
+        assert!(first.in_order && !aligned.in_order);
+        assert_eq!(aligned.columns(), first.columns());
+        let mut typer = Typer::new(Arc::new(aligned), &config);
+        let mut framer = Framer::new(Cursor::new(b"IR,7,2.5\n".to_vec()), config);
+        let chunk = framer.next_chunk().unwrap().unwrap();
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        typer.type_records(chunk.records(), &mut rows, &mut bad);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows[0].id, "7");
+        assert_eq!(rows[0].values[1].as_float(), Ok(2.5));
+        assert_eq!(rows[0].values[2].clone().into_string().unwrap(), "IR");
+        // The same order is no realignment at all.
+        let same = first.aligned_to(&first, "c.csv", "a.csv").unwrap();
+        assert!(same.in_order);
+        let other =
+            Schema::from_header(splitter.split(b"id,amt,country,x"), "c.csv", &rules).unwrap();
+        assert_eq!(
+            other
+                .aligned_to(&first, "c.csv", "a.csv")
+                .unwrap_err()
+                .to_string(),
+            "c.csv:1: the header has other columns than a.csv's: it lacks \"amount\"; it has \
+             \"amt\", \"x\" too (inputs of one run need the same columns, in any order)"
         );
     }
 

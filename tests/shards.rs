@@ -335,6 +335,36 @@ fn shard_flags_that_cannot_work_are_refused_with_exit_2() {
         .expect_code(2)
         .expect_stderr_contains("JOB_COMPLETION_INDEX=3")
         .expect_stderr_contains("TXGUARD_SHARD_COUNT is not set");
+    // One plain file: not several inputs, not a compressed stream.
+    wd.create("tx2.csv", "id,amount,note\n2,2,b\n");
+    refused(
+        &[
+            "run",
+            "tx.csv",
+            "tx2.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "o.csv",
+            "--shard",
+            "0/2",
+        ],
+        "takes one input, not 2",
+    );
+    assert!(wd.sh("gzip -k tx.csv").status().unwrap().success());
+    refused(
+        &[
+            "run",
+            "tx.csv.gz",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "o.csv",
+            "--shard",
+            "0/2",
+        ],
+        "Gzip-compressed",
+    );
     // A FIFO cannot seek.
     wd.sh("mkfifo fifo.csv").status().unwrap();
     refused(
@@ -418,7 +448,7 @@ fn columns_and_no_output_header_stream_chunks_without_headers() {
     wd.run(&["merge", "parts.csv", "-q"]).expect_success();
     assert_eq!(wd.read("parts.csv"), single);
     for (columns, needle) in [
-        ("amount,note", "no `id` column"),
+        ("amount,note", "no `id` column (the transaction id)"),
         ("id,id", "named twice"),
         ("id,,x", "cannot be a column name"),
     ] {

@@ -5,6 +5,7 @@ mod workdir;
 
 mod check_generate;
 mod cron;
+mod ecosystem;
 mod files;
 mod fuzz;
 mod hostile;

@@ -59,10 +59,12 @@ fn check(args: &CheckArgs) -> Result<i32> {
     }
 
     let input = match &args.input {
-        Some(path) => Some(InputReader::open(
+        Some(path) => Some(InputReader::open_csv(
             path,
             &set,
-            crate::framer::Config::default(),
+            &args
+                .csv
+                .config(crate::dialect::CsvConfig::default().max_record),
             true,
         )?),
         None => None,
@@ -144,6 +146,7 @@ fn check(args: &CheckArgs) -> Result<i32> {
 fn only(set: &RuleSet, rule: &Rule) -> RuleSet {
     RuleSet {
         columns: set.columns.clone(),
+        nullable: set.nullable.clone(),
         rules: vec![rule.clone()],
         memory_limit: set.memory_limit,
     }
@@ -230,6 +233,7 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
     }
     let compiled = RuleSet {
         columns: set.columns.clone(),
+        nullable: set.nullable.clone(),
         rules: set
             .rules
             .iter()

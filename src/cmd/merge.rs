@@ -189,6 +189,12 @@ fn merged_summary(parts: &[Part], started: SystemTime) -> (Summary, Tally) {
         finished_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         input: first.input.clone(),
         input_bytes: tally.bytes,
+        inputs: vec![crate::inputs::InputSummary {
+            path: first.input.clone(),
+            bytes: tally.bytes,
+            transactions: tally.rows,
+            bad_rows: tally.bad_rows,
+        }],
         rules_file: first.rules_file.clone(),
         rules_sha256: first.rules_sha256.clone(),
         executor: first.executor.clone(),

@@ -1,7 +1,9 @@
 //! One file per subcommand; `dispatch` hands the parsed command line to the right one.
 
 pub mod check;
+pub mod completions;
 pub mod generate;
+pub mod man;
 pub mod merge;
 pub mod rockets;
 pub mod run;
@@ -17,6 +19,8 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Generate(args) => generate::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Rockets(args) => rockets::run(&args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
         Command::Worker(args) => worker::run(&args),
         Command::Rocket(args) => rockets::run_one(&args),
     }

@@ -12,11 +12,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::RunArgs;
 use crate::config::{BadRows, ExecutorKind, FailOn, Outputs, RunConfig};
+use crate::dialect::CsvConfig;
 use crate::exec::Executor;
 use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exit::{self, Interrupted};
-use crate::framer;
 use crate::input::{InputReader, Layout};
 use crate::model::Kind;
 use crate::model::Tally;
@@ -60,6 +60,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
             rules_file: config.rules.display().to_string(),
             rules_sha256: String::new(),
             executor: config.executor_name(),
+            inputs: config
+                .inputs
+                .iter()
+                .map(|p| crate::inputs::InputSummary::of(p))
+                .collect(),
             jobs: config.jobs,
             workers: None,
             wall: Default::default(),
@@ -86,6 +91,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     let empty = RuleSet {
         columns: Default::default(),
+        nullable: Default::default(),
         rules: Vec::new(),
         memory_limit: None,
     };
@@ -142,7 +148,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         return Err(err);
     }
     if !config.quiet {
-        exit::say(&summary.render());
+        use std::io::IsTerminal;
+        exit::say(&summary.render_for(std::io::stderr().is_terminal()));
     }
     // Said even under -q: every non-zero exit prints one line naming its cause.
     if code == exit::FAIL_ON {
@@ -220,7 +227,6 @@ fn execute(
     let rules = Arc::new(set);
     known.rules = Some(Arc::clone(&rules));
 
-    let framing = framer::Config::default().with_max_record(config.max_record_size);
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
     let stop_at_too_long = config.bad_rows == BadRows::Fail;
@@ -231,7 +237,7 @@ fn execute(
     let input = open_input(
         &config.input,
         &rules,
-        framing,
+        &config.csv,
         stop_at_too_long,
         &layout,
         stop,
@@ -239,6 +245,9 @@ fn execute(
     known.facts.shard = input
         .shard
         .map(|bounds| crate::shard::facts(config, &bounds));
+    // Several inputs: the others' headers, where they can be read twice, before any work.
+    let reference = crate::inputs::Reference::of(&input);
+    crate::inputs::check_headers(&config.inputs[1..], &reference, &rules, &config.csv)?;
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.
@@ -253,8 +262,11 @@ fn execute(
         ResultsWriter::new(sink, rule_ids.len())?
     };
     known.streaming = outputs.results.file().is_none();
+    let several = config.inputs.len() > 1;
     let rejects = match &outputs.rejects {
         None => None,
+        // Several inputs: each rejected row names its input.
+        Some(dest) if several => Some(RejectsWriter::with_inputs(Sink::create(dest)?)?),
         Some(dest) => Some(RejectsWriter::new(Sink::create(dest)?)?),
     };
 
@@ -286,16 +298,24 @@ fn execute(
         jobs: config.jobs,
         bad_rows: config.bad_rows,
         batch_size: config.batch_size,
-        progress: Progress::new(config.progress, input.total_bytes),
+        progress: Progress::new(config.progress, total_bytes(config, &input)),
         stop: stop.clone(),
     };
-    let outcome = pipeline::run(
+    let inputs = Inputs {
+        reference,
+        executor: &executor,
+        rule_ids: &rule_ids,
+        config,
+        rules: &rules,
+        stop_at_too_long,
+        stop,
+    };
+    let outcome = inputs.run_all(
         input,
-        Arc::clone(&executor),
-        &rule_ids,
         rejects,
         &mut results,
         &settings,
+        &mut known.facts.inputs,
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
@@ -319,6 +339,9 @@ fn execute(
     // A shard accounts for the bytes it owns: the parts' sizes sum to the input's.
     if let Some(shard) = &known.facts.shard {
         tally.bytes = shard.bytes_owned();
+        if let Some(input) = known.facts.inputs.first_mut() {
+            input.bytes = tally.bytes;
+        }
     }
     // Finished (written and synced) here; renamed into place together with the summary.
     let mut finished = vec![results.finish()?];
@@ -331,6 +354,93 @@ fn execute(
         code,
         outputs: finished,
     })
+}
+
+/// The size of every input together, when each is a regular file (for the bar's ETA).
+fn total_bytes(config: &RunConfig, first: &InputReader) -> Option<u64> {
+    let mut total = first.total_bytes?;
+    for path in &config.inputs[1..] {
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        total += meta.len();
+    }
+    Some(total)
+}
+
+/// What evaluating the inputs one after another needs besides the pipeline's stages.
+struct Inputs<'a> {
+    reference: crate::inputs::Reference,
+    executor: &'a Arc<dyn Executor>,
+    rule_ids: &'a [i64],
+    config: &'a RunConfig,
+    rules: &'a Arc<RuleSet>,
+    stop_at_too_long: bool,
+    stop: &'a StopFlag,
+}
+
+impl Inputs<'_> {
+    /// Runs the pipeline over `first`, then over every other input in order (each opened
+    /// when its turn comes, its header aligned to the first's), into the same results
+    /// and rejects. `summaries` holds one entry per input, filled in as each is done.
+    fn run_all(
+        &self,
+        first: InputReader,
+        mut rejects: Option<RejectsWriter>,
+        results: &mut ResultsWriter,
+        settings: &Settings,
+        summaries: &mut [crate::inputs::InputSummary],
+    ) -> Result<(Tally, Option<RejectsWriter>)> {
+        let mut tally = Tally {
+            counts: vec![[0; 4]; self.rule_ids.len()],
+            ..Tally::default()
+        };
+        let mut first = Some(first);
+        for (path, summary) in self.config.inputs.iter().zip(summaries) {
+            let input = match first.take() {
+                Some(input) => input,
+                None => {
+                    let mut input = open_input(
+                        path,
+                        self.rules,
+                        &self.config.csv,
+                        self.stop_at_too_long,
+                        // `--columns` holds for every input (`--shard` takes one).
+                        &Layout {
+                            columns: self.config.columns.clone(),
+                            shard: None,
+                        },
+                        self.stop,
+                    )?;
+                    crate::inputs::align(&mut input, &self.reference)?;
+                    input
+                }
+            };
+            if let Some(rejects) = rejects.as_mut() {
+                rejects.set_input(input.name());
+            }
+            settings.progress.next_input(tally.bytes);
+            let (done, back) = pipeline::run(
+                input,
+                Arc::clone(self.executor),
+                self.rule_ids,
+                rejects,
+                results,
+                settings,
+            )?;
+            rejects = back;
+            summary.bytes = done.bytes;
+            summary.transactions = done.rows;
+            summary.bad_rows = done.bad_rows;
+            tally.rows += done.rows;
+            tally.bad_rows += done.bad_rows;
+            tally.bytes += done.bytes;
+            for (total, counts) in tally.counts.iter_mut().zip(&done.counts) {
+                for (t, c) in total.iter_mut().zip(counts) {
+                    *t += c;
+                }
+            }
+        }
+        Ok((tally, rejects))
+    }
 }
 
 /// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO
@@ -363,20 +473,25 @@ fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::
 fn open_input(
     path: &Path,
     rules: &Arc<RuleSet>,
-    framing: framer::Config,
+    csv: &CsvConfig,
     stop_at_too_long: bool,
     layout: &Layout,
     stop: &StopFlag,
 ) -> Result<InputReader> {
     let (tx, rx) = mpsc::channel();
-    let (path, rules, layout) = (path.to_path_buf(), Arc::clone(rules), layout.clone());
+    let (path, rules, csv, layout) = (
+        path.to_path_buf(),
+        Arc::clone(rules),
+        csv.clone(),
+        layout.clone(),
+    );
     thread::Builder::new()
         .name("open-input".into())
         .spawn(move || {
-            let _ = tx.send(InputReader::open_with(
+            let _ = tx.send(InputReader::open_layout(
                 &path,
                 &rules,
-                framing,
+                &csv,
                 stop_at_too_long,
                 &layout,
             ));

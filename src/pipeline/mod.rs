@@ -69,6 +69,7 @@ pub fn run(
         first,
         name,
         schema,
+        consumed,
         header_records,
         ..
     } = input;
@@ -89,7 +90,10 @@ pub fn run(
                 read::read_chunks(
                     framer,
                     first,
-                    &name,
+                    read::Source {
+                        name: &name,
+                        consumed: consumed.as_ref(),
+                    },
                     &budget,
                     &chunk_tx,
                     &recycle_rx,
@@ -157,6 +161,7 @@ pub fn run(
         rejects: rejects.as_mut(),
         bad_rows: settings.bad_rows,
         input: &name,
+        progress: &settings.progress,
     };
     let written =
         write::write_in_order(&done_rx, &mut outputs, &budget, &settings.stop, &mut tally);

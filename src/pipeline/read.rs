@@ -6,22 +6,33 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use anyhow::{Context, Result};
 
+use crate::decompress::Consumed;
 use crate::framer::{Chunk, Framer};
 use crate::pipeline::budget::{self, ByteBudget};
 use crate::progress::Progress;
 
 /// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
 /// lanes are done with come back on `recycled`, their buffers reused.
+/// The input being read: its name for messages, and the count of bytes taken from its
+/// source when it is compressed (`decompress`).
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub consumed: Option<&'a Consumed>,
+}
+
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
     first: Chunk,
-    name: &str,
+    Source { name, consumed }: Source<'_>,
     budget: &ByteBudget,
     chunks: &Sender<Chunk>,
     recycled: &Receiver<Chunk>,
     progress: &Progress,
 ) -> Result<u64> {
+    // A compressed input counts the compressed bytes taken from its source.
+    let read = |framer: &Framer<_>| consumed.map_or_else(|| framer.offset_read(), Consumed::get);
     let mut next = Some(first);
+    let mut first_chunk = true;
     loop {
         let chunk = match next.take() {
             Some(chunk) => chunk,
@@ -41,10 +52,12 @@ pub fn read_chunks(
         if !budget.acquire(budget::cost(&chunk)) {
             break;
         }
-        progress.set_position(framer.offset_read());
+        // The first chunk's first record is the header.
+        let header = u64::from(std::mem::take(&mut first_chunk));
+        progress.read((chunk.len() as u64).saturating_sub(header), read(&framer));
         if chunks.send(chunk).is_err() {
             break;
         }
     }
-    Ok(framer.offset_read())
+    Ok(read(&framer))
 }

@@ -27,6 +27,8 @@ pub struct Outputs<'a> {
     pub bad_rows: BadRows,
     /// The input's name, for the message of a bad row.
     pub input: &'a str,
+    /// Told every transaction written, and its `error` and `timeout` results.
+    pub progress: &'a crate::progress::Progress,
 }
 
 /// Writes every task in order until the lanes are done; `tally` counts what was written.
@@ -85,6 +87,7 @@ pub fn write_in_order(
 }
 
 fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Result<()> {
+    let skipped = task.bad.len() as u64;
     for bad in task.bad {
         match (out.bad_rows, out.rejects.as_deref_mut()) {
             (BadRows::Skip, Some(rejects)) => {
@@ -114,5 +117,12 @@ fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Resul
             *t += c;
         }
     }
+    let of = |kind: crate::model::Kind| task.counts.iter().map(|c| c[kind as usize]).sum();
+    out.progress.written(
+        task.rows,
+        skipped,
+        of(crate::model::Kind::Error),
+        of(crate::model::Kind::Timeout),
+    );
     Ok(())
 }

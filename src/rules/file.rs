@@ -185,16 +185,25 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
     let mut errors = Vec::new();
 
     let mut columns = HashMap::new();
+    let mut nullable = std::collections::BTreeSet::new();
     for (name, kind) in &raw.columns {
-        match ColumnType::parse(kind.get_ref()) {
+        // `"float?"`: an empty value is `()`.
+        let (base, optional) = match kind.get_ref().strip_suffix('?') {
+            Some(base) => (base, true),
+            None => (kind.get_ref().as_str(), false),
+        };
+        match ColumnType::parse(base) {
             Some(t) => {
                 columns.insert(name.get_ref().clone(), t);
+                if optional {
+                    nullable.insert(name.get_ref().clone());
+                }
             }
             None => errors.push(RulesError {
                 line: Some(lines.line(kind.span().start)),
                 rule: None,
                 message: format!(
-                    "column {:?}: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\")",
+                    "column {:?}: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\"; \"float?\" allows empty values)",
                     name.get_ref(),
                     kind.get_ref()
                 ),
@@ -312,6 +321,7 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
 
     let set = RuleSet {
         columns,
+        nullable,
         rules,
         memory_limit,
     };
@@ -380,7 +390,7 @@ when = "true"
         assert_eq!(
             shown,
             [
-                "line 3: column \"amount\": unknown type \"decimal\" (expected \"int\", \"float\", \"bool\" or \"string\")",
+                "line 3: column \"amount\": unknown type \"decimal\" (expected \"int\", \"float\", \"bool\" or \"string\"; \"float?\" allows empty values)",
                 "line 9: rule 1 \"a\": timeout \"soon\": expected number at 0 (expected e.g. 250ms, 3s, 1m)",
                 "line 12: rule 1 \"a\": duplicate id 1 (first used on line 5)",
                 "line 13: rule 1 \"a\": duplicate name (first used on line 5)",

@@ -55,6 +55,9 @@ pub struct RuleSet {
     /// `[columns]`: declared types by column name.
     pub columns: HashMap<String, ColumnType>,
     pub rules: Vec<Rule>,
+    /// Columns declared with a `?` (`amount = "float?"`): an empty value is `()` in the
+    /// rules instead of a bad row.
+    pub nullable: std::collections::BTreeSet<String>,
     /// `[defaults] memory_limit`, in bytes, when the file sets one; else the command
     /// line's `--memory-limit` (`or_memory_limit`), else `budget::DEFAULT_LIMIT`.
     pub memory_limit: Option<usize>,
@@ -97,6 +100,11 @@ impl RuleSet {
             .iter()
             .map(|name| words.contains(name.as_str()))
             .collect()
+    }
+
+    /// Whether an empty value of this column is `()` (its type was declared with a `?`).
+    pub fn is_nullable(&self, name: &str) -> bool {
+        self.nullable.contains(name)
     }
 
     /// The type of an input column: declared, or string.
