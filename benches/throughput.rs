@@ -3,12 +3,15 @@
 //! (the same input framed, typed, reordered and written with no rule evaluated), for
 //! threads -j 1, threads -j N and processes -j N, and against DuckDB running the same
 //! three rules (`duckdb_rules.py`, when a Python with the `duckdb` module is found). Then
-//! heavier rules (cpu8) at -j 1 and -j N, to show how evaluation scales. Every executor's
-//! results must be byte-identical (DuckDB's equal to txguard's without the `detail`
-//! column), or the bench fails.
+//! heavier rules (cpu8) at -j 1 and -j N, to show how evaluation scales; then the
+//! original program's hanging rules (seedlike, 200 rows, 2 lanes) with both executors,
+//! against their floor (hangs × 200 ms / lanes). Every executor's results must be
+//! byte-identical (DuckDB's equal to txguard's without the `detail` column), in every
+//! round, or the bench fails.
 //!
-//! Each variant runs `ROUNDS` times and the fastest round counts: these machines are noisy,
-//! and the fastest round is the one least disturbed by the rest of the machine.
+//! Each variant runs `ROUNDS` times, the variants taking turns, and the fastest round
+//! counts: these machines are noisy, the fastest round is the one least disturbed by the
+//! rest of the machine, and taking turns lets a disturbance hit every variant alike.
 //!
 //! DuckDB: `TXGUARD_BENCH_PYTHON` names the Python (default: `.venv/bin/python` of this
 //! checkout if present, else `python3`); `TXGUARD_BENCH_DUCKDB` the script (default:
@@ -20,6 +23,10 @@ use std::time::{Duration, Instant};
 
 const ROWS: u64 = 1_000_000;
 const CPU8_ROWS: u64 = 200_000;
+/// Transactions of the seedlike part: 40 of them hang to the 200 ms limit.
+const SEEDLIKE_ROWS: u64 = 200;
+/// Lanes of the seedlike part, as the issue's target states it.
+const SEEDLIKE_JOBS: u64 = 2;
 const ROUNDS: usize = 3;
 /// `simple3.rules.toml` of the shared bench inputs: the rules `duckdb_rules.py` runs.
 const SIMPLE3: &str = r#"[columns]
@@ -90,6 +97,34 @@ when = 'account.len() > 3 && account.sub_string(0, 3) == "ACC"'
 id = 8
 name = "currency_mismatch"
 when = '(country == "DE" && currency != "EUR") || (country == "US" && currency != "USD")'
+"#;
+
+/// `seedlike.rules.toml` of the shared bench inputs: the original program's workload, rule
+/// 2 looping forever on every fifth id, 200 ms limit.
+const SEEDLIKE: &str = r#"[columns]
+id = "int"
+amount = "float"
+
+[defaults]
+timeout = "200ms"
+
+[[rule]]
+id = 1
+name = "r1"
+when = "amount > 10000.0 && coin_flip()"
+
+[[rule]]
+id = 2
+name = "r2_hangs_every_fifth"
+when = '''
+if id % 5 == 0 { loop { } }
+amount > 10000.0 && coin_flip()
+'''
+
+[[rule]]
+id = 3
+name = "r3"
+when = "amount > 10000.0 && coin_flip()"
 "#;
 
 struct Variant {
@@ -165,34 +200,49 @@ fn duckdb() -> Result<(PathBuf, PathBuf), String> {
     Ok((python, script))
 }
 
-/// Runs every variant `ROUNDS` times; the fastest round of each counts.
-fn measure(dir: &Path, variants: &[Variant]) -> Vec<Measured> {
-    let mut measured = Vec::new();
-    for v in variants {
-        let mut best: Option<Duration> = None;
-        let mut failure = None;
-        for _ in 0..ROUNDS {
+/// Runs every variant `rounds` times, round-robin (so a disturbance of the machine hits
+/// every variant alike and the ratios stay fair); the fastest round of each counts.
+/// Every round of a variant must write the same results, or the bench fails.
+fn measure(dir: &Path, variants: &[Variant], rounds: usize) -> Vec<Measured> {
+    let mut best: Vec<Option<Duration>> = vec![None; variants.len()];
+    let mut failures: Vec<Option<String>> = vec![None; variants.len()];
+    let mut outputs: Vec<Option<(Vec<u8>, Compare)>> = vec![None; variants.len()];
+    for _ in 0..rounds {
+        for (i, v) in variants.iter().enumerate() {
+            if failures[i].is_some() {
+                continue;
+            }
             match timed(&v.program, &v.args, dir) {
-                Ok(wall) => best = Some(best.map_or(wall, |b| b.min(wall))),
+                Ok(wall) => best[i] = Some(best[i].map_or(wall, |b| b.min(wall))),
                 Err(e) => {
-                    failure = Some(e);
-                    break;
+                    failures[i] = Some(e);
+                    continue;
                 }
             }
+            // Read now: the next variant writes the same file.
+            if let Some((file, compare)) = v.output {
+                let bytes = std::fs::read(dir.join(file)).expect("read results");
+                if outputs[i]
+                    .as_ref()
+                    .is_some_and(|(earlier, _)| *earlier != bytes)
+                {
+                    eprintln!("  RESULTS DIFFER between two rounds of {}", v.label);
+                    std::process::exit(1);
+                }
+                outputs[i] = Some((bytes, compare));
+            }
         }
-        match (best, failure) {
+    }
+    let mut measured = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        match (best[i], failures[i].take()) {
             (Some(wall), None) => measured.push(Measured {
                 label: v.label.clone(),
                 wall,
-                output: v.output.map(|(file, compare)| {
-                    (
-                        std::fs::read(dir.join(file)).expect("read results"),
-                        compare,
-                    )
-                }),
+                output: outputs[i].take(),
             }),
             (_, Some(e)) => println!("  {:<18} not measured: {e}", v.label),
-            (None, None) => unreachable!("ROUNDS > 0"),
+            (None, None) => unreachable!("rounds > 0"),
         }
     }
     measured
@@ -270,7 +320,12 @@ fn main() {
     let root: PathBuf = dir.path().to_path_buf();
     std::fs::write(root.join("simple3.toml"), SIMPLE3).expect("write rules");
     std::fs::write(root.join("cpu8.toml"), CPU8).expect("write rules");
-    for (rows, file) in [(ROWS, "tx.csv"), (CPU8_ROWS, "tx-cpu8.csv")] {
+    std::fs::write(root.join("seedlike.toml"), SEEDLIKE).expect("write rules");
+    for (rows, file) in [
+        (ROWS, "tx.csv"),
+        (CPU8_ROWS, "tx-cpu8.csv"),
+        (SEEDLIKE_ROWS, "tx-seedlike.csv"),
+    ] {
         let generate = strings(&[
             "generate",
             "-n",
@@ -337,9 +392,9 @@ fn main() {
         Err(why) => println!("  (DuckDB not measured: {why})"),
     }
     println!(
-        "throughput: {ROWS} rows ({input_mb:.1} MB) x 3 rules (simple3), best of {ROUNDS} rounds, {jobs} CPUs"
+        "throughput: {ROWS} rows ({input_mb:.1} MB) x 3 rules (simple3), best of {ROUNDS} interleaved rounds, {jobs} CPUs"
     );
-    let measured = measure(&root, &variants);
+    let measured = measure(&root, &variants, ROUNDS);
     print_table(&measured, ROWS, 3, input_mb);
     let one = wall_of(&measured, "threads -j 1");
     let many = wall_of(&measured, &format!("threads -j {n}"));
@@ -369,8 +424,10 @@ fn main() {
             true,
         ),
     ];
-    println!("\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {ROUNDS} rounds");
-    let measured = measure(&root, &cpu8);
+    println!(
+        "\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {ROUNDS} interleaved rounds"
+    );
+    let measured = measure(&root, &cpu8, ROUNDS);
     let cpu8_mb = std::fs::metadata(root.join("tx-cpu8.csv"))
         .expect("input")
         .len() as f64
@@ -381,6 +438,42 @@ fn main() {
         wall_of(&measured, &format!("cpu8 threads -j {n}")),
     ) {
         println!("  threads -j {n} speed-up over -j 1 = {:.2}", one / many);
+    }
+    check_identical(&measured);
+
+    // Ids are 1..=SEEDLIKE_ROWS: every fifth hangs to its 200 ms limit.
+    let hangs = SEEDLIKE_ROWS / 5;
+    let floor = hangs as f64 * 0.2 / SEEDLIKE_JOBS as f64;
+    let j = SEEDLIKE_JOBS.to_string();
+    let seedlike = [
+        tx(
+            format!("seedlike threads -j {j}"),
+            run("tx-seedlike.csv", "seedlike.toml", &["-j", &j]),
+            true,
+        ),
+        tx(
+            format!("seedlike processes -j {j}"),
+            run(
+                "tx-seedlike.csv",
+                "seedlike.toml",
+                &["--executor", "processes", "-j", &j],
+            ),
+            true,
+        ),
+    ];
+    println!(
+        "\nhanging rules: {SEEDLIKE_ROWS} rows x 3 rules (seedlike), {hangs} hangs of 200 ms on \
+         {j} lanes: floor {floor:.2} s, target <= floor x 1.03 + 0.1 s = {:.2} s; one round",
+        floor * 1.03 + 0.1
+    );
+    let measured = measure(&root, &seedlike, 1);
+    for m in &measured {
+        let secs = m.wall.as_secs_f64();
+        println!(
+            "  {:<26} {secs:>7.3}s  wall / floor = {:.3}",
+            m.label,
+            secs / floor
+        );
     }
     check_identical(&measured);
 }

@@ -28,6 +28,8 @@ pub enum Command {
     Run(RunArgs),
     /// Compile the rules, run their examples and report every problem at once.
     Check(CheckArgs),
+    /// Evaluate two rule files on one input in one pass and report what changed.
+    Diff(DiffArgs),
     /// Write synthetic transactions (CSV) with realistic distributions.
     Generate(GenerateArgs),
     /// Merge the parts of a sharded run (`run --shard`) into one output, after checking
@@ -78,8 +80,9 @@ pub struct RunArgs {
     /// when the output is standard output].
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
-    /// Comma list of `error`, `timeout`, `false`: exit 3 if any such result occurred.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    /// Comma list of `error`, `timeout`, `false` and decision names of the rules file's
+    /// `[decision]` (`review`, `block`): exit 3 if any such result or decision occurred.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::config::parse_fail_on)]
     pub fail_on: Vec<FailOn>,
     /// Progress bar on stderr; `auto` draws it only when stderr is a terminal.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
@@ -122,6 +125,14 @@ pub struct RunArgs {
     pub no_output_header: bool,
     #[command(flatten)]
     pub csv: CsvArgs,
+    /// `detail` of every `true` result also shows the values of the variables its rule
+    /// read (`amount=25000.0 country="IR"`), after the rendered reason.
+    #[arg(long)]
+    pub explain: bool,
+    /// Also write one line per transaction, `transaction_id,score,decision,reasons`
+    /// (needs `[decision]` in the rules file); `-` is standard output.
+    #[arg(long, value_name = "FILE")]
+    pub decisions: Option<PathBuf>,
 }
 
 /// How transactions CSVs are read: one set of flags for every command that reads them.
@@ -155,9 +166,9 @@ pub struct MergeArgs {
     /// Also write the summary of the whole run as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
-    /// Comma list of `error`, `timeout`, `false`: exit 3 if any such result occurred in
-    /// the whole run.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    /// Comma list of `error`, `timeout`, `false` and decision names: exit 3 if any such
+    /// result or decision occurred in the whole run.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::config::parse_fail_on)]
     pub fail_on: Vec<FailOn>,
     /// Remove the parts (results, summaries, rejects) once the merged output is written.
     #[arg(long)]
@@ -165,6 +176,62 @@ pub struct MergeArgs {
     /// No summary on stderr; any failure (and exit 3) is one line on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The rules in force (TOML).
+    pub old_rules: PathBuf,
+    /// The rules proposed (TOML).
+    pub new_rules: PathBuf,
+    /// Transactions CSV, or `-` for standard input.
+    pub input: PathBuf,
+    /// Changes CSV (`transaction_id,rule_id,old,new`); `-` is standard output
+    /// [default: standard output].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Transaction labels (CSV: transaction_id,label with label true or false): precision,
+    /// recall and F1 of every rule and decision, old and new.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Exit 3 when any result or decision changed.
+    #[arg(long)]
+    pub fail_on_change: bool,
+    /// Rayon thread pool, or supervised child worker processes (two per job: one per file).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Threads)]
+    pub executor: ExecutorKind,
+    /// Threads in the pool, or worker processes [default: number of CPUs].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+    /// Default time limit of one evaluation (`250ms`, `3s`, `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Seed of `coin_flip()` and `random()`, the same for both files.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// A malformed input row stops the diff, or is skipped and recorded.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = BadRows::Fail)]
+    pub bad_rows: BadRows,
+    /// Where skipped rows go [default: OUTPUT.rejects.csv, or stderr].
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Progress bar on stderr; `auto` draws it only when stderr is a terminal.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
+    pub progress: ProgressWhen,
+    /// No report on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The longest input record (`64KiB`, `1MiB`, `64MiB`).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub max_record_size: usize,
+    /// Memory one evaluation may hold; each file's `[defaults] memory_limit` wins.
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory_limit: Option<usize>,
+    #[command(flatten)]
+    pub csv: CsvArgs,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +362,8 @@ impl RunArgs {
             floor: self.floor,
             memory_limit: self.memory_limit,
             csv: self.csv.config(self.max_record_size),
+            explain: self.explain,
+            decisions: self.decisions,
             shard: self.shard.as_deref().map(ShardSpec::from_arg).transpose()?,
             columns: self.columns,
             no_output_header: self.no_output_header,
@@ -304,9 +373,10 @@ impl RunArgs {
 }
 
 impl Command {
-    /// `run -q`: errors, too, are cut to one line.
+    /// `run -q`, `diff -q`: errors, too, are cut to one line.
     pub fn quiet(&self) -> bool {
         matches!(self, Command::Run(args) if args.quiet)
+            || matches!(self, Command::Diff(args) if args.quiet)
             || matches!(self, Command::Merge(args) if args.quiet)
     }
 }

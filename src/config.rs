@@ -41,12 +41,30 @@ pub enum ProgressWhen {
     Never,
 }
 
-/// A result kind that `--fail-on` can turn into exit code 3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// A result kind, or a decision of the rules file's `[decision]`, that `--fail-on` can
+/// turn into exit code 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailOn {
     Error,
     Timeout,
     False,
+    /// A decision name (`review`, `block`): checked against the rules file once read.
+    Decision(String),
+}
+
+/// Parses one word of `--fail-on`.
+pub fn parse_fail_on(word: &str) -> Result<FailOn, String> {
+    Ok(match word {
+        "error" => FailOn::Error,
+        "timeout" => FailOn::Timeout,
+        "false" => FailOn::False,
+        w if crate::model::is_identifier(w) && w != "true" => FailOn::Decision(w.to_string()),
+        w => {
+            return Err(format!(
+                "{w:?} is neither a result (error, timeout, false) nor a decision name"
+            ));
+        }
+    })
 }
 
 /// How rockets are launched.
@@ -110,6 +128,10 @@ pub struct RunConfig {
     pub memory_limit: Option<usize>,
     /// How the input is read: delimiter, id column, longest record.
     pub csv: crate::dialect::CsvConfig,
+    /// `--explain`: `detail` of `true` results shows the values the rule read.
+    pub explain: bool,
+    /// `--decisions`: one line per transaction, its score and decision.
+    pub decisions: Option<PathBuf>,
     /// `--shard`: this run is one shard; `output` and `summary` are its part's files.
     pub shard: Option<crate::shard::ShardSpec>,
     /// `--columns`: the input has no header row; its columns' names.
@@ -128,6 +150,8 @@ pub struct Outputs {
     /// The rejects file is the default one, derived from the output's name.
     pub default_rejects: bool,
     pub summary: Option<Destination>,
+    /// `--decisions`.
+    pub decisions: Option<Destination>,
 }
 
 impl Outputs {
@@ -145,6 +169,9 @@ impl Outputs {
         if let Some(summary) = &self.summary {
             named.push(("--summary", summary));
         }
+        if let Some(decisions) = &self.decisions {
+            named.push(("--decisions", decisions));
+        }
         named
     }
 
@@ -159,6 +186,7 @@ impl Outputs {
     /// file derived from their name (no other run writes it without that lock).
     pub fn covered_by_lock(&self) -> Vec<&Path> {
         let mut covered: Vec<&Path> = self.results.file().into_iter().collect();
+        covered.extend(self.decisions.as_ref().and_then(Destination::file));
         if self.default_rejects
             && let Some(rejects) = self.rejects.as_ref().and_then(Destination::file)
         {
@@ -182,7 +210,7 @@ impl RunConfig {
         one_standard_output(&outputs, self.output.is_none())?;
         for (flag, dest) in outputs.named() {
             // The results file is locked: its lock file's name must fit too.
-            dest.check(flag, flag == "--output")?;
+            dest.check(flag, flag == "--output" || flag == "--decisions")?;
         }
         distinct_files(&self, &outputs)?;
         Ok(self)
@@ -202,6 +230,7 @@ impl RunConfig {
         };
         Outputs {
             summary: self.summary.as_deref().map(|p| Destination::of(Some(p))),
+            decisions: self.decisions.as_deref().map(|p| Destination::of(Some(p))),
             results,
             rejects,
             default_rejects,

@@ -4,7 +4,11 @@
 //! a run's output does not depend on who formats it. The tests prove it against
 //! `csv::Writer`.
 
-use crate::model::{Outcome, Row};
+use std::sync::Arc;
+
+use crate::model::{Columns, Outcome, Row};
+use crate::rules::decision::{Decision, Resolved, explain_value};
+use crate::rules::{RuleSet, RulesError};
 
 /// Whether the csv crate quotes a field holding `b`: the delimiter, the quote, and both
 /// line terminators (its default terminator is `\n`, and it quotes `\r` too).
@@ -48,6 +52,51 @@ pub fn record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a [u8]>)
     }
 }
 
+/// What a rule adds to the `detail` of its `true` results: its rendered `reason`, and
+/// under `--explain` the values of the variables it reads.
+#[derive(Debug, Clone, Default)]
+pub struct RuleDetail {
+    pub reason: Option<Resolved>,
+    /// (name, value position) of every variable the rule reads, in the order its script
+    /// first names them; empty without `--explain`.
+    pub explain: Vec<(String, usize)>,
+}
+
+/// The decisions of a run: scores rolled up against `[decision]`.
+#[derive(Debug, Clone)]
+pub struct Decisions {
+    pub decision: Decision,
+    /// Per rule (file order): its score.
+    pub scores: Vec<i64>,
+    /// Per rule: what `reasons` says when it fires without a `reason` (its name).
+    pub names: Vec<String>,
+    /// Write `transaction_id,score,decision,reasons` lines (`--decisions`); else count only.
+    pub write: bool,
+}
+
+/// What a format writes besides the result lines.
+#[derive(Debug, Default)]
+pub enum Extra {
+    /// Exactly the results, as before any of the additions.
+    #[default]
+    Plain,
+    /// Reasons and explanations in `detail`, and decisions.
+    Results {
+        details: Vec<RuleDetail>,
+        decisions: Option<Decisions>,
+    },
+    /// `txguard diff`: changes instead of results (`diff`).
+    Diff(Box<crate::diff::DiffFormat>),
+}
+
+/// What a task produces besides its result lines: the lines of a second output (the
+/// decisions), and counters the writer adds up (`Tally::extra`).
+#[derive(Debug, Default)]
+pub struct Side {
+    pub bytes: Vec<u8>,
+    pub counters: Vec<u64>,
+}
+
 /// Formats result rows, `transaction_id,rule_id,result,detail`, and counts their kinds.
 #[derive(Debug, Clone)]
 pub struct ResultsFormat {
@@ -56,11 +105,20 @@ pub struct ResultsFormat {
     /// The current row's id, formatted once for all its rules.
     id: Vec<u8>,
     detail: String,
+    extra: Arc<Extra>,
+    /// Per rule of the current row: its rendered reason, when it fired and has one.
+    rendered: Vec<Option<String>>,
+    reasons: String,
 }
 
 impl ResultsFormat {
     /// `rule_ids` in rules-file order.
     pub fn new(rule_ids: &[i64]) -> ResultsFormat {
+        ResultsFormat::with(rule_ids, Extra::Plain)
+    }
+
+    /// A format that also writes `extra`.
+    pub fn with(rule_ids: &[i64], extra: Extra) -> ResultsFormat {
         ResultsFormat {
             rule_ids: rule_ids
                 .iter()
@@ -68,11 +126,53 @@ impl ResultsFormat {
                 .collect(),
             id: Vec::new(),
             detail: String::new(),
+            extra: Arc::new(extra),
+            rendered: vec![None; rule_ids.len()],
+            reasons: String::new(),
         }
+    }
+
+    /// The format of `txguard run`: reasons of `set`'s rules bound to `columns` (an error
+    /// per `{name}` that is no column), the variables each rule reads when `explain`, and
+    /// decisions when the file has `[decision]` (written when `write_decisions`).
+    pub fn for_run(
+        set: &RuleSet,
+        columns: &Columns,
+        explain: bool,
+        write_decisions: bool,
+    ) -> Result<ResultsFormat, Vec<RulesError>> {
+        let rule_ids: Vec<i64> = set.rules.iter().map(|r| r.id).collect();
+        let plain =
+            !explain && set.decision.is_none() && set.rules.iter().all(|r| r.reason.is_none());
+        if plain {
+            return Ok(ResultsFormat::new(&rule_ids));
+        }
+        let details = rule_details(set, columns, explain)?;
+        let decisions = set.decision.clone().map(|decision| Decisions {
+            decision,
+            scores: set.rules.iter().map(|r| r.score).collect(),
+            names: set.rules.iter().map(|r| r.name.clone()).collect(),
+            write: write_decisions,
+        });
+        Ok(ResultsFormat::with(
+            &rule_ids,
+            Extra::Results { details, decisions },
+        ))
     }
 
     pub fn rules(&self) -> usize {
         self.rule_ids.len()
+    }
+
+    /// How many counters a task's `Side` holds (the decisions' counts, a diff's).
+    pub fn counters(&self) -> usize {
+        match &*self.extra {
+            Extra::Plain => 0,
+            Extra::Results { decisions, .. } => decisions
+                .as_ref()
+                .map_or(0, |d| d.decision.thresholds.len() + 1),
+            Extra::Diff(diff) => diff.counters(),
+        }
     }
 
     /// Appends one line per (row, rule) to `out`: `outcomes` holds every rule's outcome
@@ -84,11 +184,44 @@ impl ResultsFormat {
         out: &mut Vec<u8>,
         counts: &mut [[u64; 4]],
     ) {
+        let mut side = Side::default();
+        self.rows_with(rows, outcomes, out, counts, &mut side);
+    }
+
+    /// `rows`, and what the format writes besides into `side` (whose counters are
+    /// `counters()` long).
+    pub fn rows_with(
+        &mut self,
+        rows: &[Row],
+        outcomes: &[Outcome],
+        out: &mut Vec<u8>,
+        counts: &mut [[u64; 4]],
+        side: &mut Side,
+    ) {
         debug_assert_eq!(outcomes.len(), rows.len() * self.rule_ids.len());
+        side.counters.resize(self.counters(), 0);
+        let extra = Arc::clone(&self.extra);
+        let details = match &*extra {
+            Extra::Plain => None,
+            Extra::Results { details, .. } => Some(details.as_slice()),
+            Extra::Diff(diff) => {
+                let width = self.rule_ids.len().max(1);
+                for (i, outcome) in outcomes.iter().enumerate() {
+                    counts[i % width][outcome.kind() as usize] += 1;
+                }
+                diff.rows(rows, outcomes, out, side);
+                return;
+            }
+        };
         for (row, outcomes) in rows.iter().zip(outcomes.chunks(self.rule_ids.len())) {
             self.id.clear();
             field(&mut self.id, row.id.as_bytes());
-            for ((rule_id, outcome), count) in self.rule_ids.iter().zip(outcomes).zip(&mut *counts)
+            for (r, ((rule_id, outcome), count)) in self
+                .rule_ids
+                .iter()
+                .zip(outcomes)
+                .zip(&mut *counts)
+                .enumerate()
             {
                 let kind = outcome.kind();
                 count[kind as usize] += 1;
@@ -96,14 +229,148 @@ impl ResultsFormat {
                 out.extend_from_slice(rule_id);
                 out.extend_from_slice(kind.as_str().as_bytes());
                 out.push(b',');
-                if !matches!(outcome, Outcome::True | Outcome::False) {
-                    self.detail.clear();
-                    outcome.write_detail(&mut self.detail);
-                    field(out, self.detail.as_bytes());
+                match (outcome, details) {
+                    (Outcome::False, _) | (Outcome::True, None) => {}
+                    (Outcome::True, Some(details)) => {
+                        let d = &details[r];
+                        self.rendered[r] = None;
+                        if d.reason.is_none() && d.explain.is_empty() {
+                            out.push(b'\n');
+                            continue;
+                        }
+                        self.detail.clear();
+                        if let Some(reason) = &d.reason {
+                            reason.render(
+                                &row.values,
+                                &mut self.detail,
+                                crate::model::DETAIL_MAX_BYTES,
+                            );
+                            let reason = crate::model::detail(&self.detail);
+                            self.detail.clear();
+                            self.detail.push_str(&reason);
+                            self.rendered[r] = Some(reason);
+                            if !d.explain.is_empty() {
+                                self.detail.push_str("; ");
+                            }
+                        }
+                        for (i, (name, column)) in d.explain.iter().enumerate() {
+                            // Cut to the cap by `detail` below: render no further.
+                            if self.detail.len() > crate::model::DETAIL_MAX_BYTES {
+                                break;
+                            }
+                            if i > 0 {
+                                self.detail.push(' ');
+                            }
+                            let value = row.values.get(*column).cloned().unwrap_or_default();
+                            explain_value(name, &value, &mut self.detail);
+                        }
+                        let detail = crate::model::detail(&self.detail);
+                        field(out, detail.as_bytes());
+                    }
+                    _ => {
+                        self.detail.clear();
+                        outcome.write_detail(&mut self.detail);
+                        field(out, self.detail.as_bytes());
+                    }
                 }
                 out.push(b'\n');
             }
+            if let Extra::Results {
+                details,
+                decisions: Some(decisions),
+            } = &*extra
+            {
+                self.decide(details, decisions, outcomes, side);
+            }
         }
+    }
+
+    /// Counts the current row's decision, and writes its decisions line when asked.
+    fn decide(
+        &mut self,
+        details: &[RuleDetail],
+        decisions: &Decisions,
+        outcomes: &[Outcome],
+        side: &mut Side,
+    ) {
+        let score = decisions.decision.score(&decisions.scores, outcomes);
+        let index = decisions.decision.decide(score);
+        side.counters[index] += 1;
+        if !decisions.write {
+            return;
+        }
+        self.reasons.clear();
+        for (r, outcome) in outcomes.iter().enumerate() {
+            if *outcome != Outcome::True {
+                continue;
+            }
+            if !self.reasons.is_empty() {
+                self.reasons.push_str(" | ");
+            }
+            let id = &self.rule_ids[r];
+            // `,ID,` without its commas.
+            self.reasons
+                .push_str(std::str::from_utf8(&id[1..id.len() - 1]).unwrap_or_default());
+            self.reasons.push(':');
+            match (&self.rendered[r], &details[r].reason) {
+                (Some(reason), Some(_)) => self.reasons.push_str(reason),
+                _ => self.reasons.push_str(&decisions.names[r]),
+            }
+        }
+        let out = &mut side.bytes;
+        out.extend_from_slice(&self.id);
+        out.push(b',');
+        out.extend_from_slice(score.to_string().as_bytes());
+        out.push(b',');
+        out.extend_from_slice(decisions.decision.names()[index].as_bytes());
+        out.push(b',');
+        field(out, self.reasons.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// Per rule: its reason bound to `columns`, and (under `explain`) the variables it reads —
+/// the columns its script names, as the evaluator binds them (`engine::identifiers`).
+pub fn rule_details(
+    set: &RuleSet,
+    columns: &Columns,
+    explain: bool,
+) -> Result<Vec<RuleDetail>, Vec<RulesError>> {
+    let mut errors = Vec::new();
+    let mut details = Vec::with_capacity(set.rules.len());
+    for rule in &set.rules {
+        let reason = match rule.reason.as_ref().map(|t| t.resolve(columns)) {
+            None => None,
+            Some(Ok(resolved)) => Some(resolved),
+            Some(Err(message)) => {
+                errors.push(RulesError {
+                    line: Some(rule.line),
+                    rule: Some(rule.label()),
+                    message,
+                    undefined_variable: None,
+                });
+                None
+            }
+        };
+        let mut read: Vec<(String, usize)> = Vec::new();
+        if explain {
+            for word in crate::rules::engine::identifiers(&rule.script) {
+                if let Some(column) = columns.index(word)
+                    && !read.iter().any(|(_, c)| *c == column)
+                {
+                    read.push((word.to_string(), column));
+                }
+            }
+        }
+        details.push(RuleDetail {
+            reason,
+            explain: read,
+        });
+    }
+    if errors.is_empty() {
+        Ok(details)
+    } else {
+        Err(errors)
     }
 }
 
@@ -190,6 +457,66 @@ mod tests {
             let counted: u64 = counts.iter().flatten().sum();
             prop_assert_eq!(counted, outcomes.len() as u64);
         }
+    }
+
+    #[test]
+    fn reasons_explanations_and_decisions_leave_other_results_as_they_were() {
+        let set = crate::rules::file::parse(
+            "[[rule]]\nid = 1\nname = \"a\"\nwhen = 'n > 1'\nscore = 5\nreason = \"n is {n}\"\n\
+             [[rule]]\nid = 2\nname = \"b\"\nwhen = 's == \"x\" && n > 0'\nscore = 10\n\
+             [decision]\nthresholds = { review = 10, block = 15 }\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let columns = Columns {
+            names: vec!["n".into(), "s".into()],
+            types: vec![
+                crate::model::ColumnType::Int,
+                crate::model::ColumnType::String,
+            ],
+        };
+        let rows = vec![
+            Row {
+                id: "7".into(),
+                values: vec![
+                    rhai::Dynamic::from_int(3),
+                    rhai::Dynamic::from("x".to_string()),
+                ],
+            },
+            Row {
+                id: "8".into(),
+                values: vec![
+                    rhai::Dynamic::from_int(0),
+                    rhai::Dynamic::from("y".to_string()),
+                ],
+            },
+        ];
+        let outcomes = [
+            Outcome::True,
+            Outcome::True,
+            Outcome::False,
+            Outcome::Timeout(Duration::from_secs(1)),
+        ];
+        let mut format = ResultsFormat::for_run(&set, &columns, true, true).unwrap();
+        let (mut out, mut counts, mut side) = (Vec::new(), vec![[0; 4]; 2], Side::default());
+        format.rows_with(&rows, &outcomes, &mut out, &mut counts, &mut side);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "7,1,true,n is 3; n=3\n7,2,true,\"s=\"\"x\"\" n=3\"\n8,1,false,\n8,2,timeout,exceeded 1s\n"
+        );
+        assert_eq!(
+            String::from_utf8(side.bytes).unwrap(),
+            "7,15,block,1:n is 3 | 2:b\n8,0,pass,\n"
+        );
+        assert_eq!(side.counters, [1, 0, 1]);
+        // Without --explain, --decisions, reasons or [decision]: the plain format.
+        let plain = crate::rules::file::parse(
+            "[[rule]]\nid = 1\nname = \"a\"\nwhen = 'n > 1'\n[[rule]]\nid = 2\nname = \"b\"\nwhen = 'true'\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let format = ResultsFormat::for_run(&plain, &columns, false, false).unwrap();
+        assert!(matches!(*format.extra, Extra::Plain));
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //! - `output`: atomic outputs and the lock; `size`: byte sizes (`64MiB`);
 //! - `rules/`: the rules file (`file`), read once (`load`), and the sandboxed Rhai engine
 //!   (`engine`, where `Evaluator::evaluate` is the only place a rule runs) and its
-//!   `sandbox` (limits, the functions rules get, deadline and memory checks);
+//!   `sandbox` (limits, the functions rules get, deadline and memory checks), and
+//!   `native` (the common subset of scripts compiled to native code, a branch of
+//!   `evaluate` giving Rhai's outcomes);
 //! - `exec/`: executors hand out lanes — `threads` (rayon) and `processes` (supervised
 //!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`), speaking
 //!   `protocol`;
@@ -30,6 +32,9 @@
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
+//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format` renders them
+//!   into `detail` and the `--decisions` lines; `diff`: `txguard diff`'s pair executor,
+//!   changes and counts;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `shard` (`run --shard I/N`: exact byte ranges, part names, what parts record) and
 //!   `merge` (checks that parts make up one whole run, and joins them; `cmd::merge`);
@@ -45,6 +50,7 @@ pub mod cmd;
 pub mod config;
 pub mod decompress;
 pub mod dialect;
+pub mod diff;
 pub mod duration;
 pub mod exec;
 pub mod exit;

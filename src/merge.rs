@@ -32,6 +32,13 @@ pub struct RuleCounts {
     pub timeout: u64,
 }
 
+/// One decision's count in a part's summary.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DecisionCounts {
+    pub decision: String,
+    pub transactions: u64,
+}
+
 /// What `merge` reads of a part's summary.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PartSummary {
@@ -45,6 +52,9 @@ pub struct PartSummary {
     pub bad_rows: u64,
     pub evaluations: u64,
     pub rules: Vec<RuleCounts>,
+    /// Transactions per decision, when the rules file has a `[decision]` table.
+    #[serde(default)]
+    pub decisions: Option<Vec<DecisionCounts>>,
     pub wall_seconds: f64,
     pub exit_code: i32,
     #[serde(default)]

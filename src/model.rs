@@ -284,6 +284,8 @@ pub struct Tally {
     pub bytes: u64,
     /// Per rule (file order): counts of true, false, error, timeout.
     pub counts: Vec<[u64; 4]>,
+    /// The format's own counters (`format::ResultsFormat::counters`): decisions, a diff's.
+    pub extra: Vec<u64>,
 }
 
 /// Worker-process counters of the process executor, reported in the summary.

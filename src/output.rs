@@ -415,8 +415,13 @@ pub struct Written {
 
 impl ResultsWriter {
     /// Starts the results with their header; `rules` is how many rules each row has.
-    pub fn new(mut sink: Sink, rules: usize) -> Result<ResultsWriter> {
-        sink.write_all(b"transaction_id,rule_id,result,detail\n")
+    pub fn new(sink: Sink, rules: usize) -> Result<ResultsWriter> {
+        ResultsWriter::with_header(sink, rules, b"transaction_id,rule_id,result,detail\n")
+    }
+
+    /// `new`, for lines of another shape (`txguard diff`'s changes), with their header.
+    pub fn with_header(mut sink: Sink, rules: usize, header: &[u8]) -> Result<ResultsWriter> {
+        sink.write_all(header)
             .with_context(|| format!("cannot write {}", sink.label()))
             .map_err(crate::exit::mark_reader_gone)?;
         Ok(ResultsWriter {

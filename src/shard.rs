@@ -201,6 +201,13 @@ pub fn part_config(mut config: RunConfig) -> Result<RunConfig, Usage> {
             show(&with_suffix(&spec.part_path(&output), REJECTS_SUFFIX))
         ));
     }
+    if config.decisions.is_some() {
+        return refuse(
+            "--decisions cannot be used with --shard yet: merge does not join decisions \
+             files; run the decisions of the whole input in one run"
+                .into(),
+        );
+    }
     if config.no_output_header {
         return refuse(
             "--no-output-header cannot be used with --shard: each part is a complete \
@@ -271,6 +278,7 @@ pub fn options_of(config: &RunConfig) -> BTreeMap<String, String> {
             .map_or("(header row)".into(), |c| c.join(",")),
     );
     put("floor", config.floor.to_string());
+    put("explain", config.explain.to_string());
     options
 }
 

@@ -55,6 +55,13 @@ pub struct RuleSummary {
     pub timeout: u64,
 }
 
+/// Transactions given one decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionCount {
+    pub decision: String,
+    pub transactions: u64,
+}
+
 /// The summary of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -77,6 +84,9 @@ pub struct Summary {
     pub bad_rows: u64,
     pub evaluations: u64,
     pub rules: Vec<RuleSummary>,
+    /// Transactions per decision (`[decision]` only), `pass` first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<Vec<DecisionCount>>,
     /// Worker-process counters (process executor only).
     pub workers: Option<WorkerCounts>,
     pub wall_seconds: f64,
@@ -145,6 +155,16 @@ impl Summary {
                     timeout: c[Kind::Timeout as usize],
                 })
                 .collect(),
+            decisions: rules.decision.as_ref().map(|d| {
+                d.names()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| DecisionCount {
+                        decision: name.to_string(),
+                        transactions: tally.extra.get(i).copied().unwrap_or(0),
+                    })
+                    .collect()
+            }),
             workers: facts.workers,
             wall_seconds: wall,
             transactions_per_second: if wall > 0.0 {
@@ -240,6 +260,13 @@ impl Summary {
                 w4 = widths[4],
                 w5 = widths[5],
             );
+        }
+        if let Some(decisions) = &self.decisions {
+            let counts: Vec<String> = decisions
+                .iter()
+                .map(|d| format!("{} {}", count(d.transactions), d.decision))
+                .collect();
+            let _ = writeln!(s, "  decisions: {}", counts.join(", "));
         }
         let _ = writeln!(s, "  bad rows: {}", count(self.bad_rows));
         if self.inputs.len() > 1 {

@@ -198,20 +198,21 @@ const CACHED_LEN: usize = 32;
 const CACHE_SLOTS: usize = 256;
 
 /// Recent values of one string column. Columns such as a country or a merchant category
-/// take few values: handing out a shared string saves an allocation per field.
+/// take few values: handing out a shared string saves an allocation per field. (Worker
+/// processes use it too, for the strings of the rows they are sent.)
 #[derive(Debug, Clone)]
-struct StringCache {
+pub(crate) struct StringCache {
     slots: Vec<Option<ImmutableString>>,
 }
 
 impl StringCache {
-    fn new() -> StringCache {
+    pub(crate) fn new() -> StringCache {
         StringCache {
             slots: vec![None; CACHE_SLOTS],
         }
     }
 
-    fn get(&mut self, text: &str) -> ImmutableString {
+    pub(crate) fn get(&mut self, text: &str) -> ImmutableString {
         if text.len() > CACHED_LEN {
             return ImmutableString::from(text);
         }

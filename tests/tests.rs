@@ -5,6 +5,8 @@ mod workdir;
 
 mod check_generate;
 mod cron;
+mod decisions;
+mod diff;
 mod ecosystem;
 mod files;
 mod fuzz;

@@ -110,13 +110,65 @@ fn check(args: &CheckArgs) -> Result<i32> {
                 }
             };
             let got = evaluator.evaluate(0, &row, random_key_hash(&row.id));
-            if got.kind() != example.expect {
+            if let Some(expect) = example.expect
+                && got.kind() != expect
+            {
                 problems.push(problem(format!(
                     "expected {}, got {}",
-                    example.expect.as_str(),
+                    expect.as_str(),
                     describe(&got)
                 )));
             }
+        }
+    }
+    // Examples stating a decision: every rule evaluated on their row, scores added up.
+    if let Some(decision) = &set.decision
+        && evaluators.iter().all(Option::is_some)
+    {
+        for rule in &set.rules {
+            for (n, example) in rule.examples.iter().enumerate() {
+                let Some((line, want)) = &example.decision else {
+                    continue;
+                };
+                // A name that is no decision was reported with the file's errors.
+                if decision.index(want).is_none() {
+                    continue;
+                }
+                let Ok(row) = example_row(example, &columns) else {
+                    continue;
+                };
+                let hash = random_key_hash(&row.id);
+                let outcomes: Vec<Outcome> = evaluators
+                    .iter_mut()
+                    .flatten()
+                    .map(|e| e.evaluate(0, &row, hash))
+                    .collect();
+                let scores: Vec<i64> = set.rules.iter().map(|r| r.score).collect();
+                let score = decision.score(&scores, &outcomes);
+                let got = decision.names()[decision.decide(score)];
+                if got != want {
+                    problems.push(RulesError {
+                        line: Some(*line),
+                        rule: Some(rule.label()),
+                        message: format!(
+                            "example {}: expected decision {want}, got {got} (score {score})",
+                            n + 1
+                        ),
+                        undefined_variable: None,
+                    });
+                }
+            }
+        }
+    }
+    // Every `{name}` of a reason must be a variable of the input.
+    for rule in &set.rules {
+        if let Some(Err(message)) = rule.reason.as_ref().map(|t| t.resolve(&columns)) {
+            problems.push(RulesError {
+                line: Some(rule.line),
+                rule: Some(rule.label()),
+                message,
+                undefined_variable: None,
+            });
         }
     }
     let mut sampled = 0;
@@ -139,7 +191,36 @@ fn check(args: &CheckArgs) -> Result<i32> {
         crate::output::paths::show(&args.rules),
         set.rules.len()
     ));
+    for line in coverage(&set) {
+        exit::say(&line);
+    }
     Ok(exit::SUCCESS)
+}
+
+/// Example coverage: the rules with no example expecting `true`, and those with none
+/// expecting `false` (one line each, none when every rule has both).
+fn coverage(set: &RuleSet) -> Vec<String> {
+    let lacking = |kind: Kind| -> Vec<String> {
+        set.rules
+            .iter()
+            .filter(|r| !r.examples.iter().any(|e| e.expect == Some(kind)))
+            .map(|r| format!("{} {:?}", r.id, r.name))
+            .collect()
+    };
+    let mut lines = Vec::new();
+    for kind in [Kind::True, Kind::False] {
+        let rules = lacking(kind);
+        if !rules.is_empty() {
+            lines.push(format!(
+                "coverage: {} of {} rules have no example expecting {}: {}",
+                rules.len(),
+                set.rules.len(),
+                kind.as_str(),
+                rules.join(", ")
+            ));
+        }
+    }
+    lines
 }
 
 /// A rule set of `rule` alone (with the file's columns and limits).
@@ -149,6 +230,7 @@ fn only(set: &RuleSet, rule: &Rule) -> RuleSet {
         nullable: set.nullable.clone(),
         rules: vec![rule.clone()],
         memory_limit: set.memory_limit,
+        decision: None,
     }
 }
 
@@ -242,7 +324,14 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
             .map(|(rule, _)| rule.clone())
             .collect(),
         memory_limit: set.memory_limit,
+        decision: None,
     };
+    // A reason's variables are columns too (taken for strings when undeclared).
+    for rule in &set.rules {
+        for name in rule.reason.iter().flat_map(|t| t.variables()) {
+            add(name, set.column_type(name));
+        }
+    }
     // Compile until no new variable is unknown, adding each unknown one as a string
     // column. Rhai reports one unknown variable per rule and compile, and several rules
     // may report the same one: only a round that adds nothing ends the search (each round

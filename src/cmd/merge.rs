@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 
 use crate::cli::MergeArgs;
+use crate::config::FailOn;
 use crate::exit::{self, Usage};
 use crate::merge::{Part, REJECTS_HEADER, RESULTS_HEADER, find_parts};
 use crate::model::Tally;
@@ -83,8 +84,8 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
         join(&mut sink, &parts, REJECTS_HEADER, |p| p.rejects.as_ref())?;
         finished.push(sink.finish()?);
     }
-    let (summary, tally) = merged_summary(&parts, started);
-    let code = crate::cmd::run::exit_code(&args.fail_on, &tally);
+    let summary = merged_summary(&parts, started);
+    let code = fail_on_code(&args.fail_on, &summary)?;
     let mut summary = summary;
     summary.exit_code = code;
     // The rejects first, then the results, the summary last (see `commit_all`).
@@ -108,7 +109,7 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     if code == exit::FAIL_ON {
         exit::say(&format!(
             "txguard: exit 3: {}",
-            crate::cmd::run::fail_on_hit(&args.fail_on, &tally)
+            fail_on_hit(&args.fail_on, &summary)
         ));
     }
     Ok(code)
@@ -149,7 +150,7 @@ fn copy(from: &mut File, to: &mut Sink) -> io::Result<()> {
 
 /// The summaries summed: counts, bytes and rows of the whole run. `wall_seconds` is the
 /// longest part's (the parts ran side by side); the executor and jobs are part 0's.
-fn merged_summary(parts: &[Part], started: SystemTime) -> (Summary, Tally) {
+fn merged_summary(parts: &[Part], started: SystemTime) -> Summary {
     let first = &parts[0].summary;
     let mut rules: Vec<RuleSummary> = first
         .rules
@@ -183,7 +184,7 @@ fn merged_summary(parts: &[Part], started: SystemTime) -> (Summary, Tally) {
         }
     }
     let evaluations = tally.counts.iter().flatten().sum();
-    let summary = Summary {
+    Summary {
         txguard_version: env!("CARGO_PKG_VERSION"),
         started_at: humantime::format_rfc3339_millis(started).to_string(),
         finished_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -203,6 +204,7 @@ fn merged_summary(parts: &[Part], started: SystemTime) -> (Summary, Tally) {
         bad_rows: tally.bad_rows,
         evaluations,
         rules,
+        decisions: decisions(parts),
         workers: None,
         wall_seconds: wall,
         transactions_per_second: if wall > 0.0 {
@@ -213,8 +215,79 @@ fn merged_summary(parts: &[Part], started: SystemTime) -> (Summary, Tally) {
         exit_code: 0,
         error: None,
         shard: None,
-    };
-    (summary, tally)
+    }
+}
+
+/// The parts' decision counts summed (decisions in part 0's order).
+fn decisions(parts: &[Part]) -> Option<Vec<crate::summary::DecisionCount>> {
+    let first = parts[0].summary.decisions.as_ref()?;
+    Some(
+        first
+            .iter()
+            .map(|d| crate::summary::DecisionCount {
+                decision: d.decision.clone(),
+                transactions: parts
+                    .iter()
+                    .filter_map(|p| p.summary.decisions.as_ref())
+                    .flatten()
+                    .filter(|e| e.decision == d.decision)
+                    .map(|e| e.transactions)
+                    .sum(),
+            })
+            .collect(),
+    )
+}
+
+/// How many of what each `--fail-on` word names occurred in the whole run.
+fn occurrences(fail_on: &[FailOn], summary: &Summary) -> Result<Vec<(String, u64)>> {
+    let mut found = Vec::new();
+    for f in fail_on {
+        let total = |pick: fn(&RuleSummary) -> u64| summary.rules.iter().map(pick).sum::<u64>();
+        found.push(match f {
+            FailOn::Error => ("error".to_string(), total(|r| r.error)),
+            FailOn::Timeout => ("timeout".to_string(), total(|r| r.timeout)),
+            FailOn::False => ("false".to_string(), total(|r| r.false_)),
+            FailOn::Decision(name) => {
+                let count = summary
+                    .decisions
+                    .iter()
+                    .flatten()
+                    .find(|d| &d.decision == name)
+                    .map(|d| d.transactions);
+                let Some(count) = count else {
+                    return Err(Usage(format!(
+                        "--fail-on {name}: neither a result (error, timeout, false) nor a \
+                         decision of the merged run"
+                    ))
+                    .into());
+                };
+                (name.clone(), count)
+            }
+        });
+    }
+    Ok(found)
+}
+
+/// 3 when something `--fail-on` names occurred in the whole run, else 0.
+fn fail_on_code(fail_on: &[FailOn], summary: &Summary) -> Result<i32> {
+    let hit = occurrences(fail_on, summary)?.iter().any(|(_, n)| *n > 0);
+    Ok(if hit { exit::FAIL_ON } else { exit::SUCCESS })
+}
+
+/// What `--fail-on` found, as `run` says it.
+fn fail_on_hit(fail_on: &[FailOn], summary: &Summary) -> String {
+    let found = occurrences(fail_on, summary).unwrap_or_default();
+    let hits: Vec<String> = found
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    let named: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
+    format!(
+        "a result named by --fail-on occurred: {} (--fail-on {})",
+        hits.join(", "),
+        named.join(",")
+    )
 }
 
 fn write_summary(dest: &Destination, summary: &Summary) -> Result<Finished> {

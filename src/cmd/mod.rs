@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod diff;
 pub mod generate;
 pub mod man;
 pub mod merge;
@@ -16,6 +17,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(&args),
+        Command::Diff(args) => diff::run(args),
         Command::Generate(args) => generate::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Rockets(args) => rockets::run(&args),

@@ -16,7 +16,8 @@ use crate::dialect::CsvConfig;
 use crate::exec::Executor;
 use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
-use crate::exit::{self, Interrupted};
+use crate::exit::{self, Interrupted, Usage};
+use crate::format::ResultsFormat;
 use crate::input::{InputReader, Layout};
 use crate::model::Kind;
 use crate::model::Tally;
@@ -24,6 +25,7 @@ use crate::output::{
     Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
     commit_all,
 };
+use crate::pipeline::SideWriter;
 use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
@@ -94,6 +96,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         nullable: Default::default(),
         rules: Vec::new(),
         memory_limit: None,
+        decision: None,
     };
     let rules = known.rules.clone();
     let summary = Summary::new(
@@ -104,7 +107,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         error,
     );
     // A run locked out by another must not overwrite the summary of the one that runs.
-    let summary_json = match (&outputs.summary, code == exit::LOCKED) {
+    // (Nor must a command line found wrong once the rules were read: `--fail-on` naming
+    // no decision of the file.)
+    let summary_json = match (
+        &outputs.summary,
+        code == exit::LOCKED || code == exit::USAGE,
+    ) {
         (Some(dest), false) => Some(write_summary_json(dest, &summary)),
         _ => None,
     };
@@ -155,7 +163,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if code == exit::FAIL_ON {
         exit::say(&format!(
             "txguard: exit 3: {}",
-            fail_on_hit(&config.fail_on, &known.tally)
+            fail_on_hit(&config.fail_on, &known.tally, known.rules.as_deref())
         ));
     }
     // A signal that arrived while the outputs were being renamed could not stop it: they
@@ -193,7 +201,7 @@ fn nothing_committed(config: &RunConfig, tally: &Tally, code: i32) -> String {
     if code == exit::FAIL_ON {
         message.push_str(&format!(
             " (the run completed, and would have exited 3: {})",
-            fail_on_hit(&config.fail_on, tally)
+            fail_on_hit(&config.fail_on, tally, None)
         ));
     }
     message
@@ -215,6 +223,7 @@ fn execute(
     known.lock = outputs
         .results
         .file()
+        .or(outputs.decisions.as_ref().and_then(Destination::file))
         .map(|out| OutputLock::acquire(out, &outputs.covered_by_lock()))
         .transpose()?;
 
@@ -253,6 +262,15 @@ fn execute(
     // nor the rule's own, before a single row is evaluated.
     Evaluator::new(&rules, &columns, config.seed)
         .map_err(|errors| RulesErrors::of(&config.rules, errors))?;
+    check_decisions(config, &rules)?;
+    // Reasons bound to the input's columns: a `{name}` that is none is the rules' error.
+    let format = ResultsFormat::for_run(
+        &rules,
+        &columns,
+        config.explain,
+        outputs.decisions.is_some(),
+    )
+    .map_err(|errors| RulesErrors::of(&config.rules, errors))?;
 
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
     let sink = Sink::create(&outputs.results)?;
@@ -268,6 +286,13 @@ fn execute(
         // Several inputs: each rejected row names its input.
         Some(dest) if several => Some(RejectsWriter::with_inputs(Sink::create(dest)?)?),
         Some(dest) => Some(RejectsWriter::new(Sink::create(dest)?)?),
+    };
+    let mut decisions = match &outputs.decisions {
+        None => None,
+        Some(dest) => Some(SideWriter::new(
+            Sink::create(dest)?,
+            "transaction_id,score,decision,reasons",
+        )?),
     };
 
     // The process executor is kept by its type too: only it has worker counters.
@@ -312,8 +337,10 @@ fn execute(
     };
     let outcome = inputs.run_all(
         input,
+        format,
         rejects,
         &mut results,
+        decisions.as_mut(),
         &settings,
         &mut known.facts.inputs,
     );
@@ -345,10 +372,13 @@ fn execute(
     }
     // Finished (written and synced) here; renamed into place together with the summary.
     let mut finished = vec![results.finish()?];
+    if let Some(decisions) = decisions {
+        finished.insert(0, decisions.finish()?);
+    }
     if let Some(rejects) = rejects {
         finished.push(rejects.finish()?);
     }
-    let code = exit_code(&config.fail_on, &tally);
+    let code = exit_code(&config.fail_on, &tally, &rules);
     known.tally = tally;
     Ok(Completed {
         code,
@@ -381,11 +411,14 @@ impl Inputs<'_> {
     /// Runs the pipeline over `first`, then over every other input in order (each opened
     /// when its turn comes, its header aligned to the first's), into the same results
     /// and rejects. `summaries` holds one entry per input, filled in as each is done.
+    #[allow(clippy::too_many_arguments)]
     fn run_all(
         &self,
         first: InputReader,
+        format: ResultsFormat,
         mut rejects: Option<RejectsWriter>,
         results: &mut ResultsWriter,
+        mut decisions: Option<&mut SideWriter>,
         settings: &Settings,
         summaries: &mut [crate::inputs::InputSummary],
     ) -> Result<(Tally, Option<RejectsWriter>)> {
@@ -421,9 +454,10 @@ impl Inputs<'_> {
             let (done, back) = pipeline::run(
                 input,
                 Arc::clone(self.executor),
-                self.rule_ids,
+                format.clone(),
                 rejects,
                 results,
+                decisions.as_deref_mut(),
                 settings,
             )?;
             rejects = back;
@@ -438,6 +472,13 @@ impl Inputs<'_> {
                     *t += c;
                 }
             }
+            // The format's own counters (decisions): the first input sets their length.
+            if tally.extra.len() < done.extra.len() {
+                tally.extra.resize(done.extra.len(), 0);
+            }
+            for (total, c) in tally.extra.iter_mut().zip(&done.extra) {
+                *total += c;
+            }
         }
         Ok((tally, rejects))
     }
@@ -445,7 +486,11 @@ impl Inputs<'_> {
 
 /// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO
 /// nobody writes, and a signal must still end the run at once.
-fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::LoadedRules> {
+pub(crate) fn load_rules(
+    path: &Path,
+    timeout: Duration,
+    stop: &StopFlag,
+) -> Result<rules::LoadedRules> {
     let (tx, rx) = mpsc::channel();
     let path = path.to_path_buf();
     thread::Builder::new()
@@ -470,7 +515,7 @@ fn load_rules(path: &Path, timeout: Duration, stop: &StopFlag) -> Result<rules::
 /// Opens the input and reads its header on a thread of its own: opening a FIFO nobody
 /// writes, or reading a header from a silent stdin, blocks in the kernel, and a signal
 /// must still end the run at once (the blocked thread is left to the process's exit).
-fn open_input(
+pub(crate) fn open_input(
     path: &Path,
     rules: &Arc<RuleSet>,
     csv: &CsvConfig,
@@ -512,19 +557,20 @@ fn open_input(
 
 /// What `--fail-on` found: e.g. `a result named by --fail-on occurred: 2 error
 /// (--fail-on error,timeout)`.
-pub(crate) fn fail_on_hit(fail_on: &[FailOn], tally: &Tally) -> String {
+pub(crate) fn fail_on_hit(fail_on: &[FailOn], tally: &Tally, rules: Option<&RuleSet>) -> String {
     let total = |kind: Kind| -> u64 { tally.counts.iter().map(|c| c[kind as usize]).sum() };
     let mut found = Vec::new();
     let mut named = Vec::new();
     for f in fail_on {
-        let (kind, name) = match f {
-            FailOn::Error => (Kind::Error, "error"),
-            FailOn::Timeout => (Kind::Timeout, "timeout"),
-            FailOn::False => (Kind::False, "false"),
+        let (n, name) = match f {
+            FailOn::Error => (total(Kind::Error), "error"),
+            FailOn::Timeout => (total(Kind::Timeout), "timeout"),
+            FailOn::False => (total(Kind::False), "false"),
+            FailOn::Decision(name) => (decided(tally, rules, name), name.as_str()),
         };
         named.push(name);
-        if total(kind) > 0 {
-            found.push(format!("{} {name}", total(kind)));
+        if n > 0 {
+            found.push(format!("{n} {name}"));
         }
     }
     format!(
@@ -534,13 +580,61 @@ pub(crate) fn fail_on_hit(fail_on: &[FailOn], tally: &Tally) -> String {
     )
 }
 
-/// 3 when a result named by `--fail-on` occurred, else 0.
-pub(crate) fn exit_code(fail_on: &[FailOn], tally: &Tally) -> i32 {
+/// Transactions given decision `name` (0 when the file has no such decision).
+fn decided(tally: &Tally, rules: Option<&RuleSet>, name: &str) -> u64 {
+    rules
+        .and_then(|r| r.decision.as_ref())
+        .and_then(|d| d.index(name))
+        .and_then(|i| tally.extra.get(i).copied())
+        .unwrap_or(0)
+}
+
+/// `--decisions` needs `[decision]`, and every decision `--fail-on` names must be one of
+/// the file's (a usage error, exit 2, found once the rules are read).
+fn check_decisions(config: &RunConfig, rules: &RuleSet) -> Result<()> {
+    let names = rules
+        .decision
+        .as_ref()
+        .map(|d| d.names().join(", "))
+        .unwrap_or_default();
+    if config.decisions.is_some() && rules.decision.is_none() {
+        return Err(Usage(format!(
+            "--decisions: {} has no [decision] table",
+            crate::output::paths::show(&config.rules)
+        ))
+        .into());
+    }
+    for f in &config.fail_on {
+        if let FailOn::Decision(name) = f
+            && rules
+                .decision
+                .as_ref()
+                .and_then(|d| d.index(name))
+                .is_none()
+        {
+            let known = if names.is_empty() {
+                "it has no [decision] table".to_string()
+            } else {
+                format!("its decisions: {names}")
+            };
+            return Err(Usage(format!(
+                "--fail-on {name}: neither a result (error, timeout, false) nor a decision of {} ({known})",
+                crate::output::paths::show(&config.rules)
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// 3 when a result or decision named by `--fail-on` occurred, else 0.
+pub(crate) fn exit_code(fail_on: &[FailOn], tally: &Tally, rules: &RuleSet) -> i32 {
     let occurred = |kind: Kind| tally.counts.iter().any(|c| c[kind as usize] > 0);
     let hit = fail_on.iter().any(|f| match f {
         FailOn::Error => occurred(Kind::Error),
         FailOn::Timeout => occurred(Kind::Timeout),
         FailOn::False => occurred(Kind::False),
+        FailOn::Decision(name) => decided(tally, Some(rules), name) > 0,
     });
     if hit { exit::FAIL_ON } else { exit::SUCCESS }
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use rhai::Dynamic;
 
 use crate::model::{ColumnType, Columns, DETAIL_MAX_BYTES, Outcome, Row};
+use crate::typing::StringCache;
 
 use frame::{Cursor, put_duration, put_str, put_u32, put_u64};
 pub use frame::{FrameError, ProtocolError, begin_frame, end_frame, read_frame};
@@ -236,72 +237,112 @@ fn put_value(out: &mut Vec<u8>, value: &Dynamic) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-fn get_value(c: &mut Cursor<'_>) -> Result<Dynamic, ProtocolError> {
+/// Decodes `Batch` frames for a worker, batch after batch: the rows (their ids and value
+/// vectors) of a batch given back with `recycle` are filled again, and a repeated short
+/// string (a country, a currency) is shared, not allocated again, per column.
+#[derive(Default)]
+pub struct BatchDecoder {
+    spare: Vec<Row>,
+    strings: Vec<StringCache>,
+}
+
+impl BatchDecoder {
+    /// Decodes a `Batch` payload and checks that its ranges are ordered, non-empty and
+    /// within the rows it carries.
+    pub fn decode(&mut self, payload: &[u8]) -> Result<BatchRequest, ProtocolError> {
+        let mut c = Cursor { buf: payload };
+        let request = c.u64("request")?;
+        let rules = c.u32("rule count")?;
+        let row_base = c.u64("row base")?;
+        let n = c.count("ranges", 16)?;
+        let mut ranges = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = c.u64("range")?;
+            let end = c.u64("range")?;
+            ranges.push(start..end);
+        }
+        let columns = c.u32("column count")? as usize;
+        // A row is at least its id's length and one tag per value.
+        let rows_n = c.count("rows", 4 + columns)?;
+        if self.strings.len() < columns {
+            self.strings.resize_with(columns, StringCache::new);
+        }
+        let mut rows = Vec::with_capacity(rows_n);
+        for _ in 0..rows_n {
+            let mut row = self.spare.pop().unwrap_or_else(|| Row {
+                id: String::new(),
+                values: Vec::new(),
+            });
+            row.id.clear();
+            row.id.push_str(c.str("row id")?);
+            row.values.clear();
+            for cache in &mut self.strings[..columns] {
+                row.values.push(get_value(&mut c, cache)?);
+            }
+            rows.push(row);
+        }
+        c.finish("batch")?;
+        check_ranges(&ranges, row_base, rules, rows.len())?;
+        Ok(BatchRequest {
+            request,
+            rules,
+            row_base,
+            ranges,
+            rows,
+        })
+    }
+
+    /// Takes back a decoded batch's rows, to fill with the next batch.
+    pub fn recycle(&mut self, batch: BatchRequest) {
+        self.spare.extend(batch.rows);
+    }
+}
+
+fn get_value(c: &mut Cursor<'_>, strings: &mut StringCache) -> Result<Dynamic, ProtocolError> {
     Ok(match c.u8("value tag")? {
         VALUE_UNIT => Dynamic::UNIT,
         VALUE_INT => Dynamic::from_int(c.u64("int value")? as i64),
         VALUE_FLOAT => Dynamic::from_float(f64::from_bits(c.u64("float value")?)),
         VALUE_FALSE => Dynamic::FALSE,
         VALUE_TRUE => Dynamic::TRUE,
-        VALUE_STRING => Dynamic::from(rhai::ImmutableString::from(c.str("string value")?)),
+        VALUE_STRING => Dynamic::from(strings.get(c.str("string value")?)),
         tag => return Err(ProtocolError::UnknownTag { what: "value", tag }),
     })
 }
 
-/// Decodes a `Batch` payload and checks that its ranges are ordered, non-empty and
-/// within the rows it carries.
+/// Decodes one `Batch` payload (a worker decodes batch after batch with `BatchDecoder`).
 pub fn decode_batch(payload: &[u8]) -> Result<BatchRequest, ProtocolError> {
-    let mut c = Cursor { buf: payload };
-    let request = c.u64("request")?;
-    let rules = c.u32("rule count")?;
-    let row_base = c.u64("row base")?;
-    let n = c.count("ranges", 16)?;
-    let mut ranges = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = c.u64("range")?;
-        let end = c.u64("range")?;
-        ranges.push(start..end);
-    }
-    let columns = c.u32("column count")? as usize;
-    // A row is at least its id's length and one tag per value.
-    let rows_n = c.count("rows", 4 + columns)?;
-    let mut rows = Vec::with_capacity(rows_n);
-    for _ in 0..rows_n {
-        let id = c.str("row id")?.to_string();
-        let mut values = Vec::with_capacity(columns);
-        for _ in 0..columns {
-            values.push(get_value(&mut c)?);
-        }
-        rows.push(Row { id, values });
-    }
-    c.finish("batch")?;
+    BatchDecoder::default().decode(payload)
+}
+
+/// Checks that `ranges` are ordered, non-empty and within rows `row_base..+rows`.
+fn check_ranges(
+    ranges: &[Range<u64>],
+    row_base: u64,
+    rules: u32,
+    rows: usize,
+) -> Result<(), ProtocolError> {
     let first = row_base.checked_mul(u64::from(rules));
     let last = row_base
-        .checked_add(rows.len() as u64)
+        .checked_add(rows as u64)
         .and_then(|r| r.checked_mul(u64::from(rules)));
     let (Some(first), Some(last)) = (first, last) else {
         return Err(ProtocolError::Invalid("batch indexes overflow".into()));
     };
     let mut previous_end = first;
-    for r in &ranges {
+    for r in ranges {
         if r.start >= r.end || r.start < previous_end || r.end > last {
             return Err(ProtocolError::Invalid(format!(
                 "range {}..{} is empty, out of order, or outside rows {}..{}",
                 r.start,
                 r.end,
                 row_base,
-                row_base + rows.len() as u64
+                row_base + rows as u64
             )));
         }
         previous_end = r.end;
     }
-    Ok(BatchRequest {
-        request,
-        rules,
-        row_base,
-        ranges,
-        rows,
-    })
+    Ok(())
 }
 
 /// What a worker says.
@@ -474,9 +515,18 @@ pub enum Request {
 
 /// Decodes a frame the supervisor sent.
 pub fn decode_request(kind: u8, payload: &[u8]) -> Result<Request, ProtocolError> {
+    decode_request_with(kind, payload, &mut BatchDecoder::default())
+}
+
+/// `decode_request`, decoding a batch with a worker's `decoder`.
+pub fn decode_request_with(
+    kind: u8,
+    payload: &[u8],
+    decoder: &mut BatchDecoder,
+) -> Result<Request, ProtocolError> {
     match kind {
         KIND_SETUP => decode_setup(payload).map(Request::Setup),
-        KIND_BATCH => decode_batch(payload).map(Request::Batch),
+        KIND_BATCH => decoder.decode(payload).map(Request::Batch),
         other => Err(ProtocolError::UnknownKind(other)),
     }
 }

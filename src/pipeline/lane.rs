@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 
 use crate::exec::{Executor, Lane};
-use crate::format::ResultsFormat;
+use crate::format::{ResultsFormat, Side};
 use crate::framer::Chunk;
 use crate::model::{BadRow, Batch, Outcome};
 use crate::pipeline::budget::ByteBudget;
@@ -30,6 +30,8 @@ pub struct Finished {
     pub rows: u64,
     /// Per rule: counts of true, false, error, timeout.
     pub counts: Vec<[u64; 4]>,
+    /// The decisions' lines and the format's counters (`format::Side`).
+    pub side: Side,
     /// Bytes to give back to the budget once written: this output's, and the chunk's
     /// for its last task.
     pub release: usize,
@@ -153,8 +155,14 @@ impl Work<'_> {
         }
         let mut results = Vec::with_capacity(self.outcomes.len() * 24);
         let mut counts = vec![[0; 4]; rules];
-        self.format
-            .rows(&self.batch.rows, self.outcomes, &mut results, &mut counts);
+        let mut side = Side::default();
+        self.format.rows_with(
+            &self.batch.rows,
+            self.outcomes,
+            &mut results,
+            &mut counts,
+            &mut side,
+        );
         shared
             .sizer
             .observe(asked, task.records.len(), started.elapsed());
@@ -163,6 +171,7 @@ impl Work<'_> {
         }
         // What the writer will hold until it can write this task.
         let output = results.capacity()
+            + side.bytes.capacity()
             + bad
                 .iter()
                 .map(|b: &BadRow| b.raw.len() + b.reason.len())
@@ -176,6 +185,7 @@ impl Work<'_> {
             bad,
             rows: self.batch.rows.len() as u64,
             counts,
+            side,
             release: task.release + output,
         }))
     }

@@ -18,6 +18,8 @@ mod sizer;
 mod work;
 mod write;
 
+pub use write::SideWriter;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -57,9 +59,10 @@ pub struct Settings {
 pub fn run(
     input: InputReader,
     executor: Arc<dyn Executor>,
-    rule_ids: &[i64],
+    format: ResultsFormat,
     mut rejects: Option<RejectsWriter>,
     results: &mut ResultsWriter,
+    side: Option<&mut SideWriter>,
     settings: &Settings,
 ) -> Result<(Tally, Option<RejectsWriter>)> {
     let jobs = settings.jobs.max(1);
@@ -111,7 +114,6 @@ pub fn run(
     let queue = Arc::new(WorkQueue::new(chunk_rx, header_records));
     let sizer = Arc::new(Sizer::new(settings.batch_size));
     let schema = Arc::new(schema);
-    let format = ResultsFormat::new(rule_ids);
     let mut started = Ok(());
     for index in 0..jobs {
         let executor = Arc::clone(&executor);
@@ -153,11 +155,13 @@ pub fn run(
     }
 
     let mut tally = Tally {
-        counts: vec![[0; 4]; rule_ids.len()],
+        counts: vec![[0; 4]; format.rules()],
+        extra: vec![0; format.counters()],
         ..Tally::default()
     };
     let mut outputs = Outputs {
         results,
+        side,
         rejects: rejects.as_mut(),
         bad_rows: settings.bad_rows,
         input: &name,
@@ -306,9 +310,10 @@ mod tests {
         let ran = run(
             input,
             Arc::new(executor),
-            &[1],
+            ResultsFormat::new(&[1]),
             rejects,
             &mut results,
+            None,
             &settings,
         );
         let tally = ran.map(|(tally, rejects)| {

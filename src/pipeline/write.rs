@@ -9,13 +9,15 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use std::io::Write;
+
+use anyhow::{Context, Result, anyhow};
 
 use crate::config::BadRows;
 use crate::exit::Interrupted;
 use crate::input::BadRowError;
 use crate::model::Tally;
-use crate::output::{RejectsWriter, ResultsWriter};
+use crate::output::{RejectsWriter, ResultsWriter, Sink};
 use crate::pipeline::budget::ByteBudget;
 use crate::pipeline::lane::{Done, Finished};
 use crate::signals::StopFlag;
@@ -23,6 +25,8 @@ use crate::signals::StopFlag;
 /// Where finished tasks go.
 pub struct Outputs<'a> {
     pub results: &'a mut ResultsWriter,
+    /// `--decisions`: the lines of `Finished::side`, in order.
+    pub side: Option<&'a mut SideWriter>,
     pub rejects: Option<&'a mut RejectsWriter>,
     pub bad_rows: BadRows,
     /// The input's name, for the message of a bad row.
@@ -86,6 +90,35 @@ pub fn write_in_order(
     }
 }
 
+/// A second output written in input order beside the results (`--decisions`).
+pub struct SideWriter {
+    sink: Sink,
+}
+
+impl SideWriter {
+    /// Starts the output with its `header` line.
+    pub fn new(mut sink: Sink, header: &str) -> Result<SideWriter> {
+        sink.write_all(header.as_bytes())
+            .and_then(|()| sink.write_all(b"\n"))
+            .with_context(|| format!("cannot write {}", sink.label()))?;
+        Ok(SideWriter { sink })
+    }
+
+    /// Writes finished lines; a stream is flushed after each task, like the results.
+    pub fn write(&mut self, lines: &[u8]) -> Result<()> {
+        let streams = self.sink.streams();
+        self.sink
+            .write_all(lines)
+            .and_then(|()| if streams { self.sink.flush() } else { Ok(()) })
+            .with_context(|| format!("cannot write {}", self.sink.label()))
+    }
+
+    /// Flushes and syncs, leaving the rename to `commit_all`.
+    pub fn finish(self) -> Result<crate::output::Finished> {
+        self.sink.finish()
+    }
+}
+
 fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Result<()> {
     let skipped = task.bad.len() as u64;
     for bad in task.bad {
@@ -105,6 +138,15 @@ fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Resul
     }
     out.results
         .write_formatted(&task.results, task.rows, &task.counts)?;
+    if let Some(side) = out.side.as_deref_mut() {
+        side.write(&task.side.bytes)?;
+    }
+    if tally.extra.len() < task.side.counters.len() {
+        tally.extra.resize(task.side.counters.len(), 0);
+    }
+    for (total, c) in tally.extra.iter_mut().zip(&task.side.counters) {
+        *total += c;
+    }
     tally.rows += task.rows;
     if tally.counts.len() != task.counts.len() {
         return Err(anyhow!(

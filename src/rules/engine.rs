@@ -1,6 +1,7 @@
 //! Compiles every rule once per evaluator, in the sandbox (`sandbox`), and evaluates one
 //! (row, rule) pair into exactly one `Outcome`. Both executors call `Evaluator::evaluate`;
-//! that single path is why their results are byte-identical.
+//! that single path is why their results are byte-identical. A rule in the common subset
+//! is also compiled natively (`native`), and `evaluate` runs that instead of Rhai.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use super::sandbox::{
     TERMINATED_BY_STRING, build_engine, terminated,
 };
 use super::{RuleSet, RulesError};
-use super::{random, sandbox};
+use super::{native, random, sandbox};
 use crate::budget;
 use crate::model::{ColumnType, Columns, Outcome, Row};
 
@@ -97,7 +98,14 @@ struct CompiledRule {
     /// so nothing a script defines leaks into the next evaluation.
     scope: Scope<'static>,
     bindings: Vec<Binding>,
+    /// The script compiled natively, when it is in the subset `native` compiles.
+    native: Option<native::Program>,
 }
+
+/// Shortest time limit a native evaluation is used for. A native evaluation takes
+/// nanoseconds and cannot loop, so it reads no clock; a rule with a limit this short (a
+/// limit of microseconds) is left to Rhai, whose own speed decides whether it times out.
+const NATIVE_MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// A private engine and compiled rules for one thread or worker process. Not shared:
 /// one `Engine` + `AST` per thread scales with cores where a shared one does not.
@@ -108,6 +116,8 @@ pub struct Evaluator {
     /// Bytes one evaluation may hold (`RuleSet::memory_limit`).
     memory_limit: usize,
     cut_sleep: bool,
+    /// Evaluations done natively so far (the rest ran in Rhai).
+    native_evaluations: u64,
 }
 
 impl Evaluator {
@@ -168,12 +178,16 @@ impl Evaluator {
             for b in &bindings {
                 scope.push_dynamic(b.name.as_str(), Dynamic::UNIT);
             }
+            let native = (rule.timeout >= NATIVE_MIN_TIMEOUT)
+                .then(|| native::compile(&ast, columns))
+                .flatten();
             rules.push(CompiledRule {
                 id: rule.id,
                 timeout: rule.timeout,
                 ast,
                 scope,
                 bindings,
+                native,
             });
         }
         if errors.is_empty() {
@@ -183,6 +197,7 @@ impl Evaluator {
                 seed,
                 memory_limit: set.memory_limit(),
                 cut_sleep: options.cut_sleep,
+                native_evaluations: 0,
             })
         } else {
             Err(errors)
@@ -191,6 +206,24 @@ impl Evaluator {
 
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Whether rule number `rule` is evaluated natively (see `native`), not by Rhai.
+    pub fn is_native(&self, rule: usize) -> bool {
+        self.rules[rule].native.is_some()
+    }
+
+    /// How many evaluations were done natively so far.
+    pub fn native_evaluations(&self) -> u64 {
+        self.native_evaluations
+    }
+
+    /// Leaves every rule to Rhai: the reference the native path is tested against.
+    #[cfg(test)]
+    pub(super) fn without_native(&mut self) {
+        for rule in &mut self.rules {
+            rule.native = None;
+        }
     }
 
     /// Evaluates every rule on `row`, in rules order, appending one outcome per rule.
@@ -206,6 +239,19 @@ impl Evaluator {
     pub fn evaluate(&mut self, rule: usize, row: &Row, id_hash: u64) -> Outcome {
         let engine = &self.engine;
         let rule = &mut self.rules[rule];
+        // The common subset, natively: the same outcome as Rhai's below (`native` says
+        // why), without its scope, clock, budget or unwinding, none of which it needs.
+        if let Some(program) = &rule.native {
+            let (seed, id) = (self.seed, rule.id);
+            if let Some(result) = program.evaluate(&row.values, || random::key(seed, id_hash, id)) {
+                self.native_evaluations += 1;
+                return if result {
+                    Outcome::True
+                } else {
+                    Outcome::False
+                };
+            }
+        }
         for b in &rule.bindings {
             if let Some(slot) = rule.scope.get_mut(&b.name) {
                 *slot = row.values[b.column].clone();

@@ -22,6 +22,7 @@ struct RawFile {
     defaults: RawDefaults,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    decision: Option<Spanned<super::decision::RawDecision>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +39,8 @@ struct RawRule {
     name: Spanned<String>,
     when: Spanned<String>,
     timeout: Option<Spanned<String>>,
+    score: Option<Spanned<i64>>,
+    reason: Option<Spanned<String>>,
     #[serde(default)]
     example: Vec<Spanned<RawExample>>,
 }
@@ -46,7 +49,8 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawExample {
     row: toml::Table,
-    expect: Spanned<toml::Value>,
+    expect: Option<Spanned<toml::Value>>,
+    decision: Option<Spanned<String>>,
 }
 
 /// One problem in a rules file, located for people.
@@ -293,22 +297,44 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
         for (n, ex) in raw.example.into_iter().enumerate() {
             let line = lines.line(ex.span().start);
             let ex = ex.into_inner();
-            match expected_kind(ex.expect.get_ref()) {
-                Some(expect) => examples.push(Example {
+            let expect = match &ex.expect {
+                None => None,
+                Some(expect) => match expected_kind(expect.get_ref()) {
+                    Some(kind) => Some(kind),
+                    None => {
+                        errors.push(err(
+                            lines.line(expect.span().start),
+                            format!(
+                                "example {}: expect = {} (expected true, false, \"error\" or \"timeout\")",
+                                n + 1,
+                                expect.get_ref()
+                            ),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            if expect.is_none() && ex.decision.is_none() {
+                errors.push(err(
                     line,
-                    row: ex.row,
-                    expect,
-                }),
-                None => errors.push(err(
-                    lines.line(ex.expect.span().start),
-                    format!(
-                        "example {}: expect = {} (expected true, false, \"error\" or \"timeout\")",
-                        n + 1,
-                        ex.expect.get_ref()
-                    ),
-                )),
+                    format!("example {}: expect or decision is needed", n + 1),
+                ));
+                continue;
             }
+            examples.push(Example {
+                line,
+                row: ex.row,
+                expect,
+                decision: ex
+                    .decision
+                    .map(|d| (lines.line(d.span().start), d.into_inner())),
+            });
         }
+        let reason = raw.reason.as_ref().and_then(|r| {
+            super::decision::Template::parse(r.get_ref())
+                .map_err(|e| errors.push(err(lines.line(r.span().start), format!("reason: {e}"))))
+                .ok()
+        });
         rules.push(Rule {
             id,
             name,
@@ -316,14 +342,29 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
             line: lines.line(raw.when.span().start),
             timeout,
             examples,
+            score: raw.score.map_or(0, Spanned::into_inner),
+            reason,
         });
     }
+
+    let decision = raw.decision.map(|d| {
+        let (decision, problems) = super::decision::check(d, &|offset| lines.line(offset));
+        errors.extend(problems.into_iter().map(|(line, message)| RulesError {
+            line: Some(line),
+            rule: None,
+            message,
+            undefined_variable: None,
+        }));
+        decision
+    });
+    errors.extend(super::decision::check_examples(&rules, decision.as_ref()));
 
     let set = RuleSet {
         columns,
         nullable,
         rules,
         memory_limit,
+        decision,
     };
     (Some(set), errors)
 }
@@ -365,7 +406,7 @@ expect = "timeout"
         assert_eq!(set.rules[0].timeout, Duration::from_millis(250));
         assert_eq!(set.rules[1].timeout, Duration::from_secs(2));
         assert_eq!(set.rules[0].line, 12);
-        assert_eq!(set.rules[1].examples[0].expect, Kind::Timeout);
+        assert_eq!(set.rules[1].examples[0].expect, Some(Kind::Timeout));
     }
 
     #[test]

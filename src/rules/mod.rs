@@ -3,8 +3,10 @@
 //! `load` reads a rules file exactly once: the same bytes are hashed, parsed, and shipped
 //! to worker processes, so a file replaced mid-run cannot mix two versions.
 
+pub mod decision;
 pub mod engine;
 pub mod file;
+mod native;
 mod random;
 pub mod sandbox;
 
@@ -32,6 +34,10 @@ pub struct Rule {
     pub line: usize,
     pub timeout: Duration,
     pub examples: Vec<Example>,
+    /// `score`: added to the transaction's score when the rule is true (0 when absent).
+    pub score: i64,
+    /// `reason`: rendered into `detail` (and the decisions' reasons) when true.
+    pub reason: Option<decision::Template>,
 }
 
 impl Rule {
@@ -45,8 +51,10 @@ impl Rule {
 pub struct Example {
     pub line: usize,
     pub row: toml::Table,
-    /// The result it must give.
-    pub expect: Kind,
+    /// The result it must give, when it says.
+    pub expect: Option<Kind>,
+    /// The decision the row must get from the whole file, with its line, when it says.
+    pub decision: Option<(usize, String)>,
 }
 
 /// A checked rules file.
@@ -61,6 +69,8 @@ pub struct RuleSet {
     /// `[defaults] memory_limit`, in bytes, when the file sets one; else the command
     /// line's `--memory-limit` (`or_memory_limit`), else `budget::DEFAULT_LIMIT`.
     pub memory_limit: Option<usize>,
+    /// `[decision]`, when the file has one.
+    pub decision: Option<decision::Decision>,
 }
 
 impl RuleSet {
@@ -93,7 +103,10 @@ impl RuleSet {
         let words: std::collections::HashSet<&str> = self
             .rules
             .iter()
-            .flat_map(|rule| engine::identifiers(&rule.script))
+            .flat_map(|rule| {
+                let template = rule.reason.as_ref().map(|t| t.variables());
+                engine::identifiers(&rule.script).chain(template.into_iter().flatten())
+            })
             .collect();
         columns
             .names

@@ -245,17 +245,13 @@ impl Worker {
     }
 
     /// True if the worker is not running: asleep (`sleep_ms`, a blocking call) or
-    /// stopped, so it cannot reach its cooperative deadline check. A system call, made
-    /// only for an evaluation past its limit.
+    /// stopped, so it cannot reach its cooperative deadline check. A few system calls,
+    /// made only for an evaluation past its limit. Every thread counts, not only the
+    /// process's main one: a worker evaluates on a thread of its own while its main
+    /// thread waits for it, so the main thread alone would look blocked even while
+    /// `loop {}` runs (every such hang was killed instead of stopping itself).
     pub fn is_blocked(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return false;
-        };
-        // The state follows the command name, which is in parentheses.
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].trim_start().chars().next());
-        matches!(state, Some('S' | 'D' | 'T' | 't'))
+        threads_blocked(self.pid)
     }
 
     /// Closes the worker's stdin: a healthy worker exits 0 on that EOF.
@@ -375,5 +371,60 @@ pub fn kill_group_and_process(pid: u32) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = process::kill_process_group(pid, Signal::KILL);
         let _ = process::kill_process(pid, Signal::KILL);
+    }
+}
+
+/// Whether every thread of process `pid` is blocked (see `WorkerProcess::is_blocked`);
+/// false for a process that is gone.
+fn threads_blocked(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut seen = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        seen = true;
+        if !is_blocked_state(&stat) {
+            return false;
+        }
+    }
+    seen
+}
+
+/// Whether a `/proc/…/stat` line shows a thread that cannot run: asleep, in an
+/// uninterruptible wait, or stopped.
+fn is_blocked_state(stat: &str) -> bool {
+    // The state follows the command name, which is in parentheses.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    matches!(state, Some('S' | 'D' | 'T' | 't'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_running_while_any_of_its_threads_is() {
+        // This test process: its main thread waits for the test threads, this one runs.
+        assert!(!threads_blocked(std::process::id()));
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // Asleep once it has started (generous: a loaded machine).
+        let started = std::time::Instant::now();
+        while !threads_blocked(sleeper.id()) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(is_blocked_state("12 (a (b) c) S 1"));
+        assert!(!is_blocked_state("12 (w) R 1"));
+        assert!(!is_blocked_state("12 (w) Z 1"));
     }
 }

@@ -100,6 +100,30 @@ fn batches_round_trip_with_every_value_type() {
 }
 
 #[test]
+fn a_worker_decoder_refills_recycled_rows_with_the_next_batch_exactly() {
+    let mut decoder = BatchDecoder::default();
+    let first = rows();
+    let mut second = rows();
+    second.truncate(2);
+    second[0].id = "a much longer id than the first batch had".into();
+    second[0].values[3] = Dynamic::from(String::new());
+    second[1].values[2] = Dynamic::UNIT;
+    for (rows, sent) in [(&first, [true; 4]), (&second, [true, false, true, true])] {
+        let mut out = Vec::new();
+        encode_batch(&mut out, 9, 1, 0, &[0..rows.len() as u64], rows, &sent).unwrap();
+        let back = decoder.decode(&frame(&out).1).unwrap();
+        assert_eq!(back.rows.len(), rows.len());
+        for (a, b) in rows.iter().zip(&back.rows) {
+            assert_eq!(a.id, b.id);
+            assert!(b.values[1].is_unit() != sent[1]);
+            assert_eq!(b.values[3].to_string(), a.values[3].to_string());
+            assert_eq!(b.values[2].to_string(), a.values[2].to_string());
+        }
+        decoder.recycle(back);
+    }
+}
+
+#[test]
 fn columns_not_sent_arrive_as_unit() {
     let rows = rows();
     let mut out = Vec::new();

@@ -1,0 +1,328 @@
+//! `txguard diff OLD_RULES NEW_RULES INPUT`: backtest a rule change. Both files are
+//! evaluated in one pass over the input (`diff::PairExecutor`), rules matched by id; the
+//! pairs whose result changed (and the decisions that changed, when both files have
+//! `[decision]`) go to `-o`, the counts to stderr and `--summary`. Outputs are written
+//! like `run`'s: checked before any work, locked, and committed only when complete.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow};
+use serde::Serialize;
+
+use crate::cli::DiffArgs;
+use crate::config::{BadRows, ExecutorKind, RunConfig, cpus};
+use crate::diff::{self, DiffFormat, PairExecutor, Report};
+use crate::exec::Executor;
+use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
+use crate::exec::threads::ThreadsExecutor;
+use crate::exit::{self, Usage};
+use crate::format::{Extra, ResultsFormat};
+use crate::model::Columns;
+use crate::output::paths::{identity, show};
+use crate::output::{
+    OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open, commit_all,
+};
+use crate::pipeline::{self, Settings};
+use crate::progress::Progress;
+use crate::rules::{Evaluator, LoadedRules, RuleSet, RulesErrors};
+use crate::signals::StopFlag;
+
+/// The `--summary` JSON of a diff.
+#[derive(Debug, Serialize)]
+struct DiffSummary {
+    txguard_version: &'static str,
+    started_at: String,
+    input: String,
+    old_rules: String,
+    old_rules_sha256: String,
+    new_rules: String,
+    new_rules_sha256: String,
+    executor: String,
+    jobs: usize,
+    seed: u64,
+    transactions: u64,
+    bad_rows: u64,
+    #[serde(flatten)]
+    report: Report,
+    wall_seconds: f64,
+    exit_code: i32,
+}
+
+pub fn run(args: DiffArgs) -> Result<i32> {
+    let started_at = SystemTime::now();
+    let clock = Instant::now();
+    // The outputs are checked as `run` checks its own (NEW stands for the rules file).
+    let config = RunConfig {
+        input: args.input.clone(),
+        rules: args.new_rules.clone(),
+        output: args.output.clone(),
+        executor: args.executor,
+        jobs: args.jobs.map_or_else(cpus, |j| j as usize),
+        timeout: args.timeout,
+        seed: args.seed,
+        bad_rows: args.bad_rows,
+        rejects: args.rejects.clone(),
+        fail_on: Vec::new(),
+        progress: args.progress,
+        quiet: args.quiet,
+        summary: args.summary.clone(),
+        batch_size: 1024,
+        max_record_size: args.max_record_size,
+        floor: false,
+        memory_limit: args.memory_limit,
+        explain: false,
+        decisions: None,
+        shard: None,
+        columns: None,
+        no_output_header: false,
+        csv: args.csv.config(args.max_record_size),
+        inputs: vec![args.input.clone()],
+    }
+    .check()?;
+    let outputs = config.outputs();
+    for (flag, path) in [("OLD_RULES", &args.old_rules)]
+        .into_iter()
+        .chain(args.labels.as_ref().map(|p| ("--labels", p)))
+    {
+        let id = identity(path);
+        let clash = [
+            outputs.results.path(),
+            outputs.summary.as_ref().and_then(|d| d.path()),
+        ]
+        .into_iter()
+        .chain([outputs.rejects.as_ref().and_then(|d| d.path())])
+        .flatten()
+        .any(|out| id.is_some() && identity(out) == id);
+        if clash {
+            return Err(Usage(format!(
+                "{flag} {} is also an output; every file of a diff must be distinct",
+                show(path)
+            ))
+            .into());
+        }
+    }
+    if outputs.uses_stdout() {
+        check_stdout_open()?;
+    }
+    let stop = StopFlag::install()?;
+    let _lock = outputs
+        .results
+        .file()
+        .map(|out| OutputLock::acquire(out, &outputs.covered_by_lock()))
+        .transpose()?;
+
+    let load = |path: &Path| -> Result<LoadedRules> {
+        let mut loaded = super::run::load_rules(path, args.timeout, &stop)?;
+        loaded.set.or_memory_limit(args.memory_limit);
+        Ok(loaded)
+    };
+    let old = load(&args.old_rules)?;
+    let new = load(&args.new_rules)?;
+    let merged = merged_columns(&old.set, &new.set, &args)?;
+    let merged = Arc::new(merged);
+    let fail = args.bad_rows == BadRows::Fail;
+    let input = super::run::open_input(
+        &args.input,
+        &merged,
+        &config.csv,
+        fail,
+        &crate::input::Layout::default(),
+        &stop,
+    )?;
+    let columns = input.columns().clone();
+    for (loaded, path) in [(&old, &args.old_rules), (&new, &args.new_rules)] {
+        Evaluator::new(&loaded.set, &columns, args.seed)
+            .map_err(|errors| RulesErrors::of(path, errors))?;
+    }
+    let labels = args
+        .labels
+        .as_deref()
+        .map(diff::read_labels)
+        .transpose()?
+        .map(Arc::new);
+
+    let format = DiffFormat::new(&old.set, &new.set, labels);
+    let ids: Vec<i64> = old
+        .set
+        .rules
+        .iter()
+        .chain(&new.set.rules)
+        .map(|r| r.id)
+        .collect();
+    let format = ResultsFormat::with(&ids, Extra::Diff(Box::new(format)));
+    let mut results = ResultsWriter::with_header(
+        Sink::create(&outputs.results)?,
+        ids.len(),
+        b"transaction_id,rule_id,old,new\n",
+    )?;
+    let rejects = match &outputs.rejects {
+        None => None,
+        Some(dest) => Some(RejectsWriter::new(Sink::create(dest)?)?),
+    };
+    let executor = Arc::new(PairExecutor {
+        old: executor(&args, &old, &columns)?,
+        new: executor(&args, &new, &columns)?,
+        old_rules: old.set.rules.len(),
+        new_rules: new.set.rules.len(),
+    });
+    let settings = Settings {
+        jobs: config.jobs,
+        bad_rows: args.bad_rows,
+        batch_size: config.batch_size,
+        progress: Progress::new(args.progress, input.total_bytes),
+        stop: stop.clone(),
+    };
+    let ran = pipeline::run(
+        input,
+        Arc::clone(&executor) as Arc<dyn Executor>,
+        format,
+        rejects,
+        &mut results,
+        None,
+        &settings,
+    );
+    settings.progress.finish();
+    let streaming = outputs.results.file().is_none();
+    let (tally, rejects) = ran.map_err(|err| {
+        // What a stream received cannot be taken back (as `run` says of its results).
+        let quiet = exit::is_broken_pipe(&err) || err.downcast_ref::<exit::Interrupted>().is_some();
+        if streaming && !quiet {
+            err.context("the changes written to standard output are incomplete")
+        } else {
+            err
+        }
+    })?;
+    if let Some(signal) = stop.signal() {
+        return Err(exit::Interrupted(signal).into());
+    }
+    let report =
+        DiffFormat::new(&old.set, &new.set, None).report(&tally.extra, args.labels.is_some());
+    let changed = report.pairs_changed > 0 || report.transactions_changed > 0;
+    let code = if changed && args.fail_on_change {
+        exit::FAIL_ON
+    } else {
+        exit::SUCCESS
+    };
+    let mut finished = Vec::new();
+    if let Some(rejects) = rejects {
+        finished.push(rejects.finish()?);
+    }
+    finished.push(results.finish()?);
+    let wall = clock.elapsed().as_secs_f64();
+    let summary = DiffSummary {
+        txguard_version: env!("CARGO_PKG_VERSION"),
+        started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+        input: args.input.display().to_string(),
+        old_rules: args.old_rules.display().to_string(),
+        old_rules_sha256: old.sha256.clone(),
+        new_rules: args.new_rules.display().to_string(),
+        new_rules_sha256: new.sha256.clone(),
+        executor: format!("{:?}", args.executor).to_lowercase(),
+        jobs: config.jobs,
+        seed: args.seed,
+        transactions: tally.rows,
+        bad_rows: tally.bad_rows,
+        report,
+        wall_seconds: wall,
+        exit_code: code,
+    };
+    if let Some(dest) = &outputs.summary {
+        use std::io::Write;
+        let mut sink = Sink::create(dest)?;
+        let label = sink.label().to_string();
+        serde_json::to_writer_pretty(&mut sink, &summary)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(sink.write_all(b"\n")?))
+            .with_context(|| format!("cannot write {label}"))?;
+        finished.push(sink.finish()?);
+    }
+    commit_all(finished, Some(&stop))?;
+    if !args.quiet && old.set.decision.is_some() != new.set.decision.is_some() {
+        let (has, lacks) = if old.set.decision.is_some() {
+            (&args.old_rules, &args.new_rules)
+        } else {
+            (&args.new_rules, &args.old_rules)
+        };
+        exit::say(&format!(
+            "txguard: note: decisions are not compared: {} has [decision], {} has none",
+            show(has),
+            show(lacks)
+        ));
+    }
+    if !args.quiet {
+        exit::say(&format!(
+            "txguard diff: {} transactions, {} × {} rules, {:.2} s, {} -j {}\n{}  bad rows: {}",
+            tally.rows,
+            old.set.rules.len(),
+            new.set.rules.len(),
+            wall,
+            summary.executor,
+            config.jobs,
+            summary.report.render(),
+            tally.bad_rows
+        ));
+    }
+    if code == exit::FAIL_ON {
+        exit::say(&format!(
+            "txguard: exit 3: {} results changed in {} transactions (--fail-on-change)",
+            summary.report.pairs_changed, summary.report.transactions_changed
+        ));
+    }
+    Ok(code)
+}
+
+/// The columns of both files, for reading the input once: a column both declare must
+/// have one type (each file would type the input differently otherwise).
+fn merged_columns(old: &RuleSet, new: &RuleSet, args: &DiffArgs) -> Result<RuleSet> {
+    let mut names: Vec<&String> = old.columns.keys().chain(new.columns.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let (a, b) = (old.column_type(name), new.column_type(name));
+        let nullable = (old.is_nullable(name), new.is_nullable(name));
+        if a != b || nullable.0 != nullable.1 {
+            let (a, b) = (
+                format!("{}{}", a.name(), if nullable.0 { "?" } else { "" }),
+                format!("{}{}", b.name(), if nullable.1 { "?" } else { "" }),
+            );
+            return Err(anyhow!(
+                "column {name:?} is {} in {} but {} in {}: both files must type the input alike",
+                a,
+                show(&args.old_rules),
+                b,
+                show(&args.new_rules)
+            ));
+        }
+    }
+    let mut columns = old.columns.clone();
+    columns.extend(new.columns.clone());
+    let mut nullable = old.nullable.clone();
+    nullable.extend(new.nullable.iter().cloned());
+    Ok(RuleSet {
+        columns,
+        nullable,
+        rules: old.rules.iter().chain(&new.rules).cloned().collect(),
+        memory_limit: None,
+        decision: None,
+    })
+}
+
+/// One file's executor, as `run` would build it.
+fn executor(args: &DiffArgs, loaded: &LoadedRules, columns: &Columns) -> Result<Arc<dyn Executor>> {
+    let set = Arc::new(loaded.set.clone());
+    Ok(match args.executor {
+        ExecutorKind::Threads => Arc::new(ThreadsExecutor::new(set, columns.clone(), args.seed)),
+        ExecutorKind::Processes => Arc::new(ProcessesExecutor::new(
+            &set,
+            WorkerSetup {
+                rules_text: loaded.text.clone(),
+                default_timeout: args.timeout,
+                memory_limit: set.memory_limit(),
+                columns: columns.clone(),
+                seed: args.seed,
+            },
+        )?),
+    })
+}

@@ -1,0 +1,245 @@
+//! `txguard diff`: exact changes on a hand-made input, a file against itself, and the
+//! same answer as two `run`s compared, in both executors.
+
+use std::collections::BTreeMap;
+
+use crate::workdir::Workdir;
+
+const OLD: &str = r#"
+[columns]
+amount = "float"
+
+[[rule]]
+id = 1
+name = "big"
+when = "amount > 100.0"
+score = 40
+
+[[rule]]
+id = 2
+name = "iran"
+when = 'country == "IR"'
+score = 60
+
+[[rule]]
+id = 4
+name = "flip"
+when = "coin_flip()"
+
+[decision]
+thresholds = { review = 50, block = 100 }
+"#;
+
+fn new_rules() -> String {
+    OLD.replace("amount > 100.0", "amount > 300.0").replace(
+        "[decision]",
+        "[[rule]]\nid = 3\nname = \"fr\"\nwhen = 'country == \"FR\"'\nscore = 50\n\n[decision]",
+    )
+}
+
+const TX: &str = "id,amount,country\n1,500.0,IR\n2,5.5,IR\n3,200,FR\n4,1,FR\n";
+
+#[test]
+fn changes_counts_and_labels_are_exact() {
+    let wd = Workdir::new("diff");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    wd.create(
+        "labels.csv",
+        "transaction_id,label\n1,true\n2,false\n3,true\n",
+    );
+    for executor in ["threads", "processes"] {
+        let run = wd.run(&[
+            "diff",
+            "old.toml",
+            "new.toml",
+            "tx.csv",
+            "-o",
+            "changes.csv",
+            "--labels",
+            "labels.csv",
+            "--summary",
+            "s.json",
+            "--executor",
+            executor,
+            "-j",
+            "2",
+        ]);
+        run.expect_success()
+            .expect_stderr_contains("       1  big           2          1          1\n")
+            .expect_stderr_contains("       3  fr            -          2          4\n")
+            .expect_stderr_contains("changed: 5 pairs in 4 transactions");
+        assert_eq!(
+            wd.read("changes.csv"),
+            "transaction_id,rule_id,old,new\n\
+             1,3,,false\n\
+             2,3,,false\n\
+             3,1,true,false\n\
+             3,3,,true\n\
+             3,,pass,review\n\
+             4,3,,true\n\
+             4,,pass,review\n"
+        );
+        let s = wd.json("s.json");
+        assert_eq!(s["pairs_changed"], 5);
+        assert_eq!(s["transactions_changed"], 4);
+        assert_eq!(
+            s["decisions"]["matrix"],
+            serde_json::json!([[0, 2, 0], [0, 1, 0], [0, 0, 1]])
+        );
+        assert_eq!(s["rules"][0]["scores_new"]["recall"], 0.5);
+        assert_eq!(s["rules"][0]["scores_old"]["f1"], 1.0);
+        assert_eq!(s["labelled"]["transactions"], 3);
+    }
+    wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "changes.csv",
+        "--fail-on-change",
+        "-q",
+    ])
+    .expect_code(3);
+}
+
+#[test]
+fn a_file_against_itself_changes_nothing() {
+    let wd = Workdir::new("diff-self");
+    wd.create("old.toml", OLD);
+    wd.generate("tx.csv", 300, 5);
+    for executor in ["threads", "processes"] {
+        let run = wd.run(&[
+            "diff",
+            "old.toml",
+            "old.toml",
+            "tx.csv",
+            "--fail-on-change",
+            "--executor",
+            executor,
+        ]);
+        run.expect_success()
+            .expect_stdout("transaction_id,rule_id,old,new\n")
+            .expect_stderr_contains("changed: 0 pairs in 0 transactions");
+    }
+}
+
+/// (transaction, rule) → result, from a results file.
+fn results(text: &str) -> BTreeMap<(String, String), String> {
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, ',').collect();
+            ((f[0].to_string(), f[1].to_string()), f[2].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn diff_equals_two_runs_compared() {
+    let wd = Workdir::new("diff-runs");
+    wd.create(
+        "old.toml",
+        OLD.replace(
+            "[decision]\nthresholds = { review = 50, block = 100 }\n",
+            "",
+        ),
+    );
+    wd.create(
+        "new.toml",
+        new_rules().replace(
+            "[decision]\nthresholds = { review = 50, block = 100 }\n",
+            "",
+        ),
+    );
+    wd.generate("tx.csv", 400, 9);
+    wd.run(&[
+        "run", "tx.csv", "--rules", "old.toml", "-o", "a.csv", "--seed", "3", "-q",
+    ])
+    .expect_success();
+    wd.run(&[
+        "run", "tx.csv", "--rules", "new.toml", "-o", "b.csv", "--seed", "3", "-q",
+    ])
+    .expect_success();
+    let (a, b) = (results(&wd.read("a.csv")), results(&wd.read("b.csv")));
+    let ids = wd.first_column("tx.csv");
+    let mut expected = String::from("transaction_id,rule_id,old,new\n");
+    for id in &ids {
+        for rule in ["1", "2", "4", "3"] {
+            let key = (id.clone(), rule.to_string());
+            let (x, y) = (
+                a.get(&key).cloned().unwrap_or_default(),
+                b.get(&key).cloned().unwrap_or_default(),
+            );
+            if x != y {
+                expected.push_str(&format!("{id},{rule},{x},{y}\n"));
+            }
+        }
+    }
+    assert!(
+        expected.lines().count() > 100,
+        "the change should show: {expected}"
+    );
+    for executor in ["threads", "processes"] {
+        wd.run(&[
+            "diff",
+            "old.toml",
+            "new.toml",
+            "tx.csv",
+            "-o",
+            "c.csv",
+            "--seed",
+            "3",
+            "--executor",
+            executor,
+            "-q",
+        ])
+        .expect_success();
+        assert_eq!(wd.read("c.csv"), expected, "{executor}");
+    }
+}
+
+#[test]
+fn bad_rows_follow_the_policy_and_outputs_stay_intact() {
+    let wd = Workdir::new("diff-bad");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create(
+        "tx.csv",
+        "id,amount,country\n1,500.0,IR\n2,x,IR\n3,200,FR\n",
+    );
+    wd.create("changes.csv", "earlier\n");
+    wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "changes.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains("tx.csv:3: column \"amount\": \"x\" is not a float");
+    assert_eq!(wd.read("changes.csv"), "earlier\n");
+    wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "changes.csv",
+        "--bad-rows",
+        "skip",
+        "-q",
+    ])
+    .expect_success();
+    assert_eq!(
+        wd.read("changes.csv.rejects.csv"),
+        "line,reason,raw\n3,\"column \"\"amount\"\": \"\"x\"\" is not a float\",\"2,x,IR\"\n"
+    );
+    assert!(
+        wd.read("changes.csv")
+            .starts_with("transaction_id,rule_id,old,new\n1,3,,false\n")
+    );
+}
