@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Rules file (TOML).
     #[arg(long, value_name = "FILE")]
     pub rules: PathBuf,
+    /// Earlier transactions (same columns as the input) read first, in order, only to fill
+    /// the rules' `[windows]`; never evaluated nor written. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub history: Vec<PathBuf>,
     /// Results CSV; `-` is standard output [default: standard output].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -347,6 +351,7 @@ impl RunArgs {
             input: self.input[0].clone(),
             inputs: self.input,
             rules: self.rules,
+            history: self.history,
             output: self.output,
             executor: self.executor,
             timeout: self.timeout,

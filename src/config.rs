@@ -103,6 +103,8 @@ pub struct RunConfig {
     /// Every input, in the order they are evaluated (one, or several).
     pub inputs: Vec<PathBuf>,
     pub rules: PathBuf,
+    /// `--history`: files read into the windows before the input, in order.
+    pub history: Vec<PathBuf>,
     /// Results; `None` or `-` is standard output.
     pub output: Option<PathBuf>,
     pub executor: ExecutorKind,

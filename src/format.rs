@@ -7,8 +7,11 @@
 use std::sync::Arc;
 
 use crate::model::{Columns, Outcome, Row};
-use crate::rules::decision::{Decision, Resolved, explain_value};
 use crate::rules::{RuleSet, RulesError};
+
+mod analyst;
+
+pub use analyst::{Decisions, RuleDetail, rule_details};
 
 /// Whether the csv crate quotes a field holding `b`: the delimiter, the quote, and both
 /// line terminators (its default terminator is `\n`, and it quotes `\r` too).
@@ -50,28 +53,6 @@ pub fn record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a [u8]>)
     if n == 1 && out.len() == start {
         out.extend_from_slice(b"\"\"");
     }
-}
-
-/// What a rule adds to the `detail` of its `true` results: its rendered `reason`, and
-/// under `--explain` the values of the variables it reads.
-#[derive(Debug, Clone, Default)]
-pub struct RuleDetail {
-    pub reason: Option<Resolved>,
-    /// (name, value position) of every variable the rule reads, in the order its script
-    /// first names them; empty without `--explain`.
-    pub explain: Vec<(String, usize)>,
-}
-
-/// The decisions of a run: scores rolled up against `[decision]`.
-#[derive(Debug, Clone)]
-pub struct Decisions {
-    pub decision: Decision,
-    /// Per rule (file order): its score.
-    pub scores: Vec<i64>,
-    /// Per rule: what `reasons` says when it fires without a `reason` (its name).
-    pub names: Vec<String>,
-    /// Write `transaction_id,score,decision,reasons` lines (`--decisions`); else count only.
-    pub write: bool,
 }
 
 /// What a format writes besides the result lines.
@@ -151,7 +132,12 @@ impl ResultsFormat {
         let decisions = set.decision.clone().map(|decision| Decisions {
             decision,
             scores: set.rules.iter().map(|r| r.score).collect(),
-            names: set.rules.iter().map(|r| r.name.clone()).collect(),
+            // A name is the reason of a rule without one: one line, like every reason.
+            names: set
+                .rules
+                .iter()
+                .map(|r| crate::model::detail(&r.name))
+                .collect(),
             write: write_decisions,
         });
         Ok(ResultsFormat::with(
@@ -176,21 +162,9 @@ impl ResultsFormat {
     }
 
     /// Appends one line per (row, rule) to `out`: `outcomes` holds every rule's outcome
-    /// for each row, row-major. Adds each outcome's kind to `counts[rule]`.
+    /// for each row, row-major. Adds each outcome's kind to `counts[rule]`, and puts what
+    /// the format writes besides into `side` (whose counters are `counters()` long).
     pub fn rows(
-        &mut self,
-        rows: &[Row],
-        outcomes: &[Outcome],
-        out: &mut Vec<u8>,
-        counts: &mut [[u64; 4]],
-    ) {
-        let mut side = Side::default();
-        self.rows_with(rows, outcomes, out, counts, &mut side);
-    }
-
-    /// `rows`, and what the format writes besides into `side` (whose counters are
-    /// `counters()` long).
-    pub fn rows_with(
         &mut self,
         rows: &[Row],
         outcomes: &[Outcome],
@@ -232,40 +206,10 @@ impl ResultsFormat {
                 match (outcome, details) {
                     (Outcome::False, _) | (Outcome::True, None) => {}
                     (Outcome::True, Some(details)) => {
-                        let d = &details[r];
-                        self.rendered[r] = None;
-                        if d.reason.is_none() && d.explain.is_empty() {
-                            out.push(b'\n');
-                            continue;
+                        self.rendered[r] = details[r].render(row, &mut self.detail);
+                        if !self.detail.is_empty() {
+                            field(out, self.detail.as_bytes());
                         }
-                        self.detail.clear();
-                        if let Some(reason) = &d.reason {
-                            reason.render(
-                                &row.values,
-                                &mut self.detail,
-                                crate::model::DETAIL_MAX_BYTES,
-                            );
-                            let reason = crate::model::detail(&self.detail);
-                            self.detail.clear();
-                            self.detail.push_str(&reason);
-                            self.rendered[r] = Some(reason);
-                            if !d.explain.is_empty() {
-                                self.detail.push_str("; ");
-                            }
-                        }
-                        for (i, (name, column)) in d.explain.iter().enumerate() {
-                            // Cut to the cap by `detail` below: render no further.
-                            if self.detail.len() > crate::model::DETAIL_MAX_BYTES {
-                                break;
-                            }
-                            if i > 0 {
-                                self.detail.push(' ');
-                            }
-                            let value = row.values.get(*column).cloned().unwrap_or_default();
-                            explain_value(name, &value, &mut self.detail);
-                        }
-                        let detail = crate::model::detail(&self.detail);
-                        field(out, detail.as_bytes());
                     }
                     _ => {
                         self.detail.clear();
@@ -276,101 +220,20 @@ impl ResultsFormat {
                 out.push(b'\n');
             }
             if let Extra::Results {
-                details,
                 decisions: Some(decisions),
+                ..
             } = &*extra
             {
-                self.decide(details, decisions, outcomes, side);
+                decisions.decide(
+                    &self.id,
+                    &self.rule_ids,
+                    &self.rendered,
+                    outcomes,
+                    &mut self.reasons,
+                    side,
+                );
             }
         }
-    }
-
-    /// Counts the current row's decision, and writes its decisions line when asked.
-    fn decide(
-        &mut self,
-        details: &[RuleDetail],
-        decisions: &Decisions,
-        outcomes: &[Outcome],
-        side: &mut Side,
-    ) {
-        let score = decisions.decision.score(&decisions.scores, outcomes);
-        let index = decisions.decision.decide(score);
-        side.counters[index] += 1;
-        if !decisions.write {
-            return;
-        }
-        self.reasons.clear();
-        for (r, outcome) in outcomes.iter().enumerate() {
-            if *outcome != Outcome::True {
-                continue;
-            }
-            if !self.reasons.is_empty() {
-                self.reasons.push_str(" | ");
-            }
-            let id = &self.rule_ids[r];
-            // `,ID,` without its commas.
-            self.reasons
-                .push_str(std::str::from_utf8(&id[1..id.len() - 1]).unwrap_or_default());
-            self.reasons.push(':');
-            match (&self.rendered[r], &details[r].reason) {
-                (Some(reason), Some(_)) => self.reasons.push_str(reason),
-                _ => self.reasons.push_str(&decisions.names[r]),
-            }
-        }
-        let out = &mut side.bytes;
-        out.extend_from_slice(&self.id);
-        out.push(b',');
-        out.extend_from_slice(score.to_string().as_bytes());
-        out.push(b',');
-        out.extend_from_slice(decisions.decision.names()[index].as_bytes());
-        out.push(b',');
-        field(out, self.reasons.as_bytes());
-        out.push(b'\n');
-    }
-}
-
-/// Per rule: its reason bound to `columns`, and (under `explain`) the variables it reads —
-/// the columns its script names, as the evaluator binds them (`engine::identifiers`).
-pub fn rule_details(
-    set: &RuleSet,
-    columns: &Columns,
-    explain: bool,
-) -> Result<Vec<RuleDetail>, Vec<RulesError>> {
-    let mut errors = Vec::new();
-    let mut details = Vec::with_capacity(set.rules.len());
-    for rule in &set.rules {
-        let reason = match rule.reason.as_ref().map(|t| t.resolve(columns)) {
-            None => None,
-            Some(Ok(resolved)) => Some(resolved),
-            Some(Err(message)) => {
-                errors.push(RulesError {
-                    line: Some(rule.line),
-                    rule: Some(rule.label()),
-                    message,
-                    undefined_variable: None,
-                });
-                None
-            }
-        };
-        let mut read: Vec<(String, usize)> = Vec::new();
-        if explain {
-            for word in crate::rules::engine::identifiers(&rule.script) {
-                if let Some(column) = columns.index(word)
-                    && !read.iter().any(|(_, c)| *c == column)
-                {
-                    read.push((word.to_string(), column));
-                }
-            }
-        }
-        details.push(RuleDetail {
-            reason,
-            explain: read,
-        });
-    }
-    if errors.is_empty() {
-        Ok(details)
-    } else {
-        Err(errors)
     }
 }
 
@@ -452,7 +315,7 @@ mod tests {
             let mut format = ResultsFormat::new(&rule_ids);
             let mut out = Vec::new();
             let mut counts = vec![[0; 4]; rule_ids.len()];
-            format.rows(&rows, &outcomes, &mut out, &mut counts);
+            format.rows(&rows, &outcomes, &mut out, &mut counts, &mut Side::default());
             prop_assert_eq!(out, csv_crate(&expected));
             let counted: u64 = counts.iter().flatten().sum();
             prop_assert_eq!(counted, outcomes.len() as u64);
@@ -499,7 +362,7 @@ mod tests {
         ];
         let mut format = ResultsFormat::for_run(&set, &columns, true, true).unwrap();
         let (mut out, mut counts, mut side) = (Vec::new(), vec![[0; 4]; 2], Side::default());
-        format.rows_with(&rows, &outcomes, &mut out, &mut counts, &mut side);
+        format.rows(&rows, &outcomes, &mut out, &mut counts, &mut side);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "7,1,true,n is 3; n=3\n7,2,true,\"s=\"\"x\"\" n=3\"\n8,1,false,\n8,2,timeout,exceeded 1s\n"
@@ -545,7 +408,13 @@ mod tests {
         ];
         let mut format = ResultsFormat::new(&[1, 2, 3]);
         let (mut out, mut counts) = (Vec::new(), vec![[0; 4]; 3]);
-        format.rows(&rows, &outcomes, &mut out, &mut counts);
+        format.rows(
+            &rows,
+            &outcomes,
+            &mut out,
+            &mut counts,
+            &mut Side::default(),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "7,1,true,\n7,2,error,\"no, \"\"score\"\"\"\n7,3,timeout,exceeded 500ms\n"

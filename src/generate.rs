@@ -1,7 +1,12 @@
 //! Synthetic transactions with realistic shape: a few accounts are very active, amounts
 //! are log-normal with a heavy tail, and small shares of high-risk countries and
 //! merchants, round amounts and amounts just under the 10,000 reporting threshold.
-//! The same seed writes byte-identical output (a portable, seeded xoshiro256++).
+//! Planted among them, from a second seeded stream: bursts of small payments (an account
+//! paying 12–20 times a few dollars within minutes), structuring (three payments just
+//! under 10,000 within an hour) and a few accounts that always pay from a country of
+//! `data/lists/high_risk_countries.csv`, so that the sample's velocity, structuring and
+//! list rules fire. The same seed writes byte-identical output (a portable, seeded
+//! xoshiro256++).
 
 use std::io::{self, Write};
 
@@ -92,9 +97,114 @@ impl Table {
     }
 }
 
+/// Countries of the sample's high-risk list: planted accounts pay from them.
+const LISTED: &[&str] = &["IR", "KP", "SY", "CU"];
+/// One planted pattern starts after a normal row with these odds (1 in N).
+const BURST_ODDS: u32 = 600;
+const STRUCTURING_ODDS: u32 = 1500;
+const LISTED_ODDS: u32 = 400;
+
+/// A planted transaction, due at `seconds`.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Planted {
+    seconds: i64,
+    /// Tie-breaker: the order they were planted in.
+    seq: u64,
+    account: String,
+    cents: u64,
+    currency: &'static str,
+    country: &'static str,
+    merchant: &'static str,
+}
+
+/// Plants patterns after normal rows: a stream of its own, so the normal rows stay the
+/// same whatever is planted.
+struct Planter {
+    rng: Xoshiro256PlusPlus,
+    due: std::collections::BinaryHeap<std::cmp::Reverse<Planted>>,
+    seq: u64,
+}
+
+impl Planter {
+    fn new(seed: u64) -> Planter {
+        Planter {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+            due: std::collections::BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+
+    fn plant(
+        &mut self,
+        seconds: i64,
+        account: &str,
+        cents: u64,
+        country: &'static str,
+        merchant: &'static str,
+    ) {
+        self.seq += 1;
+        self.due.push(std::cmp::Reverse(Planted {
+            seconds,
+            seq: self.seq,
+            account: account.to_string(),
+            cents,
+            currency: "USD",
+            country,
+            merchant,
+        }));
+    }
+
+    /// Maybe starts patterns at `now`.
+    fn after_row(&mut self, now: i64) {
+        if self.rng.random_range(0..BURST_ODDS) == 0 {
+            // A burst: 12–20 payments of 1.00–29.99 within about ten minutes.
+            let account = format!("ACC{:06}", self.rng.random_range(10_000..ACCOUNTS));
+            let merchant = ["online_retail", "grocery", "fuel"][self.rng.random_range(0..3)];
+            let mut at = now + 1;
+            for _ in 0..self.rng.random_range(12..=20) {
+                at += self.rng.random_range(5..40);
+                let cents = self.rng.random_range(100..3000);
+                self.plant(at, &account, cents, "US", merchant);
+            }
+        }
+        if self.rng.random_range(0..STRUCTURING_ODDS) == 0 {
+            // Structuring: three payments just under 10,000 within an hour.
+            let account = format!("ACC{:06}", self.rng.random_range(10_000..ACCOUNTS));
+            let mut at = now + 1;
+            for _ in 0..3 {
+                let cents = self.rng.random_range(900_000..1_000_000);
+                self.plant(at, &account, cents, "US", "money_transfer");
+                at += self.rng.random_range(600..1500);
+            }
+        }
+        if self.rng.random_range(0..LISTED_ODDS) == 0 {
+            // One of four accounts that pay from a listed country.
+            let n = self.rng.random_range(0..4);
+            let cents = amount_cents(&mut self.rng);
+            self.plant(
+                now + 1,
+                &format!("ACC9{:05}", n + 1),
+                cents,
+                LISTED[n],
+                "money_transfer",
+            );
+        }
+    }
+
+    /// The planted row due by `now`, if any.
+    fn next_due(&mut self, now: i64) -> Option<Planted> {
+        if self.due.peek().is_some_and(|p| p.0.seconds <= now) {
+            self.due.pop().map(|p| p.0)
+        } else {
+            None
+        }
+    }
+}
+
 /// Writes `count` transactions (after the header) to `out`.
 pub fn write_transactions(out: &mut impl Write, count: u64, seed: u64) -> io::Result<()> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut planter = Planter::new(seed);
     let (countries, merchants, currencies) = (
         Table::new(COUNTRIES),
         Table::new(MERCHANTS),
@@ -104,6 +214,25 @@ pub fn write_transactions(out: &mut impl Write, count: u64, seed: u64) -> io::Re
     let mut line = String::with_capacity(128);
     let mut seconds = EPOCH;
     for id in 1..=count {
+        if let Some(p) = planter.next_due(seconds) {
+            line.clear();
+            use std::fmt::Write as _;
+            let _ = write!(line, "{id},");
+            // At the clock's time: the file stays in time order.
+            push_timestamp(&mut line, seconds);
+            let _ = writeln!(
+                line,
+                ",{},{}.{:02},{},{},{}",
+                p.account,
+                p.cents / 100,
+                p.cents % 100,
+                p.currency,
+                p.country,
+                p.merchant
+            );
+            out.write_all(line.as_bytes())?;
+            continue;
+        }
         seconds += rng.random_range(0..4);
         // u^4 crowds accounts toward index 0: a few accounts make most transactions.
         let u: f64 = rng.random();
@@ -123,6 +252,7 @@ pub fn write_transactions(out: &mut impl Write, count: u64, seed: u64) -> io::Re
             merchants.pick(&mut rng)
         );
         out.write_all(line.as_bytes())?;
+        planter.after_row(seconds);
     }
     Ok(())
 }
@@ -219,6 +349,31 @@ mod tests {
         assert!((0.002..0.01).contains(&casino), "{casino}");
         let big = share(&|r| r[3].parse::<f64>().unwrap() > 10_000.0);
         assert!((0.003..0.02).contains(&big), "{big}");
+        // Planted: bursts of small payments, structuring, listed-country accounts.
+        let mut small = std::collections::HashMap::new();
+        let mut under = std::collections::HashMap::new();
+        for r in &rows {
+            let amount = r[3].parse::<f64>().unwrap();
+            if r[2] >= "ACC010000" && amount < 30.0 {
+                *small.entry(r[2]).or_insert(0) += 1;
+            }
+            if (9000.0..10_000.0).contains(&amount) {
+                *under.entry(r[2]).or_insert(0) += 1;
+            }
+        }
+        let bursts = small.values().filter(|&&n| n >= 12).count();
+        assert!((50..500).contains(&bursts), "{bursts} bursts");
+        let structuring = under.values().filter(|&&n| n >= 3).count();
+        assert!(structuring >= 20, "{structuring} structuring accounts");
+        let listed = share(&|r| r[2].starts_with("ACC9"));
+        assert!((0.001..0.01).contains(&listed), "{listed}");
+        assert!(
+            rows.iter()
+                .filter(|r| r[2].starts_with("ACC9"))
+                .all(|r| LISTED.contains(&r[5]))
+        );
+        let times: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
         let top_account = share(&|r| r[2] == "ACC000000");
         assert!(
             top_account > 0.05,

@@ -32,9 +32,13 @@
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;
-//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format` renders them
-//!   into `detail` and the `--decisions` lines; `diff`: `txguard diff`'s pair executor,
-//!   changes and counts;
+//! - `rules/decision`: scores, reasons (templates) and `[decision]`; `format/analyst`
+//!   renders them into `detail` and the `--decisions` lines; `diff/`: `txguard diff`'s
+//!   changes and counts, its `pair` executor, `labels` and `report`;
+//! - `lists`: reference lists (`[lists.*]`) read once and bound read-only in every rule;
+//!   `windows`: per-key sliding-window arithmetic (`[windows.*]`), fed in input order by
+//!   the windows stage `pipeline::windows` on the reader thread, whose values travel with
+//!   each row after its input columns; `rules::lists_windows` declares both;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `shard` (`run --shard I/N`: exact byte ranges, part names, what parts record) and
 //!   `merge` (checks that parts make up one whole run, and joins them; `cmd::merge`);
@@ -59,6 +63,7 @@ pub mod framer;
 pub mod generate;
 pub mod input;
 pub mod inputs;
+pub mod lists;
 pub mod merge;
 pub mod model;
 pub mod output;
@@ -71,3 +76,4 @@ pub mod signals;
 pub mod size;
 pub mod summary;
 pub mod typing;
+pub mod windows;

@@ -232,9 +232,18 @@ pub fn detail(message: impl std::fmt::Display) -> String {
     let mut out = Capped::new(DETAIL_MAX_BYTES, true);
     // An error here is either our own cut or a Display impl failing: keep what we have.
     let _ = write!(out, "{message}");
+    // A cut text is over the cap: a one-line `Capped` pushes before it checks.
     let mut text = out.text;
-    if out.cut || text.len() > DETAIL_MAX_BYTES {
-        let mut end = DETAIL_MAX_BYTES.min(text.len());
+    cap_detail(&mut text);
+    text
+}
+
+/// Cuts `text`, already on one line with no raw control character, to a detail's cap as
+/// `detail` does (at a character boundary, then `…`), leaving its spaces as they are: an
+/// `--explain` value must show the data exactly, `a  b` is not `a b`.
+pub fn cap_detail(text: &mut String) {
+    if text.len() > DETAIL_MAX_BYTES {
+        let mut end = DETAIL_MAX_BYTES;
         while !text.is_char_boundary(end) {
             end -= 1;
         }
@@ -242,7 +251,6 @@ pub fn detail(message: impl std::fmt::Display) -> String {
         text.truncate(text.trim_end().len());
         text.push('…');
     }
-    text
 }
 
 impl Outcome {
@@ -286,6 +294,21 @@ pub struct Tally {
     pub counts: Vec<[u64; 4]>,
     /// The format's own counters (`format::ResultsFormat::counters`): decisions, a diff's.
     pub extra: Vec<u64>,
+    /// The windows' peak state, when the rules have `[windows.*]`.
+    pub windows: Option<WindowStats>,
+}
+
+/// The peak state of the windows over a run (history included), for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WindowStats {
+    /// Most rows held inside the spans at once, over every window.
+    pub peak_rows: u64,
+    /// Keys held at the end (a small record per key seen), over every window.
+    pub keys: u64,
+    /// Rows of `--history` files read into the windows.
+    pub history_rows: u64,
+    /// Bad rows of `--history` files skipped under `--bad-rows skip`.
+    pub history_bad_rows: u64,
 }
 
 /// Worker-process counters of the process executor, reported in the summary.

@@ -411,6 +411,8 @@ pub struct ResultsWriter {
 pub struct Written {
     pub rows: u64,
     pub counts: Vec<[u64; 4]>,
+    /// The format's own counters of those rows (the decisions: `Tally::extra`).
+    pub extra: Vec<u64>,
 }
 
 impl ResultsWriter {
@@ -429,6 +431,7 @@ impl ResultsWriter {
             written: Written {
                 rows: 0,
                 counts: vec![[0; 4]; rules],
+                extra: Vec::new(),
             },
         })
     }
@@ -439,6 +442,7 @@ impl ResultsWriter {
             sink,
             written: Written {
                 rows: 0,
+                extra: Vec::new(),
                 counts: vec![[0; 4]; rules],
             },
         }
@@ -463,6 +467,17 @@ impl ResultsWriter {
             }
         }
         Ok(())
+    }
+
+    /// Adds the format's own counters of the rows just written (`write_formatted`).
+    pub fn count_extra(&mut self, counters: &[u64]) {
+        let extra = &mut self.written.extra;
+        if extra.len() < counters.len() {
+            extra.resize(counters.len(), 0);
+        }
+        for (total, c) in extra.iter_mut().zip(counters) {
+            *total += c;
+        }
     }
 
     /// What was written so far (complete rows).

@@ -89,6 +89,10 @@ pub struct Summary {
     pub decisions: Option<Vec<DecisionCount>>,
     /// Worker-process counters (process executor only).
     pub workers: Option<WorkerCounts>,
+    /// The windows' peak state (`[windows.*]` rules only): rows inside the spans at most,
+    /// keys held, history rows read and skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<crate::model::WindowStats>,
     pub wall_seconds: f64,
     pub transactions_per_second: f64,
     pub exit_code: i32,
@@ -166,6 +170,7 @@ impl Summary {
                     .collect()
             }),
             workers: facts.workers,
+            windows: tally.windows,
             wall_seconds: wall,
             transactions_per_second: if wall > 0.0 {
                 tally.rows as f64 / wall
@@ -285,6 +290,13 @@ impl Summary {
                 s,
                 "  workers: {} started, {} killed at a deadline, {} died",
                 w.started, w.killed, w.died
+            );
+        }
+        if let Some(w) = &self.windows {
+            let _ = writeln!(
+                s,
+                "  windows: at most {} rows inside the spans, {} keys, {} history rows ({} skipped)",
+                w.peak_rows, w.keys, w.history_rows, w.history_bad_rows
             );
         }
         s

@@ -82,6 +82,11 @@ impl Schema {
             if !seen.insert(h.as_str()) {
                 bail!("{name}:1: column {h:?} appears twice in the header");
             }
+            if is_identifier(h) && rules.derived.names(h) {
+                bail!(
+                    "{name}:1: column {h:?} clashes with [lists.{h}] or [windows.{h}] of the rules: rename one of them"
+                );
+            }
             if is_identifier(h) {
                 kinds.push(Field::Column(columns.names.len()));
                 columns.names.push(h.clone());
@@ -89,6 +94,13 @@ impl Schema {
             } else {
                 kinds.push(Field::Hidden);
             }
+        }
+        // Window values follow the input's columns (`pipeline::windows`).
+        for w in &rules.derived.windows {
+            columns.names.push(w.name.clone());
+            columns
+                .types
+                .push(rules.derived.window_type(w, &rules.columns));
         }
         let read = rules.columns_read(&columns);
         let nullable = columns.names.iter().map(|n| rules.is_nullable(n)).collect();
@@ -265,8 +277,20 @@ impl Typer {
         rows: &mut Vec<Row>,
         bad: &mut Vec<BadRow>,
     ) {
+        self.type_records_then(records, rows, bad, |_, _| Ok(()));
+    }
+
+    /// `type_records`, and `then(k, row)` on each row typed (`k`: its index among
+    /// `records`): it may add values (the windows') or make it a bad row.
+    pub fn type_records_then<'a>(
+        &mut self,
+        records: impl Iterator<Item = Record<'a>>,
+        rows: &mut Vec<Row>,
+        bad: &mut Vec<BadRow>,
+        mut then: impl FnMut(usize, &mut Row) -> Result<(), String>,
+    ) {
         self.spare.append(rows);
-        for record in records {
+        for (k, record) in records.enumerate() {
             let line = record.start.line;
             let body = match record.body {
                 Ok(body) => body,
@@ -284,7 +308,15 @@ impl Typer {
                 values: Vec::new(),
             });
             match self.type_record(body, &mut row) {
-                Ok(true) => rows.push(row),
+                Ok(true) => match then(k, &mut row) {
+                    Ok(()) => rows.push(row),
+                    Err(reason) => {
+                        self.spare.push(row);
+                        let mut raw = Vec::new();
+                        crate::format::record(&mut raw, self.splitter.split(body).iter());
+                        bad.push(BadRow { line, reason, raw });
+                    }
+                },
                 Ok(false) => self.spare.push(row),
                 Err((reason, raw)) => {
                     self.spare.push(row);

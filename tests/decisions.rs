@@ -188,7 +188,7 @@ fn check_validates_thresholds_templates_example_decisions_and_reports_coverage()
         .expect_code(1)
         .expect_stderr(
             "txguard: error: rules.toml has 5 errors:\n  \
-             rules.toml:9: rule 1 \"big\": reason: {land} is not a variable of the input (columns: id, amount, country, note)\n  \
+             rules.toml:11: rule 1 \"big\": reason: {land} is not a variable of the input (columns: id, amount, country, note)\n  \
              rules.toml:22: rule 2 \"iran\": example 1: decision = \"deny\" is not a decision (decisions: pass, review)\n  \
              rules.toml:27: rule 3 \"broken\": 1 of the first 4 rows of tx.csv give error or timeout (first: id 4: error (Runtime error: no, x (line 1, position 19)))\n  \
              rules.toml:30: [decision] threshold \"pass\": \"pass\" is the decision below every threshold\n  \
@@ -205,4 +205,126 @@ fn check_validates_thresholds_templates_example_decisions_and_reports_coverage()
     wd.run(&["check", "rules.toml"])
         .expect_code(1)
         .expect_stderr_contains("example 1: expected decision review, got block (score 100)");
+}
+
+#[test]
+fn explained_values_keep_their_spaces_and_reasons_stay_one_line() {
+    let wd = Workdir::new("decisions-hostile");
+    wd.rules(
+        "[[rule]]\nid = 1\nname = \"two\\nlines, \\\"quoted\\\"\"\nwhen = 'note != \"\"'\nscore = 5\n\
+         [decision]\nthresholds = { review = 5 }\n",
+    );
+    // Two spaces, a tab and a newline in a value: --explain shows them as they are
+    // (escaped, never collapsed); the name of a rule without `reason` is one line.
+    wd.create("tx.csv", "id,note\n1,\"a  b\tc\nd\"\n");
+    wd.txguard_run(&["-o", "out.csv", "--decisions", "dec.csv", "--explain"])
+        .expect_success();
+    assert_eq!(
+        wd.read("out.csv"),
+        "transaction_id,rule_id,result,detail\n1,1,true,\"note=\"\"a  b\\tc\\nd\"\"\"\n"
+    );
+    assert_eq!(
+        wd.read("dec.csv"),
+        "transaction_id,score,decision,reasons\n1,5,review,\"1:two lines, \"\"quoted\"\"\"\n"
+    );
+}
+
+#[test]
+fn a_failed_run_says_its_streamed_decisions_are_incomplete_and_what_fail_on_found() {
+    let wd = workdir("decisions-streamed");
+    wd.create("bad.csv", format!("{TX}5,x,IR,v\n"));
+    wd.run(&[
+        "run",
+        "bad.csv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--decisions",
+        "-",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains(
+        "decisions on standard output are incomplete: bad.csv:6: column \"amount\": \"x\" is not a float",
+    );
+    // A summary that cannot be written commits nothing; the message still counts the
+    // decisions --fail-on found.
+    wd.txguard_run(&[
+        "-o",
+        "out.csv",
+        "--fail-on",
+        "block,review",
+        "--summary",
+        "/dev/full",
+        "-q",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains(
+        "would have exited 3: a result named by --fail-on occurred: 1 block, 1 review (--fail-on block,review)",
+    );
+}
+
+#[test]
+fn a_decision_may_not_take_a_results_name() {
+    let wd = workdir("decisions-names");
+    // `--fail-on error` means the result: a decision named `error` could never be named.
+    wd.rules(RULES.replace("review = 50, block = 100", "error = 50, block = 100"));
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "rules.toml:30: [decision] threshold \"error\": true, false, error and timeout are results, not decisions (`--fail-on error` could not tell them apart)",
+        );
+    wd.txguard_run(&["-o", "out.csv", "--fail-on", "error"])
+        .expect_code(1)
+        .expect_stderr_contains("threshold \"error\": true, false, error and timeout");
+    assert!(!wd.exists("out.csv"));
+}
+
+#[test]
+fn the_summary_after_a_broken_pipe_counts_the_decisions_written() {
+    use std::io::{BufRead, BufReader};
+    use wait_timeout::ChildExt;
+    let wd = workdir("decisions-broken-pipe");
+    wd.generate("tx.csv", 100_000, 0);
+    let mut child = wd
+        .command(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "--summary",
+            "s.json",
+            "-q",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // Our end of the pipe is closed here, like `| head -1` exiting.
+    let status = child
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .unwrap();
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("did not end after its reader went away");
+    };
+    assert_eq!(status.code(), Some(0));
+    let json = wd.json("s.json");
+    let transactions = json["transactions"].as_u64().unwrap();
+    let decided: u64 = json["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["transactions"].as_u64().unwrap())
+        .sum();
+    assert!(transactions > 0 && transactions < 100_000, "{json}");
+    assert_eq!(
+        decided, transactions,
+        "every transaction written has its decision: {json}"
+    );
 }

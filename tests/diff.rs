@@ -140,30 +140,42 @@ fn results(text: &str) -> BTreeMap<(String, String), String> {
 #[test]
 fn diff_equals_two_runs_compared() {
     let wd = Workdir::new("diff-runs");
-    wd.create(
-        "old.toml",
-        OLD.replace(
-            "[decision]\nthresholds = { review = 50, block = 100 }\n",
-            "",
-        ),
-    );
-    wd.create(
-        "new.toml",
-        new_rules().replace(
-            "[decision]\nthresholds = { review = 50, block = 100 }\n",
-            "",
-        ),
-    );
+    wd.create("old.toml", OLD);
+    // NEW also scores differently, so that decisions change where no result does.
+    wd.create("new.toml", new_rules().replace("score = 60", "score = 70"));
     wd.generate("tx.csv", 400, 9);
-    wd.run(&[
-        "run", "tx.csv", "--rules", "old.toml", "-o", "a.csv", "--seed", "3", "-q",
-    ])
-    .expect_success();
-    wd.run(&[
-        "run", "tx.csv", "--rules", "new.toml", "-o", "b.csv", "--seed", "3", "-q",
-    ])
-    .expect_success();
+    for (rules, out, decisions) in [
+        ("old.toml", "a.csv", "da.csv"),
+        ("new.toml", "b.csv", "db.csv"),
+    ] {
+        wd.run(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            rules,
+            "-o",
+            out,
+            "--decisions",
+            decisions,
+            "--seed",
+            "3",
+            "-q",
+        ])
+        .expect_success();
+    }
     let (a, b) = (results(&wd.read("a.csv")), results(&wd.read("b.csv")));
+    // transaction → decision, from a decisions file.
+    let decided = |name: &str| -> BTreeMap<String, String> {
+        wd.read(name)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(4, ',').collect();
+                (f[0].to_string(), f[2].to_string())
+            })
+            .collect()
+    };
+    let (da, db) = (decided("da.csv"), decided("db.csv"));
     let ids = wd.first_column("tx.csv");
     let mut expected = String::from("transaction_id,rule_id,old,new\n");
     for id in &ids {
@@ -177,12 +189,19 @@ fn diff_equals_two_runs_compared() {
                 expected.push_str(&format!("{id},{rule},{x},{y}\n"));
             }
         }
+        if da[id] != db[id] {
+            expected.push_str(&format!("{id},,{},{}\n", da[id], db[id]));
+        }
     }
+    assert!(
+        expected.contains(",,pass,review\n"),
+        "decisions should change: {expected}"
+    );
     assert!(
         expected.lines().count() > 100,
         "the change should show: {expected}"
     );
-    for executor in ["threads", "processes"] {
+    for (executor, jobs) in [("threads", "3"), ("processes", "2")] {
         wd.run(&[
             "diff",
             "old.toml",
@@ -194,6 +213,8 @@ fn diff_equals_two_runs_compared() {
             "3",
             "--executor",
             executor,
+            "-j",
+            jobs,
             "-q",
         ])
         .expect_success();
@@ -242,4 +263,107 @@ fn bad_rows_follow_the_policy_and_outputs_stay_intact() {
         wd.read("changes.csv")
             .starts_with("transaction_id,rule_id,old,new\n1,3,,false\n")
     );
+}
+
+#[test]
+fn labels_naming_no_transaction_are_said_and_f1_is_zero_when_nothing_is_found() {
+    let wd = Workdir::new("diff-labels");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    // Only transaction 3 is in the input; 99 and x are not: said, not dropped silently.
+    wd.create(
+        "labels.csv",
+        "transaction_id,label\n3,true\n99,true\nx,false\n",
+    );
+    wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "changes.csv",
+        "--labels",
+        "labels.csv",
+        "--summary",
+        "s.json",
+    ])
+    .expect_success()
+    .expect_stderr_contains(
+        "  labels: 1 transactions labelled, 1 of them true\n  \
+         labels: 2 name no transaction of the input (left out)\n",
+    )
+    // Rule 2 fires on no labelled transaction while 3 is to be found: no precision,
+    // recall 0 and F1 0 (2TP / (2TP + FP + FN)), not undefined.
+    .expect_stderr_contains("       2  iran       -  0.000  0.000       -  0.000  0.000");
+    let s = wd.json("s.json");
+    assert_eq!(s["labelled"]["unmatched_labels"], 2);
+    let iran = &s["rules"][1]["scores_old"];
+    assert_eq!(iran["precision"], serde_json::Value::Null);
+    assert_eq!(iran["recall"], 0.0);
+    assert_eq!(iran["f1"], 0.0);
+    // NEW_RULES as an output is refused by its own name (diff has no --rules).
+    wd.run(&["diff", "old.toml", "new.toml", "tx.csv", "-o", "new.toml"])
+        .expect_code(2)
+        .expect_stderr("txguard: error: NEW_RULES new.toml is also an output; every file of a diff must be distinct\n");
+    assert!(wd.read("new.toml").contains("[[rule]]"));
+    // A NEW that `run` refuses (a reason naming no column) is refused by diff too.
+    wd.create(
+        "new.toml",
+        new_rules().replace("score = 50", "score = 50\nreason = \"{land}\""),
+    );
+    wd.run(&["diff", "old.toml", "new.toml", "tx.csv", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains("rule 3 \"fr\": reason: {land} is not a variable of the input");
+}
+
+#[test]
+fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() {
+    use std::io::{BufRead, BufReader};
+    use wait_timeout::ChildExt;
+    let wd = Workdir::new("diff-broken-pipe");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.generate("tx.csv", 100_000, 1);
+    let mut child = wd
+        .command(&[
+            "diff",
+            "old.toml",
+            "new.toml",
+            "tx.csv",
+            "--summary",
+            "s.json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "transaction_id,rule_id,old,new\n");
+    // Our end of the pipe is closed here, like `| head -1` exiting.
+    let status = child
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .unwrap();
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("did not end after its reader went away");
+    };
+    assert_eq!(status.code(), Some(0));
+    let s = wd.json("s.json");
+    let transactions = s["transactions"].as_u64().unwrap();
+    assert!(transactions > 0 && transactions < 100_000, "{s}");
+    assert_eq!(s["exit_code"], 0);
+    // The decisions of exactly the transactions written.
+    let decided: u64 = s["decisions"]["matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(decided, transactions, "{s}");
 }

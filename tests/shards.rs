@@ -365,6 +365,26 @@ fn shard_flags_that_cannot_work_are_refused_with_exit_2() {
         ],
         "Gzip-compressed",
     );
+    // Windows need every earlier row, which a shard has not got.
+    wd.create(
+        "windows.toml",
+        "[windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\n\
+         function = \"count\"\n[[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n",
+    );
+    wd.create("w.csv", "id,account,timestamp\n1,A,2026-01-01T00:00:00Z\n");
+    refused(
+        &[
+            "run",
+            "w.csv",
+            "--rules",
+            "windows.toml",
+            "-o",
+            "o.csv",
+            "--shard",
+            "0/2",
+        ],
+        "the rules declare [windows.*]",
+    );
     // A FIFO cannot seek.
     wd.sh("mkfifo fifo.csv").status().unwrap();
     refused(

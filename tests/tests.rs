@@ -18,3 +18,4 @@ mod rules_once;
 mod run;
 mod shards;
 mod spark;
+mod windows;

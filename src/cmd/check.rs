@@ -51,6 +51,10 @@ fn check(args: &CheckArgs) -> Result<i32> {
         return Err(fail(problems).into());
     };
     set.or_memory_limit(args.memory_limit);
+    // Lists: every file read and checked (columns, types, duplicate keys); a list that
+    // fails is bound empty, so the rules are still compiled and their examples run.
+    problems.extend(check_lists(&mut set, &args.rules));
+    problems.extend(check_window_filters(&set));
     let mut syntax_ok = Vec::with_capacity(set.rules.len());
     for rule in &set.rules {
         let errors = engine::check_syntax(&only(&set, rule));
@@ -109,6 +113,15 @@ fn check(args: &CheckArgs) -> Result<i32> {
                     continue;
                 }
             };
+            // An example that gives a list's contents runs with them instead of the file's.
+            let mut own = match example_lists(&set, rule, example, &columns, args.seed) {
+                Ok(own) => own,
+                Err(message) => {
+                    problems.push(problem(message));
+                    continue;
+                }
+            };
+            let evaluator = own.as_mut().unwrap_or(evaluator);
             let got = evaluator.evaluate(0, &row, random_key_hash(&row.id));
             if let Some(expect) = example.expect
                 && got.kind() != expect
@@ -160,21 +173,18 @@ fn check(args: &CheckArgs) -> Result<i32> {
             }
         }
     }
-    // Every `{name}` of a reason must be a variable of the input.
-    for rule in &set.rules {
-        if let Some(Err(message)) = rule.reason.as_ref().map(|t| t.resolve(&columns)) {
-            problems.push(RulesError {
-                line: Some(rule.line),
-                rule: Some(rule.label()),
-                message,
-                undefined_variable: None,
-            });
-        }
+    // Every `{name}` of a reason must be a variable of the input: bound as `run` binds them.
+    if let Err(errors) = crate::format::rule_details(&set, &columns, false) {
+        problems.extend(errors);
     }
     let mut sampled = 0;
     let sample_of = input.as_ref().map(|input| input.name().to_string());
     if let (Some(input), Some(name)) = (input, &sample_of) {
-        let (rows, bad) = input.first_rows(SAMPLE_ROWS)?;
+        let (rows, bad) = if set.derived.windows.is_empty() {
+            input.first_rows(SAMPLE_ROWS)?
+        } else {
+            crate::pipeline::windows::first_rows(input, &set, SAMPLE_ROWS, args.seed)?
+        };
         sampled = sample_input(name, &rows, &bad, &set, &mut evaluators, &mut problems);
     }
     if !problems.is_empty() {
@@ -231,6 +241,7 @@ fn only(set: &RuleSet, rule: &Rule) -> RuleSet {
         rules: vec![rule.clone()],
         memory_limit: set.memory_limit,
         decision: None,
+        derived: set.derived.clone(),
     }
 }
 
@@ -299,9 +310,16 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
     for (name, kind) in declared {
         add(name, *kind);
     }
+    // Windows are variables of their own type; examples give their values.
+    for w in &set.derived.windows {
+        add(&w.name, set.derived.window_type(w, &set.columns));
+    }
     for rule in &set.rules {
         for example in &rule.examples {
             for (key, value) in &example.row {
+                if set.derived.lists.iter().any(|l| &l.name == key) {
+                    continue;
+                }
                 // An undeclared column takes the type its example value has.
                 let kind = set.columns.get(key).copied().unwrap_or(match value {
                     toml::Value::Integer(_) => ColumnType::Int,
@@ -325,6 +343,7 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
             .collect(),
         memory_limit: set.memory_limit,
         decision: None,
+        derived: set.derived.clone(),
     };
     // A reason's variables are columns too (taken for strings when undeclared).
     for rule in &set.rules {
@@ -376,7 +395,7 @@ fn example_row(example: &Example, columns: &Columns) -> Result<Row, String> {
     Ok(Row { id, values })
 }
 
-fn typed(value: &toml::Value, kind: ColumnType) -> Option<Dynamic> {
+pub(crate) fn typed(value: &toml::Value, kind: ColumnType) -> Option<Dynamic> {
     use toml::Value as V;
     Some(match (kind, value) {
         (ColumnType::Int, V::Integer(i)) => Dynamic::from_int(*i),
@@ -399,4 +418,121 @@ fn describe(got: &Outcome) -> String {
     } else {
         format!("{} ({detail})", got.kind().as_str())
     }
+}
+
+/// Reads and checks every list of `set` (relative to `rules_path`), binding each one that
+/// loads; one that does not is a problem, and is bound empty so that checking goes on.
+fn check_lists(set: &mut RuleSet, rules_path: &std::path::Path) -> Vec<RulesError> {
+    let mut problems = Vec::new();
+    let mut files = Vec::with_capacity(set.derived.lists.len());
+    for decl in &set.derived.lists {
+        let path = crate::lists::path_of(decl, rules_path);
+        let bytes = match crate::lists::read_capped(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                problems.push(rules::list_error(crate::lists::ListError {
+                    list: decl.name.clone(),
+                    decl_line: decl.line,
+                    message: format!("cannot read {}: {e}", path.display()),
+                }));
+                files.push(None);
+                continue;
+            }
+        };
+        match crate::lists::parse(decl, &path.display().to_string(), &bytes) {
+            Ok(_) => files.push(Some(bytes)),
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(rules::list_error));
+                files.push(None);
+            }
+        }
+    }
+    // A header-only stand-in for a list that failed: bound, empty.
+    let files: Vec<Vec<u8>> = set
+        .derived
+        .lists
+        .iter()
+        .zip(files)
+        .map(|(decl, bytes)| {
+            bytes.unwrap_or_else(|| {
+                let mut header = Vec::new();
+                let names = std::iter::once(&decl.key).chain(decl.value.as_ref());
+                crate::format::record(&mut header, names.map(|n| n.as_bytes()));
+                header.push(b'\n');
+                header
+            })
+        })
+        .collect();
+    if let Err(errors) = rules::attach_lists(set, &files, |d| d.file.clone()) {
+        problems.extend(errors);
+    }
+    problems
+}
+
+/// Every window's `where`, compiled for syntax.
+fn check_window_filters(set: &RuleSet) -> Vec<RulesError> {
+    let rules = set
+        .derived
+        .windows
+        .iter()
+        .filter_map(|w| {
+            w.filter.as_ref().map(|script| Rule {
+                id: 0,
+                name: format!("[windows.{}] where", w.name),
+                script: script.clone(),
+                line: w.line,
+                timeout: set.max_timeout(),
+                examples: Vec::new(),
+                score: 0,
+                reason: None,
+                reason_line: 0,
+            })
+        })
+        .collect();
+    let filters = RuleSet {
+        rules,
+        ..set.clone()
+    };
+    engine::check_syntax(&filters)
+        .into_iter()
+        .map(|mut e| {
+            // Not a rule: say which window's filter.
+            if let Some(label) = e.rule.take() {
+                e.message = format!(
+                    "{}: {}",
+                    label.trim_start_matches("rule 0 ").trim_matches('"'),
+                    e.message
+                );
+            }
+            e
+        })
+        .collect()
+}
+
+/// For an example that gives some lists' contents (`row = { blocked = ["IR"] }`): an
+/// evaluator of `rule` with those lists instead of the files'; `None` when it gives none.
+fn example_lists(
+    set: &RuleSet,
+    rule: &Rule,
+    example: &Example,
+    columns: &Columns,
+    seed: u64,
+) -> Result<Option<Evaluator>, String> {
+    let mut derived = (*set.derived).clone();
+    let mut given = false;
+    for (i, decl) in set.derived.lists.iter().enumerate() {
+        if let Some(value) = example.row.get(&decl.name) {
+            let list = crate::lists::List::from_toml(decl, value)?;
+            derived.loaded[i] = std::sync::Arc::new(list);
+            given = true;
+        }
+    }
+    if !given {
+        return Ok(None);
+    }
+    let mut own = only(set, rule);
+    own.derived = std::sync::Arc::new(derived);
+    Evaluator::new(&own, columns, seed)
+        .map(Some)
+        .map_err(|errors| rules::one_line(&errors))
 }

@@ -19,10 +19,11 @@ use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::ThreadsExecutor;
 use crate::exit::{self, Usage};
 use crate::format::{Extra, ResultsFormat};
-use crate::model::Columns;
+use crate::model::{Columns, Tally};
 use crate::output::paths::{identity, show};
 use crate::output::{
-    OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open, commit_all,
+    Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
+    commit_all,
 };
 use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
@@ -79,10 +80,16 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         no_output_header: false,
         csv: args.csv.config(args.max_record_size),
         inputs: vec![args.input.clone()],
-    }
-    .check()?;
+        history: Vec::new(),
+    };
+    // The files a diff reads besides its input, before `check`: its messages would name
+    // NEW_RULES `--rules`, a flag `diff` does not have.
     let outputs = config.outputs();
-    for (flag, path) in [("OLD_RULES", &args.old_rules)]
+    let read = [
+        ("OLD_RULES", &args.old_rules),
+        ("NEW_RULES", &args.new_rules),
+    ];
+    for (flag, path) in read
         .into_iter()
         .chain(args.labels.as_ref().map(|p| ("--labels", p)))
     {
@@ -103,6 +110,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
             .into());
         }
     }
+    let config = config.check()?;
     if outputs.uses_stdout() {
         check_stdout_open()?;
     }
@@ -132,8 +140,12 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         &stop,
     )?;
     let columns = input.columns().clone();
+    // Each file as `run` would take it: a file `run` refuses (a variable that is no
+    // column, a reason naming one) is no change to backtest.
     for (loaded, path) in [(&old, &args.old_rules), (&new, &args.new_rules)] {
         Evaluator::new(&loaded.set, &columns, args.seed)
+            .map_err(|errors| RulesErrors::of(path, errors))?;
+        crate::format::rule_details(&loaded.set, &columns, false)
             .map_err(|errors| RulesErrors::of(path, errors))?;
     }
     let labels = args
@@ -143,7 +155,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         .transpose()?
         .map(Arc::new);
 
-    let format = DiffFormat::new(&old.set, &new.set, labels);
+    let format = DiffFormat::new(&old.set, &new.set, labels.clone());
     let ids: Vec<i64> = old
         .set
         .rules
@@ -167,6 +179,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         old_rules: old.set.rules.len(),
         new_rules: new.set.rules.len(),
     });
+    let mut windows = crate::pipeline::windows::WindowStage::for_input(&merged, &input, args.seed)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: args.bad_rows,
@@ -182,36 +195,10 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         &mut results,
         None,
         &settings,
+        &mut windows,
     );
     settings.progress.finish();
-    let streaming = outputs.results.file().is_none();
-    let (tally, rejects) = ran.map_err(|err| {
-        // What a stream received cannot be taken back (as `run` says of its results).
-        let quiet = exit::is_broken_pipe(&err) || err.downcast_ref::<exit::Interrupted>().is_some();
-        if streaming && !quiet {
-            err.context("the changes written to standard output are incomplete")
-        } else {
-            err
-        }
-    })?;
-    if let Some(signal) = stop.signal() {
-        return Err(exit::Interrupted(signal).into());
-    }
-    let report =
-        DiffFormat::new(&old.set, &new.set, None).report(&tally.extra, args.labels.is_some());
-    let changed = report.pairs_changed > 0 || report.transactions_changed > 0;
-    let code = if changed && args.fail_on_change {
-        exit::FAIL_ON
-    } else {
-        exit::SUCCESS
-    };
-    let mut finished = Vec::new();
-    if let Some(rejects) = rejects {
-        finished.push(rejects.finish()?);
-    }
-    finished.push(results.finish()?);
-    let wall = clock.elapsed().as_secs_f64();
-    let summary = DiffSummary {
+    let summarize = |tally: &Tally, code: i32| DiffSummary {
         txguard_version: env!("CARGO_PKG_VERSION"),
         started_at: humantime::format_rfc3339_millis(started_at).to_string(),
         input: args.input.display().to_string(),
@@ -224,19 +211,60 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         seed: args.seed,
         transactions: tally.rows,
         bad_rows: tally.bad_rows,
-        report,
-        wall_seconds: wall,
+        report: DiffFormat::new(&old.set, &new.set, None).report(&tally.extra, labels.as_deref()),
+        wall_seconds: clock.elapsed().as_secs_f64(),
         exit_code: code,
     };
+    let (tally, rejects) = match ran {
+        Ok(done) => done,
+        Err(err) if exit::is_broken_pipe(&err) => {
+            // The reader of the streamed changes went away (`| head`): it wanted no
+            // more, and the diff ends quietly (exit 0). As `run`'s, its summary counts
+            // what was written.
+            if let Some(dest) = &outputs.summary {
+                let written = results.written();
+                let tally = Tally {
+                    rows: written.rows,
+                    counts: written.counts.clone(),
+                    extra: written.extra.clone(),
+                    ..Tally::default()
+                };
+                let summary = write_summary(dest, &summarize(&tally, exit::SUCCESS))?;
+                commit_all(vec![summary], None)?;
+            }
+            return Err(err);
+        }
+        // What a stream received cannot be taken back (as `run` says of its results).
+        Err(err)
+            if outputs.results.file().is_none()
+                && err.downcast_ref::<exit::Interrupted>().is_none() =>
+        {
+            return Err(err.context("the changes written to standard output are incomplete"));
+        }
+        Err(err) => return Err(err),
+    };
+    if let Some(signal) = stop.signal() {
+        return Err(exit::Interrupted(signal).into());
+    }
+    let summary = summarize(&tally, exit::SUCCESS);
+    let changed = summary.report.pairs_changed > 0 || summary.report.transactions_changed > 0;
+    let code = if changed && args.fail_on_change {
+        exit::FAIL_ON
+    } else {
+        exit::SUCCESS
+    };
+    let summary = DiffSummary {
+        exit_code: code,
+        ..summary
+    };
+    let wall = summary.wall_seconds;
+    let mut finished = Vec::new();
+    if let Some(rejects) = rejects {
+        finished.push(rejects.finish()?);
+    }
+    finished.push(results.finish()?);
     if let Some(dest) = &outputs.summary {
-        use std::io::Write;
-        let mut sink = Sink::create(dest)?;
-        let label = sink.label().to_string();
-        serde_json::to_writer_pretty(&mut sink, &summary)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| Ok(sink.write_all(b"\n")?))
-            .with_context(|| format!("cannot write {label}"))?;
-        finished.push(sink.finish()?);
+        finished.push(write_summary(dest, &summary)?);
     }
     commit_all(finished, Some(&stop))?;
     if !args.quiet && old.set.decision.is_some() != new.set.decision.is_some() {
@@ -298,6 +326,16 @@ fn merged_columns(old: &RuleSet, new: &RuleSet, args: &DiffArgs) -> Result<RuleS
     }
     let mut columns = old.columns.clone();
     columns.extend(new.columns.clone());
+    // The windows are computed once, on the rows both files see: they must be one set.
+    if old.derived.windows != new.derived.windows {
+        return Err(Usage(format!(
+            "{} and {} declare different [windows.*]: diff computes the windows once for \
+             both, so they must be the same (a rule change may still use them differently)",
+            show(&args.old_rules),
+            show(&args.new_rules)
+        ))
+        .into());
+    }
     let mut nullable = old.nullable.clone();
     nullable.extend(new.nullable.iter().cloned());
     Ok(RuleSet {
@@ -306,6 +344,9 @@ fn merged_columns(old: &RuleSet, new: &RuleSet, args: &DiffArgs) -> Result<RuleS
         rules: old.rules.iter().chain(&new.rules).cloned().collect(),
         memory_limit: None,
         decision: None,
+        // The windows both declare (their `where` may read NEW's lists); for evaluation,
+        // each file's executor binds its own lists.
+        derived: new.derived.clone(),
     })
 }
 
@@ -322,7 +363,20 @@ fn executor(args: &DiffArgs, loaded: &LoadedRules, columns: &Columns) -> Result<
                 memory_limit: set.memory_limit(),
                 columns: columns.clone(),
                 seed: args.seed,
+                list_files: loaded.list_files.clone(),
             },
         )?),
     })
+}
+
+/// Writes the `--summary` JSON of a diff, leaving the rename to `commit_all`.
+fn write_summary(dest: &Destination, summary: &DiffSummary) -> Result<Finished> {
+    use std::io::Write;
+    let mut sink = Sink::create(dest)?;
+    let label = sink.label().to_string();
+    serde_json::to_writer_pretty(&mut sink, summary)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(sink.write_all(b"\n")?))
+        .with_context(|| format!("cannot write {label}"))?;
+    sink.finish()
 }

@@ -206,6 +206,7 @@ fn merged_summary(parts: &[Part], started: SystemTime) -> Summary {
         rules,
         decisions: decisions(parts),
         workers: None,
+        windows: None,
         wall_seconds: wall,
         transactions_per_second: if wall > 0.0 {
             tally.rows as f64 / wall

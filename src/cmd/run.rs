@@ -26,6 +26,7 @@ use crate::output::{
     commit_all,
 };
 use crate::pipeline::SideWriter;
+use crate::pipeline::windows::{WindowStage, header_record};
 use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
@@ -42,6 +43,8 @@ struct Known {
     lock: Option<OutputLock>,
     /// Results are being streamed (stdout, a pipe): what was written cannot be taken back.
     streaming: bool,
+    /// `--decisions` is being streamed, likewise.
+    streaming_decisions: bool,
 }
 
 /// A run that completed: its exit code, and its outputs, finished but not yet renamed.
@@ -77,10 +80,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         tally: Tally::default(),
         lock: None,
         streaming: false,
+        streaming_decisions: false,
     };
     let result = execute(&config, &outputs, &mut known, &stop);
     known.facts.wall = known.clock.elapsed();
-    let result = result.map_err(|err| incomplete_stream(err, &outputs.results, &known));
+    let result = result.map_err(|err| incomplete_stream(err, &outputs, &known));
     let code = match &result {
         Ok(completed) => completed.code,
         Err(err) => exit::code_of(err),
@@ -97,6 +101,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         rules: Vec::new(),
         memory_limit: None,
         decision: None,
+        derived: Default::default(),
     };
     let rules = known.rules.clone();
     let summary = Summary::new(
@@ -138,7 +143,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
     match summary_json {
         Some(Ok(finished)) => all.push(finished),
         // Nothing is committed without its summary: no new results beside old rejects.
-        Some(Err(err)) => return Err(err.context(nothing_committed(&config, &known.tally, code))),
+        Some(Err(err)) => {
+            return Err(err.context(nothing_committed(
+                &config,
+                &known.tally,
+                rules.as_deref(),
+                code,
+            )));
+        }
         None => {}
     }
     if let Err(err) = commit_all(all, Some(&stop)) {
@@ -178,30 +190,48 @@ pub fn run(args: RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The error of a run whose results were streamed: it says they are incomplete (what a
-/// stream received cannot be taken back; the exit code says the run failed).
-fn incomplete_stream(err: anyhow::Error, results: &Destination, known: &Known) -> anyhow::Error {
+/// The error of a run whose results or decisions were streamed: it says they are
+/// incomplete (what a stream received cannot be taken back; the exit code says the run
+/// failed).
+fn incomplete_stream(err: anyhow::Error, outputs: &Outputs, known: &Known) -> anyhow::Error {
     let ends_quietly = exit::is_broken_pipe(&err) || err.downcast_ref::<Interrupted>().is_some();
-    if !known.streaming || ends_quietly {
+    if ends_quietly {
         return err;
     }
-    match results {
-        Destination::Stdout => err.context("results on standard output are incomplete"),
+    let incomplete = |what: &str, dest: &Destination| match dest {
+        Destination::Stdout => format!("{what} on standard output are incomplete"),
         dest => {
             let path = crate::output::paths::show(dest.path().unwrap_or(Path::new("-")));
-            err.context(format!("results written to {path} are incomplete"))
+            format!("{what} written to {path} are incomplete")
         }
+    };
+    let mut err = err;
+    if let Some(dest) = outputs
+        .decisions
+        .as_ref()
+        .filter(|_| known.streaming_decisions)
+    {
+        err = err.context(incomplete("decisions", dest));
     }
+    if known.streaming {
+        err = err.context(incomplete("results", &outputs.results));
+    }
+    err
 }
 
 /// Why nothing was committed when the summary could not be written, and what the run
 /// would have exited with.
-fn nothing_committed(config: &RunConfig, tally: &Tally, code: i32) -> String {
+fn nothing_committed(
+    config: &RunConfig,
+    tally: &Tally,
+    rules: Option<&RuleSet>,
+    code: i32,
+) -> String {
     let mut message = "no output was committed".to_string();
     if code == exit::FAIL_ON {
         message.push_str(&format!(
             " (the run completed, and would have exited 3: {})",
-            fail_on_hit(&config.fail_on, tally, None)
+            fail_on_hit(&config.fail_on, tally, rules)
         ));
     }
     message
@@ -294,6 +324,10 @@ fn execute(
             "transaction_id,score,decision,reasons",
         )?),
     };
+    known.streaming_decisions = outputs
+        .decisions
+        .as_ref()
+        .is_some_and(|d| d.file().is_none());
 
     // The process executor is kept by its type too: only it has worker counters.
     let mut processes = None;
@@ -309,6 +343,7 @@ fn execute(
         (false, ExecutorKind::Processes) => {
             let setup = WorkerSetup {
                 rules_text: loaded.text,
+                list_files: loaded.list_files,
                 default_timeout: config.timeout,
                 memory_limit: rules.memory_limit(),
                 columns,
@@ -319,6 +354,7 @@ fn execute(
             executor
         }
     };
+    let mut windows = windows_stage(config, &rules, &input, stop)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: config.bad_rows,
@@ -343,6 +379,7 @@ fn execute(
         decisions.as_mut(),
         &settings,
         &mut known.facts.inputs,
+        &mut windows,
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
@@ -354,6 +391,7 @@ fn execute(
                 known.tally = Tally {
                     rows: written.rows,
                     counts: written.counts.clone(),
+                    extra: written.extra.clone(),
                     ..Tally::default()
                 };
             }
@@ -421,6 +459,7 @@ impl Inputs<'_> {
         mut decisions: Option<&mut SideWriter>,
         settings: &Settings,
         summaries: &mut [crate::inputs::InputSummary],
+        windows: &mut Option<WindowStage>,
     ) -> Result<(Tally, Option<RejectsWriter>)> {
         let mut tally = Tally {
             counts: vec![[0; 4]; self.rule_ids.len()],
@@ -444,6 +483,13 @@ impl Inputs<'_> {
                         self.stop,
                     )?;
                     crate::inputs::align(&mut input, &self.reference)?;
+                    // The windows go on over this input's rows, whatever its column order.
+                    if let Some(stage) = windows.as_mut()
+                        && let Some(next) =
+                            WindowStage::for_input(self.rules, &input, self.config.seed)?
+                    {
+                        stage.continue_with(next);
+                    }
                     input
                 }
             };
@@ -459,6 +505,7 @@ impl Inputs<'_> {
                 results,
                 decisions.as_deref_mut(),
                 settings,
+                windows,
             )?;
             rejects = back;
             summary.bytes = done.bytes;
@@ -479,9 +526,95 @@ impl Inputs<'_> {
             for (total, c) in tally.extra.iter_mut().zip(&done.extra) {
                 *total += c;
             }
+            // The stage goes on from input to input: its last stats cover them all.
+            tally.windows = done.windows;
         }
         Ok((tally, rejects))
     }
+}
+
+/// The windows stage of a run, when the rules have `[windows]`, with every `--history`
+/// file fed to it in order (their bad rows fail the run under `--bad-rows fail`, and are
+/// skipped and counted under `skip`: the rejects file is the input's).
+fn windows_stage(
+    config: &RunConfig,
+    rules: &Arc<RuleSet>,
+    input: &InputReader,
+    stop: &StopFlag,
+) -> Result<Option<WindowStage>> {
+    let Some(stage) = WindowStage::for_input(rules, input, config.seed)? else {
+        if let Some(first) = config.history.first() {
+            return Err(exit::Usage(format!(
+                "--history {}: the rules declare no [windows.*] for history to fill",
+                first.display()
+            ))
+            .into());
+        }
+        return Ok(None);
+    };
+    // A window reads the rows before each row: a shard has not got them.
+    if let Some(spec) = config.shard {
+        return Err(exit::Usage(format!(
+            "--shard {spec}: the rules declare [windows.*], which need every earlier row of \
+             the input; a shard reads only its range: run the whole input in one run"
+        ))
+        .into());
+    }
+    if config.columns.is_some() && !config.history.is_empty() {
+        return Err(exit::Usage(
+            "--columns with --history: the history files are aligned to the input's header \
+             row, which --columns says the input has not got"
+                .into(),
+        )
+        .into());
+    }
+    if config.history.is_empty() {
+        return Ok(Some(stage));
+    }
+    let header = header_record(input)?.to_vec();
+    // On a lane's stack: history rows go through the windows' `where` filters.
+    thread::scope(|scope| {
+        thread::Builder::new()
+            .name("history".into())
+            .stack_size(crate::exec::LANE_STACK_BYTES)
+            .spawn_scoped(scope, move || {
+                feed_history(stage, &header, config, rules, stop)
+            })
+            .context("cannot start the history thread")?
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the history thread panicked")))
+    })
+    .map(Some)
+}
+
+/// Feeds every `--history` file to `stage`, in order.
+fn feed_history(
+    mut stage: WindowStage,
+    header: &[u8],
+    config: &RunConfig,
+    rules: &Arc<RuleSet>,
+    stop: &StopFlag,
+) -> Result<WindowStage> {
+    for path in &config.history {
+        let fail = config.bad_rows == BadRows::Fail;
+        let history = open_input(path, rules, &config.csv, fail, &Layout::default(), stop)?;
+        let name = history.name().to_string();
+        let (rows, bad) = stage.feed_history(history, header)?;
+        if let Some(first) = bad.first()
+            && config.bad_rows == BadRows::Fail
+        {
+            return Err(crate::input::BadRowError {
+                input: name,
+                row: first.clone(),
+            }
+            .into());
+        }
+        stage.count_history(rows, bad.len() as u64);
+        if let Some(signal) = stop.signal() {
+            return Err(Interrupted(signal).into());
+        }
+    }
+    Ok(stage)
 }
 
 /// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO

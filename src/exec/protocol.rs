@@ -29,7 +29,7 @@ use frame::{Cursor, put_duration, put_str, put_u32, put_u64};
 pub use frame::{FrameError, ProtocolError, begin_frame, end_frame, read_frame};
 
 /// The protocol version; bump it with any change to a frame's layout.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Opens `Setup` and `Ready`: a worker that is not a txguard worker is told apart at once.
 pub const MAGIC: [u8; 4] = *b"TXGW";
 
@@ -80,6 +80,9 @@ pub struct Setup {
     pub memory_limit: u64,
     pub columns: Columns,
     pub seed: u64,
+    /// The bytes of every `[lists.*]` file, in declaration order (since version 3): read
+    /// once by the supervisor, parsed by each worker as the supervisor parsed them.
+    pub list_files: Vec<Vec<u8>>,
 }
 
 pub fn encode_setup(out: &mut Vec<u8>, setup: &Setup) {
@@ -99,6 +102,11 @@ pub fn encode_setup(out: &mut Vec<u8>, setup: &Setup) {
             ColumnType::Bool => 2,
             ColumnType::String => 3,
         });
+    }
+    put_u32(out, setup.list_files.len() as u32);
+    for file in &setup.list_files {
+        put_u64(out, file.len() as u64);
+        out.extend_from_slice(file);
     }
     end_frame(out, at);
 }
@@ -137,6 +145,12 @@ pub fn decode_setup(payload: &[u8]) -> Result<Setup, ProtocolError> {
             }
         });
     }
+    let n = c.count("list files", 8)?;
+    let mut list_files = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = usize::try_from(c.u64("list file length")?).unwrap_or(usize::MAX);
+        list_files.push(c.take(len, "list file")?.to_vec());
+    }
     c.finish("setup")?;
     Ok(Setup {
         rules_text,
@@ -144,6 +158,7 @@ pub fn decode_setup(payload: &[u8]) -> Result<Setup, ProtocolError> {
         memory_limit,
         columns,
         seed,
+        list_files,
     })
 }
 

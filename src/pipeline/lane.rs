@@ -135,11 +135,20 @@ impl Work<'_> {
         let started = Instant::now();
         let mut bad = Vec::new();
         let records = task.chunk.records().skip(task.records.start);
-        self.typer.type_records(
-            records.take(task.records.len()),
-            &mut self.batch.rows,
-            &mut bad,
-        );
+        match &task.windows {
+            None => self.typer.type_records(
+                records.take(task.records.len()),
+                &mut self.batch.rows,
+                &mut bad,
+            ),
+            // Each row gets its window values after its columns.
+            Some(windows) => self.typer.type_records_then(
+                records.take(task.records.len()),
+                &mut self.batch.rows,
+                &mut bad,
+                |k, row| windows.append(task.records.start + k, row),
+            ),
+        }
         self.batch.seq = task.seq;
         self.outcomes.clear();
         if !self.batch.rows.is_empty() {
@@ -156,7 +165,7 @@ impl Work<'_> {
         let mut results = Vec::with_capacity(self.outcomes.len() * 24);
         let mut counts = vec![[0; 4]; rules];
         let mut side = Side::default();
-        self.format.rows_with(
+        self.format.rows(
             &self.batch.rows,
             self.outcomes,
             &mut results,

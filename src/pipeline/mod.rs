@@ -15,6 +15,7 @@ mod budget;
 mod lane;
 mod read;
 mod sizer;
+pub mod windows;
 mod work;
 mod write;
 
@@ -56,6 +57,7 @@ pub struct Settings {
 
 /// Runs the whole pipeline; on success the results are written (not yet committed).
 /// Rejected rows go to `rejects`, which is handed back so the caller can commit it.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     input: InputReader,
     executor: Arc<dyn Executor>,
@@ -64,7 +66,10 @@ pub fn run(
     results: &mut ResultsWriter,
     side: Option<&mut SideWriter>,
     settings: &Settings,
+    windows: &mut Option<windows::WindowStage>,
 ) -> Result<(Tally, Option<RejectsWriter>)> {
+    // The windows stage runs on the reader thread, and comes back for the next input.
+    let mut stage = windows.take();
     let jobs = settings.jobs.max(1);
     let InputReader {
         framer,
@@ -89,9 +94,12 @@ pub fn run(
         let name = name.clone();
         thread::Builder::new()
             .name("reader".into())
+            // The windows stage evaluates `where` filters here: a lane's stack.
+            .stack_size(crate::exec::LANE_STACK_BYTES)
             .spawn(move || {
-                read::read_chunks(
+                let read = read::read_chunks(
                     framer,
+                    &mut stage,
                     first,
                     read::Source {
                         name: &name,
@@ -101,7 +109,8 @@ pub fn run(
                     &chunk_tx,
                     &recycle_rx,
                     &progress,
-                )
+                );
+                read.map(|bytes| (bytes, stage))
             })
             .context("cannot start the reader thread")?
     };
@@ -176,9 +185,12 @@ pub fn run(
     }
     drop(done_rx);
     let complete = written?;
-    tally.bytes = reader
+    let (bytes, stage) = reader
         .join()
         .map_err(|_| anyhow!("the reader thread panicked"))??;
+    tally.bytes = bytes;
+    tally.windows = stage.as_ref().map(windows::WindowStage::stats);
+    *windows = stage;
     if !complete {
         return Err(anyhow!("internal error: some tasks were never written"));
     }
@@ -315,6 +327,7 @@ mod tests {
             &mut results,
             None,
             &settings,
+            &mut None,
         );
         let tally = ran.map(|(tally, rejects)| {
             results.commit().unwrap();

@@ -7,12 +7,13 @@ use std::sync::mpsc::{Receiver, Sender};
 use anyhow::{Context, Result};
 
 use crate::decompress::Consumed;
+use std::sync::Arc;
+
 use crate::framer::{Chunk, Framer};
 use crate::pipeline::budget::{self, ByteBudget};
+use crate::pipeline::windows::{Framed, WindowStage};
 use crate::progress::Progress;
 
-/// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
-/// lanes are done with come back on `recycled`, their buffers reused.
 /// The input being read: its name for messages, and the count of bytes taken from its
 /// source when it is compressed (`decompress`).
 pub struct Source<'a> {
@@ -20,12 +21,18 @@ pub struct Source<'a> {
     pub consumed: Option<&'a Consumed>,
 }
 
+/// Sends `first`, then every chunk the framer cuts; returns the bytes read. Chunks the
+/// lanes are done with come back on `recycled`, their buffers reused. With `windows`,
+/// each chunk goes with its records' window values, computed here in input order (the
+/// windows stage), before any lane sees it.
+#[allow(clippy::too_many_arguments)]
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
+    windows: &mut Option<WindowStage>,
     first: Chunk,
     Source { name, consumed }: Source<'_>,
     budget: &ByteBudget,
-    chunks: &Sender<Chunk>,
+    chunks: &Sender<Framed>,
     recycled: &Receiver<Chunk>,
     progress: &Progress,
 ) -> Result<u64> {
@@ -53,9 +60,16 @@ pub fn read_chunks(
             break;
         }
         // The first chunk's first record is the header.
-        let header = u64::from(std::mem::take(&mut first_chunk));
-        progress.read((chunk.len() as u64).saturating_sub(header), read(&framer));
-        if chunks.send(chunk).is_err() {
+        let header = usize::from(std::mem::take(&mut first_chunk));
+        progress.read((chunk.len() - header) as u64, read(&framer));
+        let values = windows
+            .as_mut()
+            .map(|stage| Arc::new(stage.process(&chunk, header)));
+        let framed = Framed {
+            chunk,
+            windows: values,
+        };
+        if chunks.send(framed).is_err() {
             break;
         }
     }

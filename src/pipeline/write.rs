@@ -138,6 +138,7 @@ fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Resul
     }
     out.results
         .write_formatted(&task.results, task.rows, &task.counts)?;
+    out.results.count_extra(&task.side.counters);
     if let Some(side) = out.side.as_deref_mut() {
         side.write(&task.side.bytes)?;
     }

@@ -20,6 +20,9 @@ use crate::model::{Columns, Outcome, is_identifier};
 /// The decision of a transaction whose score reaches no threshold.
 pub const PASS: &str = "pass";
 
+/// The result kinds: no decision may take their names (`--fail-on` names both).
+const RESULTS: [&str; 4] = ["true", "false", "error", "timeout"];
+
 /// `[decision]` as written.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +144,13 @@ pub(super) fn check(
                 here,
                 format!(
                     "[decision] threshold {n:?}: \"pass\" is the decision below every threshold"
+                ),
+            ));
+        } else if RESULTS.contains(&n.as_str()) {
+            problems.push((
+                here,
+                format!(
+                    "[decision] threshold {n:?}: true, false, error and timeout are results, not decisions (`--fail-on {n}` could not tell them apart)"
                 ),
             ));
         } else if thresholds.iter().any(|(m, _)| m == n) {

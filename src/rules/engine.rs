@@ -97,6 +97,8 @@ struct CompiledRule {
     /// Holds only the columns this rule reads, set before each evaluation; rewound after it,
     /// so nothing a script defines leaks into the next evaluation.
     scope: Scope<'static>,
+    /// Variables of `scope` that stay (lists), before the bindings.
+    base: usize,
     bindings: Vec<Binding>,
     /// The script compiled natively, when it is in the subset `native` compiles.
     native: Option<native::Program>,
@@ -148,8 +150,13 @@ impl Evaluator {
         seed: u64,
         options: Options,
     ) -> Result<Evaluator, Vec<RulesError>> {
-        let engine = build_engine(true, set.max_timeout(), options.cancel);
+        let mut engine = build_engine(true, set.max_timeout(), options.cancel);
+        crate::lists::register(&mut engine);
+        let lists = super::lists_windows::bound_lists(&set.derived)?;
         let mut all_columns = Scope::new();
+        for (name, list) in &lists {
+            all_columns.push_constant_dynamic(name.as_str(), list.clone());
+        }
         for (name, kind) in columns.names.iter().zip(&columns.types) {
             all_columns.push_dynamic(name.as_str(), placeholder(*kind));
         }
@@ -175,6 +182,13 @@ impl Evaluator {
                     acc
                 });
             let mut scope = Scope::new();
+            // Lists first, as constants: they stay across evaluations (a shared handle,
+            // never copied); only the bindings after them are rewound.
+            let words: Vec<&str> = identifiers(&rule.script).collect();
+            for (name, list) in lists.iter().filter(|(n, _)| words.contains(&n.as_str())) {
+                scope.push_constant_dynamic(name.as_str(), list.clone());
+            }
+            let base = scope.len();
             for b in &bindings {
                 scope.push_dynamic(b.name.as_str(), Dynamic::UNIT);
             }
@@ -186,6 +200,7 @@ impl Evaluator {
                 timeout: rule.timeout,
                 ast,
                 scope,
+                base,
                 bindings,
                 native,
             });
@@ -284,7 +299,7 @@ impl Evaluator {
                 value
             }))
         };
-        rule.scope.rewind(rule.bindings.len());
+        rule.scope.rewind(rule.base + rule.bindings.len());
         let outcome = match result {
             Ok(Ok(value)) => match value.as_bool() {
                 Ok(true) => Outcome::True,

@@ -23,6 +23,10 @@ struct RawFile {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
     decision: Option<Spanned<super::decision::RawDecision>>,
+    #[serde(default)]
+    lists: super::lists_windows::RawLists,
+    #[serde(default)]
+    windows: super::lists_windows::RawWindows,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,6 +348,11 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
             examples,
             score: raw.score.map_or(0, Spanned::into_inner),
             reason,
+            reason_line: lines.line(
+                raw.reason
+                    .as_ref()
+                    .map_or(raw.when.span().start, |r| r.span().start),
+            ),
         });
     }
 
@@ -359,12 +368,20 @@ pub fn parse_lenient(text: &str, default_timeout: Duration) -> (Option<RuleSet>,
     });
     errors.extend(super::decision::check_examples(&rules, decision.as_ref()));
 
+    let derived = super::lists_windows::parse(
+        raw.lists,
+        raw.windows,
+        &columns,
+        &|offset| lines.line(offset),
+        &mut errors,
+    );
     let set = RuleSet {
         columns,
         nullable,
         rules,
         memory_limit,
         decision,
+        derived: std::sync::Arc::new(derived),
     };
     (Some(set), errors)
 }

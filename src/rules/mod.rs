@@ -6,6 +6,7 @@
 pub mod decision;
 pub mod engine;
 pub mod file;
+pub mod lists_windows;
 mod native;
 mod random;
 pub mod sandbox;
@@ -38,6 +39,9 @@ pub struct Rule {
     pub score: i64,
     /// `reason`: rendered into `detail` (and the decisions' reasons) when true.
     pub reason: Option<decision::Template>,
+    /// Line of the rules file where `reason` is (messages about it point there); the
+    /// script's without one.
+    pub reason_line: usize,
 }
 
 impl Rule {
@@ -71,6 +75,9 @@ pub struct RuleSet {
     pub memory_limit: Option<usize>,
     /// `[decision]`, when the file has one.
     pub decision: Option<decision::Decision>,
+    /// `[lists.*]` and `[windows.*]`: variables that are no input column; the lists'
+    /// contents once `load` has read them.
+    pub derived: std::sync::Arc<lists_windows::Derived>,
 }
 
 impl RuleSet {
@@ -137,6 +144,9 @@ pub struct LoadedRules {
     /// SHA-256 of `text`, lower-case hex (the summary's `rules_sha256`).
     pub sha256: String,
     pub set: RuleSet,
+    /// The bytes of every `[lists.*]` file, in declaration order, read once: hashed into
+    /// `sha256`, parsed into `set`, and shipped to worker processes.
+    pub list_files: Vec<Vec<u8>>,
 }
 
 /// Reads `path` once (a pipe such as `<(cat rules.toml)` works), then checks the file
@@ -147,16 +157,85 @@ pub fn load(path: &Path, default_timeout: Duration) -> Result<LoadedRules, Rules
         errors,
     };
     let text = read_text(path)?;
-    let set = file::parse(&text, default_timeout).map_err(fail)?;
+    let mut set = file::parse(&text, default_timeout).map_err(fail)?;
     let errors = engine::check_syntax(&set);
     if !errors.is_empty() {
         return Err(fail(errors));
     }
+    let list_files = crate::lists::read_files(&set.derived.lists, path)
+        .map_err(|errors| fail(errors.into_iter().map(list_error).collect()))?;
+    attach_lists(&mut set, &list_files, |decl| {
+        crate::lists::path_of(decl, path).display().to_string()
+    })
+    .map_err(fail)?;
     Ok(LoadedRules {
-        sha256: sha256_hex(text.as_bytes()),
+        sha256: ruleset_sha256(&text, &set, &list_files),
         text,
         set,
+        list_files,
     })
+}
+
+/// A list file's problem as a problem of the rules file, on the list's line.
+pub fn list_error(e: crate::lists::ListError) -> RulesError {
+    RulesError {
+        line: Some(e.decl_line),
+        rule: None,
+        message: e.to_string(),
+        undefined_variable: None,
+    }
+}
+
+/// Parses the lists' bytes (in declaration order) into `set`; `shown` names a list's file
+/// in messages. Every problem of every list is returned.
+pub fn attach_lists(
+    set: &mut RuleSet,
+    files: &[Vec<u8>],
+    shown: impl Fn(&lists_windows::ListDecl) -> String,
+) -> Result<(), Vec<RulesError>> {
+    let mut derived = (*set.derived).clone();
+    let mut errors = Vec::new();
+    derived.loaded.clear();
+    for (decl, bytes) in derived.lists.iter().zip(files) {
+        match crate::lists::parse(decl, &shown(decl), bytes) {
+            Ok(list) => derived.loaded.push(std::sync::Arc::new(list)),
+            Err(e) => errors.extend(e.into_iter().map(list_error)),
+        }
+    }
+    if files.len() != derived.lists.len() {
+        errors.push(RulesError::file(format!(
+            "internal error: {} list files for {} lists",
+            files.len(),
+            derived.lists.len()
+        )));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    set.derived = std::sync::Arc::new(derived);
+    Ok(())
+}
+
+/// The summary's `rules_sha256`: of the rules file alone when it declares no list, else
+/// of the file and then, per list in declaration order, its name, its file's length and
+/// bytes — a changed list file changes the hash.
+pub fn ruleset_sha256(text: &str, set: &RuleSet, list_files: &[Vec<u8>]) -> String {
+    if list_files.is_empty() {
+        return sha256_hex(text.as_bytes());
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(text.as_bytes());
+    for (decl, bytes) in set.derived.lists.iter().zip(list_files) {
+        hasher.update(b"\0list\0");
+        hasher.update(decl.name.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A rules file's text, read once; an unreadable or non-UTF-8 file is the file's error.

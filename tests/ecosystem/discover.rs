@@ -216,6 +216,16 @@ fn the_readme_cron_line_runs_under_crons_environment_and_stays_silent_on_the_sam
     let head: String = sample.lines().take(251).map(|l| format!("{l}\n")).collect();
     wd.create("srv-risk/incoming/tx.csv", &head);
     wd.create("srv-risk/rules.toml", include_str!("../../data/rules.toml"));
+    // The sample's reference lists, beside the rules file as its `[lists.*]` name them.
+    wd.mkdir("srv-risk/lists");
+    wd.create(
+        "srv-risk/lists/high_risk_countries.csv",
+        include_str!("../../data/lists/high_risk_countries.csv"),
+    );
+    wd.create(
+        "srv-risk/lists/merchant_risk.csv",
+        include_str!("../../data/lists/merchant_risk.csv"),
+    );
 
     // No output: cron mails nothing.
     run_cron_line(&wd, &root)
@@ -223,7 +233,11 @@ fn the_readme_cron_line_runs_under_crons_environment_and_stays_silent_on_the_sam
         .expect_stdout("")
         .expect_stderr("");
     let results = wd.read("srv-risk/out/results.csv");
-    assert_eq!(results.lines().count(), 1 + 250 * 8);
+    assert_eq!(
+        results.lines().count(),
+        1 + 250 * 11,
+        "the sample has 11 rules"
+    );
     let summary = wd.json("srv-risk/out/summary.json");
     let rules = summary["rules"].as_array().unwrap();
     assert_eq!(rules[1]["timeout"], 50, "every fifth id hangs: {summary}");

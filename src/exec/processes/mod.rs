@@ -56,6 +56,8 @@ pub struct WorkerSetup {
     pub memory_limit: usize,
     pub columns: Columns,
     pub seed: u64,
+    /// The `[lists.*]` files' bytes, read once (`rules::LoadedRules::list_files`).
+    pub list_files: Vec<Vec<u8>>,
 }
 
 /// What every lane needs to start and supervise workers; built once per run.
@@ -180,8 +182,18 @@ impl ProcessesExecutor {
                 memory_limit: setup.memory_limit as u64,
                 columns: setup.columns,
                 seed: setup.seed,
+                list_files: setup.list_files,
             },
         );
+        // The lists travel in the setup frame, read under the worker's frame limit.
+        if setup_frame.len() > protocol::MAX_TO_WORKER {
+            anyhow::bail!(
+                "the rules and their lists take {} bytes: more than worker processes accept \
+                 ({} bytes); use --executor threads",
+                setup_frame.len(),
+                protocol::MAX_TO_WORKER
+            );
+        }
         let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
         let hard = rustix::process::getrlimit(rustix::process::Resource::Data).maximum;
         let data_limit = budget::worker_data_limit(
@@ -189,6 +201,8 @@ impl ProcessesExecutor {
             crate::exec::LANE_STACK_BYTES,
             protocol::MAX_TO_WORKER,
         )
+        // The lists, parsed: their maps hold a few times their files' bytes.
+        .saturating_add(8 * setup_frame.len() as u64)
         .min(hard.unwrap_or(u64::MAX));
         let memory_limit = setup.memory_limit;
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);

@@ -174,6 +174,10 @@ impl WorkerLoop {
         let mut set = rules::file::parse(&setup.rules_text, setup.default_timeout)
             .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
         set.memory_limit = Some(usize::try_from(setup.memory_limit).unwrap_or(usize::MAX));
+        rules::attach_lists(&mut set, &setup.list_files, |decl| {
+            format!("list {:?}", decl.name)
+        })
+        .map_err(|errors| anyhow::anyhow!("lists: {}", rules::one_line(&errors)))?;
         // A sleep is not cut short here: the supervisor kills a worker blocked past its
         // deadline, which is what `sleep_ms` stands for (an outside call nothing else stops).
         let options = Options {

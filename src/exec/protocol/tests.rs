@@ -65,6 +65,7 @@ fn setup_round_trips() {
         memory_limit: 256 << 20,
         columns: columns(),
         seed: u64::MAX,
+        list_files: vec![b"k\nIR\n".to_vec(), Vec::new()],
     };
     let mut out = Vec::new();
     encode_setup(&mut out, &setup);
@@ -329,6 +330,7 @@ fn unknown_kinds_tags_magic_and_versions_are_errors() {
             memory_limit: 0,
             columns: columns(),
             seed: 0,
+            list_files: Vec::new(),
         },
     );
     let (kind, mut payload) = frame(&out);

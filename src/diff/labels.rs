@@ -1,0 +1,87 @@
+//! `txguard diff --labels FILE`: which transactions are fraudulent (`transaction_id,label`),
+//! read once before the run; the lanes note which labels the input used, so that labels
+//! naming no transaction are reported rather than dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+
+/// Transaction labels (`--labels`): id → fraudulent or not, and which labels some
+/// transaction of the input had (a label naming none is said, not dropped silently).
+#[derive(Debug, Default)]
+pub struct Labels {
+    /// id → position in `fraud` and `seen`.
+    ids: HashMap<String, usize>,
+    fraud: Vec<bool>,
+    /// Set by the lanes when a transaction of the input has the label.
+    seen: Vec<AtomicBool>,
+}
+
+impl Labels {
+    /// Adds a label; false when `id` has one already.
+    fn insert(&mut self, id: String, fraud: bool) -> bool {
+        if self.ids.contains_key(&id) {
+            return false;
+        }
+        self.ids.insert(id, self.fraud.len());
+        self.fraud.push(fraud);
+        self.seen.push(AtomicBool::new(false));
+        true
+    }
+
+    /// The label of transaction `id`, noted as used.
+    pub(super) fn get(&self, id: &str) -> Option<bool> {
+        let i = *self.ids.get(id)?;
+        self.seen[i].store(true, Ordering::Relaxed);
+        Some(self.fraud[i])
+    }
+
+    /// Labels that no transaction of the input had (read once the run is over).
+    pub fn unmatched(&self) -> u64 {
+        self.seen
+            .iter()
+            .filter(|s| !s.load(Ordering::Relaxed))
+            .count() as u64
+    }
+}
+
+/// Reads `--labels` (`transaction_id,label`, label `true`/`false`, also `1`/`0`): every
+/// problem names the file and line.
+pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
+    use anyhow::Context;
+    let shown = crate::output::paths::show(path);
+    let mut reader = csv::ReaderBuilder::new()
+        .from_path(path)
+        .with_context(|| format!("cannot read --labels {shown}"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("cannot read --labels {shown}"))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}') == name)
+    };
+    let (Some(id), Some(label)) = (column("transaction_id"), column("label")) else {
+        anyhow::bail!("--labels {shown}: the header must name `transaction_id` and `label`");
+    };
+    let mut labels = Labels::default();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("cannot read --labels {shown}"))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let value = record.get(label).unwrap_or_default();
+        let fraud = match value {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => anyhow::bail!(
+                "--labels {shown}:{line}: column \"label\": {other:?} is not true or false"
+            ),
+        };
+        let tx = record.get(id).unwrap_or_default().to_string();
+        if !labels.insert(tx.clone(), fraud) {
+            anyhow::bail!("--labels {shown}:{line}: transaction {tx:?} is labelled twice");
+        }
+    }
+    Ok(labels)
+}

@@ -1,0 +1,432 @@
+//! Reference lists (`[lists.NAME]`): CSV files read once, as sets (`country in
+//! blocked_countries`) or typed maps (`merchant_risk[merchant] ?? 0`), bound read-only in
+//! every rule. A list is one shared value: rules get a `ListRef` (an `Arc`), registered
+//! with Rhai as a custom type with an indexer and `contains` (what `in` calls), so no
+//! evaluation ever copies a list. A key missing from a map (or a set) gives `()`, which
+//! `??` replaces.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, INT, ImmutableString};
+
+use crate::model::ColumnType;
+use crate::rules::lists_windows::ListDecl;
+
+/// One list's contents.
+#[derive(Debug)]
+pub struct List {
+    pub name: String,
+    /// Key → value; a set's values are `true`.
+    entries: HashMap<Box<str>, Dynamic>,
+    is_map: bool,
+}
+
+impl List {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn get(&self, key: &str) -> Option<&Dynamic> {
+        self.entries.get(key)
+    }
+
+    /// A list given directly by a `txguard check` example: an array of keys for a set, a
+    /// table of key = value for a map.
+    pub fn from_toml(decl: &ListDecl, value: &toml::Value) -> Result<List, String> {
+        let mut entries = HashMap::new();
+        let key_text = |v: &toml::Value| match v {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            _ => None,
+        };
+        match (&decl.value, value) {
+            (None, toml::Value::Array(keys)) => {
+                for k in keys {
+                    let k = key_text(k).ok_or_else(|| {
+                        format!("list {:?}: key {k} is not a string or an int", decl.name)
+                    })?;
+                    entries.insert(k.into_boxed_str(), Dynamic::TRUE);
+                }
+            }
+            (Some(_), toml::Value::Table(table)) => {
+                for (k, v) in table {
+                    let typed = crate::cmd::check::typed(v, decl.kind).ok_or_else(|| {
+                        format!(
+                            "list {:?}: value {v} of key {k:?} is not a {}",
+                            decl.name,
+                            decl.kind.name()
+                        )
+                    })?;
+                    entries.insert(k.clone().into_boxed_str(), typed);
+                }
+            }
+            (None, _) => {
+                return Err(format!(
+                    "list {:?} is a set: give its keys as an array",
+                    decl.name
+                ));
+            }
+            (Some(_), _) => {
+                return Err(format!(
+                    "list {:?} is a map: give it as a table of key = value",
+                    decl.name
+                ));
+            }
+        }
+        Ok(List {
+            name: decl.name.clone(),
+            entries,
+            is_map: decl.value.is_some(),
+        })
+    }
+}
+
+/// A list file's problem, located: `lists/risk.csv:7: column "risk": "high" is not an int`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListError {
+    /// The `[lists.NAME]` it belongs to.
+    pub list: String,
+    /// Line of the rules file declaring the list.
+    pub decl_line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[lists.{}]: {}", self.list, self.message)
+    }
+}
+
+/// Where a list's file is: relative paths are relative to the rules file's folder.
+pub fn path_of(decl: &ListDecl, rules_path: &Path) -> PathBuf {
+    let file = Path::new(&decl.file);
+    if file.is_absolute() {
+        return file.to_path_buf();
+    }
+    match rules_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(file),
+        _ => file.to_path_buf(),
+    }
+}
+
+/// Reads every list file of `decls` once: their bytes, in declaration order.
+pub fn read_files(decls: &[ListDecl], rules_path: &Path) -> Result<Vec<Vec<u8>>, Vec<ListError>> {
+    let mut files = Vec::with_capacity(decls.len());
+    let mut errors = Vec::new();
+    for decl in decls {
+        let path = path_of(decl, rules_path);
+        match read_capped(&path) {
+            Ok(bytes) => files.push(bytes),
+            Err(e) => {
+                errors.push(ListError {
+                    list: decl.name.clone(),
+                    decl_line: decl.line,
+                    message: format!("cannot read {}: {e}", path.display()),
+                });
+                files.push(Vec::new());
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The largest list file: lists are held in memory, parsed, and sent to every worker.
+pub const MAX_LIST_BYTES: u64 = 1 << 30;
+
+/// Reads a list file, refusing one over `MAX_LIST_BYTES` (or one without end, such as a
+/// device) instead of filling memory.
+pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_LIST_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_LIST_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} bytes: too large for a list",
+            MAX_LIST_BYTES
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Parses one list file's bytes (`shown` names it in messages). Every problem of the file
+/// is returned (up to a few per kind), not only the first.
+pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<ListError>> {
+    let fail = |message: String| ListError {
+        list: decl.name.clone(),
+        decl_line: decl.line,
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(
+        bytes
+            .strip_prefix(b"\xef\xbb\xbf".as_slice())
+            .unwrap_or(bytes),
+    );
+    let header = reader
+        .byte_headers()
+        .map_err(|e| vec![fail(format!("{shown}: {e}"))])?
+        .clone();
+    let find = |name: &str| header.iter().position(|h| h == name.as_bytes());
+    let shown_header = || {
+        header
+            .iter()
+            .map(|h| format!("{:?}", String::from_utf8_lossy(h)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut errors = Vec::new();
+    let key_at = find(&decl.key);
+    if key_at.is_none() {
+        errors.push(fail(format!(
+            "{shown}:1: no key column {:?} (found {})",
+            decl.key,
+            shown_header()
+        )));
+    }
+    let mut value_at = None;
+    if let Some(v) = &decl.value {
+        match find(v) {
+            Some(at) => value_at = Some((v, at)),
+            None => errors.push(fail(format!(
+                "{shown}:1: no value column {v:?} (found {})",
+                shown_header()
+            ))),
+        }
+    }
+    let Some(key_at) = key_at.filter(|_| errors.is_empty()) else {
+        return Err(errors);
+    };
+    let mut entries: HashMap<Box<str>, Dynamic> = HashMap::new();
+    // Where each key was first seen, to report a duplicate with both lines.
+    let mut first_line: HashMap<Box<str>, u64> = HashMap::new();
+    let mut record = csv::ByteRecord::new();
+    const MAX_REPORTED: usize = 20;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                errors.push(fail(format!("{shown}: {e}")));
+                break;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
+            continue;
+        }
+        let Some(key) = record.get(key_at) else {
+            errors.push(fail(format!(
+                "{shown}:{line}: expected {} fields, found {}",
+                header.len(),
+                record.len()
+            )));
+            continue;
+        };
+        let Ok(key) = std::str::from_utf8(key) else {
+            errors.push(fail(format!(
+                "{shown}:{line}: column {:?}: {:?} is not valid UTF-8",
+                decl.key,
+                String::from_utf8_lossy(key)
+            )));
+            continue;
+        };
+        let value = match value_at {
+            None => Dynamic::TRUE,
+            Some((name, at)) => {
+                let field = record.get(at).unwrap_or_default();
+                match decl.kind.value(field) {
+                    Ok(v) if decl.kind == ColumnType::String => {
+                        Dynamic::from(ImmutableString::from(v.into_string().unwrap_or_default()))
+                    }
+                    Ok(v) => v,
+                    Err(why) => {
+                        if errors.len() < MAX_REPORTED {
+                            errors.push(fail(format!(
+                                "{shown}:{line}: column {name:?}: {:?} {why}",
+                                String::from_utf8_lossy(field)
+                            )));
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        if entries.contains_key(key) {
+            if errors.len() < MAX_REPORTED {
+                let first = first_line.get(key).copied().unwrap_or(0);
+                errors.push(fail(format!(
+                    "{shown}:{line}: column {:?}: duplicate key {key:?} (first on line {first})",
+                    decl.key
+                )));
+            }
+            continue;
+        }
+        if first_line.len() < 1 << 16 {
+            // Lines of the first keys only: enough to point at a duplicate in a list a
+            // person wrote, without doubling the memory of a million-key list.
+            first_line.insert(key.into(), line);
+        }
+        entries.insert(key.into(), value);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(List {
+        name: decl.name.clone(),
+        entries,
+        is_map: decl.value.is_some(),
+    })
+}
+
+/// The value rules see for a list: a shared, read-only handle.
+#[derive(Debug, Clone)]
+pub struct ListRef(pub Arc<List>);
+
+impl ListRef {
+    fn lookup(&mut self, key: &str) -> Dynamic {
+        match self.0.get(key) {
+            Some(v) => v.clone(),
+            None => Dynamic::UNIT,
+        }
+    }
+}
+
+/// Registers the list type with `engine`: `list[key]` (the value, `true` in a set, `()`
+/// when missing), `key in list`, `list.contains(key)`, `list.len()`. Keys may be strings
+/// or ints (an int key is looked up as its decimal text).
+pub fn register(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<ListRef>("list")
+        .register_indexer_get(|l: &mut ListRef, key: ImmutableString| l.lookup(&key))
+        .register_indexer_get(|l: &mut ListRef, key: INT| l.lookup(&key.to_string()))
+        .register_fn("contains", |l: &mut ListRef, key: ImmutableString| {
+            l.0.get(&key).is_some()
+        })
+        .register_fn("contains", |l: &mut ListRef, key: INT| {
+            l.0.get(&key.to_string()).is_some()
+        })
+        .register_fn("len", |l: &mut ListRef| l.0.len() as INT)
+        .register_fn("to_string", |l: &mut ListRef| {
+            format!(
+                "{} {} ({} keys)",
+                if l.0.is_map { "map" } else { "set" },
+                l.0.name,
+                l.0.len()
+            )
+        })
+        .register_fn("to_debug", |l: &mut ListRef| {
+            format!("list {} ({} keys)", l.0.name, l.0.len())
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(value: Option<&str>, kind: ColumnType) -> ListDecl {
+        ListDecl {
+            name: "risk".into(),
+            file: "risk.csv".into(),
+            key: "merchant".into(),
+            value: value.map(str::to_string),
+            kind,
+            line: 3,
+        }
+    }
+
+    #[test]
+    fn a_map_is_typed_and_every_problem_is_located() {
+        let d = decl(Some("risk"), ColumnType::Int);
+        let list = parse(&d, "r.csv", b"merchant,risk\r\ncasino,90\r\n\"a,b\",10\r\n").unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.get("a,b").unwrap().as_int(), Ok(10));
+        let errors = parse(
+            &d,
+            "r.csv",
+            b"merchant,risk\ncasino,90\nshop,high\ncasino,1\n",
+        )
+        .unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "[lists.risk]: r.csv:3: column \"risk\": \"high\" is not an int",
+                "[lists.risk]: r.csv:4: column \"merchant\": duplicate key \"casino\" (first on line 2)",
+            ]
+        );
+        let errors = parse(&d, "r.csv", b"name,score\nx,1\n").unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "[lists.risk]: r.csv:1: no key column \"merchant\" (found \"name\", \"score\")"
+        );
+        assert_eq!(
+            errors[1].to_string(),
+            "[lists.risk]: r.csv:1: no value column \"risk\" (found \"name\", \"score\")"
+        );
+    }
+
+    #[test]
+    fn rules_index_lists_and_test_membership_without_copying_them() {
+        let mut engine = Engine::new();
+        register(&mut engine);
+        let set = parse(
+            &decl(None, ColumnType::String),
+            "s.csv",
+            b"merchant\ncasino\n42\n",
+        )
+        .unwrap();
+        let map = parse(
+            &decl(Some("risk"), ColumnType::Int),
+            "m.csv",
+            b"merchant,risk\ncasino,90\n",
+        )
+        .unwrap();
+        let mut scope = rhai::Scope::new();
+        scope.push_constant("s", ListRef(Arc::new(set)));
+        scope.push_constant("m", ListRef(Arc::new(map)));
+        let eval = |scope: &mut rhai::Scope, script: &str| {
+            engine
+                .eval_with_scope::<Dynamic>(scope, script)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            eval(&mut scope, "\"casino\" in s && 42 in s && !(\"shop\" in s)"),
+            "true"
+        );
+        assert_eq!(eval(&mut scope, "(m[\"shop\"] ?? 0) + m[\"casino\"]"), "90");
+        assert_eq!(eval(&mut scope, "m.len() + s.len()"), "3");
+    }
+
+    /// The load-time figure of the README: `cargo test --release --lib
+    /// a_million_key_list -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn a_million_key_list_loads_in_under_a_second() {
+        let mut csv = b"merchant,risk\n".to_vec();
+        for i in 0..1_000_000 {
+            csv.extend_from_slice(format!("merchant-{i:07},{}\n", i % 100).as_bytes());
+        }
+        let started = std::time::Instant::now();
+        let list = parse(&decl(Some("risk"), ColumnType::Int), "m.csv", &csv).unwrap();
+        let took = started.elapsed();
+        assert_eq!(list.len(), 1_000_000);
+        println!(
+            "1,000,000-key map list ({} bytes) loaded in {took:?}",
+            csv.len()
+        );
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    }
+}

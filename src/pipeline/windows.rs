@@ -1,0 +1,718 @@
+//! The windows stage: one sequential pass, in input order, between framing and the lanes.
+//! It runs on the reader thread, chunk by chunk: it types each record with the same
+//! `Typer` the lanes use (so it agrees with them on which records are rows and which are
+//! bad), but builds values only for the columns windows read (key, time, `of`, `where`),
+//! evaluates the `where` filters, and feeds each row to every window (`crate::windows`).
+//! The values it computes travel with the chunk (`ChunkWindows`); a lane appends them to
+//! each row it types, after the input columns, so every executor sees them like columns.
+//! Results therefore depend neither on the executor nor on `-j`.
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+use rhai::Dynamic;
+
+use crate::framer::{self, Chunk, Fields};
+use crate::input::InputReader;
+use crate::model::{BadRow, ColumnType, Outcome, Row, WindowStats};
+use crate::rules::lists_windows::{Derived, Function, WindowDecl};
+use crate::rules::{Evaluator, Rule, RuleSet, random_key_hash};
+use crate::typing::{Schema, Typer};
+use crate::windows::time::parse_rfc3339;
+use crate::windows::{Keys, Val, Window};
+
+/// What the stage found for one record of a chunk.
+#[derive(Debug, Clone)]
+pub enum Slot {
+    /// Not a row (the header, a blank line) or a row the typer rejects itself.
+    None,
+    /// A row: its window values start at this index of `ChunkWindows::values`.
+    Values(usize),
+    /// A row whose key, time or filter is bad: the reason, as the bad row gives it.
+    Bad(String),
+}
+
+/// The window values of one chunk's records, by record index.
+#[derive(Debug, Default)]
+pub struct ChunkWindows {
+    pub slots: Vec<Slot>,
+    pub values: Vec<Dynamic>,
+    /// Windows per row.
+    pub width: usize,
+}
+
+impl ChunkWindows {
+    /// Appends record `index`'s window values to `row`; its bad-row reason if it has one.
+    pub fn append(&self, index: usize, row: &mut Row) -> Result<(), String> {
+        match self.slots.get(index) {
+            Some(Slot::Values(at)) => {
+                row.values
+                    .extend_from_slice(&self.values[*at..*at + self.width]);
+                Ok(())
+            }
+            Some(Slot::Bad(reason)) => Err(reason.clone()),
+            // The stage typed it as a row: this cannot differ, but never goes unseen.
+            _ => Err("internal error: no window values for this row".into()),
+        }
+    }
+}
+
+/// A chunk on its way to the lanes, with its window values when the rules have windows.
+pub struct Framed {
+    pub chunk: Chunk,
+    pub windows: Option<Arc<ChunkWindows>>,
+}
+
+/// Where a window reads its row.
+struct Spec {
+    name: String,
+    key: usize,
+    key_name: String,
+    time: usize,
+    time_name: String,
+    /// Its key column's numbering, in `WindowStage::keys`.
+    numbering: usize,
+    of: Option<usize>,
+    /// Its rule index in the filter evaluator.
+    filter: Option<usize>,
+}
+
+/// The stage's state: windows, their filters, a typer for the input's records.
+pub struct WindowStage {
+    typer: Typer,
+    specs: Vec<Spec>,
+    windows: Vec<Window>,
+    /// Per key column some window reads: (column, its keys' numbering).
+    keys: Vec<(usize, Keys)>,
+    /// Per `keys`: this row's key number.
+    ids: Vec<usize>,
+    filters: Option<Evaluator>,
+    rows: Vec<Row>,
+    bad: Vec<BadRow>,
+    matching: Vec<bool>,
+    stats: WindowStats,
+    rows_now: usize,
+}
+
+impl WindowStage {
+    /// The stage for `set`'s windows over the input whose header is `header`; `None` when
+    /// the rules declare no window. Fails on a window naming a column the input lacks,
+    /// a time column not of strings, a sum/avg of a column that is no number, or a
+    /// `where` that does not compile against the input's columns.
+    pub fn new(
+        set: &RuleSet,
+        header: Fields<'_>,
+        input: &str,
+        config: &framer::Config,
+        seed: u64,
+    ) -> Result<Option<WindowStage>> {
+        let decls = &set.derived.windows;
+        if decls.is_empty() {
+            return Ok(None);
+        }
+        let filters: Vec<(usize, &WindowDecl)> = decls
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.filter.is_some())
+            .collect();
+        let filter_rules: Vec<Rule> = filters
+            .iter()
+            .map(|(i, w)| Rule {
+                id: *i as i64,
+                name: format!("[windows.{}] where", w.name),
+                script: w.filter.clone().unwrap_or_default(),
+                line: w.line,
+                timeout: set.max_timeout(),
+                examples: Vec::new(),
+                score: 0,
+                reason: None,
+                reason_line: 0,
+            })
+            .collect();
+        // The columns the stage builds values for: those the filters and windows name.
+        let named: Vec<String> = decls
+            .iter()
+            .flat_map(|w| [Some(&w.key), Some(&w.time), w.of.as_ref()])
+            .flatten()
+            .cloned()
+            .collect();
+        let mut reading = filter_rules.clone();
+        reading.push(Rule {
+            id: -1,
+            name: String::new(),
+            script: named.join(" "),
+            line: 0,
+            timeout: std::time::Duration::from_secs(1),
+            examples: Vec::new(),
+            score: 0,
+            reason: None,
+            reason_line: 0,
+        });
+        let only_lists = Derived {
+            lists: set.derived.lists.clone(),
+            loaded: set.derived.loaded.clone(),
+            windows: Vec::new(),
+        };
+        let schema_set = RuleSet {
+            columns: set.columns.clone(),
+            nullable: set.nullable.clone(),
+            rules: reading,
+            memory_limit: set.memory_limit,
+            decision: None,
+            derived: Arc::new(only_lists.clone()),
+        };
+        let schema = Schema::from_header(header, input, &schema_set)?;
+        let columns = schema.columns().clone();
+        let column = |w: &WindowDecl, what: &str, name: &str| -> Result<usize> {
+            columns.index(name).ok_or_else(|| {
+                anyhow!(
+                    "[windows.{}] (rules line {}): {what} column {name:?} is not a column of {input} (columns: {})",
+                    w.name,
+                    w.line,
+                    columns.names.join(", ")
+                )
+            })
+        };
+        let mut specs = Vec::with_capacity(decls.len());
+        let mut windows = Vec::with_capacity(decls.len());
+        let mut keys: Vec<(usize, Keys)> = Vec::new();
+        for (i, w) in decls.iter().enumerate() {
+            let key = column(w, "key", &w.key)?;
+            let time = column(w, "time", &w.time)?;
+            if columns.types[time] != ColumnType::String {
+                bail!(
+                    "[windows.{}] (rules line {}): time column {:?} is declared {}: it must hold RFC 3339 times (a string column)",
+                    w.name,
+                    w.line,
+                    w.time,
+                    columns.types[time].name()
+                );
+            }
+            let of = match &w.of {
+                Some(of) => {
+                    let at = column(w, "of", of)?;
+                    let kind = columns.types[at];
+                    if matches!(w.function, Function::Sum | Function::Avg)
+                        && !matches!(kind, ColumnType::Int | ColumnType::Float)
+                    {
+                        bail!(
+                            "[windows.{}] (rules line {}): cannot add up column {of:?} of type {}: declare it int or float in [columns]",
+                            w.name,
+                            w.line,
+                            kind.name()
+                        );
+                    }
+                    Some(at)
+                }
+                None => None,
+            };
+            let numbering = match keys.iter().position(|(c, _)| *c == key) {
+                Some(at) => at,
+                None => {
+                    keys.push((key, Keys::default()));
+                    keys.len() - 1
+                }
+            };
+            specs.push(Spec {
+                name: w.name.clone(),
+                numbering,
+                key,
+                key_name: w.key.clone(),
+                time,
+                time_name: w.time.clone(),
+                of,
+                filter: filters.iter().position(|(f, _)| *f == i),
+            });
+            windows.push(Window::new(w.function, w.span_nanos));
+        }
+        let filters = if filter_rules.is_empty() {
+            None
+        } else {
+            let filter_set = RuleSet {
+                columns: set.columns.clone(),
+                nullable: set.nullable.clone(),
+                rules: filter_rules,
+                memory_limit: set.memory_limit,
+                decision: None,
+                derived: Arc::new(only_lists),
+            };
+            Some(
+                Evaluator::new(&filter_set, &columns, seed).map_err(|errors| {
+                    anyhow!(
+                        "a window's `where` does not compile: {}",
+                        crate::rules::one_line(&errors)
+                    )
+                })?,
+            )
+        };
+        Ok(Some(WindowStage {
+            typer: Typer::new(Arc::new(schema), config),
+            specs,
+            windows,
+            ids: vec![0; keys.len()],
+            keys,
+            filters,
+            rows: Vec::new(),
+            bad: Vec::new(),
+            matching: Vec::new(),
+            stats: WindowStats::default(),
+            rows_now: 0,
+        }))
+    }
+
+    /// Goes on with `next`, the stage built for the next input of the run (its header may
+    /// order the columns differently): the windows' state carries over, so several inputs
+    /// in a row are one input to the windows, as `--history` files are.
+    pub fn continue_with(&mut self, mut next: WindowStage) {
+        // Both were built from the same rules: the same windows, key columns numbered alike.
+        std::mem::swap(&mut next.windows, &mut self.windows);
+        for ((_, mine), (_, theirs)) in self.keys.iter_mut().zip(&mut next.keys) {
+            std::mem::swap(mine, theirs);
+        }
+        next.stats = self.stats;
+        next.rows_now = self.rows_now;
+        *self = next;
+    }
+
+    /// The stage for `input`'s header (see `new`).
+    pub fn for_input(set: &RuleSet, input: &InputReader, seed: u64) -> Result<Option<WindowStage>> {
+        let mut splitter = framer::Splitter::new(&input.config);
+        let header = header_record(input)?;
+        WindowStage::new(
+            set,
+            splitter.split(header),
+            &input.name,
+            &input.config,
+            seed,
+        )
+    }
+
+    pub fn stats(&self) -> WindowStats {
+        WindowStats {
+            keys: self.keys.iter().map(|(_, k)| k.len() as u64).sum(),
+            ..self.stats
+        }
+    }
+
+    /// Counts a history file's rows fed and bad rows skipped, for the summary.
+    pub fn count_history(&mut self, rows: u64, bad: u64) {
+        self.stats.history_rows += rows;
+        self.stats.history_bad_rows += bad;
+    }
+
+    /// Computes the window values of `chunk`'s records from `skip` on (the first `skip`
+    /// are no rows: the header), in order. Bad rows the typer finds itself are left to the
+    /// lanes (they type the same way); the stage only adds bad keys, times and filters.
+    pub fn process(&mut self, chunk: &Chunk, skip: usize) -> ChunkWindows {
+        let width = self.windows.len();
+        let mut out = ChunkWindows {
+            slots: Vec::with_capacity(chunk.len()),
+            values: Vec::with_capacity(chunk.len() * width),
+            width,
+        };
+        for (i, record) in chunk.records().enumerate() {
+            if i < skip {
+                out.slots.push(Slot::None);
+                continue;
+            }
+            self.rows.clear();
+            self.bad.clear();
+            self.typer
+                .type_records(std::iter::once(record), &mut self.rows, &mut self.bad);
+            let slot = match self.rows.pop() {
+                None => Slot::None,
+                Some(row) => {
+                    let at = out.values.len();
+                    let slot = match self.row(&row, &mut out.values) {
+                        Ok(()) => Slot::Values(at),
+                        Err(reason) => Slot::Bad(reason),
+                    };
+                    self.rows.push(row);
+                    slot
+                }
+            };
+            out.slots.push(slot);
+        }
+        out
+    }
+
+    /// Feeds one typed row to every window, appending their values; or the reason the
+    /// row is bad (then no window sees it).
+    fn row(&mut self, row: &Row, values: &mut Vec<Dynamic>) -> Result<(), String> {
+        // Check everything before any window changes: a bad row counts nowhere.
+        let mut times = [0i64; 8];
+        let mut more_times = Vec::new();
+        for (n, spec) in self.specs.iter().enumerate() {
+            let key = &row.values[spec.key];
+            if key.as_immutable_string_ref().is_ok_and(|s| s.is_empty()) {
+                return Err(format!(
+                    "column {:?}: \"\" is empty (the key of [windows.{}])",
+                    spec.key_name, spec.name
+                ));
+            }
+            let time = row.values[spec.time]
+                .as_immutable_string_ref()
+                .map_err(|_| "not a string".to_string())?;
+            let t = parse_rfc3339(time.as_bytes()).map_err(|why| {
+                format!(
+                    "column {:?}: {:?} {why} (the time of [windows.{}])",
+                    spec.time_name,
+                    time.as_str(),
+                    spec.name
+                )
+            })?;
+            if n < times.len() {
+                times[n] = t;
+            } else {
+                more_times.push(t);
+            }
+        }
+        self.matching.clear();
+        let id_hash = self.filters.as_ref().map(|_| random_key_hash(&row.id));
+        for spec in &self.specs {
+            let matching = match (spec.filter, &mut self.filters, id_hash) {
+                (Some(f), Some(filters), Some(hash)) => match filters.evaluate(f, row, hash) {
+                    Outcome::True => true,
+                    Outcome::False => false,
+                    other => {
+                        let mut detail = String::new();
+                        other.write_detail(&mut detail);
+                        return Err(format!(
+                            "[windows.{}] where: {} ({detail})",
+                            spec.name,
+                            other.kind().as_str()
+                        ));
+                    }
+                },
+                _ => true,
+            };
+            self.matching.push(matching);
+        }
+        for ((column, keys), id) in self.keys.iter_mut().zip(&mut self.ids) {
+            *id = keys.id(Val::from_dynamic(&row.values[*column]));
+        }
+        for (n, (spec, window)) in self.specs.iter().zip(&mut self.windows).enumerate() {
+            let t = if n < times.len() {
+                times[n]
+            } else {
+                more_times[n - times.len()]
+            };
+            let before = window.rows();
+            let key = self.ids[spec.numbering];
+            let of = spec
+                .of
+                .map_or(Val::Unit, |c| Val::from_dynamic(&row.values[c]));
+            values.push(window.push(key, t, self.matching[n], of));
+            self.rows_now = self.rows_now + window.rows() - before;
+        }
+        self.stats.peak_rows = self.stats.peak_rows.max(self.rows_now as u64);
+        Ok(())
+    }
+
+    /// Feeds every row of `history` to the windows (its values are dropped); returns its
+    /// bad rows, in order. Its header must be the input's, byte for byte.
+    pub fn feed_history(
+        &mut self,
+        history: InputReader,
+        input_header: &[u8],
+    ) -> Result<(u64, Vec<BadRow>)> {
+        let header = header_record(&history)?;
+        if header != input_header {
+            bail!(
+                "{}:1: the header differs from the input's: history files must have the same columns, in the same order",
+                history.name
+            );
+        }
+        let InputReader {
+            mut framer,
+            first,
+            name,
+            ..
+        } = history;
+        let mut bad = Vec::new();
+        let mut fed = 0;
+        let (mut chunk, mut skip) = (Some(first), 1);
+        while let Some(current) = chunk.take() {
+            let windows = self.process(&current, skip);
+            // The typer's own bad rows: type the chunk's rows as a lane would.
+            let mut rows = Vec::new();
+            for (i, record) in current.records().enumerate().skip(skip) {
+                let line = record.start.line;
+                match &windows.slots[i] {
+                    Slot::Bad(reason) => bad.push(BadRow {
+                        line,
+                        reason: reason.clone(),
+                        raw: Vec::new(),
+                    }),
+                    Slot::Values(_) => fed += 1,
+                    Slot::None => {
+                        let mut found = Vec::new();
+                        self.typer
+                            .type_records(std::iter::once(record), &mut rows, &mut found);
+                        bad.append(&mut found);
+                        rows.clear();
+                    }
+                }
+            }
+            skip = 0;
+            framer.recycle(current);
+            chunk = framer
+                .next_chunk()
+                .map_err(|e| anyhow!("cannot read {name}: {e}"))?;
+        }
+        Ok((fed, bad))
+    }
+}
+
+/// The header record of an input (the first record of its first chunk).
+pub fn header_record(input: &InputReader) -> Result<&[u8]> {
+    input
+        .first
+        .records()
+        .next()
+        .and_then(|r| r.body.ok())
+        .ok_or_else(|| anyhow!("{}: no header", input.name))
+}
+
+/// The first `limit` rows of `input` with their window values, and the bad rows met on
+/// the way (`txguard check --input` with windows): the stage and a lane, in this thread.
+pub fn first_rows(
+    input: InputReader,
+    set: &RuleSet,
+    limit: usize,
+    seed: u64,
+) -> Result<(Vec<Row>, Vec<BadRow>)> {
+    let stage = WindowStage::for_input(set, &input, seed)?;
+    let mut stage = stage.ok_or_else(|| anyhow!("internal error: no windows"))?;
+    let InputReader {
+        mut framer,
+        config,
+        first,
+        name,
+        schema,
+        ..
+    } = input;
+    let mut typer = Typer::new(Arc::new(schema), &config);
+    let (mut rows, mut bad) = (Vec::new(), Vec::new());
+    let (mut chunk, mut skip) = (Some(first), 1);
+    while let Some(current) = chunk.take() {
+        let windows = stage.process(&current, skip);
+        let mut typed = Vec::new();
+        let wanted = limit - rows.len();
+        typer.type_records_then(
+            current.records().skip(skip).take(wanted),
+            &mut typed,
+            &mut bad,
+            |k, row| windows.append(skip + k, row),
+        );
+        rows.append(&mut typed);
+        if rows.len() >= limit {
+            break;
+        }
+        skip = 0;
+        chunk = framer
+            .next_chunk()
+            .map_err(|e| anyhow!("cannot read {name}: {e}"))?;
+    }
+    Ok((rows, bad))
+}
+
+/// `--shard` cannot split an input whose rules have `[windows]`: a key's rows would be
+/// spread over shards, each seeing part of its history. A usage error (exit 2); the
+/// command line calls it once the rules are read.
+pub fn refuse_shard_with_windows(rules: &RuleSet, sharded: bool) -> Result<()> {
+    if sharded && !rules.derived.windows.is_empty() {
+        return Err(crate::exit::Usage(
+            "--shard cannot be used with rules that declare [windows.*]: a window needs every              earlier row of its key (run unsharded, with --history for earlier batches)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framer::{Config, Framer};
+    use std::io::Cursor;
+    use std::time::Duration;
+
+    const RULES: &str = r#"
+[columns]
+id = "int"
+amount = "float"
+
+[windows.tx_24h]
+key = "account"
+time = "timestamp"
+span = "24h"
+function = "count"
+
+[windows.amount_1h]
+key = "account"
+time = "timestamp"
+span = "1h"
+function = "sum"
+of = "amount"
+
+[windows.merchants_1h]
+key = "account"
+time = "timestamp"
+span = "1h"
+function = "distinct"
+of = "merchant"
+
+[[rule]]
+id = 1
+name = "r"
+when = "tx_24h > 10"
+"#;
+
+    /// `rows` generated transactions, as `txguard generate` writes them.
+    fn input(rows: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::generate::write_transactions(&mut out, rows, 7).unwrap();
+        out
+    }
+
+    /// CPU time of this thread: the figure does not depend on what else the machine runs.
+    fn cpu() -> Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    /// Runs the stage over `csv`; (rows with values, CPU time).
+    fn run_stage(csv: Vec<u8>) -> (usize, Duration) {
+        let set = crate::rules::file::parse(RULES, Duration::from_secs(1)).unwrap();
+        let config = Config::default();
+        let mut framer = Framer::new(Cursor::new(csv), config);
+        let mut chunks = Vec::new();
+        while let Some(chunk) = framer.next_chunk().unwrap() {
+            chunks.push(chunk);
+        }
+        let mut splitter = framer::Splitter::new(&config);
+        let header = chunks[0].records().next().unwrap().body.unwrap().to_vec();
+        let mut stage = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+            .unwrap()
+            .unwrap();
+        let started = cpu();
+        let mut rows = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let w = stage.process(chunk, usize::from(i == 0));
+            rows += w
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Values(_)))
+                .count();
+        }
+        (rows, cpu() - started)
+    }
+
+    #[test]
+    fn shard_is_refused_with_windows_only() {
+        let set = crate::rules::file::parse(RULES, Duration::from_secs(1)).unwrap();
+        let err = refuse_shard_with_windows(&set, true).unwrap_err();
+        assert!(err.downcast_ref::<crate::exit::Usage>().is_some());
+        assert!(
+            err.to_string()
+                .starts_with("--shard cannot be used with rules that declare [windows.*]")
+        );
+        refuse_shard_with_windows(&set, false).unwrap();
+        let plain = crate::rules::file::parse(
+            "[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        refuse_shard_with_windows(&plain, true).unwrap();
+    }
+
+    /// The window values of `csv`'s records through `stage` (a stage for its header when
+    /// `None`), and the stage.
+    fn values_of(csv: &str, stage: Option<WindowStage>) -> (Vec<String>, WindowStage) {
+        let set = crate::rules::file::parse(RULES, Duration::from_secs(1)).unwrap();
+        let config = Config::default();
+        let mut framer = Framer::new(Cursor::new(csv.as_bytes().to_vec()), config);
+        let chunk = framer.next_chunk().unwrap().unwrap();
+        let header = chunk.records().next().unwrap().body.unwrap().to_vec();
+        let mut splitter = framer::Splitter::new(&config);
+        let own = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+            .unwrap()
+            .unwrap();
+        let mut stage = match stage {
+            None => own,
+            Some(mut earlier) => {
+                earlier.continue_with(own);
+                earlier
+            }
+        };
+        let w = stage.process(&chunk, 1);
+        let shown = w.values.iter().map(ToString::to_string).collect();
+        (shown, stage)
+    }
+
+    #[test]
+    fn the_next_input_goes_on_with_the_windows_whatever_its_column_order() {
+        let a = "id,account,timestamp,amount,merchant\n1,A,2026-01-01T00:00:00Z,5,x\n\
+                 2,B,2026-01-01T00:10:00Z,7,y\n";
+        let b = "merchant,amount,timestamp,id,account\ny,1,2026-01-01T00:20:00Z,3,A\n\
+                 z,2,2026-01-01T00:30:00Z,4,B\n";
+        let b_as_a = "id,account,timestamp,amount,merchant\n3,A,2026-01-01T00:20:00Z,1,y\n\
+                      4,B,2026-01-01T00:30:00Z,2,z\n";
+        let (_, first) = values_of(a, None);
+        let (continued, stage) = values_of(b, Some(first));
+        let (_, first) = values_of(a, None);
+        let (expected, _) = values_of(b_as_a, Some(first));
+        assert_eq!(continued, expected);
+        // Account A: two rows in 24 h, 6.0 in the hour, merchants x and y.
+        assert_eq!(continued[..3], ["2", "6.0", "2"]);
+        assert_eq!(stage.stats().keys, 2);
+    }
+
+    #[test]
+    fn every_row_gets_a_value_per_window() {
+        let (rows, _) = run_stage(input(2000));
+        assert_eq!(rows, 2000);
+    }
+
+    /// The throughput figure of the README: `cargo test --release --lib
+    /// windows_stage_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn windows_stage_throughput() {
+        let n = 2_000_000;
+        let (rows, took) = run_stage(input(n));
+        assert_eq!(rows as u64, n);
+        let rate = rows as f64 / took.as_secs_f64();
+        println!("windows stage, 3 windows: {rows} rows in {took:?} of CPU: {rate:.0} rows/s");
+        // The aggregation alone (no field splitting or typing).
+        let mut windows: Vec<Window> = [
+            (Function::Count, 86_400),
+            (Function::Sum, 3600),
+            (Function::Distinct, 3600),
+        ]
+        .iter()
+        .map(|&(f, s)| Window::new(f, s * 1_000_000_000))
+        .collect();
+        let accounts: Vec<Val> = (0..50_000)
+            .map(|k| Val::Str(format!("ACC{k:06}").into()))
+            .collect();
+        let mut keys = Keys::default();
+        let started = cpu();
+        let mut x = 1u64;
+        for i in 0..n as i64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let key = keys.id(accounts[(x >> 33) as usize % accounts.len()].clone());
+            let t = i * 300_000_000;
+            let _ = std::hint::black_box(windows[0].push(key, t, true, Val::Unit));
+            let _ =
+                std::hint::black_box(windows[1].push(key, t, true, Val::Float((x >> 50) as f64)));
+            let _ = std::hint::black_box(windows[2].push(key, t, true, Val::Int((x >> 60) as i64)));
+        }
+        let took = cpu() - started;
+        println!(
+            "aggregation alone, 3 windows: {n} rows in {took:?} of CPU: {:.0} rows/s",
+            n as f64 / took.as_secs_f64()
+        );
+    }
+}

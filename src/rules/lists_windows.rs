@@ -1,0 +1,336 @@
+//! The rules file's `[lists.NAME]` and `[windows.NAME]` tables: parsed into declarations
+//! (`ListDecl`, `WindowDecl`) that name their variable, checked for clashes with the
+//! file's columns and each other. The list files are read later (`crate::lists`), the
+//! windows computed by the sequential stage (`crate::pipeline::windows`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::RulesError;
+use crate::duration::parse_duration;
+use crate::lists::List;
+use crate::model::{ColumnType, is_identifier};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawList {
+    file: Spanned<String>,
+    key: Spanned<String>,
+    value: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    key: Spanned<String>,
+    time: Spanned<String>,
+    span: Spanned<String>,
+    function: Spanned<String>,
+    of: Option<Spanned<String>>,
+    #[serde(rename = "where")]
+    filter: Option<Spanned<String>>,
+}
+
+pub(super) type RawLists = BTreeMap<Spanned<String>, Spanned<RawList>>;
+pub(super) type RawWindows = BTreeMap<Spanned<String>, Spanned<RawWindow>>;
+
+/// A `[lists.NAME]`: a set of keys, or (with `value`) a map from key to a typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListDecl {
+    pub name: String,
+    /// As written: relative to the rules file's folder unless absolute.
+    pub file: String,
+    pub key: String,
+    /// The value column of a map; `None` for a set.
+    pub value: Option<String>,
+    /// The type of a map's values (default string).
+    pub kind: ColumnType,
+    /// Line of the `[lists.NAME]` header.
+    pub line: usize,
+}
+
+/// What a window computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Distinct,
+}
+
+impl Function {
+    fn parse(word: &str) -> Option<Function> {
+        Some(match word {
+            "count" => Function::Count,
+            "sum" => Function::Sum,
+            "min" => Function::Min,
+            "max" => Function::Max,
+            "avg" => Function::Avg,
+            "distinct" => Function::Distinct,
+            _ => return None,
+        })
+    }
+
+    /// The type of the window's variable, given the type of its `of` column.
+    pub fn result_type(self, of: ColumnType) -> ColumnType {
+        match self {
+            Function::Count | Function::Distinct => ColumnType::Int,
+            Function::Sum | Function::Avg => ColumnType::Float,
+            Function::Min | Function::Max => of,
+        }
+    }
+}
+
+/// A `[windows.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowDecl {
+    pub name: String,
+    pub key: String,
+    pub time: String,
+    /// The span, in nanoseconds (> 0).
+    pub span_nanos: i64,
+    pub function: Function,
+    /// The aggregated column (every function but `count`).
+    pub of: Option<String>,
+    /// The `where` filter: a Rhai expression on the row.
+    pub filter: Option<String>,
+    /// Line of the `[windows.NAME]` header.
+    pub line: usize,
+}
+
+/// The lists and windows of a rules file, and the lists' contents once loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    pub lists: Vec<ListDecl>,
+    pub windows: Vec<WindowDecl>,
+    /// Per list of `lists`, its contents: empty until `crate::lists::load_all` (a rules
+    /// file only parsed, as `check` does before it reads the lists, binds none).
+    pub loaded: Vec<Arc<List>>,
+}
+
+impl Derived {
+    /// Whether `name` is a list or a window: a variable that is no input column.
+    pub fn names(&self, name: &str) -> bool {
+        self.lists.iter().any(|l| l.name == name) || self.windows.iter().any(|w| w.name == name)
+    }
+
+    /// The window's variable type: `of`'s declared type for min/max.
+    pub fn window_type(&self, w: &WindowDecl, columns: &HashMap<String, ColumnType>) -> ColumnType {
+        let of =
+            w.of.as_ref()
+                .and_then(|o| columns.get(o).copied())
+                .unwrap_or(ColumnType::String);
+        w.function.result_type(of)
+    }
+}
+
+/// Checks the raw tables; `line` maps a byte offset to its line. Errors name the table.
+pub(super) fn parse(
+    lists: RawLists,
+    windows: RawWindows,
+    columns: &HashMap<String, ColumnType>,
+    line: &dyn Fn(usize) -> usize,
+    errors: &mut Vec<RulesError>,
+) -> Derived {
+    let mut derived = Derived::default();
+    let mut seen: HashMap<String, (usize, &'static str)> = HashMap::new();
+    let err = |at: usize, message: String| RulesError {
+        line: Some(at),
+        rule: None,
+        message,
+        undefined_variable: None,
+    };
+    let mut name_ok = |name: &Spanned<String>,
+                       table: &'static str,
+                       errors: &mut Vec<RulesError>| {
+        let at = line(name.span().start);
+        let n = name.get_ref();
+        if !is_identifier(n) {
+            errors.push(err(
+                at,
+                format!("[{table}.{n}]: the name must be an identifier (letters, digits, _), as rules read it as a variable"),
+            ));
+        } else if columns.contains_key(n) {
+            errors.push(err(
+                at,
+                format!("[{table}.{n}]: the name clashes with the column {n:?} of [columns]"),
+            ));
+        } else if let Some((first, other)) = seen.insert(n.clone(), (at, table)) {
+            errors.push(err(
+                at,
+                format!("[{table}.{n}]: the name clashes with [{other}.{n}] on line {first}"),
+            ));
+        }
+    };
+    // In the order of the file: BTreeMap orders by name.
+    let mut lists: Vec<_> = lists.into_iter().collect();
+    lists.sort_by_key(|(name, _)| name.span().start);
+    for (name, raw) in lists {
+        name_ok(&name, "lists", errors);
+        let at = line(name.span().start);
+        let n = name.into_inner();
+        let raw = raw.into_inner();
+        let kind = match &raw.kind {
+            None => ColumnType::String,
+            Some(k) => ColumnType::parse(k.get_ref()).unwrap_or_else(|| {
+                errors.push(err(
+                    line(k.span().start),
+                    format!(
+                        "[lists.{n}]: unknown type {:?} (expected \"int\", \"float\", \"bool\" or \"string\")",
+                        k.get_ref()
+                    ),
+                ));
+                ColumnType::String
+            }),
+        };
+        if raw.value.is_none()
+            && let Some(k) = &raw.kind
+        {
+            errors.push(err(
+                line(k.span().start),
+                format!("[lists.{n}]: `type` needs `value` (a set has no values)"),
+            ));
+        }
+        if raw.file.get_ref().is_empty() {
+            errors.push(err(
+                line(raw.file.span().start),
+                format!("[lists.{n}]: empty `file`"),
+            ));
+        }
+        derived.lists.push(ListDecl {
+            name: n,
+            file: raw.file.into_inner(),
+            key: raw.key.into_inner(),
+            value: raw.value.map(Spanned::into_inner),
+            kind,
+            line: at,
+        });
+    }
+    let mut windows: Vec<_> = windows.into_iter().collect();
+    windows.sort_by_key(|(name, _)| name.span().start);
+    for (name, raw) in windows {
+        name_ok(&name, "windows", errors);
+        let at = line(name.span().start);
+        let n = name.into_inner();
+        let raw = raw.into_inner();
+        let function = Function::parse(raw.function.get_ref()).unwrap_or_else(|| {
+            errors.push(err(
+                line(raw.function.span().start),
+                format!(
+                    "[windows.{n}]: unknown function {:?} (expected count, sum, min, max, avg or distinct)",
+                    raw.function.get_ref()
+                ),
+            ));
+            Function::Count
+        });
+        let span_nanos = match parse_duration(raw.span.get_ref()) {
+            Ok(d) if !d.is_zero() => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            Ok(_) => {
+                errors.push(err(
+                    line(raw.span.span().start),
+                    format!("[windows.{n}]: span must be more than 0"),
+                ));
+                1
+            }
+            Err(e) => {
+                errors.push(err(
+                    line(raw.span.span().start),
+                    format!("[windows.{n}]: span {:?}: {e}", raw.span.get_ref()),
+                ));
+                1
+            }
+        };
+        match (&raw.of, function) {
+            (Some(of), Function::Count) => errors.push(err(
+                line(of.span().start),
+                format!("[windows.{n}]: count takes no `of` (it counts rows; use `where` to filter them)"),
+            )),
+            (None, f) if f != Function::Count => errors.push(err(
+                at,
+                format!(
+                    "[windows.{n}]: {} needs `of` (the column it aggregates)",
+                    raw.function.get_ref()
+                ),
+            )),
+            _ => {}
+        }
+        for (what, column) in [
+            ("key", Some(&raw.key)),
+            ("time", Some(&raw.time)),
+            ("of", raw.of.as_ref()),
+        ] {
+            if let Some(c) = column
+                && !is_identifier(c.get_ref())
+            {
+                errors.push(err(
+                    line(c.span().start),
+                    format!(
+                        "[windows.{n}]: {what} {:?} is not a column name rules can read",
+                        c.get_ref()
+                    ),
+                ));
+            }
+        }
+        derived.windows.push(WindowDecl {
+            name: n,
+            key: raw.key.into_inner(),
+            time: raw.time.into_inner(),
+            span_nanos,
+            function,
+            of: raw.of.map(Spanned::into_inner),
+            filter: raw.filter.map(Spanned::into_inner),
+            line: at,
+        });
+    }
+    // A window may aggregate a column, never another derived variable.
+    for w in &derived.windows {
+        for (what, column) in [
+            ("key", Some(&w.key)),
+            ("time", Some(&w.time)),
+            ("of", w.of.as_ref()),
+        ] {
+            if let Some(c) = column
+                && seen.contains_key(c)
+            {
+                errors.push(err(
+                    w.line,
+                    format!(
+                        "[windows.{}]: {what} {c:?} is a list or window, not an input column",
+                        w.name
+                    ),
+                ));
+            }
+        }
+    }
+    derived
+}
+
+/// The lists every rule may read, as the values rules get (`ListRef`): an error when they
+/// were declared but never loaded (a caller that forgot `rules::attach_lists`).
+pub fn bound_lists(derived: &Derived) -> Result<Vec<(String, rhai::Dynamic)>, Vec<RulesError>> {
+    if derived.loaded.len() != derived.lists.len() {
+        return Err(vec![RulesError::file(format!(
+            "internal error: {} of {} lists loaded",
+            derived.loaded.len(),
+            derived.lists.len()
+        ))]);
+    }
+    Ok(derived
+        .lists
+        .iter()
+        .zip(&derived.loaded)
+        .map(|(decl, list)| {
+            (
+                decl.name.clone(),
+                rhai::Dynamic::from(crate::lists::ListRef(Arc::clone(list))),
+            )
+        })
+        .collect())
+}

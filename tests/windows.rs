@@ -1,0 +1,525 @@
+//! `[windows.*]`, `[lists.*]` and `--history`: window values against a brute-force
+//! reference written here, identical results on every executor and `-j`, and the errors.
+
+use crate::workdir::Workdir;
+
+const SPAN: i64 = 600;
+
+/// One generated row: (account, seconds, amount, merchant).
+type Tx = (String, i64, f64, String);
+
+/// Rows with bursts (several at one time), a few rows back in time, quoted keys.
+fn transactions(n: usize, seed: u64) -> Vec<Tx> {
+    let mut x = seed;
+    let mut next = |m: u64| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % m
+    };
+    let accounts = ["A1", "B,2", "C \"3\"", "D4"];
+    let merchants = ["shop", "bar", "casino", "fuel"];
+    let mut t = 1000;
+    (0..n)
+        .map(|_| {
+            t += [0, 0, 0, 1, 7, 60, 300][next(7) as usize];
+            let back = if next(12) == 0 { next(900) as i64 } else { 0 };
+            let amount = (next(20_000) as f64) / 100.0;
+            (
+                accounts[next(4) as usize].to_string(),
+                t - back,
+                amount,
+                merchants[next(4) as usize].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn quoted(field: &str) -> String {
+    if field.contains([',', '"']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// RFC 3339, in a few spellings of the same instant (2026-01-01 plus `s` seconds).
+fn time(s: i64, style: usize) -> String {
+    let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
+    match style % 3 {
+        0 => format!("2026-01-01T{h:02}:{m:02}:{sec:02}Z"),
+        1 => format!("2026-01-01 {h:02}:{m:02}:{sec:02}.000+00:00"),
+        _ => format!("2026-01-01T{:02}:{m:02}:{sec:02}+01:00", h + 1),
+    }
+}
+
+/// The CSV (CRLF line ends), ids starting at `first_id`.
+fn csv(rows: &[Tx], first_id: usize) -> String {
+    let mut out = String::from("id,account,timestamp,amount,merchant\r\n");
+    for (i, (account, t, amount, merchant)) in rows.iter().enumerate() {
+        out.push_str(&format!(
+            "{},{},{},{amount:.2},{merchant}\r\n",
+            first_id + i,
+            quoted(account),
+            time(*t, i)
+        ));
+    }
+    out
+}
+
+const FUNCTIONS: [(&str, Option<&str>); 8] = [
+    ("count", None),
+    ("sum", Some("amount")),
+    ("min", Some("amount")),
+    ("max", Some("amount")),
+    ("avg", Some("amount")),
+    ("distinct", Some("merchant")),
+    ("min", Some("merchant")),
+    ("max", Some("merchant")),
+];
+
+/// Windows `w0..w15`: every function, without then with `where = "amount >= 50.0"`; one
+/// rule that reports every value (as an error's message).
+fn rules() -> String {
+    let mut text = String::from("[columns]\nid = \"int\"\namount = \"float\"\n");
+    let mut names = Vec::new();
+    for filtered in [false, true] {
+        for (function, of) in FUNCTIONS {
+            let name = format!("w{}", names.len());
+            text.push_str(&format!(
+                "[windows.{name}]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"{SPAN}s\"\nfunction = \"{function}\"\n"
+            ));
+            if let Some(of) = of {
+                text.push_str(&format!("of = \"{of}\"\n"));
+            }
+            if filtered {
+                text.push_str("where = \"amount >= 50.0\"\n");
+            }
+            names.push(name);
+        }
+    }
+    let shown: Vec<String> = names.iter().map(|n| format!("${{{n}}}")).collect();
+    text.push_str(&format!(
+        "[[rule]]\nid = 1\nname = \"values\"\nwhen = 'throw `{}`'\n",
+        shown.join("|")
+    ));
+    text
+}
+
+/// The definition, row by row over every earlier row: the window of row `i` holds the
+/// rows before it with its key, matching the filter, and a time in `(N − span, t]`
+/// (`N`: the key's newest time so far), and row `i` itself when it matches.
+fn reference(rows: &[Tx]) -> Vec<Vec<String>> {
+    (0..rows.len())
+        .map(|i| {
+            let (key, t, amount, _) = &rows[i];
+            let newest = rows[..=i]
+                .iter()
+                .filter(|r| &r.0 == key)
+                .map(|r| r.1)
+                .max()
+                .unwrap();
+            let mut values = Vec::new();
+            for filtered in [false, true] {
+                let matches = |r: &Tx| !filtered || r.2 >= 50.0;
+                let mut seen: Vec<&Tx> = rows[..i]
+                    .iter()
+                    .filter(|r| &r.0 == key && matches(r) && r.1 > newest - SPAN && r.1 <= *t)
+                    .collect();
+                if matches(&rows[i]) {
+                    seen.push(&rows[i]);
+                }
+                let _ = amount;
+                let amounts: Vec<f64> = seen.iter().map(|r| r.2).collect();
+                let mut merchants: Vec<&str> = seen.iter().map(|r| r.3.as_str()).collect();
+                merchants.sort();
+                let float = |f: f64| format!("{f}");
+                for (function, of) in FUNCTIONS {
+                    let n = seen.len();
+                    values.push(match (function, of) {
+                        ("count", _) => n.to_string(),
+                        ("sum", _) => float(amounts.iter().sum()),
+                        ("avg", _) if n == 0 => String::new(),
+                        ("avg", _) => float(amounts.iter().sum::<f64>() / n as f64),
+                        ("distinct", _) => {
+                            let mut m = merchants.clone();
+                            m.dedup();
+                            m.len().to_string()
+                        }
+                        (_, _) if n == 0 => String::new(),
+                        ("min", Some("amount")) => {
+                            float(amounts.iter().cloned().fold(f64::MAX, f64::min))
+                        }
+                        ("max", Some("amount")) => {
+                            float(amounts.iter().cloned().fold(f64::MIN, f64::max))
+                        }
+                        ("min", _) => merchants[0].to_string(),
+                        _ => merchants[n - 1].to_string(),
+                    });
+                }
+            }
+            values
+        })
+        .collect()
+}
+
+/// The values each row's rule reported, from a results CSV.
+fn reported(results: &str) -> Vec<Vec<String>> {
+    let mut reader = csv::Reader::from_reader(results.as_bytes());
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            assert_eq!(&r[2], "error", "{r:?}");
+            let detail = r[3]
+                .strip_prefix("Runtime error: ")
+                .and_then(|d| d.strip_suffix(" (line 1, position 1)"))
+                .unwrap_or_else(|| panic!("{:?}", &r[3]));
+            detail.split('|').map(str::to_string).collect()
+        })
+        .collect()
+}
+
+/// Equal, floats within 1e-9 relative (sums are running sums: the last bits may differ).
+fn same(got: &str, want: &str) -> bool {
+    if got == want {
+        return true;
+    }
+    match (got.parse::<f64>(), want.parse::<f64>()) {
+        (Ok(a), Ok(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+        _ => false,
+    }
+}
+
+fn assert_matches_reference(results: &str, rows: &[Tx]) {
+    let got = reported(results);
+    let want = reference(rows);
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.len(), w.len());
+        for (k, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!(
+                same(a, b),
+                "row {} window w{k}: got {a:?}, expected {b:?} ({:?})",
+                i + 1,
+                rows[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn every_function_equals_a_brute_force_reference_on_every_executor() {
+    let wd = Workdir::new("windows-reference");
+    let rows = transactions(500, 11);
+    wd.create("tx.csv", csv(&rows, 1));
+    wd.rules(rules());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "tx.csv", "--rules", "rules.toml", "-q"];
+        args.extend_from_slice(extra);
+        let run = wd.run(&args);
+        run.expect_success();
+        run.stdout()
+    };
+    let first = run(&["-j", "1"]);
+    assert_matches_reference(&first, &rows);
+    for extra in [
+        &["-j", "2"][..],
+        &["-j", "7"],
+        &["--executor", "processes", "-j", "2"],
+        &["--executor", "processes", "-j", "7", "--batch-size", "3"],
+    ] {
+        assert_eq!(run(extra), first, "{extra:?}");
+    }
+}
+
+#[test]
+fn history_gives_the_results_of_the_concatenated_input_without_its_rows() {
+    let wd = Workdir::new("windows-history");
+    let rows = transactions(300, 5);
+    let (old, new) = rows.split_at(120);
+    let (older, old) = old.split_at(50);
+    wd.create("all.csv", csv(&rows, 1));
+    wd.create("older.csv", csv(older, 1));
+    wd.create("old.csv", csv(old, 51));
+    wd.create("new.csv", csv(new, 121));
+    wd.rules(rules());
+    let all = wd.run(&["run", "all.csv", "--rules", "rules.toml", "-q"]);
+    let with_history = wd.run(&[
+        "run",
+        "new.csv",
+        "--rules",
+        "rules.toml",
+        "--history",
+        "older.csv",
+        "--history",
+        "old.csv",
+        "--summary",
+        "s.json",
+        "-q",
+    ]);
+    with_history.expect_success();
+    let kept: String = all
+        .stdout()
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || *i > 120)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    assert_eq!(with_history.stdout(), kept);
+    let summary = wd.json("s.json");
+    assert_eq!(summary["windows"]["history_rows"], 120);
+    assert_eq!(summary["transactions"], 180);
+    assert!(summary["windows"]["peak_rows"].as_u64().unwrap() > 0);
+    assert_eq!(
+        summary["windows"]["keys"], 4,
+        "one numbering of the account column"
+    );
+
+    // A history with other columns, and history without windows, are refused.
+    wd.create("other.csv", "id,account\n1,A\n");
+    wd.run(&[
+        "run",
+        "new.csv",
+        "--rules",
+        "rules.toml",
+        "--history",
+        "other.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains("other.csv:1: the header differs from the input's");
+    wd.create(
+        "plain.toml",
+        "[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
+    );
+    wd.run(&[
+        "run",
+        "new.csv",
+        "--rules",
+        "plain.toml",
+        "--history",
+        "old.csv",
+    ])
+    .expect_code(2)
+    .expect_stderr_contains("--history old.csv: the rules declare no [windows.*]");
+}
+
+const SIMPLE: &str = "[windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+                      [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n";
+
+#[test]
+fn bad_keys_and_times_are_bad_rows_naming_line_column_and_value() {
+    let wd = Workdir::new("windows-bad");
+    wd.rules(SIMPLE);
+    wd.create(
+        "tx.csv",
+        "id,account,timestamp\n1,A,2026-01-01T00:00:00Z\n2,,2026-01-01T00:00:01Z\n\
+         3,A,yesterday\n4,A,2026-01-01T00:00:02Z\n",
+    );
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "tx.csv:3: column \"account\": \"\" is empty (the key of [windows.n])",
+        );
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--bad-rows",
+        "skip",
+        "-o",
+        "out.csv",
+    ]);
+    run.expect_success();
+    assert_eq!(
+        wd.read("out.csv.rejects.csv"),
+        r#"line,reason,raw
+3,"column ""account"": """" is empty (the key of [windows.n])","2,,2026-01-01T00:00:01Z"
+4,"column ""timestamp"": ""yesterday"" is not an RFC 3339 time (e.g. 2026-01-01T00:00:03Z) (the time of [windows.n])","3,A,yesterday"
+"#
+    );
+    // A `where` that fails makes a bad row too.
+    wd.create(
+        "w.toml",
+        SIMPLE.replace(
+            "function = \"count\"\n",
+            "function = \"count\"\nwhere = 'if id == \"4\" { throw \"boom\" } true'\n",
+        ),
+    );
+    wd.create("w.csv", "id,account,timestamp\n4,A,2026-01-01T00:00:00Z\n");
+    wd.run(&["run", "w.csv", "--rules", "w.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "w.csv:2: [windows.n] where: error (Runtime error: boom (line 1, position 16))",
+        );
+
+    // A bad history row fails the run naming the history file; under skip it is counted.
+    wd.create(
+        "good.csv",
+        "id,account,timestamp\n9,A,2026-01-01T00:00:05Z\n",
+    );
+    wd.run(&[
+        "run",
+        "good.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--history",
+        "tx.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains("tx.csv:3: column \"account\": \"\" is empty");
+    wd.run(&[
+        "run",
+        "good.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--history",
+        "tx.csv",
+        "--bad-rows",
+        "skip",
+        "-o",
+        "h.csv",
+        "--summary",
+        "h.json",
+    ])
+    .expect_success();
+    assert_eq!(
+        wd.read("h.csv"),
+        "transaction_id,rule_id,result,detail\n9,1,true,\n"
+    );
+    assert_eq!(wd.json("h.json")["windows"]["history_bad_rows"], 2);
+    assert_eq!(wd.json("h.json")["windows"]["history_rows"], 2);
+    assert_eq!(wd.read("h.csv.rejects.csv"), "line,reason,raw\n");
+
+    // `check --input` evaluates the sample rows with their window values.
+    wd.run(&["check", "rules.toml", "--input", "good.csv"])
+        .expect_success()
+        .expect_stderr_contains("1 rules compile; 0 examples pass; 1 rows of good.csv evaluate");
+
+    // Bad rows count in no window: row 4 sees rows 1 and 4 only.
+    assert_eq!(
+        wd.read("out.csv"),
+        "transaction_id,rule_id,result,detail\n1,1,false,\n4,1,true,\n"
+    );
+}
+
+#[test]
+fn lists_are_sets_and_typed_maps_read_relative_to_the_rules_file() {
+    let wd = Workdir::new("lists");
+    wd.mkdir("conf");
+    wd.mkdir("conf/lists");
+    wd.create(
+        "conf/lists/blocked.csv",
+        "country,why\r\nIR,sanctions\r\n\"K,P\",x\r\n",
+    );
+    wd.create("conf/lists/risk.csv", "merchant,risk\ncasino,90\nshop,10\n");
+    let rules = "[columns]\nid = \"int\"\n\
+                 [lists.blocked]\nfile = \"lists/blocked.csv\"\nkey = \"country\"\n\
+                 [lists.risk]\nfile = \"lists/risk.csv\"\nkey = \"merchant\"\nvalue = \"risk\"\ntype = \"int\"\n\
+                 [[rule]]\nid = 1\nname = \"blocked\"\nwhen = \"country in blocked\"\n\
+                 [[rule]]\nid = 2\nname = \"risky\"\nwhen = \"(risk[merchant] ?? 0) > 50\"\n\
+                 [[rule.example]]\nrow = { id = 1, merchant = \"x\", risk = { x = 60 } }\nexpect = true\n";
+    wd.create("conf/rules.toml", rules);
+    wd.create(
+        "tx.csv",
+        "id,country,merchant\n1,IR,shop\n2,\"K,P\",casino\n3,FR,bookshop\n",
+    );
+    wd.run(&["check", "conf/rules.toml"])
+        .expect_success()
+        .expect_stderr_contains("2 rules compile; 1 examples pass");
+    let expected = "transaction_id,rule_id,result,detail\n1,1,true,\n1,2,false,\n\
+                    2,1,true,\n2,2,true,\n3,1,false,\n3,2,false,\n";
+    for executor in ["threads", "processes"] {
+        let run = wd.run(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            "conf/rules.toml",
+            "-q",
+            "--executor",
+            executor,
+            "--summary",
+            "s.json",
+        ]);
+        run.expect_success().expect_stdout(expected);
+    }
+    // A changed list file changes the ruleset hash.
+    let before = wd.json("s.json")["rules_sha256"].clone();
+    wd.create("conf/lists/risk.csv", "merchant,risk\ncasino,90\nshop,11\n");
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "conf/rules.toml",
+        "-q",
+        "--summary",
+        "s.json",
+    ])
+    .expect_success();
+    assert_ne!(wd.json("s.json")["rules_sha256"], before);
+}
+
+#[test]
+fn list_and_window_errors_name_the_place() {
+    let wd = Workdir::new("lists-errors");
+    wd.create("risk.csv", "merchant,risk\ncasino,high\nshop,1\nshop,2\n");
+    let rules = "[columns]\nid = \"int\"\naccount = \"string\"\n\
+                 [lists.risk]\nfile = \"risk.csv\"\nkey = \"merchant\"\nvalue = \"risk\"\ntype = \"int\"\n\
+                 [lists.gone]\nfile = \"missing.csv\"\nkey = \"k\"\n\
+                 [windows.account]\nkey = \"account\"\ntime = \"t\"\nspan = \"1h\"\nfunction = \"count\"\n\
+                 [windows.risk]\nkey = \"account\"\ntime = \"t\"\nspan = \"0s\"\nfunction = \"sum\"\n\
+                 [[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n";
+    wd.rules(rules);
+    let run = wd.run(&["check", "rules.toml"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    for needle in [
+        "rules.toml:4: [lists.risk]: risk.csv:2: column \"risk\": \"high\" is not an int",
+        "rules.toml:4: [lists.risk]: risk.csv:4: column \"merchant\": duplicate key \"shop\" (first on line 3)",
+        "rules.toml:9: [lists.gone]: cannot read missing.csv:",
+        "rules.toml:12: [windows.account]: the name clashes with the column \"account\" of [columns]",
+        "rules.toml:17: [windows.risk]: the name clashes with [lists.risk] on line 4",
+        "rules.toml:20: [windows.risk]: span \"0s\": ",
+        "rules.toml:17: [windows.risk]: sum needs `of`",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in\n{err}");
+    }
+    // `run` refuses the same file before reading any input.
+    wd.create("tx.csv", "id,account,t\n1,A,2026-01-01T00:00:00Z\n");
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains("[windows.account]: the name clashes");
+
+    // A list file with a bad value fails the run, naming the file and line.
+    wd.create(
+        "r2.toml",
+        "[lists.risk]\nfile = \"risk.csv\"\nkey = \"merchant\"\nvalue = \"risk\"\ntype = \"int\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
+    );
+    wd.run(&["run", "tx.csv", "--rules", "r2.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "r2.toml:1: [lists.risk]: risk.csv:2: column \"risk\": \"high\" is not an int",
+        );
+
+    // A window or list named like an input column clashes with it.
+    wd.create("r3.toml", SIMPLE);
+    wd.create(
+        "tx3.csv",
+        "id,account,timestamp,n\n1,A,2026-01-01T00:00:00Z,5\n",
+    );
+    wd.run(&["run", "tx3.csv", "--rules", "r3.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains("tx3.csv:1: column \"n\" clashes with [lists.n] or [windows.n]");
+    // A window over a column the input lacks.
+    wd.create("tx4.csv", "id,account,time\n1,A,2026-01-01T00:00:00Z\n");
+    wd.run(&["run", "tx4.csv", "--rules", "r3.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "[windows.n] (rules line 1): time column \"timestamp\" is not a column of tx4.csv",
+        );
+}
