@@ -11,6 +11,7 @@ use crate::config::{
     BadRows, ExecutorKind, FailOn, ProgressWhen, RocketMode, RunConfig, Workload, cpus,
 };
 use crate::duration::parse_duration;
+use crate::shard::ShardSpec;
 use crate::size::parse_size;
 
 /// Evaluate analyst-written rules on every transaction of a CSV batch.
@@ -31,6 +32,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write synthetic transactions (CSV) with realistic distributions.
     Generate(GenerateArgs),
+    /// Merge the parts of a sharded run (`run --shard`) into one output, after checking
+    /// that they make up exactly one whole run.
+    Merge(MergeArgs),
     /// Launch rockets: the concurrency throughput workload.
     Rockets(RocketsArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -109,6 +113,20 @@ pub struct RunArgs {
     /// `[defaults] memory_limit` wins [default: 256MiB].
     #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
     pub memory_limit: Option<usize>,
+    /// Run shard I of N (0-based): only the records starting in its byte range, into
+    /// OUTPUT.part-IIIII-of-NNNNN and its summary, for `txguard merge`. `auto`: I/N from
+    /// TXGUARD_SHARD, else I from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID and N from
+    /// TXGUARD_SHARD_COUNT [default: the whole input].
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+    /// The input has no header row: these are its columns, in order (`id,amount,...`)
+    /// [default: the input's first row].
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Write the results without their header row (for engines that concatenate
+    /// the outputs of many runs).
+    #[arg(long)]
+    pub no_output_header: bool,
     #[command(flatten)]
     pub csv: CsvArgs,
     /// `detail` of every `true` result also shows the values of the variables its rule
@@ -142,6 +160,26 @@ impl CsvArgs {
             max_record,
         }
     }
+}
+
+/// `txguard merge`: the parts of a sharded run into one output.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The output the shards were run with (`-o OUT`): reads OUT.part-*-of-*, writes OUT.
+    pub output: PathBuf,
+    /// Also write the summary of the whole run as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Comma list of `error`, `timeout`, `false` and decision names: exit 3 if any such
+    /// result or decision occurred in the whole run.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::config::parse_fail_on)]
+    pub fail_on: Vec<FailOn>,
+    /// Remove the parts (results, summaries, rejects) once the merged output is written.
+    #[arg(long)]
+    pub remove_parts: bool,
+    /// No summary on stderr; any failure (and exit 3) is one line on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +369,9 @@ impl RunArgs {
             csv: self.csv.config(self.max_record_size),
             explain: self.explain,
             decisions: self.decisions,
+            shard: self.shard.as_deref().map(ShardSpec::from_arg).transpose()?,
+            columns: self.columns,
+            no_output_header: self.no_output_header,
         }
         .check()
     }
@@ -341,6 +382,7 @@ impl Command {
     pub fn quiet(&self) -> bool {
         matches!(self, Command::Run(args) if args.quiet)
             || matches!(self, Command::Diff(args) if args.quiet)
+            || matches!(self, Command::Merge(args) if args.quiet)
     }
 }
 

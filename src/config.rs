@@ -134,6 +134,12 @@ pub struct RunConfig {
     pub explain: bool,
     /// `--decisions`: one line per transaction, its score and decision.
     pub decisions: Option<PathBuf>,
+    /// `--shard`: this run is one shard; `output` and `summary` are its part's files.
+    pub shard: Option<crate::shard::ShardSpec>,
+    /// `--columns`: the input has no header row; its columns' names.
+    pub columns: Option<Vec<String>>,
+    /// `--no-output-header`: results without their header row.
+    pub no_output_header: bool,
 }
 
 /// Where each output of a run goes, as the flags say (`RunConfig::outputs`).
@@ -196,7 +202,12 @@ impl RunConfig {
     /// Checks what clap cannot, before anything is opened or written (`Usage`, exit 2):
     /// at most one output on standard output; every file output can be written (its
     /// directory exists and takes files, it is not a directory); no two files overlap.
-    pub fn check(self) -> Result<RunConfig> {
+    pub fn check(mut self) -> Result<RunConfig> {
+        if let Some(columns) = &self.columns {
+            crate::input::check_columns(columns, &self.csv.id_column)?;
+        }
+        // A shard writes its part's files instead of `-o` (and its summary always).
+        self = crate::shard::part_config(self)?;
         let outputs = self.outputs();
         one_standard_output(&outputs, self.output.is_none())?;
         for (flag, dest) in outputs.named() {

@@ -5,16 +5,18 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::framer::{self, Chunk, Framer, Splitter};
+use crate::framer::{self, Chunk, Framer, Position, Splitter, record_start_at_or_after};
 use std::sync::Arc;
 
+use crate::exit::Usage;
 use crate::model::{BadRow, Columns, Row};
 use crate::rules::RuleSet;
+use crate::shard::{ShardBounds, ShardSpec};
 use crate::typing::{Schema, Typer, flaw_reason};
 
 /// The input once its header is read: the framer, the chunk holding the header and the
@@ -32,6 +34,20 @@ pub struct InputReader {
     /// Bytes read from a compressed source (`decompress`): what progress and the summary
     /// count for it, rather than the decompressed bytes framed.
     pub(crate) consumed: Option<crate::decompress::Consumed>,
+    /// Records of `first` that are not rows: 1 (the header), or 0 when the input has no
+    /// header row (`--columns`). A shard's `first` holds the header alone.
+    pub(crate) header_records: usize,
+    /// Under `--shard`: the range this run owns, and the input it found it in.
+    pub shard: Option<ShardBounds>,
+}
+
+/// How the input is laid out and which part of it a run reads.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// `--columns`: the input has no header row; these are its columns' names.
+    pub columns: Option<Vec<String>>,
+    /// `--shard`: only the records starting in this shard's byte range.
+    pub shard: Option<ShardSpec>,
 }
 
 impl InputReader {
@@ -58,17 +74,57 @@ impl InputReader {
         csv: &crate::dialect::CsvConfig,
         stop_at_too_long: bool,
     ) -> Result<InputReader> {
+        InputReader::open_layout(path, rules, csv, stop_at_too_long, &Layout::default())
+    }
+
+    /// Like `open_csv`, for an input laid out as `layout` says: without a header row
+    /// (`--columns`), or only one shard of it (`--shard`).
+    pub fn open_layout(
+        path: &Path,
+        rules: &RuleSet,
+        csv: &crate::dialect::CsvConfig,
+        stop_at_too_long: bool,
+        layout: &Layout,
+    ) -> Result<InputReader> {
+        let config = csv.framing(path);
+        if let Some(spec) = layout.shard {
+            return open_shard(path, rules, csv, stop_at_too_long, layout, spec);
+        }
         let (source, name, total_bytes) = source(path)?;
         let (source, compression, consumed) = crate::decompress::open(source, &name)?;
-        let mut reader = InputReader::from_reader_with(
-            source,
-            name,
-            total_bytes,
-            rules,
-            csv.framing(path),
-            &csv.id_column,
-            stop_at_too_long,
-        )?;
+        let mut reader = match &layout.columns {
+            None => InputReader::from_reader_with(
+                source,
+                name,
+                total_bytes,
+                rules,
+                config,
+                &csv.id_column,
+                stop_at_too_long,
+            )?,
+            Some(columns) => {
+                let mut framer = Framer::new(source, config);
+                if stop_at_too_long {
+                    framer = framer.stop_at_too_long();
+                }
+                let first = framer
+                    .next_chunk()
+                    .with_context(|| format!("cannot read {name}"))?
+                    // An empty input is no error without a header to expect: no rows.
+                    .unwrap_or_default();
+                InputReader {
+                    framer,
+                    config,
+                    first,
+                    schema: schema_of_columns(columns, &config, &csv.id_column, rules)?,
+                    name,
+                    total_bytes,
+                    consumed: None,
+                    header_records: 0,
+                    shard: None,
+                }
+            }
+        };
         if compression != crate::decompress::Compression::None {
             reader.consumed = Some(consumed);
         }
@@ -154,6 +210,8 @@ impl InputReader {
             schema,
             total_bytes,
             consumed: None,
+            header_records: 1,
+            shard: None,
         })
     }
 
@@ -175,12 +233,13 @@ impl InputReader {
             first,
             name,
             schema,
+            header_records,
             ..
         } = self;
         let mut typer = Typer::new(Arc::new(schema), &config);
         let (mut rows, mut bad) = (Vec::new(), Vec::new());
-        // The header is the first record of the first chunk.
-        let (mut chunk, mut skip) = (Some(first), 1);
+        // The header, if any, is the first record of the first chunk.
+        let (mut chunk, mut skip) = (Some(first), header_records);
         while let Some(current) = chunk.take() {
             let mut typed = Vec::new();
             let wanted = limit - rows.len();
@@ -200,6 +259,169 @@ impl InputReader {
         }
         Ok((rows, bad))
     }
+}
+
+/// Checks `--columns` before anything is opened (`Usage`, exit 2): names that can stand
+/// as a header row, one of them `id`, none twice.
+pub fn check_columns(columns: &[String], id_column: &str) -> Result<(), Usage> {
+    let mut seen = std::collections::HashSet::new();
+    for name in columns {
+        if name.is_empty() || name.contains(['"', '\r', '\n']) {
+            return Err(Usage(format!(
+                "--columns: {name:?} cannot be a column name (empty, or holding a quote or \
+                 a line break)"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(Usage(format!("--columns: {name:?} is named twice")));
+        }
+    }
+    if !seen.contains(&id_column.to_string()) {
+        return Err(Usage(format!(
+            "--columns: no `{id_column}` column (the transaction id) among {}",
+            columns.join(",")
+        )));
+    }
+    Ok(())
+}
+
+/// The schema `--columns` gives an input without a header row: as if the names were its
+/// header (the names were checked by `config`: an `id`, no duplicates, no quote or line
+/// break).
+fn schema_of_columns(
+    columns: &[String],
+    config: &framer::Config,
+    id_column: &str,
+    rules: &RuleSet,
+) -> Result<Schema> {
+    let record = columns.join(&(config.delimiter() as char).to_string());
+    Schema::from_header_with_id(
+        Splitter::new(config).split(record.as_bytes()),
+        "--columns",
+        rules,
+        id_column,
+    )
+}
+
+/// Opens shard `spec` of the input at `path`: reads the header from the start of the file
+/// (unless `--columns`), finds the body and the shard's exact range in it, and frames only
+/// the records starting in that range, with their lines in the whole file.
+fn open_shard(
+    path: &Path,
+    rules: &RuleSet,
+    csv: &crate::dialect::CsvConfig,
+    stop_at_too_long: bool,
+    layout: &Layout,
+    spec: ShardSpec,
+) -> Result<InputReader> {
+    let name = path.display().to_string();
+    let not_seekable = || {
+        Usage(format!(
+            "--shard: INPUT {name} is not a regular file: a shard seeks to its byte range of \
+             the input, which standard input, a pipe or a device cannot do; give a file path"
+        ))
+    };
+    if path == Path::new("-") {
+        return Err(Usage(
+            "--shard: INPUT is standard input: a shard seeks to its byte range of the input, \
+             which standard input cannot do; give a file path"
+                .into(),
+        )
+        .into());
+    }
+    let open = || File::open(path).with_context(|| format!("cannot open input {name}"));
+    let file = open()?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {name}"))?;
+    if !meta.is_file() {
+        return Err(not_seekable().into());
+    }
+    // A compressed input has no byte ranges to seek to: its records are not in its bytes.
+    let (_, compression, _) = crate::decompress::open(Box::new(open()?), &name)?;
+    if compression != crate::decompress::Compression::None {
+        return Err(Usage(format!(
+            "--shard: INPUT {name} is {compression:?}-compressed: a shard seeks to its byte \
+             range of the input, which a compressed stream cannot do; decompress it first"
+        ))
+        .into());
+    }
+    let config = csv.framing(path);
+    let input_size = meta.len();
+    let input_mtime = meta
+        .modified()
+        .with_context(|| format!("cannot read the modification time of {name}"))?;
+    let mut scan = open()?;
+    let scan_err = || format!("cannot read {name}");
+    let (mut first, schema, header_records, body) = match &layout.columns {
+        Some(columns) => {
+            let body = record_start_at_or_after(&mut scan, Position::START, 0, &config)
+                .with_context(scan_err)?;
+            let schema = schema_of_columns(columns, &config, &csv.id_column, rules)?;
+            (Chunk::default(), schema, 0, body)
+        }
+        None => {
+            let header = InputReader::from_reader_with(
+                Box::new(file),
+                name.clone(),
+                Some(input_size),
+                rules,
+                config,
+                &csv.id_column,
+                stop_at_too_long,
+            )?;
+            let mut first = header.first;
+            let header_start = first.offset();
+            first.keep_first(1);
+            // The body starts at the first record after the header's first byte.
+            let body =
+                record_start_at_or_after(&mut scan, Position::START, header_start + 1, &config)
+                    .with_context(scan_err)?;
+            (first, header.schema, 1, body)
+        }
+    };
+    let (from, to) = spec.byte_range(body.offset, input_size);
+    let start = record_start_at_or_after(&mut scan, body, from, &config).with_context(scan_err)?;
+    let next = if spec.index + 1 == spec.count {
+        input_size
+    } else {
+        record_start_at_or_after(&mut scan, start, to, &config)
+            .with_context(scan_err)?
+            .offset
+    };
+    let mut source = open()?;
+    source
+        .seek(SeekFrom::Start(start.offset))
+        .with_context(scan_err)?;
+    let source: Box<dyn Read + Send> = Box::new(source);
+    let mut framer = Framer::resume(source, start, config).until(next);
+    if stop_at_too_long {
+        framer = framer.stop_at_too_long();
+    }
+    if header_records == 0 {
+        // No header chunk to start with: the shard's first records are.
+        first = framer
+            .next_chunk()
+            .with_context(scan_err)?
+            .unwrap_or_default();
+    }
+    Ok(InputReader {
+        framer,
+        config,
+        first,
+        name,
+        schema,
+        total_bytes: Some(next),
+        consumed: None,
+        header_records,
+        shard: Some(ShardBounds {
+            input_size,
+            input_mtime,
+            body_offset: body.offset,
+            first: start,
+            next,
+        }),
+    })
 }
 
 /// The bytes of the input at `path` (`-` = stdin), the name messages call it, and its

@@ -40,6 +40,8 @@
 //!   the windows stage `pipeline::windows` on the reader thread, whose values travel with
 //!   each row after its input columns; `rules::lists_windows` declares both;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
+//! - `shard` (`run --shard I/N`: exact byte ranges, part names, what parts record) and
+//!   `merge` (checks that parts make up one whole run, and joins them; `cmd::merge`);
 //! - `backoff`: the one retry policy for starting threads and processes;
 //! - `budget`: the counting allocator behind each evaluation's memory budget, and the
 //!   hard memory limit of worker processes.
@@ -62,12 +64,14 @@ pub mod generate;
 pub mod input;
 pub mod inputs;
 pub mod lists;
+pub mod merge;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod rockets;
 pub mod rules;
+pub mod shard;
 pub mod signals;
 pub mod size;
 pub mod summary;

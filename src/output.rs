@@ -436,6 +436,18 @@ impl ResultsWriter {
         })
     }
 
+    /// Results without their header row (`--no-output-header`).
+    pub fn without_header(sink: Sink, rules: usize) -> ResultsWriter {
+        ResultsWriter {
+            sink,
+            written: Written {
+                rows: 0,
+                extra: Vec::new(),
+                counts: vec![[0; 4]; rules],
+            },
+        }
+    }
+
     /// Writes the result lines of `rows` complete rows, formatted by
     /// `format::ResultsFormat`; `counts` are their outcomes per rule.
     pub fn write_formatted(&mut self, lines: &[u8], rows: u64, counts: &[[u64; 4]]) -> Result<()> {

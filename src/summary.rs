@@ -138,6 +138,9 @@ pub struct Summary {
     /// Why the run failed (exit 1, 75, 130, 143); absent when it completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Under `--shard`: which shard, its exact byte range, and what `merge` checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardFacts>,
 }
 
 /// Everything `Summary::new` needs that the pipeline does not count.
@@ -153,6 +156,8 @@ pub struct RunFacts {
     pub wall: Duration,
     /// Every input, in order, with what was read from each.
     pub inputs: Vec<InputSummary>,
+    /// Under `--shard`, once the input is opened.
+    pub shard: Option<crate::shard::ShardFacts>,
 }
 
 impl Summary {
@@ -213,6 +218,7 @@ impl Summary {
             },
             exit_code,
             error,
+            shard: facts.shard,
         }
     }
 

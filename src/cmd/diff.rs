@@ -75,6 +75,9 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         memory_limit: args.memory_limit,
         explain: false,
         decisions: None,
+        shard: None,
+        columns: None,
+        no_output_header: false,
         csv: args.csv.config(args.max_record_size),
         inputs: vec![args.input.clone()],
         history: Vec::new(),
@@ -128,7 +131,14 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     let merged = merged_columns(&old.set, &new.set, &args)?;
     let merged = Arc::new(merged);
     let fail = args.bad_rows == BadRows::Fail;
-    let input = super::run::open_input(&args.input, &merged, &config.csv, fail, &stop)?;
+    let input = super::run::open_input(
+        &args.input,
+        &merged,
+        &config.csv,
+        fail,
+        &crate::input::Layout::default(),
+        &stop,
+    )?;
     let columns = input.columns().clone();
     // Each file as `run` would take it: a file `run` refuses (a variable that is no
     // column, a reason naming one) is no change to backtest.

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod diff;
 pub mod generate;
 pub mod man;
+pub mod merge;
 pub mod rockets;
 pub mod run;
 pub mod worker;
@@ -18,6 +19,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Check(args) => check::run(&args),
         Command::Diff(args) => diff::run(args),
         Command::Generate(args) => generate::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Rockets(args) => rockets::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),

@@ -18,7 +18,7 @@ use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
 use crate::exit::{self, Interrupted, Usage};
 use crate::format::ResultsFormat;
-use crate::input::InputReader;
+use crate::input::{InputReader, Layout};
 use crate::model::Kind;
 use crate::model::Tally;
 use crate::output::{
@@ -73,6 +73,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             jobs: config.jobs,
             workers: None,
             wall: Default::default(),
+            shard: None,
         },
         clock: Instant::now(),
         rules: None,
@@ -268,7 +269,21 @@ fn execute(
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
     let stop_at_too_long = config.bad_rows == BadRows::Fail;
-    let input = open_input(&config.input, &rules, &config.csv, stop_at_too_long, stop)?;
+    let layout = Layout {
+        columns: config.columns.clone(),
+        shard: config.shard,
+    };
+    let input = open_input(
+        &config.input,
+        &rules,
+        &config.csv,
+        stop_at_too_long,
+        &layout,
+        stop,
+    )?;
+    known.facts.shard = input
+        .shard
+        .map(|bounds| crate::shard::facts(config, &bounds));
     // Several inputs: the others' headers, where they can be read twice, before any work.
     let reference = crate::inputs::Reference::of(&input);
     crate::inputs::check_headers(&config.inputs[1..], &reference, &rules, &config.csv)?;
@@ -288,7 +303,12 @@ fn execute(
     .map_err(|errors| RulesErrors::of(&config.rules, errors))?;
 
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
-    let mut results = ResultsWriter::new(Sink::create(&outputs.results)?, rule_ids.len())?;
+    let sink = Sink::create(&outputs.results)?;
+    let mut results = if config.no_output_header {
+        ResultsWriter::without_header(sink, rule_ids.len())
+    } else {
+        ResultsWriter::new(sink, rule_ids.len())?
+    };
     known.streaming = outputs.results.file().is_none();
     let several = config.inputs.len() > 1;
     let rejects = match &outputs.rejects {
@@ -363,7 +383,7 @@ fn execute(
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
-    let (tally, rejects) = match outcome {
+    let (mut tally, rejects) = match outcome {
         Ok(done) => done,
         Err(err) => {
             if exit::is_broken_pipe(&err) {
@@ -380,6 +400,13 @@ fn execute(
     };
     if let Some(signal) = stop.signal() {
         return Err(exit::Interrupted(signal).into());
+    }
+    // A shard accounts for the bytes it owns: the parts' sizes sum to the input's.
+    if let Some(shard) = &known.facts.shard {
+        tally.bytes = shard.bytes_owned();
+        if let Some(input) = known.facts.inputs.first_mut() {
+            input.bytes = tally.bytes;
+        }
     }
     // Finished (written and synced) here; renamed into place together with the summary.
     let mut finished = vec![results.finish()?];
@@ -448,6 +475,11 @@ impl Inputs<'_> {
                         self.rules,
                         &self.config.csv,
                         self.stop_at_too_long,
+                        // `--columns` holds for every input (`--shard` takes one).
+                        &Layout {
+                            columns: self.config.columns.clone(),
+                            shard: None,
+                        },
                         self.stop,
                     )?;
                     crate::inputs::align(&mut input, &self.reference)?;
@@ -520,6 +552,22 @@ fn windows_stage(
         }
         return Ok(None);
     };
+    // A window reads the rows before each row: a shard has not got them.
+    if let Some(spec) = config.shard {
+        return Err(exit::Usage(format!(
+            "--shard {spec}: the rules declare [windows.*], which need every earlier row of \
+             the input; a shard reads only its range: run the whole input in one run"
+        ))
+        .into());
+    }
+    if config.columns.is_some() && !config.history.is_empty() {
+        return Err(exit::Usage(
+            "--columns with --history: the history files are aligned to the input's header \
+             row, which --columns says the input has not got"
+                .into(),
+        )
+        .into());
+    }
     if config.history.is_empty() {
         return Ok(Some(stage));
     }
@@ -549,7 +597,7 @@ fn feed_history(
 ) -> Result<WindowStage> {
     for path in &config.history {
         let fail = config.bad_rows == BadRows::Fail;
-        let history = open_input(path, rules, &config.csv, fail, stop)?;
+        let history = open_input(path, rules, &config.csv, fail, &Layout::default(), stop)?;
         let name = history.name().to_string();
         let (rows, bad) = stage.feed_history(history, header)?;
         if let Some(first) = bad.first()
@@ -605,14 +653,26 @@ pub(crate) fn open_input(
     rules: &Arc<RuleSet>,
     csv: &CsvConfig,
     stop_at_too_long: bool,
+    layout: &Layout,
     stop: &StopFlag,
 ) -> Result<InputReader> {
     let (tx, rx) = mpsc::channel();
-    let (path, rules, csv) = (path.to_path_buf(), Arc::clone(rules), csv.clone());
+    let (path, rules, csv, layout) = (
+        path.to_path_buf(),
+        Arc::clone(rules),
+        csv.clone(),
+        layout.clone(),
+    );
     thread::Builder::new()
         .name("open-input".into())
         .spawn(move || {
-            let _ = tx.send(InputReader::open_csv(&path, &rules, &csv, stop_at_too_long));
+            let _ = tx.send(InputReader::open_layout(
+                &path,
+                &rules,
+                &csv,
+                stop_at_too_long,
+                &layout,
+            ));
         })
         .context("cannot start a thread to open the input")?;
     loop {
@@ -630,7 +690,7 @@ pub(crate) fn open_input(
 
 /// What `--fail-on` found: e.g. `a result named by --fail-on occurred: 2 error
 /// (--fail-on error,timeout)`.
-fn fail_on_hit(fail_on: &[FailOn], tally: &Tally, rules: Option<&RuleSet>) -> String {
+pub(crate) fn fail_on_hit(fail_on: &[FailOn], tally: &Tally, rules: Option<&RuleSet>) -> String {
     let total = |kind: Kind| -> u64 { tally.counts.iter().map(|c| c[kind as usize]).sum() };
     let mut found = Vec::new();
     let mut named = Vec::new();
@@ -701,7 +761,7 @@ fn check_decisions(config: &RunConfig, rules: &RuleSet) -> Result<()> {
 }
 
 /// 3 when a result or decision named by `--fail-on` occurred, else 0.
-fn exit_code(fail_on: &[FailOn], tally: &Tally, rules: &RuleSet) -> i32 {
+pub(crate) fn exit_code(fail_on: &[FailOn], tally: &Tally, rules: &RuleSet) -> i32 {
     let occurred = |kind: Kind| tally.counts.iter().any(|c| c[kind as usize] > 0);
     let hit = fail_on.iter().any(|f| match f {
         FailOn::Error => occurred(Kind::Error),

@@ -78,6 +78,7 @@ pub fn run(
         name,
         schema,
         consumed,
+        header_records,
         ..
     } = input;
     // Enough chunks in flight that every lane has work while the writer catches up.
@@ -119,7 +120,7 @@ pub fn run(
     // lane blocks (on the work queue, the budget) instead of spinning to steal, which with
     // `-j 1000` kept every core busy doing nothing. Lanes are not joined: one stuck in a
     // rule must not delay the end of a failed or interrupted run.
-    let queue = Arc::new(WorkQueue::new(chunk_rx, 1));
+    let queue = Arc::new(WorkQueue::new(chunk_rx, header_records));
     let sizer = Arc::new(Sizer::new(settings.batch_size));
     let schema = Arc::new(schema);
     let mut started = Ok(());

@@ -1,0 +1,216 @@
+//! `txguard merge` joins parts only when they make up one whole run: a missing part,
+//! mixed N, different rules or seed, edited offsets or a failed part is a refusal naming
+//! the part and what is wrong, and nothing is written. And `--fail-on`, `--remove-parts`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::workdir::{Entry, Workdir, rule};
+
+const RULES: &str = "[columns]\nid = \"int\"\namount = \"float\"\n\n";
+
+fn rules(body: &str) -> String {
+    format!("{RULES}{body}")
+}
+
+/// 30 rows; the last third holds an error for rule 2 (amount 0).
+fn setup(name: &str) -> Workdir {
+    let wd = Workdir::new(name);
+    let mut csv = String::from("id,amount\n");
+    for i in 1..=30 {
+        csv.push_str(&format!("{i},{}\n", if i == 25 { 0 } else { i }));
+    }
+    wd.create("tx.csv", csv);
+    wd.rules(rules(
+        &[
+            rule(1, "amount > 10.0"),
+            rule(2, "if amount == 0.0 { throw \"zero amount\" } coin_flip()"),
+        ]
+        .concat(),
+    ));
+    wd
+}
+
+/// Runs shard `spec` into `out.csv`; `extra` may name other `--rules`.
+fn shard(wd: &Workdir, spec: &str, extra: &[&str]) {
+    let mut args = vec![
+        "run", "tx.csv", "-o", "out.csv", "--shard", spec, "-q", "-j", "1",
+    ];
+    if !extra.contains(&"--rules") {
+        args.extend(["--rules", "rules.toml"]);
+    }
+    args.extend_from_slice(extra);
+    wd.run(&args).expect_success();
+}
+
+fn all_shards(wd: &Workdir, n: u32) {
+    for i in 0..n {
+        shard(wd, &format!("{i}/{n}"), &[]);
+    }
+}
+
+/// Every file but the lock files of `out.csv` and its rejects (a merge takes them, like
+/// `run -o`).
+fn files(wd: &Workdir) -> BTreeMap<PathBuf, Entry> {
+    let mut files = wd.snapshot();
+    files.remove(Path::new("out.csv.lock"));
+    files.remove(Path::new("out.csv.rejects.csv.lock"));
+    files
+}
+
+/// `merge out.csv` is refused with `needle` in its message, and changes no file.
+#[track_caller]
+fn refused(wd: &Workdir, needle: &str) {
+    let before = files(wd);
+    let run = wd.run(&["merge", "out.csv", "--summary", "merged.json"]);
+    run.expect_code(1)
+        .expect_stderr_contains("merge refused; nothing was written")
+        .expect_stderr_contains(needle);
+    assert!(
+        files(wd) == before,
+        "the refused merge changed files\n{}",
+        run.describe()
+    );
+    assert!(!wd.exists("out.csv") && !wd.exists("merged.json"));
+}
+
+fn edit_summary(wd: &Workdir, part: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let name = format!("out.csv.{part}.summary.json");
+    let mut json = wd.json(&name);
+    edit(&mut json);
+    wd.create(&name, serde_json::to_string_pretty(&json).unwrap());
+}
+
+#[test]
+fn merge_refuses_parts_that_are_not_one_whole_run() {
+    let wd = setup("merge-refusals");
+    refused(&wd, "no parts of out.csv found");
+    all_shards(&wd, 3);
+
+    // A missing part.
+    let summary = wd.read_bytes("out.csv.part-00001-of-00003.summary.json");
+    std::fs::remove_file(wd.path("out.csv.part-00001-of-00003.summary.json")).unwrap();
+    refused(&wd, "part 1 of 3 is missing");
+    wd.create("out.csv.part-00001-of-00003.summary.json", &summary);
+    let results = wd.read_bytes("out.csv.part-00002-of-00003");
+    std::fs::remove_file(wd.path("out.csv.part-00002-of-00003")).unwrap();
+    refused(&wd, "part 2 of 3: its results");
+    wd.create("out.csv.part-00002-of-00003", &results);
+
+    // Mixed N: a part of a 2-shard run beside the 3 parts.
+    shard(&wd, "0/2", &[]);
+    refused(&wd, "different shard counts");
+    for f in [
+        "out.csv.part-00000-of-00002",
+        "out.csv.part-00000-of-00002.summary.json",
+    ] {
+        std::fs::remove_file(wd.path(f)).unwrap();
+    }
+
+    // Different rules, different seed, different options.
+    wd.create(
+        "other.toml",
+        rules(&[rule(1, "amount > 11.0"), rule(2, "true")].concat()),
+    );
+    shard(&wd, "2/3", &["--rules", "other.toml"]);
+    refused(&wd, "part 2 of 3 differs from part 0 in its rules (sha256)");
+    shard(&wd, "2/3", &["--seed", "9"]);
+    refused(
+        &wd,
+        "part 2 of 3 differs from part 0 in its seed: 9 (part 0: 0)",
+    );
+    shard(&wd, "2/3", &["--timeout", "5s"]);
+    refused(
+        &wd,
+        "differs from part 0 in its option timeout: 5s (part 0: 3s)",
+    );
+    shard(&wd, "2/3", &[]);
+
+    // Edited offsets.
+    let part1 = wd.read_bytes("out.csv.part-00001-of-00003.summary.json");
+    edit_summary(&wd, "part-00001-of-00003", |j| {
+        let next = j["shard"]["next_shard_offset"].as_u64().unwrap();
+        j["shard"]["next_shard_offset"] = (next + 3).into();
+    });
+    refused(&wd, "the parts do not tile the input");
+    edit_summary(&wd, "part-00001-of-00003", |j| {
+        j["shard"]["index"] = 2.into();
+    });
+    refused(&wd, "says it is shard 2/3");
+    wd.create("out.csv.part-00001-of-00003.summary.json", &part1);
+
+    // A different input (its modification time).
+    let t = wd.read("tx.csv");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    wd.create("tx.csv", &t);
+    shard(&wd, "1/3", &[]);
+    refused(&wd, "differs from part 0 in its input modification time");
+    all_shards(&wd, 3);
+
+    // A failed part: a bad row in the last third, under --bad-rows fail.
+    wd.create("tx.csv", t.replace("\n28,28\n", "\n28,oops\n"));
+    for i in 0..2 {
+        shard(&wd, &format!("{i}/3"), &[]);
+    }
+    wd.txguard_run(&["-o", "out.csv", "--shard", "2/3", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains("tx.csv:29: ");
+    refused(&wd, "part 2 of 3 failed (exit 1): tx.csv:29: ");
+
+    // Skip mode needs every part's rejects.
+    for i in 0..3 {
+        shard(&wd, &format!("{i}/3"), &["--bad-rows", "skip"]);
+    }
+    std::fs::remove_file(wd.path("out.csv.part-00000-of-00003.rejects.csv")).unwrap();
+    refused(&wd, "part 0 of 3: its rejects");
+    // A part whose results were replaced by something else.
+    shard(&wd, "0/3", &["--bad-rows", "skip"]);
+    wd.create("out.csv.part-00001-of-00003", "id,amount\n1,2\n");
+    refused(&wd, "does not start with the header");
+    shard(&wd, "1/3", &["--bad-rows", "skip"]);
+    wd.run(&["merge", "out.csv", "-q"]).expect_success();
+    assert_eq!(wd.first_column("out.csv.rejects.csv"), ["29"]);
+}
+
+#[test]
+fn merge_applies_fail_on_to_the_totals_and_can_remove_the_parts() {
+    let wd = setup("merge-fail-on");
+    wd.txguard_run(&["-o", "single.csv", "-q"]).expect_success();
+    all_shards(&wd, 4);
+    // A shard still writing its part (a second pod of index 1): the merge waits its turn.
+    {
+        let _writer = wd.hold_lock("out.csv.part-00001-of-00004.lock");
+        wd.run(&["merge", "out.csv", "-q"])
+            .expect_code(75)
+            .expect_stderr_contains("part 1 is being written");
+    }
+    assert!(!wd.exists("out.csv"));
+    // Rule 2 errs on the row with amount 0 (in part 2 only): exit 3, outputs written.
+    wd.run(&[
+        "merge",
+        "out.csv",
+        "--fail-on",
+        "error",
+        "-q",
+        "--remove-parts",
+    ])
+    .expect_code(3)
+    .expect_stderr_contains("txguard: exit 3: a result named by --fail-on occurred: 1 error");
+    assert_eq!(wd.read("out.csv"), wd.read("single.csv"));
+    let left: Vec<String> = wd
+        .listing()
+        .into_iter()
+        .filter(|f| f.contains(".part-"))
+        .collect();
+    assert!(left.is_empty(), "--remove-parts left {left:?}");
+    // A second merge has no parts to merge: refused, the merged output untouched.
+    refused_keeps(&wd);
+}
+
+fn refused_keeps(wd: &Workdir) {
+    let before = files(wd);
+    wd.run(&["merge", "out.csv"])
+        .expect_code(1)
+        .expect_stderr_contains("no parts of out.csv found");
+    assert!(files(wd) == before);
+}
