@@ -314,7 +314,7 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// The subcommand whose page to print (`txguard-run(1)`) [default: txguard(1)].
-    #[arg(value_name = "SUBCOMMAND", value_parser = ["run", "check", "generate", "rockets", "completions", "man"])]
+    #[arg(value_name = "SUBCOMMAND", value_parser = ["run", "check", "diff", "merge", "generate", "rockets", "completions", "man"])]
     pub subcommand: Option<String>,
 }
 

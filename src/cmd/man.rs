@@ -59,3 +59,31 @@ fn escape(text: &str) -> String {
         escaped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `txguard man SUBCOMMAND` offers exactly the subcommands people see in `--help`: a
+    /// new one cannot be left without its page.
+    #[test]
+    fn every_visible_subcommand_has_a_page() {
+        let root = crate::cli::command();
+        let mut visible: Vec<String> = root
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_string())
+            .collect();
+        let man = root.find_subcommand("man").unwrap();
+        let arg = man
+            .get_arguments()
+            .find(|a| a.get_id() == "subcommand")
+            .unwrap();
+        let mut offered: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .map(|v| v.get_name().to_string())
+            .collect();
+        offered.sort();
+        visible.sort();
+        assert_eq!(offered, visible);
+    }
+}
