@@ -213,6 +213,12 @@ impl Evaluator {
         self.rules[rule].native.is_some()
     }
 
+    /// The size of rule number `rule`'s native program (`native::Program::size`), or
+    /// `None` when Rhai runs it: the most work one native evaluation of it can be.
+    pub fn native_size(&self, rule: usize) -> Option<usize> {
+        self.rules[rule].native.as_ref().map(native::Program::size)
+    }
+
     /// How many evaluations were done natively so far.
     pub fn native_evaluations(&self) -> u64 {
         self.native_evaluations

@@ -26,6 +26,8 @@ use crate::model::{ColumnType, Columns};
 #[derive(Debug, Clone)]
 pub(super) struct Program {
     root: Node,
+    /// Nodes and array items: a bound on the work of one evaluation (see `size`).
+    size: usize,
 }
 
 /// The static type of a node's value.
@@ -68,6 +70,17 @@ enum Node {
 }
 
 impl Node {
+    /// This node, its operands and its array's items, counted.
+    fn size(&self) -> usize {
+        1 + match self {
+            Node::Not(inner) => inner.size(),
+            Node::And(operands) | Node::Or(operands) => operands.iter().map(Node::size).sum(),
+            Node::Compare(_, lhs, rhs) => lhs.size() + rhs.size(),
+            Node::In(item, items) => item.size() + items.len(),
+            _ => 0,
+        }
+    }
+
     fn kind(&self) -> Type {
         match self {
             Node::Column(_, t) => *t,
@@ -103,7 +116,8 @@ pub(super) fn compile(ast: &AST, columns: &Columns) -> Option<Program> {
     if root.kind() != Type::Bool {
         return None;
     }
-    Some(Program { root })
+    let size = root.size();
+    Some(Program { root, size })
 }
 
 fn node(expr: &Expr, columns: &Columns) -> Option<Node> {
@@ -264,6 +278,12 @@ impl<K: FnMut() -> u64> Draws<K> {
 }
 
 impl Program {
+    /// How many nodes an evaluation may visit at most: its cost, in steps of a few
+    /// nanoseconds (a blocklist of thousands of items is thousands of steps).
+    pub(super) fn size(&self) -> usize {
+        self.size
+    }
+
     /// The rule's result on a row's `values` (one per column); `key` gives the random
     /// stream's key. `None` when a value is not of its column's type: Rhai decides then.
     pub(super) fn evaluate(&self, values: &[Dynamic], key: impl FnMut() -> u64) -> Option<bool> {
