@@ -209,7 +209,8 @@ impl Evaluator {
     }
 
     /// Whether rule number `rule` is evaluated natively (see `native`), not by Rhai.
-    pub fn is_native(&self, rule: usize) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_native(&self, rule: usize) -> bool {
         self.rules[rule].native.is_some()
     }
 

@@ -591,15 +591,15 @@ fn odd_literals_a_column_named_random_and_missing_values_agree_with_rhai() {
             let c = generator.below(columns.names.len());
             row.values[c] = Dynamic::UNIT;
         }
-        for rule in 0..scripts.len() {
+        for (rule, script) in scripts.iter().enumerate() {
             let id_hash = random::hash_id(&row.id);
             let a = native.evaluate(rule, &row, id_hash);
             let b = rhai.evaluate(rule, &row, id_hash);
             if a != b {
                 bad += 1;
                 eprintln!(
-                    "DIFF {:?}: {a:?} vs {b:?} on {:?}",
-                    scripts[rule], row.values
+                    "{script:?}: {a:?} natively, {b:?} in Rhai, on {:?}",
+                    row.values
                 );
             }
         }
