@@ -1,5 +1,5 @@
 //! Native evaluation of the common subset of `when` scripts: a column compared with a
-//! literal, `&&`, `||`, `!`, `in` a literal array, `coin_flip()` and `random()`. Such a
+//! literal, `&&`, `||`, `!`, `in` or `!in` a literal array, `coin_flip()`, `random()`. Such a
 //! script is compiled once, from the AST Rhai itself parsed and optimised, into a small
 //! tree that `Evaluator::evaluate` walks instead of running the interpreter: no scope to
 //! fill, no clock to read, no allocation, a few nanoseconds an evaluation.
@@ -17,7 +17,7 @@
 //! built) sends that one evaluation to Rhai too. `native/tests.rs` proves the equality on
 //! generated scripts and rows.
 
-use rhai::{AST, Dynamic, Expr, FnCallExpr, ImmutableString, Stmt};
+use rhai::{AST, Dynamic, Expr, FnCallExpr, ImmutableString, Stmt, Token};
 
 use super::random;
 use crate::model::{ColumnType, Columns};
@@ -209,6 +209,13 @@ fn call_node(call: &FnCallExpr, columns: &Columns) -> Option<Node> {
         if let ("!", [arg]) = (name, &args[..]) {
             return Some(Node::Not(Box::new(bool_node(arg, columns)?)));
         }
+        // `value !in array` is `!` around `contains(array, value)`, a call that keeps its
+        // operator token (`in` is a valid function name and loses it): Rhai has no
+        // built-in operator for it and calls `contains`, as for `in`.
+        if let (Some(Token::NotIn), "contains", [array, value]) = (&call.op_token, name, &args[..])
+        {
+            return contains_node(array, value, columns);
+        }
         let op = match name {
             "==" => Op::Eq,
             "!=" => Op::Ne,
@@ -228,19 +235,22 @@ fn call_node(call: &FnCallExpr, columns: &Columns) -> Option<Node> {
         ("coin_flip", []) => Some(Node::CoinFlip),
         ("random", []) => Some(Node::Random),
         // `value in array` is parsed as `contains(array, value)`.
-        ("contains", [array, value]) => {
-            let value = node(value, columns)?;
-            let items = literal_items(array, columns)?;
-            // Each item is compared with `==`: a pair without a built-in `==` could be an
-            // error (same type) or false (another type) in Rhai; leave those to it.
-            items
-                .iter()
-                .all(|item| comparable(item.kind(), value.kind()))
-                .then_some(())?;
-            Some(Node::In(Box::new(value), items))
-        }
+        ("contains", [array, value]) => contains_node(array, value, columns),
         _ => None,
     }
+}
+
+/// `contains(array, value)`, when `array` is a literal one.
+fn contains_node(array: &Expr, value: &Expr, columns: &Columns) -> Option<Node> {
+    let value = node(value, columns)?;
+    let items = literal_items(array, columns)?;
+    // Each item is compared with `==`: a pair without a built-in `==` could be an error
+    // (same type) or false (another type) in Rhai; leave those to it.
+    items
+        .iter()
+        .all(|item| comparable(item.kind(), value.kind()))
+        .then_some(())?;
+    Some(Node::In(Box::new(value), items))
 }
 
 /// Whether Rhai has a built-in comparison for these operand types.
