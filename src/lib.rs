@@ -25,8 +25,8 @@
 //!   `native` (the common subset of scripts compiled to native code, a branch of
 //!   `evaluate` giving Rhai's outcomes);
 //! - `exec/`: executors hand out lanes — `threads` (rayon) and `processes` (supervised
-//!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`), speaking
-//!   `protocol`;
+//!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`,
+//!   `start_clock`), speaking `protocol`;
 //! - `pipeline/`: reader thread (framing) → lanes (typing, evaluating, formatting) →
 //!   writer in input order, memory bounded by bytes in flight;
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`

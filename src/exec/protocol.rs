@@ -326,6 +326,7 @@ fn get_value(c: &mut Cursor<'_>, strings: &mut StringCache) -> Result<Dynamic, P
 }
 
 /// Decodes one `Batch` payload (a worker decodes batch after batch with `BatchDecoder`).
+#[cfg(test)]
 pub fn decode_batch(payload: &[u8]) -> Result<BatchRequest, ProtocolError> {
     BatchDecoder::default().decode(payload)
 }
@@ -528,7 +529,8 @@ pub enum Request {
     Batch(BatchRequest),
 }
 
-/// Decodes a frame the supervisor sent.
+/// Decodes a frame the supervisor sent (a worker uses `decode_request_with`).
+#[cfg(test)]
 pub fn decode_request(kind: u8, payload: &[u8]) -> Result<Request, ProtocolError> {
     decode_request_with(kind, payload, &mut BatchDecoder::default())
 }

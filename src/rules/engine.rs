@@ -224,8 +224,15 @@ impl Evaluator {
     }
 
     /// Whether rule number `rule` is evaluated natively (see `native`), not by Rhai.
-    pub fn is_native(&self, rule: usize) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_native(&self, rule: usize) -> bool {
         self.rules[rule].native.is_some()
+    }
+
+    /// The size of rule number `rule`'s native program (`native::Program::size`), or
+    /// `None` when Rhai runs it: the most work one native evaluation of it can be.
+    pub fn native_size(&self, rule: usize) -> Option<usize> {
+        self.rules[rule].native.as_ref().map(native::Program::size)
     }
 
     /// How many evaluations were done natively so far.

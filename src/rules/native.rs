@@ -1,5 +1,5 @@
 //! Native evaluation of the common subset of `when` scripts: a column compared with a
-//! literal, `&&`, `||`, `!`, `in` a literal array, `coin_flip()` and `random()`. Such a
+//! literal, `&&`, `||`, `!`, `in` or `!in` a literal array, `coin_flip()`, `random()`. Such a
 //! script is compiled once, from the AST Rhai itself parsed and optimised, into a small
 //! tree that `Evaluator::evaluate` walks instead of running the interpreter: no scope to
 //! fill, no clock to read, no allocation, a few nanoseconds an evaluation.
@@ -17,7 +17,7 @@
 //! built) sends that one evaluation to Rhai too. `native/tests.rs` proves the equality on
 //! generated scripts and rows.
 
-use rhai::{AST, Dynamic, Expr, FnCallExpr, ImmutableString, Stmt};
+use rhai::{AST, Dynamic, Expr, FnCallExpr, ImmutableString, Stmt, Token};
 
 use super::random;
 use crate::model::{ColumnType, Columns};
@@ -26,6 +26,8 @@ use crate::model::{ColumnType, Columns};
 #[derive(Debug, Clone)]
 pub(super) struct Program {
     root: Node,
+    /// Nodes and array items: a bound on the work of one evaluation (see `size`).
+    size: usize,
 }
 
 /// The static type of a node's value.
@@ -68,6 +70,17 @@ enum Node {
 }
 
 impl Node {
+    /// This node, its operands and its array's items, counted.
+    fn size(&self) -> usize {
+        1 + match self {
+            Node::Not(inner) => inner.size(),
+            Node::And(operands) | Node::Or(operands) => operands.iter().map(Node::size).sum(),
+            Node::Compare(_, lhs, rhs) => lhs.size() + rhs.size(),
+            Node::In(item, items) => item.size() + items.len(),
+            _ => 0,
+        }
+    }
+
     fn kind(&self) -> Type {
         match self {
             Node::Column(_, t) => *t,
@@ -103,7 +116,8 @@ pub(super) fn compile(ast: &AST, columns: &Columns) -> Option<Program> {
     if root.kind() != Type::Bool {
         return None;
     }
-    Some(Program { root })
+    let size = root.size();
+    Some(Program { root, size })
 }
 
 fn node(expr: &Expr, columns: &Columns) -> Option<Node> {
@@ -195,6 +209,13 @@ fn call_node(call: &FnCallExpr, columns: &Columns) -> Option<Node> {
         if let ("!", [arg]) = (name, &args[..]) {
             return Some(Node::Not(Box::new(bool_node(arg, columns)?)));
         }
+        // `value !in array` is `!` around `contains(array, value)`, a call that keeps its
+        // operator token (`in` is a valid function name and loses it): Rhai has no
+        // built-in operator for it and calls `contains`, as for `in`.
+        if let (Some(Token::NotIn), "contains", [array, value]) = (&call.op_token, name, &args[..])
+        {
+            return contains_node(array, value, columns);
+        }
         let op = match name {
             "==" => Op::Eq,
             "!=" => Op::Ne,
@@ -214,19 +235,22 @@ fn call_node(call: &FnCallExpr, columns: &Columns) -> Option<Node> {
         ("coin_flip", []) => Some(Node::CoinFlip),
         ("random", []) => Some(Node::Random),
         // `value in array` is parsed as `contains(array, value)`.
-        ("contains", [array, value]) => {
-            let value = node(value, columns)?;
-            let items = literal_items(array, columns)?;
-            // Each item is compared with `==`: a pair without a built-in `==` could be an
-            // error (same type) or false (another type) in Rhai; leave those to it.
-            items
-                .iter()
-                .all(|item| comparable(item.kind(), value.kind()))
-                .then_some(())?;
-            Some(Node::In(Box::new(value), items))
-        }
+        ("contains", [array, value]) => contains_node(array, value, columns),
         _ => None,
     }
+}
+
+/// `contains(array, value)`, when `array` is a literal one.
+fn contains_node(array: &Expr, value: &Expr, columns: &Columns) -> Option<Node> {
+    let value = node(value, columns)?;
+    let items = literal_items(array, columns)?;
+    // Each item is compared with `==`: a pair without a built-in `==` could be an error
+    // (same type) or false (another type) in Rhai; leave those to it.
+    items
+        .iter()
+        .all(|item| comparable(item.kind(), value.kind()))
+        .then_some(())?;
+    Some(Node::In(Box::new(value), items))
 }
 
 /// Whether Rhai has a built-in comparison for these operand types.
@@ -264,6 +288,12 @@ impl<K: FnMut() -> u64> Draws<K> {
 }
 
 impl Program {
+    /// How many nodes an evaluation may visit at most: its cost, in steps of a few
+    /// nanoseconds (a blocklist of thousands of items is thousands of steps).
+    pub(super) fn size(&self) -> usize {
+        self.size
+    }
+
     /// The rule's result on a row's `values` (one per column); `key` gives the random
     /// stream's key. `None` when a value is not of its column's type: Rhai decides then.
     pub(super) fn evaluate(&self, values: &[Dynamic], key: impl FnMut() -> u64) -> Option<bool> {

@@ -13,6 +13,7 @@
 //!   flight and since when, without a system call per evaluation.
 
 pub mod progress_slot;
+mod start_clock;
 mod supervisor;
 mod work;
 pub mod worker_loop;

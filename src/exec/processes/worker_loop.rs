@@ -16,6 +16,7 @@ use std::os::fd::AsFd;
 use anyhow::{Context, Result, bail};
 
 use super::progress_slot::{ProgressSlot, SLOT_FD_ENV, SlotWriter, monotonic_ns};
+use super::start_clock::StartClock;
 use crate::exec::protocol::{self, BatchDecoder, BatchRequest, OutcomesEncoder, Request};
 use crate::rules::{self, Evaluator, Options};
 
@@ -30,8 +31,6 @@ pub const FAULT_ENV: &str = "TXGUARD_TEST_WORKER_FAULT";
 const FLUSH_EVERY_NS: u64 = 20_000_000;
 /// Outcome bytes buffered before they are written out, whatever the time.
 const FLUSH_BYTES: usize = 64 << 10;
-/// Native evaluations in a row that may share one clock reading (see `evaluate`).
-const NATIVE_PER_CLOCK: u32 = 64;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Fault {
@@ -228,11 +227,8 @@ impl WorkerLoop {
         let mut encoder = OutcomesEncoder::new(batch.request);
         let mut last_write = monotonic_ns();
         let mut hashed = (u64::MAX, 0);
-        // The clock is read before an evaluation unless the ones since the last reading
-        // were all native: those take nanoseconds and cannot block, so the reading is
-        // still the time to within microseconds (the supervisor allows 20 ms of slack).
-        let mut now = last_write;
-        let mut native_since_clock = 0;
+        // Native evaluations share clock readings (`start_clock` says how far).
+        let mut clock = StartClock::new();
         for range in &batch.ranges {
             for index in range.clone() {
                 let row_index = index / rules;
@@ -241,15 +237,14 @@ impl WorkerLoop {
                 if hashed.0 != row_index {
                     hashed = (row_index, rules::random_key_hash(&row.id));
                 }
-                if native_since_clock == 0 || native_since_clock >= NATIVE_PER_CLOCK {
-                    now = monotonic_ns();
-                    native_since_clock = 0;
-                }
+                let native_size = evaluator.native_size(rule);
+                let mut now = clock.start(native_size, monotonic_ns);
                 if !self.buf.is_empty() && now.saturating_sub(last_write) >= FLUSH_EVERY_NS {
                     encoder.close(&mut self.buf);
                     self.write_out()?;
                     // The write may have waited on a full pipe: the evaluation starts now.
-                    now = monotonic_ns();
+                    clock.read_now(native_size, monotonic_ns);
+                    now = clock.now();
                     last_write = now;
                 }
                 if let Some(slot) = &mut self.slot {
@@ -266,11 +261,7 @@ impl WorkerLoop {
                 }
                 let natives = evaluator.native_evaluations();
                 let outcome = evaluator.evaluate(rule, row, hashed.1);
-                native_since_clock = if evaluator.native_evaluations() > natives {
-                    native_since_clock + 1
-                } else {
-                    0
-                };
+                clock.ended(evaluator.native_evaluations() > natives);
                 if let Some(slot) = &mut self.slot {
                     slot.end(batch.request, index);
                 }
@@ -278,7 +269,7 @@ impl WorkerLoop {
                 if encoder.is_closed() && self.buf.len() >= FLUSH_BYTES {
                     self.write_out()?;
                     last_write = now;
-                    native_since_clock = 0;
+                    clock.forget();
                 }
             }
         }
