@@ -330,11 +330,21 @@ impl Summary {
             );
         }
         if let Some(w) = &self.windows {
+            // Two short lines: the table fits 80 columns.
             let _ = writeln!(
                 s,
-                "  windows: at most {} rows inside the spans, {} keys, {} history rows ({} skipped)",
-                w.peak_rows, w.keys, w.history_rows, w.history_bad_rows
+                "  windows: at most {} rows inside the spans, {} keys",
+                count(w.peak_rows),
+                count(w.keys)
             );
+            if w.history_rows > 0 || w.history_bad_rows > 0 {
+                let _ = writeln!(
+                    s,
+                    "  history: {} rows read into the windows, {} bad rows skipped",
+                    count(w.history_rows),
+                    count(w.history_bad_rows)
+                );
+            }
         }
         s
     }
