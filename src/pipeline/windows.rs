@@ -341,16 +341,23 @@ impl WindowStage {
         let mut times = [0i64; 8];
         let mut more_times = Vec::new();
         for (n, spec) in self.specs.iter().enumerate() {
+            // An empty key is missing: a `string` column gives "", a nullable one `()`.
             let key = &row.values[spec.key];
-            if key.as_immutable_string_ref().is_ok_and(|s| s.is_empty()) {
+            if key.is_unit() || key.as_immutable_string_ref().is_ok_and(|s| s.is_empty()) {
                 return Err(format!(
                     "column {:?}: \"\" is empty (the key of [windows.{}])",
                     spec.key_name, spec.name
                 ));
             }
+            // A nullable (`string?`) time column gives `()` for an empty time.
             let time = row.values[spec.time]
                 .as_immutable_string_ref()
-                .map_err(|_| "not a string".to_string())?;
+                .map_err(|_| {
+                    format!(
+                        "column {:?}: \"\" is empty (the time of [windows.{}])",
+                        spec.time_name, spec.name
+                    )
+                })?;
             let t = parse_rfc3339(time.as_bytes()).map_err(|why| {
                 format!(
                     "column {:?}: {:?} {why} (the time of [windows.{}])",
@@ -400,7 +407,10 @@ impl WindowStage {
             let of = spec
                 .of
                 .map_or(Val::Unit, |c| Val::from_dynamic(&row.values[c]));
-            values.push(window.push(key, t, self.matching[n], of));
+            // An empty value of a nullable `of` column is no value: like a row that does
+            // not match `where`, it counts in no sum, avg, min, max or distinct.
+            let counted = self.matching[n] && !(spec.of.is_some() && matches!(of, Val::Unit));
+            values.push(window.push(key, t, counted, of));
             self.rows_now = self.rows_now + window.rows() - before;
         }
         self.stats.peak_rows = self.stats.peak_rows.max(self.rows_now as u64);
@@ -521,7 +531,8 @@ pub fn first_rows(
 pub fn refuse_shard_with_windows(rules: &RuleSet, sharded: bool) -> Result<()> {
     if sharded && !rules.derived.windows.is_empty() {
         return Err(crate::exit::Usage(
-            "--shard cannot be used with rules that declare [windows.*]: a window needs every              earlier row of its key (run unsharded, with --history for earlier batches)"
+            "--shard cannot be used with rules that declare [windows.*]: a window needs every \
+             earlier row of its key (run unsharded, with --history for earlier batches)"
                 .into(),
         )
         .into());

@@ -131,6 +131,15 @@ impl Derived {
     }
 }
 
+/// Whether rules can read `name` as a variable: an identifier that is no Rhai keyword
+/// (`true`, `let`, `fn`, `this`, and those Rhai reserves). Rhai's parser decides, so the
+/// answer follows its keyword list.
+fn is_variable_name(name: &str) -> bool {
+    rhai::Engine::new_raw()
+        .compile(format!("let {name} = 0; {name}"))
+        .is_ok()
+}
+
 /// Checks the raw tables; `line` maps a byte offset to its line. Errors name the table.
 pub(super) fn parse(
     lists: RawLists,
@@ -156,6 +165,13 @@ pub(super) fn parse(
             errors.push(err(
                 at,
                 format!("[{table}.{n}]: the name must be an identifier (letters, digits, _), as rules read it as a variable"),
+            ));
+        } else if !is_variable_name(n) {
+            errors.push(err(
+                at,
+                format!(
+                    "[{table}.{n}]: {n:?} is a Rhai keyword: rules could not read it as a variable"
+                ),
             ));
         } else if columns.contains_key(n) {
             errors.push(err(

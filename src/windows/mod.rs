@@ -44,7 +44,8 @@ impl Val {
         if let Ok(i) = d.as_int() {
             Val::Int(i)
         } else if let Ok(f) = d.as_float() {
-            Val::Float(f)
+            // -0.0 is 0.0, as Rhai's `==` says: one distinct value, one key.
+            Val::Float(if f == 0.0 { 0.0 } else { f })
         } else if let Ok(b) = d.as_bool() {
             Val::Bool(b)
         } else if let Ok(s) = d.as_immutable_string_ref() {
