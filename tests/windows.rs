@@ -636,3 +636,31 @@ fn a_keyword_is_no_list_or_window_name() {
             "rules.toml:4: [windows.this]: \"this\" is a Rhai keyword: rules could not read it as a variable",
         );
 }
+
+/// A `where` that does not compile is said as its window's, by `check` and `run` alike.
+#[test]
+fn a_where_that_does_not_compile_is_named_as_its_window() {
+    let wd = Workdir::new("windows-where-syntax");
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [windows.s]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"sum\"\n\
+         of = \"amount\"\nwhere = \"amount >\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"s > n\"\n",
+    );
+    wd.create(
+        "tx.csv",
+        "id,account,timestamp,amount\n1,A,2026-01-01T00:00:00Z,1\n",
+    );
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: rules.toml has 1 error:\n  \
+         rules.toml:8: [windows.s] where: line 1, column 9: Script is incomplete\n",
+        );
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q", "-o", "out.csv"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "a window's `where` does not compile: line 8: [windows.s] where: line 1, column 9: Script is incomplete",
+        );
+}

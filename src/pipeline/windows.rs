@@ -15,7 +15,7 @@ use rhai::Dynamic;
 use crate::framer::{self, Chunk, Fields};
 use crate::input::InputReader;
 use crate::model::{BadRow, ColumnType, Outcome, Row, WindowStats};
-use crate::rules::lists_windows::{Derived, Function, WindowDecl};
+use crate::rules::lists_windows::{self, Derived, Function, WindowDecl};
 use crate::rules::{Evaluator, Rule, RuleSet, random_key_hash};
 use crate::typing::{Schema, Typer};
 use crate::windows::time::parse_rfc3339;
@@ -110,24 +110,7 @@ impl WindowStage {
         if decls.is_empty() {
             return Ok(None);
         }
-        let filters: Vec<(usize, &WindowDecl)> = decls
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.filter.is_some())
-            .collect();
-        let filter_rules: Vec<Rule> = filters
-            .iter()
-            .map(|(i, w)| Rule {
-                id: *i as i64,
-                name: format!("[windows.{}] where", w.name),
-                script: w.filter.clone().unwrap_or_default(),
-                line: w.line,
-                timeout: set.max_timeout(),
-                examples: Vec::new(),
-                score: 0,
-                reason: None,
-            })
-            .collect();
+        let filter_rules = lists_windows::filter_rules(decls, set.max_timeout());
         // The columns the stage builds values for: those the filters and windows name.
         let named: Vec<String> = decls
             .iter()
@@ -219,7 +202,7 @@ impl WindowStage {
                 time,
                 time_name: w.time.clone(),
                 of,
-                filter: filters.iter().position(|(f, _)| *f == i),
+                filter: filter_rules.iter().position(|f| f.id == i as i64),
             });
             windows.push(Window::new(w.function, w.span_nanos));
         }
@@ -234,8 +217,13 @@ impl WindowStage {
                 decision: None,
                 derived: Arc::new(only_lists),
             };
+            let rules = &filter_set.rules;
             Some(
                 Evaluator::new(&filter_set, &columns, seed).map_err(|errors| {
+                    let errors: Vec<_> = errors
+                        .into_iter()
+                        .map(|e| lists_windows::filter_error(e, rules))
+                        .collect();
                     anyhow!(
                         "a window's `where` does not compile: {}",
                         crate::rules::one_line(&errors)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::RulesError;
+use super::{Rule, RulesError};
 use crate::duration::parse_duration;
 use crate::lists::List;
 use crate::model::{ColumnType, is_identifier};
@@ -349,4 +349,40 @@ pub fn bound_lists(derived: &Derived) -> Result<Vec<(String, rhai::Dynamic)>, Ve
             )
         })
         .collect())
+}
+
+/// The windows' `where` filters as rules an evaluator runs (a filter's id is its window's
+/// index), under `timeout`: the window stage and `check` compile them alike.
+pub fn filter_rules(windows: &[WindowDecl], timeout: std::time::Duration) -> Vec<Rule> {
+    windows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let script = w.filter.as_ref()?;
+            Some(Rule {
+                id: i as i64,
+                name: format!("[windows.{}] where", w.name),
+                script: script.clone(),
+                line: w.line,
+                timeout,
+                examples: Vec::new(),
+                score: 0,
+                reason: None,
+            })
+        })
+        .collect()
+}
+
+/// A filter's compile error said as its window's (`[windows.s] where: line 1, column 9:
+/// …`), not as a rule's (`rule 0 "[windows.s] where": when: …`): it is no rule.
+pub fn filter_error(mut e: RulesError, filters: &[Rule]) -> RulesError {
+    if let Some(filter) = filters
+        .iter()
+        .find(|f| e.rule.as_deref() == Some(f.label().as_str()))
+    {
+        e.rule = None;
+        let message = e.message.strip_prefix("when: ").unwrap_or(&e.message);
+        e.message = format!("{}: {message}", filter.name);
+    }
+    e
 }
