@@ -59,7 +59,7 @@ impl List {
                 for (k, v) in table {
                     let typed = crate::cmd::check::typed(v, decl.kind).ok_or_else(|| {
                         format!(
-                            "list {:?}: value {v} of key {k:?} is not a {}",
+                            "list {:?}: value {v} of key {k:?} is not of type {}",
                             decl.name,
                             decl.kind.name()
                         )

@@ -664,3 +664,50 @@ fn a_where_that_does_not_compile_is_named_as_its_window() {
             "a window's `where` does not compile: line 8: [windows.s] where: line 1, column 9: Script is incomplete",
         );
 }
+
+/// Several inputs are one input to the windows, whatever their column order: the results
+/// are those of the concatenated file on every executor and `-j` (a second input's rows
+/// once got their window values after as many empty values as there are windows).
+#[test]
+fn several_inputs_in_any_column_order_are_one_input_to_the_windows() {
+    let wd = Workdir::new("windows-several-inputs");
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [windows.top]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"max\"\nof = \"amount\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1 && top > 100.0\"\n",
+    );
+    wd.create(
+        "a.csv",
+        "id,account,timestamp,amount\n1,A,2026-01-01T00:00:00Z,150\n2,B,2026-01-01T00:10:00Z,5\n",
+    );
+    wd.create(
+        "same.csv",
+        "id,account,timestamp,amount\n3,A,2026-01-01T00:20:00Z,1\n4,B,2026-01-01T00:30:00Z,500\n",
+    );
+    wd.create(
+        "other.csv",
+        "amount,timestamp,account,id\n1,2026-01-01T00:20:00Z,A,3\n500,2026-01-01T00:30:00Z,B,4\n",
+    );
+    let expected = "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,false,\n\
+                    3,1,true,n=2 top=150.0\n4,1,true,n=2 top=500.0\n";
+    for second in ["same.csv", "other.csv"] {
+        for (executor, jobs) in [("threads", "1"), ("threads", "7"), ("processes", "2")] {
+            wd.run(&[
+                "run",
+                "a.csv",
+                second,
+                "--rules",
+                "rules.toml",
+                "-q",
+                "--explain",
+                "--executor",
+                executor,
+                "-j",
+                jobs,
+            ])
+            .expect_success()
+            .expect_stdout(expected);
+        }
+    }
+}

@@ -390,7 +390,7 @@ fn example_row(example: &Example, columns: &Columns) -> Result<Row, String> {
         let value = match example.row.get(name) {
             None => Dynamic::UNIT,
             Some(v) => typed(v, *kind)
-                .ok_or_else(|| format!("column {name:?}: {v} is not a {}", kind.name()))?,
+                .ok_or_else(|| format!("column {name:?}: {v} is not of type {}", kind.name()))?,
         };
         values.push(value);
     }
