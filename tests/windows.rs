@@ -287,7 +287,7 @@ fn history_gives_the_results_of_the_concatenated_input_without_its_rows() {
         "other.csv",
     ])
     .expect_code(1)
-    .expect_stderr_contains("other.csv:1: the header differs from the input's");
+    .expect_stderr_contains("other.csv:1: the header has other columns than new.csv's: it lacks");
     wd.create(
         "plain.toml",
         "[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
@@ -709,5 +709,26 @@ fn several_inputs_in_any_column_order_are_one_input_to_the_windows() {
             .expect_success()
             .expect_stdout(expected);
         }
+    }
+    // A history file too may order the columns its own way.
+    wd.create(
+        "a_other.csv",
+        "timestamp,amount,id,account\n2026-01-01T00:00:00Z,150,1,A\n2026-01-01T00:10:00Z,5,2,B\n",
+    );
+    for history in ["a.csv", "a_other.csv"] {
+        wd.run(&[
+            "run",
+            "same.csv",
+            "--rules",
+            "rules.toml",
+            "-q",
+            "--explain",
+            "--history",
+            history,
+        ])
+        .expect_success()
+        .expect_stdout(
+            "transaction_id,rule_id,result,detail\n3,1,true,n=2 top=150.0\n4,1,true,n=2 top=500.0\n",
+        );
     }
 }

@@ -406,19 +406,8 @@ impl WindowStage {
     }
 
     /// Feeds every row of `history` to the windows (its values are dropped); returns its
-    /// bad rows, in order. Its header must be the input's, byte for byte.
-    pub fn feed_history(
-        &mut self,
-        history: InputReader,
-        input_header: &[u8],
-    ) -> Result<(u64, Vec<BadRow>)> {
-        let header = header_record(&history)?;
-        if header != input_header {
-            bail!(
-                "{}:1: the header differs from the input's: history files must have the same columns, in the same order",
-                history.name
-            );
-        }
+    /// bad rows, in order. The stage must be the one for its header (`for_input`).
+    pub fn feed_history(&mut self, history: InputReader) -> Result<(u64, Vec<BadRow>)> {
         let InputReader {
             mut framer,
             first,
