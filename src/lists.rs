@@ -169,15 +169,26 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         decl_line: decl.line,
         message,
     };
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(
-        bytes
-            .strip_prefix(b"\xef\xbb\xbf".as_slice())
-            .unwrap_or(bytes),
-    );
+    // Flexible: a record with too few or too many fields is reported with its line, as
+    // every other problem, rather than ending the reading with the csv crate's message.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(
+            bytes
+                .strip_prefix(b"\xef\xbb\xbf".as_slice())
+                .unwrap_or(bytes),
+        );
     let header = reader
         .byte_headers()
         .map_err(|e| vec![fail(format!("{shown}: {e}"))])?
         .clone();
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        return Err(vec![fail(format!(
+            "{shown}:1: no header (expected a CSV with a header naming column {:?})",
+            decl.key
+        ))]);
+    }
     let find = |name: &str| header.iter().position(|h| h == name.as_bytes());
     let shown_header = || {
         header
@@ -226,12 +237,17 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
             continue;
         }
+        if record.len() != header.len() {
+            if errors.len() < MAX_REPORTED {
+                errors.push(fail(format!(
+                    "{shown}:{line}: expected {} fields, found {}",
+                    header.len(),
+                    record.len()
+                )));
+            }
+            continue;
+        }
         let Some(key) = record.get(key_at) else {
-            errors.push(fail(format!(
-                "{shown}:{line}: expected {} fields, found {}",
-                header.len(),
-                record.len()
-            )));
             continue;
         };
         let Ok(key) = std::str::from_utf8(key) else {
@@ -365,6 +381,20 @@ mod tests {
                 "[lists.risk]: r.csv:3: column \"risk\": \"high\" is not an int",
                 "[lists.risk]: r.csv:4: column \"merchant\": duplicate key \"casino\" (first on line 2)",
             ]
+        );
+        let errors = parse(&d, "r.csv", b"merchant,risk\nshop\nbar,1,2\nok,3\n").unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "[lists.risk]: r.csv:2: expected 2 fields, found 1",
+                "[lists.risk]: r.csv:3: expected 2 fields, found 3",
+            ]
+        );
+        let errors = parse(&d, "r.csv", b"").unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "[lists.risk]: r.csv:1: no header (expected a CSV with a header naming column \"merchant\")"
         );
         let errors = parse(&d, "r.csv", b"name,score\nx,1\n").unwrap_err();
         assert_eq!(
