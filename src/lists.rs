@@ -321,7 +321,7 @@ impl ListRef {
 
 /// Registers the list type with `engine`: `list[key]` (the value, `true` in a set, `()`
 /// when missing), `key in list`, `list.contains(key)`, `list.len()`. Keys may be strings
-/// or ints (an int key is looked up as its decimal text).
+/// or ints (an int key is looked up as its decimal text), or `()` (never in a list).
 pub fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<ListRef>("list")
@@ -333,6 +333,10 @@ pub fn register(engine: &mut Engine) {
         .register_fn("contains", |l: &mut ListRef, key: INT| {
             l.0.get(&key.to_string()).is_some()
         })
+        // An empty value of a nullable column is no key: missing, not an error, so that
+        // `list[key] ?? default` holds for it too.
+        .register_indexer_get(|_: &mut ListRef, _: ()| Dynamic::UNIT)
+        .register_fn("contains", |_: &mut ListRef, _: ()| false)
         .register_fn("len", |l: &mut ListRef| l.0.len() as INT)
         .register_fn("to_string", |l: &mut ListRef| {
             format!(
@@ -438,6 +442,8 @@ mod tests {
         );
         assert_eq!(eval(&mut scope, "(m[\"shop\"] ?? 0) + m[\"casino\"]"), "90");
         assert_eq!(eval(&mut scope, "m.len() + s.len()"), "3");
+        // The empty value of a nullable column is in no list.
+        assert_eq!(eval(&mut scope, "(m[()] ?? 7) + if () in s { 1 } else { 0 }"), "7");
     }
 
     /// The load-time figure of the README: `cargo test --release --lib
