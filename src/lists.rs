@@ -443,7 +443,10 @@ mod tests {
         assert_eq!(eval(&mut scope, "(m[\"shop\"] ?? 0) + m[\"casino\"]"), "90");
         assert_eq!(eval(&mut scope, "m.len() + s.len()"), "3");
         // The empty value of a nullable column is in no list.
-        assert_eq!(eval(&mut scope, "(m[()] ?? 7) + if () in s { 1 } else { 0 }"), "7");
+        assert_eq!(
+            eval(&mut scope, "(m[()] ?? 7) + if () in s { 1 } else { 0 }"),
+            "7"
+        );
     }
 
     /// The load-time figure of the README: `cargo test --release --lib
