@@ -120,6 +120,11 @@ impl Schema {
         })
     }
 
+    /// The name of the id column (`--id-column`), as the header spells it.
+    pub fn id_column(&self) -> &str {
+        &self.header[self.id_field]
+    }
+
     /// The columns rules can see, in the order rows hold their values.
     pub fn columns(&self) -> &Columns {
         &self.columns

@@ -732,3 +732,35 @@ fn several_inputs_in_any_column_order_are_one_input_to_the_windows() {
         );
     }
 }
+
+/// The windows stage reads the input as the lanes do: another id column (`--id-column`)
+/// and delimiter, for the input and its history.
+#[test]
+fn windows_read_an_input_with_another_id_column_and_delimiter() {
+    let wd = Workdir::new("windows-id-column");
+    wd.rules(
+        "[windows.n]\nkey = \"account\"\ntime = \"ts\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n",
+    );
+    wd.create("old.csv", "txn;account;ts\n0;A;2026-01-01T00:00:00Z\n");
+    wd.create(
+        "tx.csv",
+        "txn;account;ts\n1;A;2026-01-01T00:00:01Z\n2;B;2026-01-01T00:00:02Z\n",
+    );
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--explain",
+        "-d",
+        ";",
+        "--id-column",
+        "txn",
+        "--history",
+        "old.csv",
+    ])
+    .expect_success()
+    .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,n=2\n2,1,false,\n");
+}

@@ -103,6 +103,7 @@ impl WindowStage {
         set: &RuleSet,
         header: Fields<'_>,
         input: &str,
+        id_column: &str,
         config: &framer::Config,
         seed: u64,
     ) -> Result<Option<WindowStage>> {
@@ -142,7 +143,7 @@ impl WindowStage {
             decision: None,
             derived: Arc::new(only_lists.clone()),
         };
-        let schema = Schema::from_header(header, input, &schema_set)?;
+        let schema = Schema::from_header_with_id(header, input, &schema_set, id_column)?;
         let columns = schema.columns().clone();
         let column = |w: &WindowDecl, what: &str, name: &str| -> Result<usize> {
             columns.index(name).ok_or_else(|| {
@@ -268,6 +269,7 @@ impl WindowStage {
             set,
             splitter.split(header),
             &input.name,
+            input.schema.id_column(),
             &input.config,
             seed,
         )
@@ -579,7 +581,7 @@ when = "tx_24h > 10"
         }
         let mut splitter = framer::Splitter::new(&config);
         let header = chunks[0].records().next().unwrap().body.unwrap().to_vec();
-        let mut stage = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+        let mut stage = WindowStage::new(&set, splitter.split(&header), "t.csv", "id", &config, 0)
             .unwrap()
             .unwrap();
         let started = cpu();
@@ -622,7 +624,7 @@ when = "tx_24h > 10"
         let chunk = framer.next_chunk().unwrap().unwrap();
         let header = chunk.records().next().unwrap().body.unwrap().to_vec();
         let mut splitter = framer::Splitter::new(&config);
-        let own = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+        let own = WindowStage::new(&set, splitter.split(&header), "t.csv", "id", &config, 0)
             .unwrap()
             .unwrap();
         let mut stage = match stage {
