@@ -294,25 +294,41 @@ fn distinct_files(config: &RunConfig, outputs: &Outputs) -> Result<()> {
         .iter()
         .map(|l| format!("{l} (standard input)"))
         .collect();
+    // Standard input as a file of the run: its inode when it is a regular file.
+    let stdin_file = || {
+        let regular = stdin.filter(|s| s.regular).map(|s| Identity::Inode {
+            dev: s.dev,
+            ino: s.ino,
+        });
+        regular.or(Some(Identity::Name(PathBuf::from("/dev/stdin"))))
+    };
     let mut identities: Vec<(&str, &Path, Option<Identity>)> = Vec::new();
     for (i, input) in config.inputs.iter().enumerate() {
         if is_stdin(input) {
             // Standard input twice (`- -`) is one stream read twice: refused like any
             // two inputs that are the same file.
-            let regular = stdin.filter(|s| s.regular).map(|s| Identity::Inode {
-                dev: s.dev,
-                ino: s.ino,
-            });
-            let regular = regular.or(Some(Identity::Name(PathBuf::from("/dev/stdin"))));
             if input.as_os_str() == "-" {
-                identities.push((&stdin_labels[i], Path::new("standard input"), regular));
+                identities.push((&stdin_labels[i], Path::new("standard input"), stdin_file()));
             } else {
                 // A file that standard input also is (`run a.csv - < a.csv`): named as
                 // given, so the message does not call `a.csv` standard input.
-                identities.push((&labels[i], input, regular));
+                identities.push((&labels[i], input, stdin_file()));
             }
         } else {
             identities.push((&labels[i], input, identity(input)));
+        }
+    }
+    // A history file that is also the input, an output or another history file would be
+    // read twice into the windows, or replaced by the run.
+    for history in &config.history {
+        if is_stdin(history) {
+            identities.push((
+                "--history (standard input)",
+                Path::new("standard input"),
+                stdin_file(),
+            ));
+        } else {
+            identities.push(("--history", history, identity(history)));
         }
     }
     identities.push(("--rules", &config.rules, identity(&config.rules)));

@@ -59,7 +59,7 @@ impl List {
                 for (k, v) in table {
                     let typed = crate::cmd::check::typed(v, decl.kind).ok_or_else(|| {
                         format!(
-                            "list {:?}: value {v} of key {k:?} is not a {}",
+                            "list {:?}: value {v} of key {k:?} is not of type {}",
                             decl.name,
                             decl.kind.name()
                         )
@@ -169,15 +169,26 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         decl_line: decl.line,
         message,
     };
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(
-        bytes
-            .strip_prefix(b"\xef\xbb\xbf".as_slice())
-            .unwrap_or(bytes),
-    );
+    // Flexible: a record with too few or too many fields is reported with its line, as
+    // every other problem, rather than ending the reading with the csv crate's message.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(
+            bytes
+                .strip_prefix(b"\xef\xbb\xbf".as_slice())
+                .unwrap_or(bytes),
+        );
     let header = reader
         .byte_headers()
         .map_err(|e| vec![fail(format!("{shown}: {e}"))])?
         .clone();
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        return Err(vec![fail(format!(
+            "{shown}:1: no header (expected a CSV with a header naming column {:?})",
+            decl.key
+        ))]);
+    }
     let find = |name: &str| header.iter().position(|h| h == name.as_bytes());
     let shown_header = || {
         header
@@ -226,12 +237,17 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
             continue;
         }
+        if record.len() != header.len() {
+            if errors.len() < MAX_REPORTED {
+                errors.push(fail(format!(
+                    "{shown}:{line}: expected {} fields, found {}",
+                    header.len(),
+                    record.len()
+                )));
+            }
+            continue;
+        }
         let Some(key) = record.get(key_at) else {
-            errors.push(fail(format!(
-                "{shown}:{line}: expected {} fields, found {}",
-                header.len(),
-                record.len()
-            )));
             continue;
         };
         let Ok(key) = std::str::from_utf8(key) else {
@@ -305,7 +321,7 @@ impl ListRef {
 
 /// Registers the list type with `engine`: `list[key]` (the value, `true` in a set, `()`
 /// when missing), `key in list`, `list.contains(key)`, `list.len()`. Keys may be strings
-/// or ints (an int key is looked up as its decimal text).
+/// or ints (an int key is looked up as its decimal text), or `()` (never in a list).
 pub fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<ListRef>("list")
@@ -317,6 +333,10 @@ pub fn register(engine: &mut Engine) {
         .register_fn("contains", |l: &mut ListRef, key: INT| {
             l.0.get(&key.to_string()).is_some()
         })
+        // An empty value of a nullable column is no key: missing, not an error, so that
+        // `list[key] ?? default` holds for it too.
+        .register_indexer_get(|_: &mut ListRef, _: ()| Dynamic::UNIT)
+        .register_fn("contains", |_: &mut ListRef, _: ()| false)
         .register_fn("len", |l: &mut ListRef| l.0.len() as INT)
         .register_fn("to_string", |l: &mut ListRef| {
             format!(
@@ -366,6 +386,20 @@ mod tests {
                 "[lists.risk]: r.csv:4: column \"merchant\": duplicate key \"casino\" (first on line 2)",
             ]
         );
+        let errors = parse(&d, "r.csv", b"merchant,risk\nshop\nbar,1,2\nok,3\n").unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "[lists.risk]: r.csv:2: expected 2 fields, found 1",
+                "[lists.risk]: r.csv:3: expected 2 fields, found 3",
+            ]
+        );
+        let errors = parse(&d, "r.csv", b"").unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "[lists.risk]: r.csv:1: no header (expected a CSV with a header naming column \"merchant\")"
+        );
         let errors = parse(&d, "r.csv", b"name,score\nx,1\n").unwrap_err();
         assert_eq!(
             errors[0].to_string(),
@@ -408,6 +442,11 @@ mod tests {
         );
         assert_eq!(eval(&mut scope, "(m[\"shop\"] ?? 0) + m[\"casino\"]"), "90");
         assert_eq!(eval(&mut scope, "m.len() + s.len()"), "3");
+        // The empty value of a nullable column is in no list.
+        assert_eq!(
+            eval(&mut scope, "(m[()] ?? 7) + if () in s { 1 } else { 0 }"),
+            "7"
+        );
     }
 
     /// The load-time figure of the README: `cargo test --release --lib

@@ -39,6 +39,9 @@ pub struct Schema {
     /// Fields come in the columns' order (always, but for an input aligned to another):
     /// values are then pushed, not put in place.
     in_order: bool,
+    /// How many values typing builds: the input's columns, the first of `columns` (the
+    /// windows' values follow them, appended after typing).
+    input_columns: usize,
 }
 
 impl Schema {
@@ -95,6 +98,7 @@ impl Schema {
                 kinds.push(Field::Hidden);
             }
         }
+        let input_columns = columns.names.len();
         // Window values follow the input's columns (`pipeline::windows`).
         for w in &rules.derived.windows {
             columns.names.push(w.name.clone());
@@ -112,7 +116,13 @@ impl Schema {
             read,
             nullable,
             in_order: true,
+            input_columns,
         })
+    }
+
+    /// The name of the id column (`--id-column`), as the header spells it.
+    pub fn id_column(&self) -> &str {
+        &self.header[self.id_field]
     }
 
     /// The columns rules can see, in the order rows hold their values.
@@ -173,7 +183,7 @@ impl Schema {
             Field::Column(c) => Some(*c),
             Field::Hidden => None,
         });
-        let in_order = columns_in_field_order.eq(0..first.columns.names.len());
+        let in_order = columns_in_field_order.eq(0..first.input_columns);
         Ok(Schema {
             header: self.header.clone(),
             fields,
@@ -182,6 +192,7 @@ impl Schema {
             read: first.read.clone(),
             nullable: first.nullable.clone(),
             in_order,
+            input_columns: first.input_columns,
         })
     }
 }
@@ -366,7 +377,7 @@ impl Typer {
         // (`Schema::aligned_to`) may come in another order.
         row.values.clear();
         if !schema.in_order {
-            row.values.resize(schema.columns.names.len(), Dynamic::UNIT);
+            row.values.resize(schema.input_columns, Dynamic::UNIT);
         }
         for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
             let Field::Column(c) = *field else { continue };

@@ -287,7 +287,7 @@ fn history_gives_the_results_of_the_concatenated_input_without_its_rows() {
         "other.csv",
     ])
     .expect_code(1)
-    .expect_stderr_contains("other.csv:1: the header differs from the input's");
+    .expect_stderr_contains("other.csv:1: the header has other columns than new.csv's: it lacks");
     wd.create(
         "plain.toml",
         "[[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
@@ -522,4 +522,245 @@ fn list_and_window_errors_name_the_place() {
         .expect_stderr_contains(
             "[windows.n] (rules line 1): time column \"timestamp\" is not a column of tx4.csv",
         );
+}
+
+/// Nullable (`?`) columns: an empty `of` value counts in no aggregate but `count`, an
+/// empty key or time is a bad row like an empty string, and -0.0 is 0.0.
+#[test]
+fn empty_values_of_nullable_columns_count_nowhere_and_missing_keys_are_bad_rows() {
+    let wd = Workdir::new("windows-nullable");
+    let window = |name: &str, function: &str, of: &str| {
+        format!(
+            "[windows.{name}]\nkey = \"account\"\ntime = \"ts\"\nspan = \"1h\"\n\
+             function = \"{function}\"\n{of}\n"
+        )
+    };
+    let mut rules =
+        String::from("[columns]\namount = \"float?\"\naccount = \"string?\"\nts = \"string?\"\n");
+    rules += &window("n", "count", "");
+    for f in ["avg", "min", "max", "distinct", "sum"] {
+        rules += &window(f, f, "of = \"amount\"");
+    }
+    rules += "[[rule]]\nid = 1\nname = \"show\"\n\
+              when = \"n > 0 && avg != -1 && min != -1 && max != -1 && distinct != -1 && sum != -1\"\n";
+    wd.rules(rules);
+    wd.create(
+        "tx.csv",
+        "id,account,ts,amount\n1,A,2026-01-01T00:00:00Z,\n2,A,2026-01-01T00:01:00Z,10\n\
+         3,A,2026-01-01T00:02:00Z,\n4,A,2026-01-01T00:03:00Z,-0.0\n5,A,2026-01-01T00:04:00Z,0\n\
+         6,,2026-01-01T00:05:00Z,1\n7,A,,1\n",
+    );
+    let run = wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--explain",
+        "--bad-rows",
+        "skip",
+        "--rejects",
+        "rejects.csv",
+    ]);
+    run.expect_success().expect_stdout(
+        "transaction_id,rule_id,result,detail\n\
+         1,1,true,n=1 avg=() min=() max=() distinct=0 sum=0.0\n\
+         2,1,true,n=2 avg=10.0 min=10.0 max=10.0 distinct=1 sum=10.0\n\
+         3,1,true,n=3 avg=10.0 min=10.0 max=10.0 distinct=1 sum=10.0\n\
+         4,1,true,n=4 avg=5.0 min=0.0 max=10.0 distinct=2 sum=10.0\n\
+         5,1,true,n=5 avg=3.3333333333333335 min=0.0 max=10.0 distinct=2 sum=10.0\n",
+    );
+    assert_eq!(
+        wd.read("rejects.csv"),
+        "line,reason,raw\n\
+         7,\"column \"\"account\"\": \"\"\"\" is empty (the key of [windows.n])\",\"6,,2026-01-01T00:05:00Z,1\"\n\
+         8,\"column \"\"ts\"\": \"\"\"\" is empty (the time of [windows.n])\",\"7,A,,1\"\n"
+    );
+}
+
+/// A `--history` file that is the input, an output or another `--history` would be
+/// counted twice or replaced: refused like any two files of a run that are one.
+#[test]
+fn a_history_file_must_be_no_other_file_of_the_run() {
+    let wd = Workdir::new("windows-history-files");
+    wd.rules(SIMPLE);
+    wd.create("tx.csv", "id,account,timestamp\n1,A,2026-01-01T00:00:00Z\n");
+    wd.create(
+        "old.csv",
+        "id,account,timestamp\n0,A,2026-01-01T00:00:00Z\n",
+    );
+    for (extra, message) in [
+        (
+            &["--history", "tx.csv"][..],
+            "INPUT and --history name the same file: tx.csv",
+        ),
+        (
+            &["--history", "old.csv", "--history", "./old.csv"],
+            "--history and --history name the same file: ./old.csv",
+        ),
+        (
+            &["--history", "old.csv", "-o", "old.csv"],
+            "--history and --output name the same file: old.csv",
+        ),
+        (
+            &["--history", "rules.toml"],
+            "--history and --rules name the same file: rules.toml",
+        ),
+    ] {
+        let mut args = vec!["run", "tx.csv", "--rules", "rules.toml", "-q"];
+        args.extend_from_slice(extra);
+        wd.run(&args).expect_code(2).expect_stderr_contains(message);
+    }
+    assert_eq!(
+        wd.read("old.csv"),
+        "id,account,timestamp\n0,A,2026-01-01T00:00:00Z\n"
+    );
+}
+
+/// A list or window named after a Rhai keyword could never be read by a rule.
+#[test]
+fn a_keyword_is_no_list_or_window_name() {
+    let wd = Workdir::new("windows-keyword");
+    wd.create("l.csv", "k\na\n");
+    wd.rules(
+        "[lists.true]\nfile = \"l.csv\"\nkey = \"k\"\n\
+         [windows.this]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\n",
+    );
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "rules.toml:1: [lists.true]: \"true\" is a Rhai keyword: rules could not read it as a variable",
+        )
+        .expect_stderr_contains(
+            "rules.toml:4: [windows.this]: \"this\" is a Rhai keyword: rules could not read it as a variable",
+        );
+}
+
+/// A `where` that does not compile is said as its window's, by `check` and `run` alike.
+#[test]
+fn a_where_that_does_not_compile_is_named_as_its_window() {
+    let wd = Workdir::new("windows-where-syntax");
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [windows.s]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"sum\"\n\
+         of = \"amount\"\nwhere = \"amount >\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"s > n\"\n",
+    );
+    wd.create(
+        "tx.csv",
+        "id,account,timestamp,amount\n1,A,2026-01-01T00:00:00Z,1\n",
+    );
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: rules.toml has 1 error:\n  \
+         rules.toml:8: [windows.s] where: line 1, column 9: Script is incomplete\n",
+        );
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q", "-o", "out.csv"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "a window's `where` does not compile: line 8: [windows.s] where: line 1, column 9: Script is incomplete",
+        );
+}
+
+/// Several inputs are one input to the windows, whatever their column order: the results
+/// are those of the concatenated file on every executor and `-j` (a second input's rows
+/// once got their window values after as many empty values as there are windows).
+#[test]
+fn several_inputs_in_any_column_order_are_one_input_to_the_windows() {
+    let wd = Workdir::new("windows-several-inputs");
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [windows.top]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"max\"\nof = \"amount\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1 && top > 100.0\"\n",
+    );
+    wd.create(
+        "a.csv",
+        "id,account,timestamp,amount\n1,A,2026-01-01T00:00:00Z,150\n2,B,2026-01-01T00:10:00Z,5\n",
+    );
+    wd.create(
+        "same.csv",
+        "id,account,timestamp,amount\n3,A,2026-01-01T00:20:00Z,1\n4,B,2026-01-01T00:30:00Z,500\n",
+    );
+    wd.create(
+        "other.csv",
+        "amount,timestamp,account,id\n1,2026-01-01T00:20:00Z,A,3\n500,2026-01-01T00:30:00Z,B,4\n",
+    );
+    let expected = "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,false,\n\
+                    3,1,true,n=2 top=150.0\n4,1,true,n=2 top=500.0\n";
+    for second in ["same.csv", "other.csv"] {
+        for (executor, jobs) in [("threads", "1"), ("threads", "7"), ("processes", "2")] {
+            wd.run(&[
+                "run",
+                "a.csv",
+                second,
+                "--rules",
+                "rules.toml",
+                "-q",
+                "--explain",
+                "--executor",
+                executor,
+                "-j",
+                jobs,
+            ])
+            .expect_success()
+            .expect_stdout(expected);
+        }
+    }
+    // A history file too may order the columns its own way.
+    wd.create(
+        "a_other.csv",
+        "timestamp,amount,id,account\n2026-01-01T00:00:00Z,150,1,A\n2026-01-01T00:10:00Z,5,2,B\n",
+    );
+    for history in ["a.csv", "a_other.csv"] {
+        wd.run(&[
+            "run",
+            "same.csv",
+            "--rules",
+            "rules.toml",
+            "-q",
+            "--explain",
+            "--history",
+            history,
+        ])
+        .expect_success()
+        .expect_stdout(
+            "transaction_id,rule_id,result,detail\n3,1,true,n=2 top=150.0\n4,1,true,n=2 top=500.0\n",
+        );
+    }
+}
+
+/// The windows stage reads the input as the lanes do: another id column (`--id-column`)
+/// and delimiter, for the input and its history.
+#[test]
+fn windows_read_an_input_with_another_id_column_and_delimiter() {
+    let wd = Workdir::new("windows-id-column");
+    wd.rules(
+        "[windows.n]\nkey = \"account\"\ntime = \"ts\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n",
+    );
+    wd.create("old.csv", "txn;account;ts\n0;A;2026-01-01T00:00:00Z\n");
+    wd.create(
+        "tx.csv",
+        "txn;account;ts\n1;A;2026-01-01T00:00:01Z\n2;B;2026-01-01T00:00:02Z\n",
+    );
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "--explain",
+        "-d",
+        ";",
+        "--id-column",
+        "txn",
+        "--history",
+        "old.csv",
+    ])
+    .expect_success()
+    .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,n=2\n2,1,false,\n");
 }

@@ -385,7 +385,7 @@ fn example_row(example: &Example, columns: &Columns, set: &RuleSet) -> Result<Ro
             None => Dynamic::UNIT,
             Some(toml::Value::String(s)) if s.is_empty() && set.is_nullable(name) => Dynamic::UNIT,
             Some(v) => typed(v, *kind)
-                .ok_or_else(|| format!("column {name:?}: {v} is not a {}", kind.name()))?,
+                .ok_or_else(|| format!("column {name:?}: {v} is not of type {}", kind.name()))?,
         };
         values.push(value);
     }
@@ -473,41 +473,14 @@ fn check_lists(set: &mut RuleSet, rules_path: &std::path::Path) -> Vec<RulesErro
 
 /// Every window's `where`, compiled for syntax.
 fn check_window_filters(set: &RuleSet) -> Vec<RulesError> {
-    let rules = set
-        .derived
-        .windows
-        .iter()
-        .filter_map(|w| {
-            w.filter.as_ref().map(|script| Rule {
-                id: 0,
-                name: format!("[windows.{}] where", w.name),
-                script: script.clone(),
-                line: w.line,
-                timeout: set.max_timeout(),
-                examples: Vec::new(),
-                score: 0,
-                reason: None,
-                reason_line: 0,
-            })
-        })
-        .collect();
+    let rules = crate::rules::lists_windows::filter_rules(&set.derived.windows, set.max_timeout());
     let filters = RuleSet {
-        rules,
+        rules: rules.clone(),
         ..set.clone()
     };
     engine::check_syntax(&filters)
         .into_iter()
-        .map(|mut e| {
-            // Not a rule: say which window's filter.
-            if let Some(label) = e.rule.take() {
-                e.message = format!(
-                    "{}: {}",
-                    label.trim_start_matches("rule 0 ").trim_matches('"'),
-                    e.message
-                );
-            }
-            e
-        })
+        .map(|e| crate::rules::lists_windows::filter_error(e, &rules))
         .collect()
 }
 

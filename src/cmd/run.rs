@@ -26,7 +26,7 @@ use crate::output::{
     commit_all,
 };
 use crate::pipeline::SideWriter;
-use crate::pipeline::windows::{WindowStage, header_record};
+use crate::pipeline::windows::WindowStage;
 use crate::pipeline::{self, Settings};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
@@ -571,26 +571,31 @@ fn windows_stage(
     if config.history.is_empty() {
         return Ok(Some(stage));
     }
-    let header = header_record(input)?.to_vec();
+    let (schema, name) = (input.schema.clone(), input.name().to_string());
     // On a lane's stack: history rows go through the windows' `where` filters.
-    thread::scope(|scope| {
+    let mut stage = thread::scope(|scope| {
         thread::Builder::new()
             .name("history".into())
             .stack_size(crate::exec::LANE_STACK_BYTES)
             .spawn_scoped(scope, move || {
-                feed_history(stage, &header, config, rules, stop)
+                feed_history(stage, (&schema, &name), config, rules, stop)
             })
             .context("cannot start the history thread")?
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the history thread panicked")))
-    })
-    .map(Some)
+    })?;
+    // Back to the input's column order, with the history's windows.
+    if let Some(reading) = WindowStage::for_input(rules, input, config.seed)? {
+        stage.continue_with(reading);
+    }
+    Ok(Some(stage))
 }
 
-/// Feeds every `--history` file to `stage`, in order.
+/// Feeds every `--history` file to `stage`, in order. A history file has the columns of
+/// the input (`input`: its schema and name), in any order, as several inputs may.
 fn feed_history(
     mut stage: WindowStage,
-    header: &[u8],
+    input: (&crate::typing::Schema, &str),
     config: &RunConfig,
     rules: &Arc<RuleSet>,
     stop: &StopFlag,
@@ -599,7 +604,12 @@ fn feed_history(
         let fail = config.bad_rows == BadRows::Fail;
         let history = open_input(path, rules, &config.csv, fail, &Layout::default(), stop)?;
         let name = history.name().to_string();
-        let (rows, bad) = stage.feed_history(history, header)?;
+        history.schema.aligned_to(input.0, &name, input.1)?;
+        // The windows go on reading this file's column order.
+        if let Some(reading) = WindowStage::for_input(rules, &history, config.seed)? {
+            stage.continue_with(reading);
+        }
+        let (rows, bad) = stage.feed_history(history)?;
         if let Some(first) = bad.first()
             && config.bad_rows == BadRows::Fail
         {

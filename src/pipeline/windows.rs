@@ -15,7 +15,7 @@ use rhai::Dynamic;
 use crate::framer::{self, Chunk, Fields};
 use crate::input::InputReader;
 use crate::model::{BadRow, ColumnType, Outcome, Row, WindowStats};
-use crate::rules::lists_windows::{Derived, Function, WindowDecl};
+use crate::rules::lists_windows::{self, Derived, Function, WindowDecl};
 use crate::rules::{Evaluator, Rule, RuleSet, random_key_hash};
 use crate::typing::{Schema, Typer};
 use crate::windows::time::parse_rfc3339;
@@ -103,6 +103,7 @@ impl WindowStage {
         set: &RuleSet,
         header: Fields<'_>,
         input: &str,
+        id_column: &str,
         config: &framer::Config,
         seed: u64,
     ) -> Result<Option<WindowStage>> {
@@ -110,25 +111,7 @@ impl WindowStage {
         if decls.is_empty() {
             return Ok(None);
         }
-        let filters: Vec<(usize, &WindowDecl)> = decls
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.filter.is_some())
-            .collect();
-        let filter_rules: Vec<Rule> = filters
-            .iter()
-            .map(|(i, w)| Rule {
-                id: *i as i64,
-                name: format!("[windows.{}] where", w.name),
-                script: w.filter.clone().unwrap_or_default(),
-                line: w.line,
-                timeout: set.max_timeout(),
-                examples: Vec::new(),
-                score: 0,
-                reason: None,
-                reason_line: 0,
-            })
-            .collect();
+        let filter_rules = lists_windows::filter_rules(decls, set.max_timeout());
         // The columns the stage builds values for: those the filters and windows name.
         let named: Vec<String> = decls
             .iter()
@@ -161,7 +144,7 @@ impl WindowStage {
             decision: None,
             derived: Arc::new(only_lists.clone()),
         };
-        let schema = Schema::from_header(header, input, &schema_set)?;
+        let schema = Schema::from_header_with_id(header, input, &schema_set, id_column)?;
         let columns = schema.columns().clone();
         let column = |w: &WindowDecl, what: &str, name: &str| -> Result<usize> {
             columns.index(name).ok_or_else(|| {
@@ -221,7 +204,7 @@ impl WindowStage {
                 time,
                 time_name: w.time.clone(),
                 of,
-                filter: filters.iter().position(|(f, _)| *f == i),
+                filter: filter_rules.iter().position(|f| f.id == i as i64),
             });
             windows.push(Window::new(w.function, w.span_nanos));
         }
@@ -236,8 +219,13 @@ impl WindowStage {
                 decision: None,
                 derived: Arc::new(only_lists),
             };
+            let rules = &filter_set.rules;
             Some(
                 Evaluator::new(&filter_set, &columns, seed).map_err(|errors| {
+                    let errors: Vec<_> = errors
+                        .into_iter()
+                        .map(|e| lists_windows::filter_error(e, rules))
+                        .collect();
                     anyhow!(
                         "a window's `where` does not compile: {}",
                         crate::rules::one_line(&errors)
@@ -282,6 +270,7 @@ impl WindowStage {
             set,
             splitter.split(header),
             &input.name,
+            input.schema.id_column(),
             &input.config,
             seed,
         )
@@ -343,16 +332,23 @@ impl WindowStage {
         let mut times = [0i64; 8];
         let mut more_times = Vec::new();
         for (n, spec) in self.specs.iter().enumerate() {
+            // An empty key is missing: a `string` column gives "", a nullable one `()`.
             let key = &row.values[spec.key];
-            if key.as_immutable_string_ref().is_ok_and(|s| s.is_empty()) {
+            if key.is_unit() || key.as_immutable_string_ref().is_ok_and(|s| s.is_empty()) {
                 return Err(format!(
                     "column {:?}: \"\" is empty (the key of [windows.{}])",
                     spec.key_name, spec.name
                 ));
             }
+            // A nullable (`string?`) time column gives `()` for an empty time.
             let time = row.values[spec.time]
                 .as_immutable_string_ref()
-                .map_err(|_| "not a string".to_string())?;
+                .map_err(|_| {
+                    format!(
+                        "column {:?}: \"\" is empty (the time of [windows.{}])",
+                        spec.time_name, spec.name
+                    )
+                })?;
             let t = parse_rfc3339(time.as_bytes()).map_err(|why| {
                 format!(
                     "column {:?}: {:?} {why} (the time of [windows.{}])",
@@ -402,7 +398,10 @@ impl WindowStage {
             let of = spec
                 .of
                 .map_or(Val::Unit, |c| Val::from_dynamic(&row.values[c]));
-            values.push(window.push(key, t, self.matching[n], of));
+            // An empty value of a nullable `of` column is no value: like a row that does
+            // not match `where`, it counts in no sum, avg, min, max or distinct.
+            let counted = self.matching[n] && !(spec.of.is_some() && matches!(of, Val::Unit));
+            values.push(window.push(key, t, counted, of));
             self.rows_now = self.rows_now + window.rows() - before;
         }
         self.stats.peak_rows = self.stats.peak_rows.max(self.rows_now as u64);
@@ -410,19 +409,8 @@ impl WindowStage {
     }
 
     /// Feeds every row of `history` to the windows (its values are dropped); returns its
-    /// bad rows, in order. Its header must be the input's, byte for byte.
-    pub fn feed_history(
-        &mut self,
-        history: InputReader,
-        input_header: &[u8],
-    ) -> Result<(u64, Vec<BadRow>)> {
-        let header = header_record(&history)?;
-        if header != input_header {
-            bail!(
-                "{}:1: the header differs from the input's: history files must have the same columns, in the same order",
-                history.name
-            );
-        }
+    /// bad rows, in order. The stage must be the one for its header (`for_input`).
+    pub fn feed_history(&mut self, history: InputReader) -> Result<(u64, Vec<BadRow>)> {
         let InputReader {
             mut framer,
             first,
@@ -523,7 +511,8 @@ pub fn first_rows(
 pub fn refuse_shard_with_windows(rules: &RuleSet, sharded: bool) -> Result<()> {
     if sharded && !rules.derived.windows.is_empty() {
         return Err(crate::exit::Usage(
-            "--shard cannot be used with rules that declare [windows.*]: a window needs every              earlier row of its key (run unsharded, with --history for earlier batches)"
+            "--shard cannot be used with rules that declare [windows.*]: a window needs every \
+             earlier row of its key (run unsharded, with --history for earlier batches)"
                 .into(),
         )
         .into());
@@ -593,7 +582,7 @@ when = "tx_24h > 10"
         }
         let mut splitter = framer::Splitter::new(&config);
         let header = chunks[0].records().next().unwrap().body.unwrap().to_vec();
-        let mut stage = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+        let mut stage = WindowStage::new(&set, splitter.split(&header), "t.csv", "id", &config, 0)
             .unwrap()
             .unwrap();
         let started = cpu();
@@ -636,7 +625,7 @@ when = "tx_24h > 10"
         let chunk = framer.next_chunk().unwrap().unwrap();
         let header = chunk.records().next().unwrap().body.unwrap().to_vec();
         let mut splitter = framer::Splitter::new(&config);
-        let own = WindowStage::new(&set, splitter.split(&header), "t.csv", &config, 0)
+        let own = WindowStage::new(&set, splitter.split(&header), "t.csv", "id", &config, 0)
             .unwrap()
             .unwrap();
         let mut stage = match stage {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::RulesError;
+use super::{Rule, RulesError};
 use crate::duration::parse_duration;
 use crate::lists::List;
 use crate::model::{ColumnType, is_identifier};
@@ -131,6 +131,15 @@ impl Derived {
     }
 }
 
+/// Whether rules can read `name` as a variable: an identifier that is no Rhai keyword
+/// (`true`, `let`, `fn`, `this`, and those Rhai reserves). Rhai's parser decides, so the
+/// answer follows its keyword list.
+fn is_variable_name(name: &str) -> bool {
+    rhai::Engine::new_raw()
+        .compile(format!("let {name} = 0; {name}"))
+        .is_ok()
+}
+
 /// Checks the raw tables; `line` maps a byte offset to its line. Errors name the table.
 pub(super) fn parse(
     lists: RawLists,
@@ -156,6 +165,13 @@ pub(super) fn parse(
             errors.push(err(
                 at,
                 format!("[{table}.{n}]: the name must be an identifier (letters, digits, _), as rules read it as a variable"),
+            ));
+        } else if !is_variable_name(n) {
+            errors.push(err(
+                at,
+                format!(
+                    "[{table}.{n}]: {n:?} is a Rhai keyword: rules could not read it as a variable"
+                ),
             ));
         } else if columns.contains_key(n) {
             errors.push(err(
@@ -333,4 +349,41 @@ pub fn bound_lists(derived: &Derived) -> Result<Vec<(String, rhai::Dynamic)>, Ve
             )
         })
         .collect())
+}
+
+/// The windows' `where` filters as rules an evaluator runs (a filter's id is its window's
+/// index), under `timeout`: the window stage and `check` compile them alike.
+pub fn filter_rules(windows: &[WindowDecl], timeout: std::time::Duration) -> Vec<Rule> {
+    windows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let script = w.filter.as_ref()?;
+            Some(Rule {
+                id: i as i64,
+                name: format!("[windows.{}] where", w.name),
+                script: script.clone(),
+                line: w.line,
+                timeout,
+                examples: Vec::new(),
+                score: 0,
+                reason: None,
+                reason_line: 0,
+            })
+        })
+        .collect()
+}
+
+/// A filter's compile error said as its window's (`[windows.s] where: line 1, column 9:
+/// …`), not as a rule's (`rule 0 "[windows.s] where": when: …`): it is no rule.
+pub fn filter_error(mut e: RulesError, filters: &[Rule]) -> RulesError {
+    if let Some(filter) = filters
+        .iter()
+        .find(|f| e.rule.as_deref() == Some(f.label().as_str()))
+    {
+        e.rule = None;
+        let message = e.message.strip_prefix("when: ").unwrap_or(&e.message);
+        e.message = format!("{}: {message}", filter.name);
+    }
+    e
 }

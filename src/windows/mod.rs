@@ -44,7 +44,8 @@ impl Val {
         if let Ok(i) = d.as_int() {
             Val::Int(i)
         } else if let Ok(f) = d.as_float() {
-            Val::Float(f)
+            // -0.0 is 0.0, as Rhai's `==` says: one distinct value, one key.
+            Val::Float(if f == 0.0 { 0.0 } else { f })
         } else if let Ok(b) = d.as_bool() {
             Val::Bool(b)
         } else if let Ok(s) = d.as_immutable_string_ref() {
@@ -106,18 +107,25 @@ impl Hash for Val {
     }
 }
 
-/// A running compensated sum (Neumaier), or an exact one for ints.
+/// A running compensated sum (Neumaier), or an exact one for ints. Infinities (a float
+/// column may hold `inf`) are counted apart: added to the running sum they would leave
+/// NaN behind once they left the window (inf − inf).
 #[derive(Debug, Clone, Default)]
 struct Sum {
     ints: i128,
     s: f64,
     c: f64,
+    /// How many +inf and -inf values are in.
+    infinities: [i64; 2],
 }
 
 impl Sum {
     fn add(&mut self, v: &Val, sign: f64) {
         match v {
             Val::Int(i) => self.ints += i128::from(*i) * sign as i128,
+            Val::Float(x) if x.is_infinite() => {
+                self.infinities[usize::from(*x < 0.0)] += sign as i64;
+            }
             Val::Float(x) => {
                 let x = sign * x;
                 let t = self.s + x;
@@ -133,7 +141,12 @@ impl Sum {
     }
 
     fn value(&self) -> f64 {
-        self.ints as f64 + (self.s + self.c)
+        match self.infinities {
+            [0, 0] => self.ints as f64 + (self.s + self.c),
+            [_, 0] => f64::INFINITY,
+            [0, _] => f64::NEG_INFINITY,
+            _ => f64::NAN,
+        }
     }
 }
 
@@ -462,6 +475,17 @@ mod tests {
                 .collect();
             assert_eq!(got, reference(function, 20 * S, &rows), "{function:?}");
         }
+    }
+
+    #[test]
+    fn an_infinity_leaves_the_sum_as_it_found_it() {
+        let mut w = Window::new(Function::Sum, 10 * S);
+        let sums: Vec<String> = [(0, 1.5), (1, f64::INFINITY), (2, 2.0), (12, 4.0), (13, 1.0)]
+            .iter()
+            .map(|&(t, v)| w.push(0, t * S, true, Val::Float(v)).to_string())
+            .collect();
+        // At 12 s the rows of 0 to 2 s are out (2 s is exactly the span old): 4.0, not NaN.
+        assert_eq!(sums, ["1.5", "inf", "inf", "4.0", "5.0"]);
     }
 
     #[test]

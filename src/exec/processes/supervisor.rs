@@ -43,6 +43,18 @@ use crate::model::{Batch, Outcome};
 /// A worker that is not evaluating and says nothing for this long is stuck outside any
 /// rule (a bug, or a stopped process): the run fails rather than hang.
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a worker may say nothing while it evaluates no rule. Before it is ready it
+/// parses the setup frame, whose lists may hold millions of keys: parsing them takes time
+/// in proportion to their size (more when more workers than cores parse at once), so the
+/// limit grows by a second per 256 KiB of the frame (a 1,000,000-key list: a minute more).
+fn idle_limit(ready: bool, setup_bytes: usize) -> Duration {
+    if ready {
+        IDLE_LIMIT
+    } else {
+        IDLE_LIMIT + Duration::from_secs((setup_bytes >> 18) as u64)
+    }
+}
 /// Longest sleep between two looks at the progress slot when nothing is in flight.
 const MAX_POLL: Duration = Duration::from_secs(1);
 /// How long a worker whose stdout ended may take to exit before it is killed.
@@ -165,11 +177,21 @@ impl ProcessLane {
                     };
                     wait = wait.min(Duration::from_nanos(next - now));
                 }
-                _ if last_activity.elapsed() > IDLE_LIMIT => {
-                    return Err(format!(
-                        "has answered nothing for {} s while evaluating no rule",
-                        IDLE_LIMIT.as_secs()
-                    ));
+                _ if last_activity.elapsed()
+                    > idle_limit(worker.ready, self.plan.setup_frame.len()) =>
+                {
+                    let limit = idle_limit(worker.ready, self.plan.setup_frame.len());
+                    return Err(if worker.ready {
+                        format!(
+                            "has answered nothing for {} s while evaluating no rule",
+                            limit.as_secs()
+                        )
+                    } else {
+                        format!(
+                            "has answered nothing for {} s while reading its rules and lists",
+                            limit.as_secs()
+                        )
+                    });
                 }
                 _ => {}
             }
@@ -426,5 +448,21 @@ fn with_stderr(err: anyhow::Error, worker: &Worker) -> anyhow::Error {
         anyhow!("{err} (its stderr is empty)")
     } else {
         anyhow!("{err}; its stderr ends with:\n{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_starting_worker_has_time_for_its_lists() {
+        assert_eq!(idle_limit(true, 100 << 20), IDLE_LIMIT);
+        assert_eq!(idle_limit(false, 1000), IDLE_LIMIT);
+        // The setup frame of a 1,000,000-key map list (about 16 MB).
+        assert_eq!(
+            idle_limit(false, 16 << 20),
+            IDLE_LIMIT + Duration::from_secs(64)
+        );
     }
 }
