@@ -146,7 +146,7 @@ impl Sum {
 
 /// One key's rows inside the span, and their running aggregates. `repr(C)`, aligned to a
 /// cache line: the fields every row reads (newest time, the rows' deque) share the first
-/// line, so a count window costs one line of state per row, not three.
+/// line, so a count window reads one line of its state per row (it read two before).
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct KeyState {
