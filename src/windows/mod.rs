@@ -25,6 +25,8 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
+use ahash::RandomState;
+
 use rhai::{Dynamic, INT, ImmutableString};
 
 use crate::rules::lists_windows::Function;
@@ -88,7 +90,12 @@ impl Val {
 
 impl PartialEq for Val {
     fn eq(&self, other: &Val) -> bool {
-        self.total_cmp(other) == Ordering::Equal
+        match (self, other) {
+            // Keys typed from the same interned text share one allocation: equal without
+            // reading the bytes (a cache miss per lookup otherwise).
+            (Val::Str(a), Val::Str(b)) => a.ptr_eq(b) || a.as_str() == b.as_str(),
+            _ => self.total_cmp(other) == Ordering::Equal,
+        }
     }
 }
 
@@ -150,8 +157,11 @@ impl Sum {
     }
 }
 
-/// One key's rows inside the span, and their running aggregates.
+/// One key's rows inside the span, and their running aggregates. `repr(C)`, aligned to a
+/// cache line: the fields every row reads (newest time, the rows' deque) share the first
+/// line, so a count window reads one line of its state per row (it read two before).
 #[derive(Debug, Default)]
+#[repr(C, align(64))]
 struct KeyState {
     /// The key's newest time so far.
     newest: i64,
@@ -162,21 +172,44 @@ struct KeyState {
     /// Min or max candidates: a subsequence of `rows`, monotonic in value.
     extremes: VecDeque<(i64, Val)>,
     /// Value → how many kept rows hold it.
-    distinct: HashMap<Val, u32>,
+    distinct: HashMap<Val, u32, RandomState>,
 }
 
 /// Numbers the keys of one key column, so that windows over the same key share one hash
 /// lookup per row and keep their states in plain vectors.
 #[derive(Debug, Default)]
 pub struct Keys {
-    ids: HashMap<Val, u32>,
+    /// A fast keyed hash (not SipHash): numbers are given in order of first appearance,
+    /// so results never depend on the hasher.
+    ids: HashMap<KeyText, u32, RandomState>,
+}
+
+/// A key as the numbering stores it: a short string inline, so that comparing keys reads
+/// the table only, not a string elsewhere in memory.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum KeyText {
+    Short(u8, [u8; 22]),
+    Other(Val),
+}
+
+impl KeyText {
+    fn of(key: Val) -> KeyText {
+        if let Val::Str(s) = &key
+            && s.len() <= 22
+        {
+            let mut bytes = [0u8; 22];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            return KeyText::Short(s.len() as u8, bytes);
+        }
+        KeyText::Other(key)
+    }
 }
 
 impl Keys {
     /// The number of `key` (0, 1, 2, … in order of first appearance).
     pub fn id(&mut self, key: Val) -> usize {
         let next = self.ids.len() as u32;
-        *self.ids.entry(key).or_insert(next) as usize
+        *self.ids.entry(KeyText::of(key)).or_insert(next) as usize
     }
 
     pub fn len(&self) -> usize {
@@ -218,6 +251,22 @@ impl Window {
         self.keys.len()
     }
 
+    /// Asks for `key`'s state to be brought into the cache: a row that will be pushed soon
+    /// then finds it there. A hint only; nothing changes.
+    pub fn prefetch(&self, key: usize) {
+        if let Some(state) = self.keys.get(key) {
+            prefetch(std::ptr::from_ref(state).cast());
+        }
+    }
+
+    /// Asks for the oldest kept row of `key` to be brought into the cache (reads `key`'s
+    /// state: call it after `prefetch` had time to fetch that).
+    pub fn prefetch_rows(&self, key: usize) {
+        if let Some(front) = self.keys.get(key).and_then(|state| state.rows.front()) {
+            prefetch(std::ptr::from_ref(front).cast());
+        }
+    }
+
     /// Adds a row of key number `key` (`Keys::id`; `matching`: its `where` holds;
     /// `value`: its `of` value, `Unit` for count) and returns the window's value for it.
     pub fn push(&mut self, key: usize, time: i64, matching: bool, value: Val) -> Dynamic {
@@ -244,6 +293,19 @@ impl Window {
         self.rows = self.rows + state.rows.len() - before;
         result
     }
+}
+
+/// A hint to the processor to fetch the cache line at `at`.
+#[inline(always)]
+fn prefetch(at: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and writes nothing, whatever the address; `at` is
+    // moreover the address of a live value.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 impl KeyState {
