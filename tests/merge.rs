@@ -166,7 +166,10 @@ fn merge_refuses_parts_that_are_not_one_whole_run() {
     // A part whose results were replaced by something else.
     shard(&wd, "0/3", &["--bad-rows", "skip"]);
     wd.create("out.csv.part-00001-of-00003", "id,amount\n1,2\n");
-    refused(&wd, "out.csv.part-00001-of-00003 has 14 bytes, but its shard wrote ");
+    refused(
+        &wd,
+        "out.csv.part-00001-of-00003 has 14 bytes, but its shard wrote ",
+    );
     shard(&wd, "1/3", &["--bad-rows", "skip"]);
     // A part edited by hand after its shard finished: one result flipped (same size), a
     // row added, or its rejects changed. Its summary's counts no longer describe it.
