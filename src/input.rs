@@ -37,6 +37,8 @@ pub struct InputReader {
     /// Records of `first` that are not rows: 1 (the header), or 0 when the input has no
     /// header row (`--columns`). A shard's `first` holds the header alone.
     pub(crate) header_records: usize,
+    /// `--columns`: the names given for the header row the input has not got.
+    pub(crate) column_names: Option<Vec<String>>,
     /// Under `--shard`: the range this run owns, and the input it found it in.
     pub shard: Option<ShardBounds>,
 }
@@ -121,6 +123,7 @@ impl InputReader {
                     total_bytes,
                     consumed: None,
                     header_records: 0,
+                    column_names: Some(columns.clone()),
                     shard: None,
                 }
             }
@@ -211,6 +214,7 @@ impl InputReader {
             total_bytes,
             consumed: None,
             header_records: 1,
+            column_names: None,
             shard: None,
         })
     }
@@ -414,6 +418,7 @@ fn open_shard(
         total_bytes: Some(next),
         consumed: None,
         header_records,
+        column_names: layout.columns.clone(),
         shard: Some(ShardBounds {
             input_size,
             input_mtime,

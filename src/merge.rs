@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use crate::output::paths::show;
-use crate::shard::{REJECTS_SUFFIX, SUMMARY_SUFFIX, ShardFacts, parse_part_name};
+use crate::shard::{PartDigest, REJECTS_SUFFIX, SUMMARY_SUFFIX, ShardFacts, parse_part_name};
 
 /// The header of every results file, as `run` writes it.
 pub const RESULTS_HEADER: &[u8] = b"transaction_id,rule_id,result,detail\n";
@@ -78,6 +78,19 @@ impl Part {
     /// The shard facts (checked present by `find_parts`).
     pub fn facts(&self) -> &ShardFacts {
         self.summary.shard.as_ref().expect("checked by find_parts")
+    }
+
+    /// The size and SHA-256 its shard recorded for `path`, one of its files (checked
+    /// present by `find_parts`).
+    pub fn digest_of(&self, path: &Path) -> Option<&PartDigest> {
+        let facts = self.facts();
+        if path == self.results {
+            facts.results.as_ref()
+        } else if Some(path) == self.rejects.as_deref() {
+            facts.rejects.as_ref()
+        } else {
+            None
+        }
     }
 
     /// Every file of this part.
@@ -204,12 +217,55 @@ pub fn find_parts(output: &Path) -> Result<Vec<Part>> {
     }
     check_one_run(&parts)?;
     for part in &parts {
+        check_file(
+            &part.results,
+            part.facts().results.as_ref(),
+            "results",
+            part,
+        )?;
         starts_with(&part.results, RESULTS_HEADER, part)?;
         if let Some(rejects) = &part.rejects {
+            check_file(rejects, part.facts().rejects.as_ref(), "rejects", part)?;
             starts_with(rejects, REJECTS_HEADER, part)?;
         }
     }
     Ok(parts)
+}
+
+/// A part's file is a regular file (a directory or a FIFO is no part; opening a FIFO
+/// would wait for a writer forever) of the size its summary recorded. Its SHA-256 is
+/// checked as it is copied (`cmd::merge`).
+fn check_file(path: &Path, digest: Option<&PartDigest>, what: &str, part: &Part) -> Result<()> {
+    let label = format!("part {} of {}", part.index, part.facts().count);
+    let Some(digest) = digest else {
+        bail!(
+            "{label}: {} records no size and SHA-256 of its {what}: not written by this \
+             version of `run --shard`; run shard {}/{} again",
+            show(&part.summary_file),
+            part.index,
+            part.facts().count
+        );
+    };
+    let meta = fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("{label}: cannot read {}: {e}", show(path)))?;
+    if !meta.is_file() {
+        bail!(
+            "{label}: {} is not a regular file: not the {what} its shard wrote",
+            show(path)
+        );
+    }
+    if meta.len() != digest.bytes {
+        bail!(
+            "{label}: {} has {} bytes, but its shard wrote {}: the part was edited, \
+             truncated or replaced since; run shard {}/{} again",
+            show(path),
+            meta.len(),
+            digest.bytes,
+            part.index,
+            part.facts().count
+        );
+    }
+    Ok(())
 }
 
 fn read_summary(path: &Path, label: &str) -> Result<PartSummary> {

@@ -304,6 +304,12 @@ impl Finished {
         &self.label
     }
 
+    /// The temporary file holding the finished bytes, until the commit renames it (none
+    /// for stdout, pipes and devices).
+    pub fn temp_path(&self) -> Option<&Path> {
+        self.pending.as_ref().map(|p| p.temp.as_ref())
+    }
+
     /// Whether committing renames a file (stdout, pipes and devices have nothing to do).
     fn renames(&self) -> bool {
         self.pending.is_some()

@@ -296,6 +296,61 @@ pub fn facts(config: &RunConfig, bounds: &ShardBounds) -> ShardFacts {
         next_shard_offset: bounds.next,
         seed: config.seed,
         options: options_of(config),
+        results: None,
+        rejects: None,
+    }
+}
+
+/// The size and SHA-256 of a file a shard wrote, recorded in its summary so that `merge`
+/// joins exactly those bytes: a part edited, truncated or replaced after its shard
+/// finished is refused, not merged under counts that no longer describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// A running SHA-256 and byte count of what is read or written.
+#[derive(Default)]
+pub struct Digester {
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl Digester {
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest;
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+    }
+
+    pub fn finish(self) -> PartDigest {
+        use sha2::Digest;
+        PartDigest {
+            bytes: self.bytes,
+            sha256: self
+                .hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+}
+
+/// The digest of the file at `path` (a part's temporary file, once written and synced).
+pub fn digest_file(path: &Path) -> std::io::Result<PartDigest> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut digester = Digester::default();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(digester.finish()),
+            Ok(n) => digester.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -343,6 +398,13 @@ pub struct ShardFacts {
     pub seed: u64,
     /// Every option that changes results; all parts must agree on each.
     pub options: BTreeMap<String, String>,
+    /// Size and SHA-256 of the part's results file as written (header included), and of
+    /// its rejects under `--bad-rows skip`: `merge` joins only these exact bytes. Absent
+    /// in the summary of a shard that failed before its outputs were finished.
+    #[serde(default)]
+    pub results: Option<PartDigest>,
+    #[serde(default)]
+    pub rejects: Option<PartDigest>,
 }
 
 impl ShardFacts {

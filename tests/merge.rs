@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::workdir::{Entry, Workdir, rule};
+use crate::workdir::{Entry, Workdir, rule, send, wait_until_blocked};
 
 const RULES: &str = "[columns]\nid = \"int\"\namount = \"float\"\n\n";
 
@@ -166,8 +166,48 @@ fn merge_refuses_parts_that_are_not_one_whole_run() {
     // A part whose results were replaced by something else.
     shard(&wd, "0/3", &["--bad-rows", "skip"]);
     wd.create("out.csv.part-00001-of-00003", "id,amount\n1,2\n");
-    refused(&wd, "does not start with the header");
+    refused(
+        &wd,
+        "out.csv.part-00001-of-00003 has 14 bytes, but its shard wrote ",
+    );
     shard(&wd, "1/3", &["--bad-rows", "skip"]);
+    // A part edited by hand after its shard finished: one result flipped (same size), a
+    // row added, or its rejects changed. Its summary's counts no longer describe it.
+    let part = "out.csv.part-00001-of-00003";
+    let results = wd.read(part);
+    let flipped = if results.contains(",true,") {
+        results.replacen(",true,", ",fals,", 1)
+    } else {
+        results.replacen(",false,", ",true, ", 1)
+    };
+    assert_eq!(flipped.len(), results.len());
+    wd.create(part, &flipped);
+    refused(
+        &wd,
+        "part 1 of 3: out.csv.part-00001-of-00003 is not the file its shard wrote",
+    );
+    wd.create(part, format!("{results}99,1,true,\n"));
+    refused(&wd, "out.csv.part-00001-of-00003 has ");
+    wd.create(part, &results);
+    let rejects = "out.csv.part-00002-of-00003.rejects.csv";
+    let kept = wd.read(rejects);
+    wd.create(rejects, kept.replacen("29,", "28,", 1));
+    refused(
+        &wd,
+        "part 2 of 3: out.csv.part-00002-of-00003.rejects.csv is not the file",
+    );
+    wd.create(rejects, &kept);
+    // A part that is a directory, or a FIFO (opening it would wait forever).
+    std::fs::remove_file(wd.path(part)).unwrap();
+    wd.mkdir(part);
+    refused(&wd, "out.csv.part-00001-of-00003 is not a regular file");
+    std::fs::remove_dir(wd.path(part)).unwrap();
+    let fifo = std::ffi::CString::new(wd.path(part).into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    refused(&wd, "out.csv.part-00001-of-00003 is not a regular file");
+    std::fs::remove_file(wd.path(part)).unwrap();
+    wd.create(part, &results);
     wd.run(&["merge", "out.csv", "-q"]).expect_success();
     assert_eq!(wd.first_column("out.csv.rejects.csv"), ["29"]);
 }
@@ -213,4 +253,35 @@ fn refused_keeps(wd: &Workdir) {
         .expect_code(1)
         .expect_stderr_contains("no parts of out.csv found");
     assert!(files(wd) == before);
+}
+
+/// SIGTERM or SIGINT while merging (here: blocked opening a `--summary` FIFO nobody
+/// reads, after OUT's temporary file is written): exit 143 / 130, no OUT, no temporary
+/// file left beside it, the parts as they were.
+#[test]
+fn a_signal_during_merge_leaves_no_output_and_the_parts_intact() {
+    let wd = setup("merge-signal");
+    all_shards(&wd, 2);
+    let fifo = std::ffi::CString::new(
+        wd.path("summary.fifo")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let before = files(&wd);
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let running = wd.spawn(&mut wd.command(&["merge", "out.csv", "--summary", "summary.fifo"]));
+        wait_until_blocked(running.pid());
+        send(running.pid(), signal);
+        running
+            .finish_within(std::time::Duration::from_secs(60))
+            .expect_code(code);
+        assert!(
+            files(&wd) == before,
+            "a merge ended by signal {signal} left {:?}",
+            wd.listing()
+        );
+    }
 }

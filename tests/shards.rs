@@ -484,3 +484,35 @@ fn columns_and_no_output_header_stream_chunks_without_headers() {
         .expect_stderr_contains(needle);
     }
 }
+
+/// `--columns` with rules that have `[windows.*]`: the names stand for the header for the
+/// windows too (the first row is a row, with its window value), and an empty chunk is no
+/// error (it panicked: the reader took its first record for a header).
+#[test]
+fn columns_feed_windows_as_a_header_row_would() {
+    let wd = Workdir::new("columns-windows");
+    let body = "1,5,2026-01-01T00:00:00Z,a\n2,6,2026-01-01T00:10:00Z,a\n\
+                3,7,2026-01-01T00:20:00Z,b\n4,8,2026-01-01T00:30:00Z,a\n";
+    wd.create("tx.csv", format!("id,amount,timestamp,account\n{body}"));
+    wd.create("body.csv", body);
+    wd.create("empty.csv", "");
+    wd.rules(format!(
+        "[columns]\nid = \"int\"\namount = \"float\"\n\n[windows.tx_1h]\nkey = \"account\"\n\
+         time = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\n{}{}",
+        rule(1, "tx_1h > 1"),
+        rule(2, "tx_1h > 2")
+    ));
+    let with_header = wd.txguard_run(&["-q"]);
+    with_header.expect_stdout(
+        "transaction_id,rule_id,result,detail\n1,1,false,\n1,2,false,\n2,1,true,\n\
+         2,2,false,\n3,1,false,\n3,2,false,\n4,1,true,\n4,2,true,\n",
+    );
+    let columns = ["--columns", "id,amount,timestamp,account", "-q"];
+    let run = |input: &str| {
+        let mut args = vec!["run", input, "--rules", "rules.toml"];
+        args.extend_from_slice(&columns);
+        wd.run(&args)
+    };
+    run("body.csv").expect_stdout(&with_header.stdout());
+    run("empty.csv").expect_stdout(RESULTS_HEADER);
+}

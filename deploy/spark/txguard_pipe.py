@@ -19,7 +19,6 @@ import argparse
 import os
 import shlex
 import sys
-from itertools import islice
 
 from pyspark import SparkFiles
 from pyspark.sql import SparkSession
@@ -55,12 +54,23 @@ def main(argv=None):
                       f"(a quoted line break?): {odd[0][:200]!r}; line-based chunking would "
                       "cut its record in two. Use txguard_shards.py instead.", file=sys.stderr)
                 return 1
-        header = lines.first().lstrip("\ufeff")
+        # The header is the first line that is not blank (txguard skips blank lines
+        # before it too), without a byte order mark.
+        header = lines.map(lambda line: line.lstrip("\ufeff")).filter(bool).first()
         sc.addFile(os.path.abspath(args.rules))
         rules_name = os.path.basename(args.rules)
-        # Partition 0 starts with the header row: drop it there only.
-        body = lines.mapPartitionsWithIndex(
-            lambda i, part: islice(part, 1, None) if i == 0 else part)
+        # Partition 0 starts with the header row (after any blank lines): drop them
+        # there only.
+        def without_header(index, part):
+            if index != 0:
+                return part
+            part = iter(part)
+            for line in part:
+                if line.lstrip("\ufeff"):
+                    break
+            return part
+
+        body = lines.mapPartitionsWithIndex(without_header)
         command = " ".join(shlex.quote(word) for word in [
             args.txguard, "run", "-", "--rules", "RULES", "--columns", header,
             "--no-output-header", "-q", "--progress", "never", *args.run_arg])

@@ -5,7 +5,7 @@
 //! refusal writes nothing; the outputs are atomic and locked like `run -o`.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -17,10 +17,15 @@ use crate::merge::{Part, REJECTS_HEADER, RESULTS_HEADER, find_parts};
 use crate::model::Tally;
 use crate::output::paths::{LOCK_SUFFIX, identity, show, with_suffix};
 use crate::output::{Destination, Finished, OutputLock, Sink, commit_all};
+use crate::shard::Digester;
+use crate::signals::StopFlag;
 use crate::summary::{RuleSummary, Summary};
 
 pub fn run(args: &MergeArgs) -> Result<i32> {
     let started = SystemTime::now();
+    // SIGINT, SIGTERM, SIGHUP: the merge stops between two reads and its temporary
+    // outputs are removed (exit 130, 143, 129); OUT and the parts are left as they were.
+    let stop = StopFlag::install()?;
     let output = args.output.clone();
     if output.as_os_str() == "-" {
         return Err(Usage(
@@ -76,12 +81,24 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
 
     let mut finished = Vec::new();
     let mut sink = Sink::create(&results)?;
-    join(&mut sink, &parts, RESULTS_HEADER, |p| Some(&p.results))?;
+    join(
+        &mut sink,
+        &parts,
+        RESULTS_HEADER,
+        |p| Some(&p.results),
+        &stop,
+    )?;
     finished.push(sink.finish()?);
     let skip_mode = parts[0].rejects.is_some();
     if skip_mode {
         let mut sink = Sink::create(&Destination::of(Some(&rejects_path)))?;
-        join(&mut sink, &parts, REJECTS_HEADER, |p| p.rejects.as_ref())?;
+        join(
+            &mut sink,
+            &parts,
+            REJECTS_HEADER,
+            |p| p.rejects.as_ref(),
+            &stop,
+        )?;
         finished.push(sink.finish()?);
     }
     let summary = merged_summary(&parts, started);
@@ -93,7 +110,7 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     if let Some(dest) = &summary_dest {
         finished.push(write_summary(dest, &summary)?);
     }
-    commit_all(finished, None)?;
+    commit_all(finished, Some(&stop))?;
     if !args.quiet {
         exit::say(&format!(
             "txguard: merged {} parts into {}",
@@ -115,12 +132,15 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// Writes `header`, then each part's file after its own header, in shard order.
+/// Writes `header`, then each part's file after its own header, in shard order. Each
+/// part's bytes, header included, must hash to what its shard recorded: a part edited
+/// since is refused here, before anything is committed (the sink is dropped unfinished).
 fn join(
     sink: &mut Sink,
     parts: &[Part],
     header: &[u8],
     file_of: impl Fn(&Part) -> Option<&std::path::PathBuf>,
+    stop: &StopFlag,
 ) -> Result<()> {
     let label = sink.label().to_string();
     sink.write_all(header)
@@ -128,20 +148,53 @@ fn join(
     for part in parts {
         let Some(path) = file_of(part) else { continue };
         let mut file = File::open(path).with_context(|| format!("cannot read {}", show(path)))?;
-        file.seek(SeekFrom::Start(header.len() as u64))
+        let mut digester = Digester::default();
+        let mut head = vec![0; header.len()];
+        file.read_exact(&mut head)
             .with_context(|| format!("cannot read {}", show(path)))?;
-        copy(&mut file, sink)
+        digester.update(&head);
+        copy(&mut file, sink, &mut digester, stop)
             .with_context(|| format!("cannot copy {} into {label}", show(path)))?;
+        if let Some(signal) = stop.signal() {
+            return Err(exit::Interrupted(signal).into());
+        }
+        let found = digester.finish();
+        let recorded = part.digest_of(path);
+        if recorded != Some(&found) {
+            anyhow::bail!(
+                "merge refused; nothing was written: part {} of {}: {} is not the file its \
+                 shard wrote (its SHA-256 differs from the one in {}): the part was edited \
+                 or replaced since; run shard {}/{} again",
+                part.index,
+                parts.len(),
+                show(path),
+                show(&part.summary_file),
+                part.index,
+                parts.len()
+            );
+        }
     }
     Ok(())
 }
 
-fn copy(from: &mut File, to: &mut Sink) -> io::Result<()> {
+fn copy(
+    from: &mut File,
+    to: &mut Sink,
+    digester: &mut Digester,
+    stop: &StopFlag,
+) -> io::Result<()> {
     let mut buf = vec![0; 1 << 20];
     loop {
+        // A signal ends the merge between two reads; the caller reports it.
+        if stop.signal().is_some() {
+            return Ok(());
+        }
         match from.read(&mut buf) {
             Ok(0) => return Ok(()),
-            Ok(n) => to.write_all(&buf[..n])?,
+            Ok(n) => {
+                digester.update(&buf[..n]);
+                to.write_all(&buf[..n])?
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

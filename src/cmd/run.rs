@@ -410,11 +410,18 @@ fn execute(
     }
     // Finished (written and synced) here; renamed into place together with the summary.
     let mut finished = vec![results.finish()?];
+    if let Some(shard) = &mut known.facts.shard {
+        shard.results = Some(part_digest(&finished[0])?);
+    }
     if let Some(decisions) = decisions {
         finished.insert(0, decisions.finish()?);
     }
     if let Some(rejects) = rejects {
-        finished.push(rejects.finish()?);
+        let rejects = rejects.finish()?;
+        if let Some(shard) = &mut known.facts.shard {
+            shard.rejects = Some(part_digest(&rejects)?);
+        }
+        finished.push(rejects);
     }
     let code = exit_code(&config.fail_on, &tally, &rules);
     known.tally = tally;
@@ -422,6 +429,19 @@ fn execute(
         code,
         outputs: finished,
     })
+}
+
+/// Size and SHA-256 of a shard's finished (synced, not yet renamed) part file, for its
+/// summary: `merge` joins only a part whose bytes are still these.
+fn part_digest(finished: &crate::output::Finished) -> Result<crate::shard::PartDigest> {
+    let Some(temp) = finished.temp_path() else {
+        bail!(
+            "{}: a shard's part must be a regular file, to be checked by merge",
+            finished.label()
+        );
+    };
+    crate::shard::digest_file(temp)
+        .with_context(|| format!("cannot read back {}", finished.label()))
 }
 
 /// The size of every input together, when each is a regular file (for the bar's ETA).

@@ -104,6 +104,7 @@ pub fn run(
                     read::Source {
                         name: &name,
                         consumed: consumed.as_ref(),
+                        header_records,
                     },
                     &budget,
                     &chunk_tx,

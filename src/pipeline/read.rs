@@ -19,6 +19,8 @@ use crate::progress::Progress;
 pub struct Source<'a> {
     pub name: &'a str,
     pub consumed: Option<&'a Consumed>,
+    /// Records of the first chunk that are no rows: 1 (the header), or 0 (`--columns`).
+    pub header_records: usize,
 }
 
 /// Sends `first`, then every chunk the framer cuts; returns the bytes read (from the
@@ -31,7 +33,11 @@ pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
     windows: &mut Option<WindowStage>,
     first: Chunk,
-    Source { name, consumed }: Source<'_>,
+    Source {
+        name,
+        consumed,
+        header_records,
+    }: Source<'_>,
     budget: &ByteBudget,
     chunks: &Sender<Framed>,
     recycled: &Receiver<Chunk>,
@@ -60,8 +66,13 @@ pub fn read_chunks(
         if !budget.acquire(budget::cost(&chunk)) {
             break;
         }
-        // The first chunk's first record is the header.
-        let header = usize::from(std::mem::take(&mut first_chunk));
+        // The first chunk's first record is the header, unless the input has none
+        // (`--columns`: then the first chunk may also be empty, an empty input).
+        let header = if std::mem::take(&mut first_chunk) {
+            header_records.min(chunk.len())
+        } else {
+            0
+        };
         progress.read((chunk.len() - header) as u64, read(&framer));
         let values = windows
             .as_mut()

@@ -285,8 +285,20 @@ impl WindowStage {
 
     /// The stage for `input`'s header (see `new`).
     pub fn for_input(set: &RuleSet, input: &InputReader, seed: u64) -> Result<Option<WindowStage>> {
+        // No windows: nothing to read (an empty `--columns` input has no first record).
+        if set.derived.windows.is_empty() {
+            return Ok(None);
+        }
         let mut splitter = framer::Splitter::new(&input.config);
-        let header = header_record(input)?;
+        let named;
+        let header = match &input.column_names {
+            // `--columns`: the first record is a row; the names stand for the header.
+            Some(names) => {
+                named = names_as_header(names, input.config.delimiter());
+                &named[..]
+            }
+            None => header_record(input)?,
+        };
         WindowStage::new(
             set,
             splitter.split(header),
@@ -514,6 +526,21 @@ impl WindowStage {
         }
         Ok((fed, bad))
     }
+}
+
+/// `--columns` names as the header record they stand for: each quoted (a name holds no
+/// quote nor line break, but may hold the delimiter), separated by `delimiter`.
+fn names_as_header(names: &[String], delimiter: u8) -> Vec<u8> {
+    let mut header = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            header.push(delimiter);
+        }
+        header.push(b'"');
+        header.extend_from_slice(name.as_bytes());
+        header.push(b'"');
+    }
+    header
 }
 
 /// The header record of an input (the first record of its first chunk).
