@@ -19,19 +19,6 @@ pub const RESULTS_HEADER: &[u8] = b"transaction_id,rule_id,result,detail\n";
 /// The header of every rejects file.
 pub const REJECTS_HEADER: &[u8] = b"line,reason,raw\n";
 
-/// One rule's counts in a part's summary.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RuleCounts {
-    pub id: i64,
-    pub name: String,
-    #[serde(rename = "true")]
-    pub true_: u64,
-    #[serde(rename = "false")]
-    pub false_: u64,
-    pub error: u64,
-    pub timeout: u64,
-}
-
 /// One decision's count in a part's summary.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DecisionCounts {
@@ -51,7 +38,7 @@ pub struct PartSummary {
     pub transactions: u64,
     pub bad_rows: u64,
     pub evaluations: u64,
-    pub rules: Vec<RuleCounts>,
+    pub rules: Vec<crate::summary::RuleSummary>,
     /// Transactions per decision, when the rules file has a `[decision]` table.
     #[serde(default)]
     pub decisions: Option<Vec<DecisionCounts>>,

@@ -81,8 +81,8 @@ fn printable(name: &str) -> String {
         .collect()
 }
 
-/// Results of one rule.
-#[derive(Debug, Clone, Serialize)]
+/// Results of one rule (also read back from a shard's part summary by `merge`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RuleSummary {
     pub id: i64,
     pub name: String,

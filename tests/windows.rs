@@ -637,6 +637,27 @@ fn a_keyword_is_no_list_or_window_name() {
         );
 }
 
+/// A sum over a column that is no number is the rules file's error: `check` says so
+/// without an input, as every run would refuse it (an undeclared column is a string).
+#[test]
+fn a_sum_of_a_string_column_is_an_error_of_the_rules_file() {
+    let wd = Workdir::new("windows-sum-string");
+    wd.rules(
+        "[columns]\nnote = \"string\"\n\
+         [windows.a]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"sum\"\nof = \"amount\"\n\
+         [windows.b]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"avg\"\nof = \"note\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"a > 1.0 && b > 1.0\"\n",
+    );
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "rules.toml:8: [windows.a]: cannot add up column \"amount\" of type string: declare it int or float in [columns]",
+        )
+        .expect_stderr_contains(
+            "rules.toml:14: [windows.b]: cannot add up column \"note\" of type string: declare it int or float in [columns]",
+        );
+}
+
 /// A `where` that does not compile is said as its window's, by `check` and `run` alike.
 #[test]
 fn a_where_that_does_not_compile_is_named_as_its_window() {

@@ -16,7 +16,7 @@ use crate::exit::{self, Usage};
 use crate::merge::{Part, REJECTS_HEADER, RESULTS_HEADER, find_parts};
 use crate::model::Tally;
 use crate::output::paths::{LOCK_SUFFIX, identity, show, with_suffix};
-use crate::output::{Destination, Finished, OutputLock, Sink, commit_all};
+use crate::output::{Destination, OutputLock, Sink, commit_all};
 use crate::shard::Digester;
 use crate::signals::StopFlag;
 use crate::summary::{RuleSummary, Summary};
@@ -108,7 +108,7 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     // The rejects first, then the results, the summary last (see `commit_all`).
     finished.reverse();
     if let Some(dest) = &summary_dest {
-        finished.push(write_summary(dest, &summary)?);
+        finished.push(super::run::write_summary_json(dest, &summary)?);
     }
     commit_all(finished, Some(&stop))?;
     if !args.quiet {
@@ -342,16 +342,6 @@ fn fail_on_hit(fail_on: &[FailOn], summary: &Summary) -> String {
         hits.join(", "),
         named.join(",")
     )
-}
-
-fn write_summary(dest: &Destination, summary: &Summary) -> Result<Finished> {
-    let mut sink = Sink::create(dest)?;
-    let label = sink.label().to_string();
-    serde_json::to_writer_pretty(&mut sink, summary)
-        .with_context(|| format!("cannot write {label}"))?;
-    sink.write_all(b"\n")
-        .with_context(|| format!("cannot write {label}"))?;
-    sink.finish()
 }
 
 /// `--remove-parts`, once the merged output is committed: a part that cannot be removed

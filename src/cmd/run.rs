@@ -802,8 +802,9 @@ pub(crate) fn exit_code(fail_on: &[FailOn], tally: &Tally, rules: &RuleSet) -> i
     if hit { exit::FAIL_ON } else { exit::SUCCESS }
 }
 
-/// The `--summary` JSON, written and synced like every output, committed by the caller.
-fn write_summary_json(dest: &Destination, summary: &Summary) -> Result<Finished> {
+/// The `--summary` JSON, written and synced like every output, committed by the caller
+/// (`run`'s and `merge`'s).
+pub(crate) fn write_summary_json(dest: &Destination, summary: &Summary) -> Result<Finished> {
     use std::io::Write;
     let mut sink = Sink::create(dest)?;
     let label = sink.label().to_string();

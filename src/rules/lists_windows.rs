@@ -275,6 +275,21 @@ pub(super) fn parse(
                     raw.function.get_ref()
                 ),
             )),
+            // Known from the rules file alone (an undeclared column is a string), so
+            // `check` says it without an input, as the run would refuse it.
+            (Some(of), Function::Sum | Function::Avg) => {
+                let kind = columns.get(of.get_ref()).copied().unwrap_or(ColumnType::String);
+                if !matches!(kind, ColumnType::Int | ColumnType::Float) {
+                    errors.push(err(
+                        line(of.span().start),
+                        format!(
+                            "[windows.{n}]: cannot add up column {:?} of type {}: declare it int or float in [columns]",
+                            of.get_ref(),
+                            kind.name()
+                        ),
+                    ));
+                }
+            }
             _ => {}
         }
         for (what, column) in [
