@@ -187,3 +187,34 @@ fn headers_that_disagree_are_named_before_any_work() {
         .expect_stdout("")
         .expect_stderr("txguard: error: cannot read dir: is a directory\n");
 }
+
+#[test]
+fn a_failed_runs_summary_counts_no_input() {
+    // b.tsv's bad row fails the run after a.csv was read whole: the summary's totals are
+    // zero, and so are a.csv's, not its 2 transactions beside `transactions: 0`.
+    let wd = setup("inputs-failed-summary");
+    wd.run(&[
+        "run",
+        "a.csv",
+        "b.tsv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--summary",
+        "s.json",
+    ])
+    .expect_code(1);
+    let summary = wd.json("s.json");
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(summary["transactions"], 0);
+    assert_eq!(summary["input_bytes"], 0);
+    assert_eq!(
+        summary["inputs"],
+        serde_json::json!([
+            {"path": "a.csv", "bytes": 0, "transactions": 0, "bad_rows": 0},
+            {"path": "b.tsv", "bytes": 0, "transactions": 0, "bad_rows": 0},
+        ])
+    );
+    assert!(!wd.exists("out.csv"));
+}
