@@ -286,7 +286,13 @@ fn execute(
         .map(|bounds| crate::shard::facts(config, &bounds));
     // Several inputs: the others' headers, where they can be read twice, before any work.
     let reference = crate::inputs::Reference::of(&input);
-    crate::inputs::check_headers(&config.inputs[1..], &reference, &rules, &config.csv)?;
+    crate::inputs::check_headers(
+        &config.inputs[1..],
+        &reference,
+        &rules,
+        &config.csv,
+        config.columns.as_ref(),
+    )?;
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.

@@ -218,3 +218,33 @@ fn a_failed_runs_summary_counts_no_input() {
     );
     assert!(!wd.exists("out.csv"));
 }
+
+#[test]
+fn columns_hold_for_every_input() {
+    // With --columns no input has a header row: the check of the other inputs' headers
+    // took b's first row for its header ("no `id` column in the header") and refused
+    // every run of several headerless inputs.
+    let wd = setup("inputs-columns");
+    wd.create("a.nh", "1,50,x\n2,5,y\n");
+    wd.create("b.nh", "3,70,x\n4,1,z\n");
+    let expected = format!(
+        "{RESULTS_HEADER}1,1,true,\n1,2,true,\n2,1,false,\n2,2,false,\n\
+         3,1,true,\n3,2,true,\n4,1,false,\n4,2,false,\n"
+    );
+    for executor in ["threads", "processes"] {
+        wd.run(&[
+            "run",
+            "a.nh",
+            "b.nh",
+            "--columns",
+            "id,amount,note",
+            "--rules",
+            "rules.toml",
+            "-q",
+            "--executor",
+            executor,
+        ])
+        .expect_success()
+        .expect_stdout(&expected);
+    }
+}
