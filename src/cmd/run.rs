@@ -265,6 +265,7 @@ fn execute(
     set.or_memory_limit(config.memory_limit);
     let rules = Arc::new(set);
     known.rules = Some(Arc::clone(&rules));
+    crate::config::lists_are_not_outputs(&[(&config.rules, &rules)], &config.outputs())?;
 
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
