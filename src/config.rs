@@ -374,6 +374,39 @@ fn distinct_files(config: &RunConfig, outputs: &Outputs) -> Result<()> {
     Ok(())
 }
 
+/// No output of a run may replace a list file its rules read (`[lists.NAME] file`, or
+/// those of either file of a diff): checked once the rules are parsed, before any input
+/// is read (`Usage`, exit 2).
+pub fn lists_are_not_outputs(
+    rules_files: &[(&Path, &crate::rules::RuleSet)],
+    outputs: &Outputs,
+) -> Result<()> {
+    for (rules_path, rules) in rules_files {
+        for decl in &rules.derived.lists {
+            let list = crate::lists::path_of(decl, rules_path);
+            let Some(id) = raw_identity(&list) else {
+                continue;
+            };
+            for (flag, dest) in outputs.named() {
+                let same = dest
+                    .path()
+                    .and_then(raw_identity)
+                    .is_some_and(|out| (out.dev, out.ino) == (id.dev, id.ino));
+                if same {
+                    return Err(Usage(format!(
+                        "[lists.{}] and {flag} name the same file: {}; every file of a run \
+                         must be distinct",
+                        decl.name,
+                        show(&list)
+                    ))
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Device and inode of whatever a path or descriptor is (a FIFO, a device, a file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RawIdentity {

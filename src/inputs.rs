@@ -67,12 +67,14 @@ pub fn align(input: &mut InputReader, first: &Reference) -> Result<()> {
 /// Checks, before any work, that every input after the first exists and is no
 /// directory, and that those whose header can be read twice (regular files) have the
 /// first's columns: one input at a time is opened, its header read and compared, and
-/// closed again.
+/// closed again. With `--columns` (`columns`), no input has a header row: each is opened
+/// as the run will open it, not with its first record read as a header.
 pub fn check_headers(
     rest: &[impl AsRef<Path>],
     first: &Reference,
     rules: &RuleSet,
     csv: &CsvConfig,
+    columns: Option<&Vec<String>>,
 ) -> Result<()> {
     for path in rest {
         let path = path.as_ref();
@@ -91,7 +93,11 @@ pub fn check_headers(
             );
         }
         if meta.is_file() {
-            let mut input = InputReader::open_csv(path, rules, csv, true)?;
+            let layout = crate::input::Layout {
+                columns: columns.cloned(),
+                shard: None,
+            };
+            let mut input = InputReader::open_layout(path, rules, csv, true, &layout)?;
             align(&mut input, first)?;
         }
     }

@@ -279,6 +279,13 @@ pub fn options_of(config: &RunConfig) -> BTreeMap<String, String> {
     );
     put("floor", config.floor.to_string());
     put("explain", config.explain.to_string());
+    // Another id column gives other transaction ids; another delimiter, other fields.
+    put("id_column", config.csv.id_column.clone());
+    let delimiter = config.csv.delimiter_for(&config.input);
+    put(
+        "delimiter",
+        std::ascii::escape_default(delimiter).to_string(),
+    );
     options
 }
 

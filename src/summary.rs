@@ -170,6 +170,15 @@ impl Summary {
         error: Option<String>,
     ) -> Summary {
         let wall = facts.wall.as_secs_f64();
+        // A failed run's counts are zero: so are its inputs', or `inputs` would say more
+        // than `transactions` and `input_bytes` (an input read whole before the one that
+        // failed).
+        let mut inputs = facts.inputs;
+        if error.is_some() {
+            for input in &mut inputs {
+                (input.bytes, input.transactions, input.bad_rows) = (0, 0, 0);
+            }
+        }
         Summary {
             txguard_version: env!("CARGO_PKG_VERSION"),
             started_at: humantime::format_rfc3339_millis(facts.started_at).to_string(),
@@ -177,7 +186,7 @@ impl Summary {
                 .to_string(),
             input: facts.input,
             input_bytes: tally.bytes,
-            inputs: facts.inputs,
+            inputs,
             rules_file: facts.rules_file,
             rules_sha256: facts.rules_sha256,
             executor: facts.executor,

@@ -124,6 +124,14 @@ fn merge_refuses_parts_that_are_not_one_whole_run() {
         &wd,
         "differs from part 0 in its option timeout: 5s (part 0: 3s)",
     );
+    // Another id column or delimiter: other transaction ids, other fields.
+    shard(&wd, "2/3", &["--id-column", "amount"]);
+    refused(
+        &wd,
+        "differs from part 0 in its option id_column: amount (part 0: id)",
+    );
+    // The delimiter the file's name gives, written out, is the same delimiter.
+    shard(&wd, "2/3", &["-d", ","]);
     shard(&wd, "2/3", &[]);
 
     // Edited offsets.

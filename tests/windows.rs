@@ -785,3 +785,62 @@ fn windows_read_an_input_with_another_id_column_and_delimiter() {
     .expect_success()
     .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,n=2\n2,1,false,\n");
 }
+
+#[test]
+fn no_output_replaces_a_list_the_rules_read() {
+    // `--decisions lists/blocked.csv` replaced the list the rules had just read (only the
+    // input, history and rules files were checked against the outputs).
+    let wd = Workdir::new("lists-not-outputs");
+    wd.mkdir("lists");
+    let list = "country\nKP\n";
+    wd.create("lists/blocked.csv", list);
+    wd.rules(
+        "[lists.blocked]\nfile = \"lists/blocked.csv\"\nkey = \"country\"\n\
+         [[rule]]\nid = 1\nname = \"b\"\nwhen = \"country in blocked\"\nscore = 100\n\
+         [decision]\nthresholds = { block = 100 }\n",
+    );
+    wd.create("tx.csv", "id,country\n1,KP\n2,FR\n");
+    let message = |flag: &str| {
+        format!(
+            "txguard: error: [lists.blocked] and {flag} name the same file: \
+             lists/blocked.csv; every file of a run must be distinct\n"
+        )
+    };
+    for (flag, extra) in [
+        ("--decisions", vec!["-o", "out.csv", "--decisions"]),
+        ("--output", vec!["-o"]),
+        ("--summary", vec!["-o", "out.csv", "--summary"]),
+    ] {
+        let mut args = vec!["run", "tx.csv", "--rules", "rules.toml", "-q"];
+        args.extend(extra);
+        args.push("lists/blocked.csv");
+        wd.run(&args).expect_code(2).expect_stderr(&message(flag));
+        assert_eq!(wd.read("lists/blocked.csv"), list, "{flag}");
+    }
+    assert!(!wd.exists("out.csv"));
+    // Nor in a diff, whichever file reads the list.
+    wd.create("new.toml", wd.read("rules.toml"));
+    wd.run(&[
+        "diff",
+        "rules.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "lists/blocked.csv",
+        "-q",
+    ])
+    .expect_code(2)
+    .expect_stderr(&message("--output"));
+    assert_eq!(wd.read("lists/blocked.csv"), list);
+    // Another output beside it is fine.
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "-o",
+        "lists/out.csv",
+    ])
+    .expect_success();
+}

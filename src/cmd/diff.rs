@@ -128,6 +128,10 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     };
     let old = load(&args.old_rules)?;
     let new = load(&args.new_rules)?;
+    crate::config::lists_are_not_outputs(
+        &[(&args.old_rules, &old.set), (&args.new_rules, &new.set)],
+        &outputs,
+    )?;
     let merged = merged_columns(&old.set, &new.set, &args)?;
     let merged = Arc::new(merged);
     let fail = args.bad_rows == BadRows::Fail;

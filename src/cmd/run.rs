@@ -265,6 +265,7 @@ fn execute(
     set.or_memory_limit(config.memory_limit);
     let rules = Arc::new(set);
     known.rules = Some(Arc::clone(&rules));
+    crate::config::lists_are_not_outputs(&[(&config.rules, &rules)], &config.outputs())?;
 
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
@@ -286,7 +287,13 @@ fn execute(
         .map(|bounds| crate::shard::facts(config, &bounds));
     // Several inputs: the others' headers, where they can be read twice, before any work.
     let reference = crate::inputs::Reference::of(&input);
-    crate::inputs::check_headers(&config.inputs[1..], &reference, &rules, &config.csv)?;
+    crate::inputs::check_headers(
+        &config.inputs[1..],
+        &reference,
+        &rules,
+        &config.csv,
+        config.columns.as_ref(),
+    )?;
     let columns = input.columns().clone();
     // Compiling against the input's columns finds variables that are neither a column
     // nor the rule's own, before a single row is evaluated.

@@ -187,3 +187,64 @@ fn headers_that_disagree_are_named_before_any_work() {
         .expect_stdout("")
         .expect_stderr("txguard: error: cannot read dir: is a directory\n");
 }
+
+#[test]
+fn a_failed_runs_summary_counts_no_input() {
+    // b.tsv's bad row fails the run after a.csv was read whole: the summary's totals are
+    // zero, and so are a.csv's, not its 2 transactions beside `transactions: 0`.
+    let wd = setup("inputs-failed-summary");
+    wd.run(&[
+        "run",
+        "a.csv",
+        "b.tsv",
+        "--rules",
+        "rules.toml",
+        "-o",
+        "out.csv",
+        "--summary",
+        "s.json",
+    ])
+    .expect_code(1);
+    let summary = wd.json("s.json");
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(summary["transactions"], 0);
+    assert_eq!(summary["input_bytes"], 0);
+    assert_eq!(
+        summary["inputs"],
+        serde_json::json!([
+            {"path": "a.csv", "bytes": 0, "transactions": 0, "bad_rows": 0},
+            {"path": "b.tsv", "bytes": 0, "transactions": 0, "bad_rows": 0},
+        ])
+    );
+    assert!(!wd.exists("out.csv"));
+}
+
+#[test]
+fn columns_hold_for_every_input() {
+    // With --columns no input has a header row: the check of the other inputs' headers
+    // took b's first row for its header ("no `id` column in the header") and refused
+    // every run of several headerless inputs.
+    let wd = setup("inputs-columns");
+    wd.create("a.nh", "1,50,x\n2,5,y\n");
+    wd.create("b.nh", "3,70,x\n4,1,z\n");
+    let expected = format!(
+        "{RESULTS_HEADER}1,1,true,\n1,2,true,\n2,1,false,\n2,2,false,\n\
+         3,1,true,\n3,2,true,\n4,1,false,\n4,2,false,\n"
+    );
+    for executor in ["threads", "processes"] {
+        wd.run(&[
+            "run",
+            "a.nh",
+            "b.nh",
+            "--columns",
+            "id,amount,note",
+            "--rules",
+            "rules.toml",
+            "-q",
+            "--executor",
+            executor,
+        ])
+        .expect_success()
+        .expect_stdout(&expected);
+    }
+}
