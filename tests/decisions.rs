@@ -282,12 +282,11 @@ fn a_decision_may_not_take_a_results_name() {
 
 #[test]
 fn the_summary_after_a_broken_pipe_counts_the_decisions_written() {
-    use std::io::{BufRead, BufReader};
-    use wait_timeout::ChildExt;
     let wd = workdir("decisions-broken-pipe");
     wd.generate("tx.csv", 100_000, 0);
-    let mut child = wd
-        .command(&[
+    let (_, run) = wd.first_line_then_close(
+        std::time::Duration::from_secs(60),
+        &[
             "run",
             "tx.csv",
             "--rules",
@@ -295,25 +294,9 @@ fn the_summary_after_a_broken_pipe_counts_the_decisions_written() {
             "--summary",
             "s.json",
             "-q",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    // Our end of the pipe is closed here, like `| head -1` exiting.
-    let status = child
-        .wait_timeout(std::time::Duration::from_secs(60))
-        .unwrap();
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("did not end after its reader went away");
-    };
-    assert_eq!(status.code(), Some(0));
+        ],
+    );
+    run.expect_success();
     let json = wd.json("s.json");
     let transactions = json["transactions"].as_u64().unwrap();
     let decided: u64 = json["decisions"]

@@ -319,40 +319,23 @@ fn labels_naming_no_transaction_are_said_and_f1_is_zero_when_nothing_is_found() 
 
 #[test]
 fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() {
-    use std::io::{BufRead, BufReader};
-    use wait_timeout::ChildExt;
     let wd = Workdir::new("diff-broken-pipe");
     wd.create("old.toml", OLD);
     wd.create("new.toml", new_rules());
     wd.generate("tx.csv", 100_000, 1);
-    let mut child = wd
-        .command(&[
+    let (first, run) = wd.first_line_then_close(
+        std::time::Duration::from_secs(60),
+        &[
             "diff",
             "old.toml",
             "new.toml",
             "tx.csv",
             "--summary",
             "s.json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+        ],
+    );
     assert_eq!(first, "transaction_id,rule_id,old,new\n");
-    // Our end of the pipe is closed here, like `| head -1` exiting.
-    let status = child
-        .wait_timeout(std::time::Duration::from_secs(60))
-        .unwrap();
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("did not end after its reader went away");
-    };
-    assert_eq!(status.code(), Some(0));
+    run.expect_code(0);
     let s = wd.json("s.json");
     let transactions = s["transactions"].as_u64().unwrap();
     assert!(transactions > 0 && transactions < 100_000, "{s}");

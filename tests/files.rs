@@ -7,7 +7,6 @@
 //! (it changes nothing a process can observe; only a power cut would tell).
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -715,8 +714,9 @@ fn the_summary_after_a_broken_pipe_agrees_with_the_exit_code() {
     let wd = Workdir::new("broken-pipe-summary");
     wd.generate("tx.csv", 200_000, 0);
     wd.rules(TRUE_RULE);
-    let mut child = wd
-        .command(&[
+    let (first, run) = wd.first_line_then_close(
+        HANG,
+        &[
             "run",
             "tx.csv",
             "--rules",
@@ -724,28 +724,11 @@ fn the_summary_after_a_broken_pipe_agrees_with_the_exit_code() {
             "--summary",
             "s.json",
             "-q",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert_eq!(first, RESULTS_HEADER);
-    // Our end of the pipe is closed here, like `| head -1` exiting.
-    let status = child.wait_timeout(HANG).unwrap();
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("still running after {HANG:?}");
-    };
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "a reader that goes away ends the run quietly"
+        ],
     );
+    assert_eq!(first, RESULTS_HEADER);
+    // A reader that goes away ends the run quietly.
+    run.expect_success();
     let json = wd.json("s.json");
     assert_eq!(json["exit_code"], 0, "{json}");
     assert!(json.get("error").is_none(), "exit 0 with an error: {json}");

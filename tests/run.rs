@@ -306,26 +306,15 @@ fn results_are_identical_for_every_job_count_and_batch_size() {
 
 #[test]
 fn a_reader_that_goes_away_ends_the_run_quietly() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let wd = Workdir::new("broken-pipe");
     wd.generate("tx.csv", 200000, 0);
     wd.rules(rules_with_columns(&rule(1, "amount > 1.0")));
-    let mut child = wd
-        .command(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let (first, run) = wd.first_line_then_close(
+        std::time::Duration::from_secs(60),
+        &["run", "tx.csv", "--rules", "rules.toml", "-q"],
+    );
     assert_eq!(first, RESULTS_HEADER);
-    // The BufReader (our end of the pipe) is dropped here, like `| head -1` exiting.
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    run.expect_success().expect_stderr("");
 }
 
 #[test]

@@ -308,18 +308,33 @@ impl Workdir {
         self.spawn(cmd).finish_within(limit)
     }
 
+    /// Runs `txguard ARGS`, reads the first line of its standard output, then closes the
+    /// pipe as `| head -1` does; the run must end within `limit` ("did not hang" bound).
+    /// Returns that line and the run (stdout empty: the rest had no reader; stderr kept).
+    pub fn first_line_then_close(&self, limit: Duration, args: &[&str]) -> (String, Run) {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn txguard");
+        let stderr = drain(child.stderr.take());
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .expect("read the first line");
+        // The reader (our end of the pipe) is dropped here, like `| head -1` exiting.
+        let running = Running {
+            command: format!("{cmd:?}"),
+            dir: self.root().to_path_buf(),
+            child: Some(child),
+            stdout: None,
+            stderr: Some(stderr),
+        };
+        (first, running.finish_within(limit))
+    }
+
     /// Starts `cmd` with stdout and stderr collected (by threads, so it never blocks on
     /// a full pipe); stdin stays as `cmd` says. Killed if dropped unfinished.
     pub fn spawn(&self, cmd: &mut Command) -> Running {
-        fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
-            thread::spawn(move || {
-                let mut bytes = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut bytes);
-                }
-                bytes
-            })
-        }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn");
         let stdout = drain(child.stdout.take());
@@ -383,6 +398,17 @@ fn locked_inodes() -> BTreeSet<u64> {
                 .and_then(|inode| inode.parse().ok())
         })
         .collect()
+}
+
+/// Reads `pipe` to its end on a thread of its own, so the child never blocks on it.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// A command started by `Workdir::spawn`.
