@@ -139,17 +139,13 @@ impl WindowStage {
             .cloned()
             .collect();
         let mut reading = filter_rules.clone();
-        reading.push(Rule {
-            id: -1,
-            name: String::new(),
-            script: named.join(" "),
-            line: 0,
-            timeout: std::time::Duration::from_secs(1),
-            examples: Vec::new(),
-            score: 0,
-            reason: None,
-            reason_line: 0,
-        });
+        reading.push(Rule::internal(
+            -1,
+            String::new(),
+            named.join(" "),
+            0,
+            std::time::Duration::from_secs(1),
+        ));
         let only_lists = Derived {
             lists: set.derived.lists.clone(),
             loaded: set.derived.loaded.clone(),

@@ -374,17 +374,13 @@ pub fn filter_rules(windows: &[WindowDecl], timeout: std::time::Duration) -> Vec
         .enumerate()
         .filter_map(|(i, w)| {
             let script = w.filter.as_ref()?;
-            Some(Rule {
-                id: i as i64,
-                name: format!("[windows.{}] where", w.name),
-                script: script.clone(),
-                line: w.line,
+            Some(Rule::internal(
+                i as i64,
+                format!("[windows.{}] where", w.name),
+                script.clone(),
+                w.line,
                 timeout,
-                examples: Vec::new(),
-                score: 0,
-                reason: None,
-                reason_line: 0,
-            })
+            ))
         })
         .collect()
 }

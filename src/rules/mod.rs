@@ -45,6 +45,23 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A script the program itself evaluates (a window's `where`, the columns a stage
+    /// reads): no examples, no score, no reason. New `Rule` fields get their neutral
+    /// value here, in one place.
+    pub fn internal(id: i64, name: String, script: String, line: usize, timeout: Duration) -> Rule {
+        Rule {
+            id,
+            name,
+            script,
+            line,
+            timeout,
+            examples: Vec::new(),
+            score: 0,
+            reason: None,
+            reason_line: 0,
+        }
+    }
+
     pub fn label(&self) -> String {
         format!("rule {} {:?}", self.id, self.name)
     }
