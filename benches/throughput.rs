@@ -3,15 +3,18 @@
 //! (the same input framed, typed, reordered and written with no rule evaluated), for
 //! threads -j 1, threads -j N and processes -j N, and against DuckDB running the same
 //! three rules (`duckdb_rules.py`, when a Python with the `duckdb` module is found). Then
-//! heavier rules (cpu8) at -j 1 and -j N, to show how evaluation scales; then the
-//! original program's hanging rules (seedlike, 200 rows, 2 lanes) with both executors,
-//! against their floor (hangs × 200 ms / lanes). Every executor's results must be
-//! byte-identical (DuckDB's equal to txguard's without the `detail` column), in every
-//! round, or the bench fails.
+//! heavier rules (cpu8, 1,000,000 rows) at -j 1 and -j N, to show how evaluation scales;
+//! then the original program's hanging rules (seedlike, 200 and 1000 rows, 2 lanes) with
+//! both executors, against their floor (hangs × 200 ms / lanes). Every executor's results
+//! must be byte-identical (DuckDB's equal to txguard's without the `detail` column), in
+//! every round, or the bench fails.
 //!
 //! Each variant runs `ROUNDS` times, the variants taking turns, and the fastest round
 //! counts: these machines are noisy, the fastest round is the one least disturbed by the
-//! rest of the machine, and taking turns lets a disturbance hit every variant alike.
+//! rest of the machine, and taking turns lets a disturbance hit every variant alike. Each
+//! run's CPU time (its worker processes' included) and peak RSS (of its largest process)
+//! are the child's own (`wait4`); the spread of a variant's
+//! rounds (slowest / fastest − 1, wall and CPU) is the stability figure.
 //!
 //! DuckDB: `TXGUARD_BENCH_PYTHON` names the Python (default: `.venv/bin/python` of this
 //! checkout if present, else `python3`); `TXGUARD_BENCH_DUCKDB` the script (default:
@@ -22,12 +25,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROWS: u64 = 1_000_000;
-const CPU8_ROWS: u64 = 200_000;
-/// Transactions of the seedlike part: 40 of them hang to the 200 ms limit.
-const SEEDLIKE_ROWS: u64 = 200;
+const CPU8_ROWS: u64 = 1_000_000;
+/// Transactions of the seedlike parts: every fifth hangs to the 200 ms limit.
+const SEEDLIKE_ROWS: [u64; 2] = [200, 1000];
 /// Lanes of the seedlike part, as the issue's target states it.
 const SEEDLIKE_JOBS: u64 = 2;
-const ROUNDS: usize = 3;
+/// Rounds of the simple3 variants: five, so that their spread is the issue's stability
+/// figure (five runs of the same job).
+const ROUNDS: usize = 5;
+/// Rounds of the cpu8 variants (seconds each).
+const CPU8_ROUNDS: usize = 3;
 /// `simple3.rules.toml` of the shared bench inputs: the rules `duckdb_rules.py` runs.
 const SIMPLE3: &str = r#"[columns]
 id = "int"
@@ -144,22 +151,149 @@ enum Compare {
 
 struct Measured {
     label: String,
+    /// The fastest round's wall time; the CPU time, peak RSS of that round.
     wall: Duration,
-    output: Option<(Vec<u8>, Compare)>,
+    cpu: Duration,
+    rss_mb: f64,
+    /// Every round, in order: how far they spread.
+    rounds: Vec<Run>,
+    output: Option<Digest>,
 }
 
-fn timed(program: &Path, args: &[String], dir: &Path) -> Result<Duration, String> {
+/// What a variant's results are compared by: a hash of their bytes, and a hash of them
+/// as DuckDB writes them (no `detail` column). Hashes, not the bytes: the bench holds no
+/// output in memory, so the children it starts do not inherit a large address space
+/// (a forked child's peak RSS starts at its parent's RSS).
+#[derive(Clone, Copy, PartialEq)]
+struct Digest {
+    exact: u64,
+    without_detail: u64,
+    compare: Compare,
+}
+
+impl Digest {
+    /// Reads `path` line by line.
+    fn of(path: &Path, compare: Compare) -> Digest {
+        use std::hash::Hasher;
+        use std::io::BufRead;
+        let file = std::fs::File::open(path).expect("open results");
+        let (mut exact, mut without) = (
+            std::collections::hash_map::DefaultHasher::new(),
+            std::collections::hash_map::DefaultHasher::new(),
+        );
+        for line in std::io::BufReader::with_capacity(1 << 20, file).split(b'\n') {
+            let line = line.expect("read results");
+            exact.write(&line);
+            exact.write_u8(b'\n');
+            // `a,b,c,` → `a,b,c`, the header's `,detail` too.
+            let line = line.strip_suffix(b",detail").unwrap_or(&line);
+            without.write(line.strip_suffix(b",").unwrap_or(line));
+            without.write_u8(b'\n');
+        }
+        let (exact, without_detail) = (exact.finish(), without.finish());
+        match compare {
+            Compare::Exact => Digest {
+                exact,
+                without_detail,
+                compare,
+            },
+            // DuckDB's own bytes are what it compares by.
+            Compare::WithoutDetail => Digest {
+                exact,
+                without_detail: exact,
+                compare,
+            },
+        }
+    }
+}
+
+impl Measured {
+    /// (slowest / fastest − 1) over the rounds, of wall and of CPU time.
+    fn spread(&self) -> (f64, f64) {
+        let of = |f: fn(&Run) -> f64| {
+            let (lo, hi) = self
+                .rounds
+                .iter()
+                .map(f)
+                .fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            hi / lo - 1.0
+        };
+        (of(|r| r.wall.as_secs_f64()), of(|r| r.cpu.as_secs_f64()))
+    }
+}
+
+/// One run of a variant: wall time, CPU time (user + system) and peak RSS of the process.
+#[derive(Clone, Copy)]
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    rss_mb: f64,
+}
+
+/// Runs `program` to its end in `dir` and measures it; its standard error when it fails.
+fn timed(program: &Path, args: &[String], dir: &Path) -> Result<Run, String> {
+    let stderr = tempfile::tempfile().map_err(|e| format!("temp file: {e}"))?;
     let started = Instant::now();
-    let out = Command::new(program)
+    let mut command = Command::new(program);
+    // With a `pre_exec` hook the child is forked, not spawned sharing our memory: a
+    // spawned (vfork-like) child's peak RSS would start at this bench's own peak.
+    // SAFETY: the hook does nothing, so it is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| Ok(()));
+    }
+    let child = command
         .args(args)
         .current_dir(dir)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.try_clone().map_err(|e| format!("temp file: {e}"))?)
+        .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    // `Child::wait` gives no resource usage: wait4 gives this very child's, so a variant's
+    // CPU time and peak RSS are its own, whatever else ran before it.
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of that plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `child.id()` is our own child, not yet waited for (so not reaped and its pid
+    // not reused); both pointers are to live locals that wait4 only writes.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let wall = started.elapsed();
-    if out.status.success() {
-        Ok(wall)
+    if pid < 0 {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let run = Run {
+        wall,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        // ru_maxrss is in KiB on Linux.
+        rss_mb: usage.ru_maxrss as f64 * 1024.0 / 1e6,
+    };
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(run)
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        let mut stderr = stderr;
+        let _ = stderr.rewind();
+        let _ = stderr.read_to_string(&mut text);
+        Err(format!("exit status {status:#x}: {}", text.trim()))
+    }
+}
+
+/// `txguard run INPUT --rules RULES -q -o out.csv EXTRA…`.
+fn run(input: &str, rules: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = strings(&["run", input, "--rules", rules, "-q", "-o", "out.csv"]);
+    args.extend(strings(extra));
+    args
+}
+
+/// A txguard variant; `compared`: its `out.csv` must equal the others'.
+fn tx(label: String, args: Vec<String>, compared: bool) -> Variant {
+    Variant {
+        label,
+        program: txguard(),
+        args,
+        output: compared.then_some(("out.csv", Compare::Exact)),
     }
 }
 
@@ -204,16 +338,16 @@ fn duckdb() -> Result<(PathBuf, PathBuf), String> {
 /// every variant alike and the ratios stay fair); the fastest round of each counts.
 /// Every round of a variant must write the same results, or the bench fails.
 fn measure(dir: &Path, variants: &[Variant], rounds: usize) -> Vec<Measured> {
-    let mut best: Vec<Option<Duration>> = vec![None; variants.len()];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
     let mut failures: Vec<Option<String>> = vec![None; variants.len()];
-    let mut outputs: Vec<Option<(Vec<u8>, Compare)>> = vec![None; variants.len()];
+    let mut outputs: Vec<Option<Digest>> = vec![None; variants.len()];
     for _ in 0..rounds {
         for (i, v) in variants.iter().enumerate() {
             if failures[i].is_some() {
                 continue;
             }
             match timed(&v.program, &v.args, dir) {
-                Ok(wall) => best[i] = Some(best[i].map_or(wall, |b| b.min(wall))),
+                Ok(run) => runs[i].push(run),
                 Err(e) => {
                     failures[i] = Some(e);
                     continue;
@@ -221,24 +355,25 @@ fn measure(dir: &Path, variants: &[Variant], rounds: usize) -> Vec<Measured> {
             }
             // Read now: the next variant writes the same file.
             if let Some((file, compare)) = v.output {
-                let bytes = std::fs::read(dir.join(file)).expect("read results");
-                if outputs[i]
-                    .as_ref()
-                    .is_some_and(|(earlier, _)| *earlier != bytes)
-                {
+                let digest = Digest::of(&dir.join(file), compare);
+                if outputs[i].is_some_and(|earlier| earlier != digest) {
                     eprintln!("  RESULTS DIFFER between two rounds of {}", v.label);
                     std::process::exit(1);
                 }
-                outputs[i] = Some((bytes, compare));
+                outputs[i] = Some(digest);
             }
         }
     }
     let mut measured = Vec::new();
     for (i, v) in variants.iter().enumerate() {
-        match (best[i], failures[i].take()) {
-            (Some(wall), None) => measured.push(Measured {
+        let best = runs[i].iter().min_by_key(|r| r.wall).copied();
+        match (best, failures[i].take()) {
+            (Some(best), None) => measured.push(Measured {
                 label: v.label.clone(),
-                wall,
+                wall: best.wall,
+                cpu: best.cpu,
+                rss_mb: best.rss_mb,
+                rounds: std::mem::take(&mut runs[i]),
                 output: outputs[i].take(),
             }),
             (_, Some(e)) => println!("  {:<18} not measured: {e}", v.label),
@@ -248,30 +383,49 @@ fn measure(dir: &Path, variants: &[Variant], rounds: usize) -> Vec<Measured> {
     measured
 }
 
+/// The table of one workload: per variant its fastest round (wall, its CPU time and peak
+/// RSS, rates) and how far its rounds spread (slowest / fastest − 1, wall and CPU).
 fn print_table(measured: &[Measured], rows: u64, rules: u64, input_mb: f64) {
     let floor = measured
         .iter()
         .find(|m| m.label.starts_with("floor"))
         .map(|m| m.wall);
     println!(
-        "  {:<18} {:>9} {:>12} {:>14} {:>9} {:>13}",
-        "variant", "wall", "tx/s", "evaluations/s", "MB/s", "wall / floor"
+        "  {:<18} {:>8} {:>8} {:>9} {:>10} {:>12} {:>8} {:>7} {:>14}",
+        "variant",
+        "wall",
+        "CPU",
+        "peak RSS",
+        "tx/s",
+        "evals/s",
+        "MB/s",
+        "/floor",
+        "spread wall/CPU"
     );
     for m in measured {
         let secs = m.wall.as_secs_f64();
         let ratio = floor.map_or("-".to_string(), |f| {
             format!("{:.2}x", secs / f.as_secs_f64())
         });
+        let (wall_spread, cpu_spread) = m.spread();
         println!(
-            "  {:<18} {:>8.3}s {:>12.0} {:>14.0} {:>9.1} {:>13}",
+            "  {:<18} {:>7.3}s {:>7.3}s {:>6.1} MB {:>10.0} {:>12.0} {:>8.1} {:>7} {:>6.0}% / {:>3.0}%",
             m.label,
             secs,
+            m.cpu.as_secs_f64(),
+            m.rss_mb,
             rows as f64 / secs,
             (rules * rows) as f64 / secs,
             input_mb / secs,
-            ratio
+            ratio,
+            wall_spread * 100.0,
+            cpu_spread * 100.0
         );
     }
+}
+
+fn find<'a>(measured: &'a [Measured], prefix: &str) -> Option<&'a Measured> {
+    measured.iter().find(|m| m.label.starts_with(prefix))
 }
 
 fn wall_of(measured: &[Measured], prefix: &str) -> Option<f64> {
@@ -283,27 +437,18 @@ fn wall_of(measured: &[Measured], prefix: &str) -> Option<f64> {
 
 /// Whether every compared output is the same; exits the bench when not.
 fn check_identical(measured: &[Measured]) {
-    let strip = |bytes: &[u8]| -> Vec<u8> {
-        // `a,b,c,` → `a,b,c`, the header's `,detail` too: DuckDB has no detail column.
-        let text = String::from_utf8_lossy(bytes).replace(",detail\n", "\n");
-        text.replace(",\n", "\n").into_bytes()
-    };
-    let outputs: Vec<(&str, Vec<u8>, Compare)> = measured
+    let outputs: Vec<(&str, Digest)> = measured
         .iter()
-        .filter_map(|m| {
-            m.output
-                .as_ref()
-                .map(|(o, c)| (m.label.as_str(), o.clone(), *c))
-        })
+        .filter_map(|m| m.output.map(|d| (m.label.as_str(), d)))
         .collect();
-    let Some((_, reference, _)) = outputs.iter().find(|(_, _, c)| *c == Compare::Exact) else {
+    let Some((_, reference)) = outputs.iter().find(|(_, d)| d.compare == Compare::Exact) else {
         return;
     };
     let mut names = Vec::new();
-    for (label, output, compare) in &outputs {
-        let same = match compare {
-            Compare::Exact => output == reference,
-            Compare::WithoutDetail => *output == strip(reference),
+    for (label, output) in &outputs {
+        let same = match output.compare {
+            Compare::Exact => output.exact == reference.exact,
+            Compare::WithoutDetail => output.without_detail == reference.without_detail,
         };
         if !same {
             eprintln!("  RESULTS DIFFER: {label}");
@@ -324,7 +469,8 @@ fn main() {
     for (rows, file) in [
         (ROWS, "tx.csv"),
         (CPU8_ROWS, "tx-cpu8.csv"),
-        (SEEDLIKE_ROWS, "tx-seedlike.csv"),
+        (SEEDLIKE_ROWS[0], "tx-seedlike-200.csv"),
+        (SEEDLIKE_ROWS[1], "tx-seedlike-1000.csv"),
     ] {
         let generate = strings(&[
             "generate",
@@ -338,18 +484,16 @@ fn main() {
         timed(&txguard(), &generate, &root).expect("generate the input");
     }
     let input_mb = std::fs::metadata(root.join("tx.csv")).expect("input").len() as f64 / 1e6;
+    // A forked child's peak RSS starts at the bench's resident size at the fork.
+    let own = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or("?".to_string(), |kib| format!("{:.1}", kib * 1024.0 / 1e6));
+    println!("(a run's peak RSS includes the bench's own resident size when it forks: {own} MB)");
     let n = jobs.to_string();
-    let run = |input: &str, rules: &str, extra: &[&str]| -> Vec<String> {
-        let mut args = strings(&["run", input, "--rules", rules, "-q", "-o", "out.csv"]);
-        args.extend(strings(extra));
-        args
-    };
-    let tx = |label: String, args: Vec<String>, compared: bool| Variant {
-        label,
-        program: txguard(),
-        args,
-        output: compared.then_some(("out.csv", Compare::Exact)),
-    };
 
     let mut variants = vec![
         tx(
@@ -410,6 +554,26 @@ fn main() {
             many / duck
         );
     }
+    if let (Some(many), Some(duck)) = (
+        find(&measured, &format!("threads -j {n}")),
+        find(&measured, "duckdb"),
+    ) {
+        println!(
+            "  txguard -j {n} peak RSS / DuckDB peak RSS = {:.2}",
+            many.rss_mb / duck.rss_mb
+        );
+    }
+    for m in &measured {
+        let (wall, cpu) = m.spread();
+        if m.label.starts_with("threads") || m.label.starts_with("processes") {
+            println!(
+                "  {}: {ROUNDS} runs spread {:.0}% in wall, {:.0}% in CPU (slowest / fastest - 1)",
+                m.label,
+                wall * 100.0,
+                cpu * 100.0
+            );
+        }
+    }
     check_identical(&measured);
 
     let cpu8 = [
@@ -425,9 +589,9 @@ fn main() {
         ),
     ];
     println!(
-        "\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {ROUNDS} interleaved rounds"
+        "\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {CPU8_ROUNDS} interleaved rounds"
     );
-    let measured = measure(&root, &cpu8, ROUNDS);
+    let measured = measure(&root, &cpu8, CPU8_ROUNDS);
     let cpu8_mb = std::fs::metadata(root.join("tx-cpu8.csv"))
         .expect("input")
         .len() as f64
@@ -441,20 +605,29 @@ fn main() {
     }
     check_identical(&measured);
 
-    // Ids are 1..=SEEDLIKE_ROWS: every fifth hangs to its 200 ms limit.
-    let hangs = SEEDLIKE_ROWS / 5;
+    for rows in SEEDLIKE_ROWS {
+        seedlike(&root, rows);
+    }
+}
+
+/// The original program's hanging rules on `rows` transactions, both executors, one round
+/// each, against their floor: ids are 1..=rows and every fifth hangs to its 200 ms limit,
+/// so the lanes cannot finish before hangs × 200 ms / lanes.
+fn seedlike(root: &Path, rows: u64) {
+    let hangs = rows / 5;
     let floor = hangs as f64 * 0.2 / SEEDLIKE_JOBS as f64;
     let j = SEEDLIKE_JOBS.to_string();
-    let seedlike = [
+    let input = format!("tx-seedlike-{rows}.csv");
+    let variants = [
         tx(
             format!("seedlike threads -j {j}"),
-            run("tx-seedlike.csv", "seedlike.toml", &["-j", &j]),
+            run(&input, "seedlike.toml", &["-j", &j]),
             true,
         ),
         tx(
             format!("seedlike processes -j {j}"),
             run(
-                "tx-seedlike.csv",
+                &input,
                 "seedlike.toml",
                 &["--executor", "processes", "-j", &j],
             ),
@@ -462,11 +635,11 @@ fn main() {
         ),
     ];
     println!(
-        "\nhanging rules: {SEEDLIKE_ROWS} rows x 3 rules (seedlike), {hangs} hangs of 200 ms on \
+        "\nhanging rules: {rows} rows x 3 rules (seedlike), {hangs} hangs of 200 ms on \
          {j} lanes: floor {floor:.2} s, target <= floor x 1.03 + 0.1 s = {:.2} s; one round",
         floor * 1.03 + 0.1
     );
-    let measured = measure(&root, &seedlike, 1);
+    let measured = measure(root, &variants, 1);
     for m in &measured {
         let secs = m.wall.as_secs_f64();
         println!(
