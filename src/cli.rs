@@ -121,7 +121,7 @@ pub struct RunArgs {
     pub shard: Option<String>,
     /// The input has no header row: these are its columns, in order (`id,amount,...`)
     /// [default: the input's first row].
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', value_parser = column_name)]
     pub columns: Option<Vec<String>>,
     /// Write the results without their header row (for engines that concatenate
     /// the outputs of many runs).
@@ -555,6 +555,12 @@ fn without_hidden_suggestions(err: &mut clap::Error) {
 }
 
 /// Names of hidden subcommands, and `--long` names of hidden flags, at every level.
+/// A `--columns` name: written by hand on a command line (`--columns "id, amount"`), so
+/// the blanks around it are not part of it, as a header's would be.
+fn column_name(name: &str) -> Result<String, String> {
+    Ok(name.trim().to_string())
+}
+
 fn hidden_names(cmd: &clap::Command) -> Vec<String> {
     let mut names = Vec::new();
     for arg in cmd.get_arguments().filter(|a| a.is_hide_set()) {

@@ -438,6 +438,21 @@ fn columns_and_no_output_header_stream_chunks_without_headers() {
     };
     stream("body.csv", &["--no-output-header"]).expect_stdout(body);
     stream("body.csv", &[]).expect_stdout(&single);
+    // Names typed with blanks around them (`--columns "id, amount"`) are the same names.
+    wd.run(&[
+        "run",
+        "body.csv",
+        "--rules",
+        "rules.toml",
+        "--columns",
+        " id, amount ,note",
+        "-q",
+        "--bad-rows",
+        "skip",
+        "--rejects",
+        "rejects.csv",
+    ])
+    .expect_stdout(&single);
     // Rejects name the chunk's own lines: line 3 of the body.
     assert_eq!(wd.first_column("rejects.csv"), ["3"]);
     // An empty chunk (an empty Spark partition): no rows, exit 0.
@@ -471,6 +486,7 @@ fn columns_and_no_output_header_stream_chunks_without_headers() {
         ("amount,note", "no `id` column (the transaction id)"),
         ("id,id", "named twice"),
         ("id,,x", "cannot be a column name"),
+        ("id, ,x", "cannot be a column name"),
     ] {
         wd.run(&[
             "run",
