@@ -419,18 +419,17 @@ fn type_fields(
             put(c, Dynamic::UNIT);
             continue;
         }
-        let typed = match std::str::from_utf8(value) {
-            Err(_) => Err("is not valid UTF-8"),
-            Ok(text) => match (schema.columns.types[c], &mut strings[c]) {
-                (ColumnType::String, Some(cache)) if building => {
-                    Ok(Dynamic::from(cache.get(text)))
-                }
-                // Checked, not kept: no rule reads it (or only checked).
-                (ColumnType::String, _) => Ok(Dynamic::UNIT),
-                (kind, _) => kind
-                    .value(value)
-                    .map(|v| if schema.read[c] { v } else { Dynamic::UNIT }),
+        let typed = match (schema.columns.types[c], &mut strings[c]) {
+            (ColumnType::String, cache) => match std::str::from_utf8(value) {
+                Err(_) => Err("is not valid UTF-8"),
+                Ok(text) => Ok(match cache {
+                    Some(cache) if building => Dynamic::from(cache.get(text)),
+                    // Checked, not kept: no rule reads it (or only checked).
+                    _ => Dynamic::UNIT,
+                }),
             },
+            (kind, _) if building && schema.read[c] => kind.value(value),
+            (kind, _) => kind.parse_field(value).map(|_| Dynamic::UNIT),
         };
         match typed {
             Ok(v) => put(c, v),

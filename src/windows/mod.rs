@@ -204,7 +204,8 @@ impl Value<'_> {
 
 /// One key's running aggregates, by function: the float sum's `s` and `c` (bits) and its
 /// infinities (+ in the low half, − in the high half), or the int sum (low, high), or the
-/// number of distinct values.
+/// number of distinct values and whether they are counted in `Window::distinct` (1) or
+/// found among the key's few rows (0).
 #[derive(Debug, Clone, Copy, Default)]
 struct Agg([u64; 3]);
 
@@ -219,6 +220,10 @@ struct KeyState {
     rows: VecDeque<(i64, u64)>,
     agg: Agg,
 }
+
+/// Up to this many rows, a key's distinct values are found among its rows (most keys:
+/// no table lookup); beyond, they are counted in the window's table.
+const FEW: usize = 8;
 
 /// A window's state over every key (by `Keys` number), and its size.
 #[derive(Debug)]
@@ -272,11 +277,15 @@ impl Window {
         }
     }
 
-    /// Asks for the oldest kept row of `key` to be brought into the cache (reads `key`'s
+    /// Asks for the oldest and newest kept rows of `key` to be brought into the cache (reads `key`'s
     /// state: call it after `prefetch` had time to fetch that).
     pub fn prefetch_rows(&self, key: usize) {
-        if let Some(front) = self.keys.get(key).and_then(|state| state.rows.front()) {
-            prefetch(std::ptr::from_ref(front).cast());
+        if let Some(state) = self.keys.get(key) {
+            // The front for eviction, the back for the new row (one line for a short deque).
+            if let (Some(front), Some(back)) = (state.rows.front(), state.rows.back()) {
+                prefetch(std::ptr::from_ref(front).cast());
+                prefetch(std::ptr::from_ref(back).cast());
+            }
         }
     }
 
@@ -305,6 +314,7 @@ impl Window {
                 }
                 self.keys[key].rows.push_back((time, code));
             }
+            self.settle(key);
             self.current(key)
         } else {
             self.late(key, time, matching, value)
@@ -397,6 +407,18 @@ impl Window {
                 }
                 self.set_sum(key, &sum);
             }
+            Function::Distinct if self.keys[key].agg.0[1] == 0 => {
+                // A few rows: the key's own rows say whether the value is new (added, the
+                // row is not in yet) or gone (taken out, it is out already).
+                let state = &mut self.keys[key];
+                if !state.rows.iter().any(|&(_, c)| c == code) {
+                    if sign > 0.0 {
+                        state.agg.0[0] += 1;
+                    } else {
+                        state.agg.0[0] -= 1;
+                    }
+                }
+            }
             Function::Distinct => {
                 let pair = (key as u32, code);
                 if sign > 0.0 {
@@ -414,6 +436,28 @@ impl Window {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Distinct only: moves `key`'s values into the shared table once it keeps more than
+    /// `FEW` rows (its own rows are then too many to scan), and out again once it keeps
+    /// `FEW / 4` or fewer (the gap: a key near the bound does not move back and forth).
+    fn settle(&mut self, key: usize) {
+        if self.function != Function::Distinct {
+            return;
+        }
+        let state = &mut self.keys[key];
+        let (n, in_table) = (state.rows.len(), state.agg.0[1] != 0);
+        if !in_table && n > FEW {
+            for &(_, code) in &state.rows {
+                *self.distinct.entry((key as u32, code)).or_insert(0) += 1;
+            }
+            state.agg.0[1] = 1;
+        } else if in_table && n <= FEW / 4 {
+            for &(_, code) in &state.rows {
+                self.distinct.remove(&(key as u32, code));
+            }
+            state.agg.0[1] = 0;
         }
     }
 
@@ -493,6 +537,7 @@ impl Window {
                 let code = self.hold(value);
                 self.remember(key, code);
                 self.keys[key].rows.insert(upto, (time, code));
+                self.settle(key);
                 if matches!(self.function, Function::Min | Function::Max) {
                     self.extremes[key].clear();
                     let rows: Vec<(i64, u64)> = self.keys[key].rows.iter().copied().collect();
@@ -580,6 +625,16 @@ mod tests {
 
     /// The definition, row by row, over every earlier row: O(n²).
     fn reference(function: Function, span: i64, rows: &[(i64, i64, bool, i64)]) -> Vec<String> {
+        reference_of(function, span, rows, Val::Int)
+    }
+
+    /// `reference`, with each value `v` seen as `val(v)`.
+    fn reference_of(
+        function: Function,
+        span: i64,
+        rows: &[(i64, i64, bool, i64)],
+        val: impl Fn(i64) -> Val,
+    ) -> Vec<String> {
         (0..rows.len())
             .map(|i| {
                 let (key, t, m, v) = rows[i];
@@ -592,10 +647,10 @@ mod tests {
                 let mut seen: Vec<Val> = rows[..i]
                     .iter()
                     .filter(|r| r.0 == key && r.2 && r.1 > newest - span && r.1 <= t)
-                    .map(|r| Val::Int(r.3))
+                    .map(|r| val(r.3))
                     .collect();
                 if m {
-                    seen.push(Val::Int(v));
+                    seen.push(val(v));
                 }
                 aggregate(function, seen.iter()).to_string()
             })
@@ -637,6 +692,28 @@ mod tests {
                 .map(|&(k, t, m, v)| w.push(k as usize, t, m, Value::Int(v)).to_string())
                 .collect();
             assert_eq!(got, reference(function, 20 * S, &rows), "{function:?}");
+            // Texts (interned while held), and a span long enough for a key to keep more
+            // than `FEW` rows: distinct values move into the shared table and out again.
+            // (A sum of texts is refused before any window is built.)
+            let spans = if matches!(function, Function::Sum | Function::Avg) {
+                vec![]
+            } else {
+                vec![20 * S, 300 * S]
+            };
+            for span in spans {
+                let text = |v: i64| format!("v{v}");
+                let mut w = Window::new(function, span, Kind::Text);
+                let got: Vec<String> = rows
+                    .iter()
+                    .map(|&(k, t, m, v)| {
+                        w.push(k as usize, t, m, Value::Text(&text(v)))
+                            .to_string()
+                    })
+                    .collect();
+                let want = reference_of(function, span, &rows, |v| Val::Str(text(v).into()));
+                assert_eq!(got, want, "{function:?} of texts over {span}");
+                assert!(w.texts.len() <= w.rows(), "texts held by no row are forgotten");
+            }
         }
     }
 
