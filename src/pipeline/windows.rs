@@ -296,9 +296,7 @@ impl WindowStage {
     pub fn continue_with(&mut self, mut next: WindowStage) {
         // Both were built from the same rules: the same windows, key columns numbered alike.
         std::mem::swap(&mut next.windows, &mut self.windows);
-        for ((_, _, mine), (_, _, theirs)) in
-            self.queue.keys.iter_mut().zip(&mut next.queue.keys)
-        {
+        for ((_, _, mine), (_, _, theirs)) in self.queue.keys.iter_mut().zip(&mut next.queue.keys) {
             std::mem::swap(mine, theirs);
         }
         next.stats = self.stats;
@@ -404,7 +402,9 @@ impl WindowStage {
 
     /// Feeds the chunk's good rows (`fed`) to the windows, in order, appending their values.
     fn feed(&mut self, values: &mut Vec<Dynamic>) {
-        let Queue { specs, keys, fed, .. } = &mut self.queue;
+        let Queue {
+            specs, keys, fed, ..
+        } = &mut self.queue;
         let (width, numberings) = (self.windows.len(), keys.len());
         for r in 0..fed.rows {
             // The state of the row AHEAD rows on, then (fetched by now) the oldest row of
@@ -804,8 +804,9 @@ when = "tx_24h > 10"
             earlier.push((t, f[3].parse().unwrap(), f[6]));
             let within = |span: i64| earlier.iter().filter(move |r| r.0 > t - span && r.0 <= t);
             out.push(within(86_400 * S).count().to_string());
-            let amounts: Vec<crate::windows::Val> =
-                within(3600 * S).map(|r| crate::windows::Val::Float(r.1)).collect();
+            let amounts: Vec<crate::windows::Val> = within(3600 * S)
+                .map(|r| crate::windows::Val::Float(r.1))
+                .collect();
             out.push(crate::windows::aggregate(Function::Sum, amounts.iter()).to_string());
             let merchants: std::collections::HashSet<&str> =
                 within(3600 * S).map(|r| r.2).collect();
@@ -894,7 +895,8 @@ when = "tx_24h > 10"
     /// The throughput figure of the README: `cargo test --release --lib
     /// windows_stage_throughput -- --ignored --nocapture`. The input is `txguard generate`'s
     /// (time-sorted, 50,000 accounts, a few very active); the stage's values are checked
-    /// against the slow path on the first rows.
+    /// against the slow path on the first rows. `STAGE_ONLY=1` stops after the stage's figure
+    /// (to profile the stage alone: `perf record`).
     #[test]
     #[ignore]
     fn windows_stage_throughput() {
@@ -944,12 +946,8 @@ when = "tx_24h > 10"
             let key = keys.id(accounts[account].as_bytes());
             let t = i * 1_500_000_000;
             let _ = std::hint::black_box(windows[0].push(key, t, true, Value::None));
-            let _ = std::hint::black_box(windows[1].push(
-                key,
-                t,
-                true,
-                Value::Float((x >> 50) as f64),
-            ));
+            let _ =
+                std::hint::black_box(windows[1].push(key, t, true, Value::Float((x >> 50) as f64)));
             let _ =
                 std::hint::black_box(windows[2].push(key, t, true, Value::Int((x >> 60) as i64)));
         }

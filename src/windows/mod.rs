@@ -513,11 +513,7 @@ impl Window {
         match self.function {
             Function::Count => Dynamic::from_int(n as INT),
             Function::Distinct => Dynamic::from_int(state.agg.0[0] as INT),
-            Function::Sum => Dynamic::from_float(if n == 0 {
-                0.0
-            } else {
-                self.sum(key).value()
-            }),
+            Function::Sum => Dynamic::from_float(if n == 0 { 0.0 } else { self.sum(key).value() }),
             Function::Avg if n == 0 => Dynamic::UNIT,
             Function::Avg => Dynamic::from_float(self.sum(key).value() / n as f64),
             Function::Min | Function::Max => self.extremes[key]
@@ -706,13 +702,15 @@ mod tests {
                 let got: Vec<String> = rows
                     .iter()
                     .map(|&(k, t, m, v)| {
-                        w.push(k as usize, t, m, Value::Text(&text(v)))
-                            .to_string()
+                        w.push(k as usize, t, m, Value::Text(&text(v))).to_string()
                     })
                     .collect();
                 let want = reference_of(function, span, &rows, |v| Val::Str(text(v).into()));
                 assert_eq!(got, want, "{function:?} of texts over {span}");
-                assert!(w.texts.len() <= w.rows(), "texts held by no row are forgotten");
+                assert!(
+                    w.texts.len() <= w.rows(),
+                    "texts held by no row are forgotten"
+                );
             }
         }
     }
