@@ -10,9 +10,11 @@
 //! its own time; one at or before `N − span` (older than the horizon) sees only itself.
 //!
 //! In-order rows cost O(1) amortised: rows leave from the front as the horizon moves,
-//! sums are running sums, min and max monotonic deques, distinct a counted multiset. A row
-//! out of time order costs O(rows kept for its key). State is the rows inside the spans
-//! plus one small record per key seen.
+//! sums are running sums, min and max monotonic deques, distinct a counted multiset (a
+//! key's few rows themselves while it keeps at most `FEW`, one table per window beyond).
+//! A row out of time order costs O(rows kept for its key). State is the rows kept (16
+//! bytes each: time and value, a text as its number in the window's `Texts`) plus one
+//! 64-byte record per key seen and window; a key's record stays to the end of the run.
 //!
 //! Sums of an int column are exact (128-bit). Sums of a float column are running
 //! compensated (Neumaier) sums, reset to exactly 0 whenever the window empties: the value
