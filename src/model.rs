@@ -38,21 +38,41 @@ impl ColumnType {
     /// Parses one CSV field as this type; the error is the message's tail, e.g.
     /// `is not a float`.
     pub fn value(self, field: &[u8]) -> Result<Dynamic, &'static str> {
+        Ok(match self.parse_field(field)? {
+            Parsed::Int(i) => Dynamic::from_int(i),
+            Parsed::Float(f) => Dynamic::from_float(f),
+            Parsed::Bool(b) => Dynamic::from_bool(b),
+            Parsed::Str(text) => Dynamic::from(text.to_string()),
+        })
+    }
+
+    /// Parses one CSV field as this type, building nothing (`value` is this, made a
+    /// `Dynamic`): the same checks, the same numbers.
+    pub fn parse_field(self, field: &[u8]) -> Result<Parsed<'_>, &'static str> {
         let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?;
         Ok(match self {
-            ColumnType::String => Dynamic::from(text.to_string()),
-            ColumnType::Int => Dynamic::from_int(text.parse().map_err(|_| "is not an int")?),
+            ColumnType::String => Parsed::Str(text),
+            ColumnType::Int => Parsed::Int(text.parse().map_err(|_| "is not an int")?),
             ColumnType::Float => match text.parse::<f64>() {
-                Ok(f) if !f.is_nan() => Dynamic::from_float(f),
+                Ok(f) if !f.is_nan() => Parsed::Float(f),
                 _ => return Err("is not a float"),
             },
             ColumnType::Bool => match text {
-                "true" | "TRUE" | "True" => Dynamic::TRUE,
-                "false" | "FALSE" | "False" => Dynamic::FALSE,
+                "true" | "TRUE" | "True" => Parsed::Bool(true),
+                "false" | "FALSE" | "False" => Parsed::Bool(false),
                 _ => return Err("is not a bool (true or false)"),
             },
         })
     }
+}
+
+/// A field parsed as its column's type (`ColumnType::parse_field`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Parsed<'a> {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(&'a str),
 }
 
 /// The columns a rule can see, in the order rows store their values: every input column

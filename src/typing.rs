@@ -125,6 +125,13 @@ impl Schema {
         &self.header[self.id_field]
     }
 
+    /// The field of a record that holds column `column` (of `columns()`), if any.
+    pub fn field_of(&self, column: usize) -> Option<usize> {
+        self.fields
+            .iter()
+            .position(|f| matches!(f, Field::Column(c) if *c == column))
+    }
+
     /// The columns rules can see, in the order rows hold their values.
     pub fn columns(&self) -> &Columns {
         &self.columns
@@ -340,78 +347,107 @@ impl Typer {
     /// Types one record into `row`: `Ok(false)` for a record that is no row (one empty
     /// field: a blank line as the csv crate sees it), `Err((reason, raw))` for a bad row.
     fn type_record(&mut self, body: &[u8], row: &mut Row) -> Result<bool, (String, Vec<u8>)> {
-        let schema = &*self.schema;
-        let in_order = schema.in_order;
-        // Pushed in order, or put at the column's place.
-        let put = |values: &mut Vec<Dynamic>, c: usize, v: Dynamic| {
-            if in_order {
-                values.push(v);
-            } else {
-                values[c] = v;
-            }
-        };
         let fields = self.splitter.split(body);
-        let bad = |reason: String| {
+        type_fields(&self.schema, &mut self.strings, fields, Some(row)).map_err(|reason| {
             let mut raw = Vec::new();
             crate::format::record(&mut raw, fields.iter());
             (reason, raw)
-        };
-        if fields.len() == 1 && fields.get(0).is_some_and(<[u8]>::is_empty) {
-            return Ok(false);
-        }
-        if fields.len() != schema.fields.len() {
-            return Err(bad(format!(
-                "expected {} fields, found {}",
-                schema.fields.len(),
-                fields.len()
-            )));
-        }
-        let id = fields.get(schema.id_field).unwrap_or_default();
-        if id.is_empty() {
-            return Err(bad(format!(
-                "column {:?} is empty",
-                schema.header[schema.id_field]
-            )));
-        }
-        // Each value at its column's place: the fields of an input aligned to another
-        // (`Schema::aligned_to`) may come in another order.
+        })
+    }
+
+    /// The fields of `body` when it is a row, `None` when it is no row or a bad one: the
+    /// decision `type_records` takes, by the same code, but no value is built (the
+    /// windows stage reads the fields it needs itself, and leaves bad rows to the lanes).
+    pub fn check_record<'a>(&'a mut self, body: &'a [u8]) -> Option<Fields<'a>> {
+        let fields = self.splitter.split(body);
+        matches!(
+            type_fields(&self.schema, &mut self.strings, fields, None),
+            Ok(true)
+        )
+        .then_some(fields)
+    }
+}
+
+/// Types a record's `fields` into `row` (or only checks them, with no row): `Ok(false)`
+/// for a record that is no row, `Err(reason)` for a bad row.
+fn type_fields(
+    schema: &Schema,
+    strings: &mut [Option<StringCache>],
+    fields: Fields<'_>,
+    mut row: Option<&mut Row>,
+) -> Result<bool, String> {
+    let building = row.is_some();
+    // Each value at its column's place: the fields of an input aligned to another
+    // (`Schema::aligned_to`) may come in another order.
+    if let Some(row) = row.as_deref_mut() {
         row.values.clear();
         if !schema.in_order {
             row.values.resize(schema.input_columns, Dynamic::UNIT);
         }
-        for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
-            let Field::Column(c) = *field else { continue };
-            if value.is_empty() && schema.nullable[c] {
-                put(&mut row.values, c, Dynamic::UNIT);
-                continue;
-            }
-            let typed = match std::str::from_utf8(value) {
-                Err(_) => Err("is not valid UTF-8"),
-                Ok(text) => match (schema.columns.types[c], &mut self.strings[c]) {
-                    (ColumnType::String, Some(cache)) => Ok(Dynamic::from(cache.get(text))),
-                    // Checked, not kept: no rule reads it.
-                    (ColumnType::String, None) => Ok(Dynamic::UNIT),
-                    (kind, _) => kind
-                        .value(value)
-                        .map(|v| if schema.read[c] { v } else { Dynamic::UNIT }),
-                },
-            };
-            match typed {
-                Ok(v) => put(&mut row.values, c, v),
-                Err(why) => {
-                    return Err(bad(format!(
-                        "column {:?}: {:?} {why}",
-                        schema.header[i],
-                        String::from_utf8_lossy(value)
-                    )));
-                }
+    }
+    let in_order = schema.in_order;
+    // Pushed in order, or put at the column's place.
+    let mut put = |c: usize, v: Dynamic| {
+        if let Some(row) = row.as_deref_mut() {
+            if in_order {
+                row.values.push(v);
+            } else {
+                row.values[c] = v;
             }
         }
-        // The id is valid UTF-8: it is an identifier column and was typed above.
+    };
+    if fields.len() == 1 && fields.get(0).is_some_and(<[u8]>::is_empty) {
+        return Ok(false);
+    }
+    if fields.len() != schema.fields.len() {
+        return Err(format!(
+            "expected {} fields, found {}",
+            schema.fields.len(),
+            fields.len()
+        ));
+    }
+    let id = fields.get(schema.id_field).unwrap_or_default();
+    if id.is_empty() {
+        return Err(format!(
+            "column {:?} is empty",
+            schema.header[schema.id_field]
+        ));
+    }
+    for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
+        let Field::Column(c) = *field else { continue };
+        if value.is_empty() && schema.nullable[c] {
+            put(c, Dynamic::UNIT);
+            continue;
+        }
+        let typed = match (schema.columns.types[c], &mut strings[c]) {
+            (ColumnType::String, cache) => match std::str::from_utf8(value) {
+                Err(_) => Err("is not valid UTF-8"),
+                Ok(text) => Ok(match cache {
+                    Some(cache) if building => Dynamic::from(cache.get(text)),
+                    // Checked, not kept: no rule reads it (or only checked).
+                    _ => Dynamic::UNIT,
+                }),
+            },
+            (kind, _) if building && schema.read[c] => kind.value(value),
+            (kind, _) => kind.parse_field(value).map(|_| Dynamic::UNIT),
+        };
+        match typed {
+            Ok(v) => put(c, v),
+            Err(why) => {
+                return Err(format!(
+                    "column {:?}: {:?} {why}",
+                    schema.header[i],
+                    String::from_utf8_lossy(value)
+                ));
+            }
+        }
+    }
+    // The id is valid UTF-8: it is an identifier column and was typed above.
+    if let Some(row) = row {
         row.id.clear();
         row.id.push_str(&String::from_utf8_lossy(id));
-        Ok(true)
     }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -10,15 +10,18 @@
 //! its own time; one at or before `N − span` (older than the horizon) sees only itself.
 //!
 //! In-order rows cost O(1) amortised: rows leave from the front as the horizon moves,
-//! sums are running sums, min and max monotonic deques, distinct a counted multiset. A row
-//! out of time order costs O(rows kept for its key). State is the rows inside the spans
-//! plus one small record per key seen.
+//! sums are running sums, min and max monotonic deques, distinct a counted multiset (a
+//! key's few rows themselves while it keeps at most `FEW`, one table per window beyond).
+//! A row out of time order costs O(rows kept for its key). State is the rows kept (16
+//! bytes each: time and value, a text as its number in the window's `Texts`) plus one
+//! 64-byte record per key seen and window; a key's record stays to the end of the run.
 //!
 //! Sums of an int column are exact (128-bit). Sums of a float column are running
 //! compensated (Neumaier) sums, reset to exactly 0 whenever the window empties: the value
 //! depends only on the input (same bytes, same value on every executor and `-j`), and is
 //! within a few units in the last place of the exact sum.
 
+pub mod keys;
 pub mod time;
 
 use std::cmp::Ordering;
@@ -28,6 +31,8 @@ use std::hash::{Hash, Hasher};
 use ahash::RandomState;
 
 use rhai::{Dynamic, INT, ImmutableString};
+
+pub use keys::{Keys, Texts};
 
 use crate::rules::lists_windows::Function;
 
@@ -129,22 +134,29 @@ struct Sum {
 impl Sum {
     fn add(&mut self, v: &Val, sign: f64) {
         match v {
-            Val::Int(i) => self.ints += i128::from(*i) * sign as i128,
-            Val::Float(x) if x.is_infinite() => {
-                self.infinities[usize::from(*x < 0.0)] += sign as i64;
-            }
-            Val::Float(x) => {
-                let x = sign * x;
-                let t = self.s + x;
-                if self.s.abs() >= x.abs() {
-                    self.c += (self.s - t) + x;
-                } else {
-                    self.c += (x - t) + self.s;
-                }
-                self.s = t;
-            }
+            Val::Int(i) => self.add_int(*i, sign),
+            Val::Float(x) => self.add_float(*x, sign),
             _ => {}
         }
+    }
+
+    fn add_int(&mut self, i: i64, sign: f64) {
+        self.ints += i128::from(i) * sign as i128;
+    }
+
+    fn add_float(&mut self, x: f64, sign: f64) {
+        if x.is_infinite() {
+            self.infinities[usize::from(x < 0.0)] += sign as i64;
+            return;
+        }
+        let x = sign * x;
+        let t = self.s + x;
+        if self.s.abs() >= x.abs() {
+            self.c += (self.s - t) + x;
+        } else {
+            self.c += (x - t) + self.s;
+        }
+        self.s = t;
     }
 
     fn value(&self) -> f64 {
@@ -157,9 +169,49 @@ impl Sum {
     }
 }
 
-/// One key's rows inside the span, and their running aggregates. `repr(C)`, aligned to a
-/// cache line: the fields every row reads (newest time, the rows' deque) share the first
-/// line, so a count window reads one line of its state per row (it read two before).
+/// The type of the column a window aggregates (`of`), which says how its values are kept
+/// in 8 bytes: an int or a float as its bits (-0.0 as 0.0), a bool as 0 or 1, a string
+/// as its number in the window's `Texts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Float,
+    Bool,
+    Text,
+}
+
+/// A row's `of` value as the stage hands it to a window.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// No `of` column (count), or a row no aggregate but count reads.
+    None,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(&'a str),
+}
+
+impl Value<'_> {
+    fn to_val(self) -> Val {
+        match self {
+            Value::None => Val::Unit,
+            Value::Int(i) => Val::Int(i),
+            // -0.0 is 0.0, as Rhai's `==` says: one distinct value.
+            Value::Float(f) => Val::Float(if f == 0.0 { 0.0 } else { f }),
+            Value::Bool(b) => Val::Bool(b),
+            Value::Text(s) => Val::Str(s.into()),
+        }
+    }
+}
+
+/// One key's running aggregates, by function: the float sum's `s` and `c` (bits) and its
+/// infinities (+ in the low half, − in the high half), or the int sum (low, high), or the
+/// number of distinct values and whether they are counted in `Window::distinct` (1) or
+/// found among the key's few rows (0).
+#[derive(Debug, Clone, Copy, Default)]
+struct Agg([u64; 3]);
+
+/// One key's state in one window: 64 bytes, one cache line, whatever the function.
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct KeyState {
@@ -167,76 +219,44 @@ struct KeyState {
     newest: i64,
     /// (time, value) of the matching rows kept, sorted by time (stable: input order
     /// among equal times).
-    rows: VecDeque<(i64, Val)>,
-    sum: Sum,
-    /// Min or max candidates: a subsequence of `rows`, monotonic in value.
-    extremes: VecDeque<(i64, Val)>,
-    /// Value → how many kept rows hold it.
-    distinct: HashMap<Val, u32, RandomState>,
+    rows: VecDeque<(i64, u64)>,
+    agg: Agg,
 }
 
-/// Numbers the keys of one key column, so that windows over the same key share one hash
-/// lookup per row and keep their states in plain vectors.
-#[derive(Debug, Default)]
-pub struct Keys {
-    /// A fast keyed hash (not SipHash): numbers are given in order of first appearance,
-    /// so results never depend on the hasher.
-    ids: HashMap<KeyText, u32, RandomState>,
-}
-
-/// A key as the numbering stores it: a short string inline, so that comparing keys reads
-/// the table only, not a string elsewhere in memory.
-#[derive(Debug, PartialEq, Eq, Hash)]
-enum KeyText {
-    Short(u8, [u8; 22]),
-    Other(Val),
-}
-
-impl KeyText {
-    fn of(key: Val) -> KeyText {
-        if let Val::Str(s) = &key
-            && s.len() <= 22
-        {
-            let mut bytes = [0u8; 22];
-            bytes[..s.len()].copy_from_slice(s.as_bytes());
-            return KeyText::Short(s.len() as u8, bytes);
-        }
-        KeyText::Other(key)
-    }
-}
-
-impl Keys {
-    /// The number of `key` (0, 1, 2, … in order of first appearance).
-    pub fn id(&mut self, key: Val) -> usize {
-        let next = self.ids.len() as u32;
-        *self.ids.entry(KeyText::of(key)).or_insert(next) as usize
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
+/// Up to this many rows, a key's distinct values are found among its rows (most keys:
+/// no table lookup); beyond, they are counted in the window's table.
+const FEW: usize = 8;
 
 /// A window's state over every key (by `Keys` number), and its size.
 #[derive(Debug)]
 pub struct Window {
     function: Function,
+    kind: Kind,
     span: i64,
     keys: Vec<KeyState>,
+    /// Min or max only, by key: candidates, a subsequence of the key's rows monotonic in
+    /// value.
+    extremes: Vec<VecDeque<(i64, u64)>>,
+    /// Distinct only: (key, value) → how many of the key's kept rows hold the value.
+    distinct: HashMap<(u32, u64), u32, RandomState>,
+    /// The texts the kept rows hold (a string `of` column).
+    texts: Texts,
     /// Rows kept over every key.
     rows: usize,
 }
 
 impl Window {
-    pub fn new(function: Function, span_nanos: i64) -> Window {
+    /// A window computing `function` over `span_nanos`, of a column of type `kind` (any
+    /// kind for count).
+    pub fn new(function: Function, span_nanos: i64, kind: Kind) -> Window {
         Window {
             function,
+            kind,
             span: span_nanos.max(1),
             keys: Vec::new(),
+            extremes: Vec::new(),
+            distinct: HashMap::default(),
+            texts: Texts::default(),
             rows: 0,
         }
     }
@@ -259,39 +279,290 @@ impl Window {
         }
     }
 
-    /// Asks for the oldest kept row of `key` to be brought into the cache (reads `key`'s
+    /// Asks for the oldest and newest kept rows of `key` to be brought into the cache (reads `key`'s
     /// state: call it after `prefetch` had time to fetch that).
     pub fn prefetch_rows(&self, key: usize) {
-        if let Some(front) = self.keys.get(key).and_then(|state| state.rows.front()) {
-            prefetch(std::ptr::from_ref(front).cast());
+        if let Some(state) = self.keys.get(key) {
+            // The front for eviction, the back for the new row (one line for a short deque).
+            if let (Some(front), Some(back)) = (state.rows.front(), state.rows.back()) {
+                prefetch(std::ptr::from_ref(front).cast());
+                prefetch(std::ptr::from_ref(back).cast());
+            }
         }
     }
 
-    /// Adds a row of key number `key` (`Keys::id`; `matching`: its `where` holds;
-    /// `value`: its `of` value, `Unit` for count) and returns the window's value for it.
-    pub fn push(&mut self, key: usize, time: i64, matching: bool, value: Val) -> Dynamic {
-        let function = self.function;
-        let span = self.span;
+    /// Adds a row of key number `key` (`Keys::id`; `matching`: its `where` holds and it
+    /// has an `of` value; `value`: that value, of the window's kind) and returns the
+    /// window's value for it.
+    pub fn push(&mut self, key: usize, time: i64, matching: bool, value: Value<'_>) -> Dynamic {
         if key >= self.keys.len() {
             self.keys.resize_with(key + 1, || KeyState {
                 newest: i64::MIN,
                 ..KeyState::default()
             });
+            if matches!(self.function, Function::Min | Function::Max) {
+                self.extremes.resize_with(key + 1, VecDeque::new);
+            }
+        }
+        let before = self.keys[key].rows.len();
+        let result = if time >= self.keys[key].newest {
+            self.keys[key].newest = time;
+            self.evict(key, time.saturating_sub(self.span));
+            if matching {
+                let code = self.hold(value);
+                self.remember(key, code);
+                if matches!(self.function, Function::Min | Function::Max) {
+                    self.push_extreme(key, time, code);
+                }
+                self.keys[key].rows.push_back((time, code));
+            }
+            self.settle(key);
+            self.current(key)
+        } else {
+            self.late(key, time, matching, value)
+        };
+        self.rows = self.rows + self.keys[key].rows.len() - before;
+        result
+    }
+
+    /// `value` as the window keeps it (a text held once more).
+    fn hold(&mut self, value: Value<'_>) -> u64 {
+        if self.function == Function::Count {
+            return 0;
+        }
+        match value {
+            Value::None => 0,
+            Value::Int(i) => i as u64,
+            Value::Float(f) => (if f == 0.0 { 0.0 } else { f }).to_bits(),
+            Value::Bool(b) => u64::from(b),
+            Value::Text(s) => self.texts.hold(s),
+        }
+    }
+
+    /// A kept value as a `Val`.
+    fn val(&self, code: u64) -> Val {
+        match self.kind {
+            Kind::Int => Val::Int(code as i64),
+            Kind::Float => Val::Float(f64::from_bits(code)),
+            Kind::Bool => Val::Bool(code != 0),
+            Kind::Text => Val::Str(self.texts.text(code).clone()),
+        }
+    }
+
+    /// The order of two kept values (min and max).
+    fn compare(&self, a: u64, b: u64) -> Ordering {
+        match self.kind {
+            Kind::Int => (a as i64).cmp(&(b as i64)),
+            Kind::Float => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
+            Kind::Bool => a.cmp(&b),
+            Kind::Text => self.texts.text(a).as_str().cmp(self.texts.text(b).as_str()),
+        }
+    }
+
+    fn sum(&self, key: usize) -> Sum {
+        let [a, b, c] = self.keys[key].agg.0;
+        match self.kind {
+            Kind::Int => Sum {
+                ints: (u128::from(a) | u128::from(b) << 64) as i128,
+                ..Sum::default()
+            },
+            _ => Sum {
+                s: f64::from_bits(a),
+                c: f64::from_bits(b),
+                infinities: [i64::from(c as u32), i64::from((c >> 32) as u32)],
+                ..Sum::default()
+            },
+        }
+    }
+
+    fn set_sum(&mut self, key: usize, sum: &Sum) {
+        self.keys[key].agg.0 = match self.kind {
+            Kind::Int => [sum.ints as u64, (sum.ints as u128 >> 64) as u64, 0],
+            _ => [
+                sum.s.to_bits(),
+                sum.c.to_bits(),
+                u64::from(sum.infinities[0] as u32) | u64::from(sum.infinities[1] as u32) << 32,
+            ],
+        };
+    }
+
+    /// Adds a kept value to `key`'s aggregates.
+    fn remember(&mut self, key: usize, code: u64) {
+        self.account(key, code, 1.0);
+    }
+
+    /// Takes a value that leaves `key`'s rows out of its aggregates (a text held once less).
+    fn forget(&mut self, key: usize, code: u64) {
+        self.account(key, code, -1.0);
+        if self.kind == Kind::Text && self.function != Function::Count {
+            self.texts.release(code);
+        }
+    }
+
+    fn account(&mut self, key: usize, code: u64, sign: f64) {
+        match self.function {
+            Function::Sum | Function::Avg => {
+                let mut sum = self.sum(key);
+                match self.kind {
+                    Kind::Int => sum.add_int(code as i64, sign),
+                    _ => sum.add_float(f64::from_bits(code), sign),
+                }
+                self.set_sum(key, &sum);
+            }
+            Function::Distinct if self.keys[key].agg.0[1] == 0 => {
+                // A few rows: the key's own rows say whether the value is new (added, the
+                // row is not in yet) or gone (taken out, it is out already).
+                let state = &mut self.keys[key];
+                if !state.rows.iter().any(|&(_, c)| c == code) {
+                    if sign > 0.0 {
+                        state.agg.0[0] += 1;
+                    } else {
+                        state.agg.0[0] -= 1;
+                    }
+                }
+            }
+            Function::Distinct => {
+                let pair = (key as u32, code);
+                if sign > 0.0 {
+                    let n = self.distinct.entry(pair).or_insert(0);
+                    *n += 1;
+                    if *n == 1 {
+                        self.keys[key].agg.0[0] += 1;
+                    }
+                } else if let Some(n) = self.distinct.get_mut(&pair) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.distinct.remove(&pair);
+                        self.keys[key].agg.0[0] -= 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Distinct only: moves `key`'s values into the shared table once it keeps more than
+    /// `FEW` rows (its own rows are then too many to scan), and out again once it keeps
+    /// `FEW / 4` or fewer (the gap: a key near the bound does not move back and forth).
+    fn settle(&mut self, key: usize) {
+        if self.function != Function::Distinct {
+            return;
         }
         let state = &mut self.keys[key];
-        let before = state.rows.len();
-        let result = if time >= state.newest {
-            state.newest = time;
-            state.evict(time.saturating_sub(span), function);
-            if matching {
-                state.push_back(time, value, function);
+        let (n, in_table) = (state.rows.len(), state.agg.0[1] != 0);
+        if !in_table && n > FEW {
+            for &(_, code) in &state.rows {
+                *self.distinct.entry((key as u32, code)).or_insert(0) += 1;
             }
-            state.current(function)
+            state.agg.0[1] = 1;
+        } else if in_table && n <= FEW / 4 {
+            for &(_, code) in &state.rows {
+                self.distinct.remove(&(key as u32, code));
+            }
+            state.agg.0[1] = 0;
+        }
+    }
+
+    /// Drops `key`'s rows at or before `horizon`.
+    fn evict(&mut self, key: usize, horizon: i64) {
+        while let Some(&(t, code)) = self.keys[key].rows.front() {
+            if t > horizon {
+                break;
+            }
+            self.keys[key].rows.pop_front();
+            self.forget(key, code);
+        }
+        if let Some(extremes) = self.extremes.get_mut(key) {
+            while extremes.front().is_some_and(|(t, _)| *t <= horizon) {
+                extremes.pop_front();
+            }
+        }
+        let state = &mut self.keys[key];
+        if state.rows.is_empty() {
+            // Exactly 0 again: no rounding carried from rows long gone.
+            state.agg = Agg::default();
+            if state.rows.capacity() > 64 {
+                state.rows = VecDeque::new();
+                if let Some(extremes) = self.extremes.get_mut(key) {
+                    *extremes = VecDeque::new();
+                }
+            }
+        }
+    }
+
+    fn push_extreme(&mut self, key: usize, time: i64, code: u64) {
+        let max = self.function == Function::Max;
+        let mut extremes = std::mem::take(&mut self.extremes[key]);
+        while let Some(&(_, back)) = extremes.back() {
+            let worse = match self.compare(back, code) {
+                Ordering::Less => max,
+                Ordering::Greater => !max,
+                Ordering::Equal => false,
+            };
+            if !worse {
+                break;
+            }
+            extremes.pop_back();
+        }
+        extremes.push_back((time, code));
+        self.extremes[key] = extremes;
+    }
+
+    /// The aggregate of every kept row of `key` (all at or before its newest time).
+    fn current(&self, key: usize) -> Dynamic {
+        let state = &self.keys[key];
+        let n = state.rows.len();
+        match self.function {
+            Function::Count => Dynamic::from_int(n as INT),
+            Function::Distinct => Dynamic::from_int(state.agg.0[0] as INT),
+            Function::Sum => Dynamic::from_float(if n == 0 { 0.0 } else { self.sum(key).value() }),
+            Function::Avg if n == 0 => Dynamic::UNIT,
+            Function::Avg => Dynamic::from_float(self.sum(key).value() / n as f64),
+            Function::Min | Function::Max => self.extremes[key]
+                .front()
+                .map_or(Dynamic::UNIT, |&(_, code)| self.val(code).to_dynamic()),
+        }
+    }
+
+    /// A row earlier than the key's newest time: kept if younger than the horizon; its
+    /// value is computed over the kept rows up to its time. O(rows kept for the key).
+    fn late(&mut self, key: usize, time: i64, matching: bool, value: Value<'_>) -> Dynamic {
+        let horizon = self.keys[key].newest.saturating_sub(self.span);
+        let upto = self.keys[key].rows.partition_point(|(t, _)| *t <= time);
+        let mut own = None;
+        if matching {
+            if time > horizon {
+                let code = self.hold(value);
+                self.remember(key, code);
+                self.keys[key].rows.insert(upto, (time, code));
+                self.settle(key);
+                if matches!(self.function, Function::Min | Function::Max) {
+                    self.extremes[key].clear();
+                    let rows: Vec<(i64, u64)> = self.keys[key].rows.iter().copied().collect();
+                    for (t, code) in rows {
+                        self.push_extreme(key, t, code);
+                    }
+                }
+            } else {
+                own = Some(value.to_val());
+            }
+        }
+        let upto = if matching && own.is_none() {
+            upto + 1
         } else {
-            state.late(time, span, matching, value, function)
+            upto
         };
-        self.rows = self.rows + state.rows.len() - before;
-        result
+        let seen: Vec<Val> = self.keys[key]
+            .rows
+            .range(..upto)
+            .map(|&(_, code)| match self.function {
+                // Count keeps no values.
+                Function::Count => Val::Unit,
+                _ => self.val(code),
+            })
+            .chain(own)
+            .collect();
+        aggregate(self.function, seen.iter())
     }
 }
 
@@ -306,133 +577,6 @@ fn prefetch(at: *const i8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
-}
-
-impl KeyState {
-    fn is_max(function: Function) -> bool {
-        function == Function::Max
-    }
-
-    /// Drops the rows at or before `horizon`.
-    fn evict(&mut self, horizon: i64, function: Function) {
-        while let Some((t, _)) = self.rows.front() {
-            if *t > horizon {
-                break;
-            }
-            let (_, v) = self.rows.pop_front().expect("a front row");
-            self.forget(&v, function);
-        }
-        while self.extremes.front().is_some_and(|(t, _)| *t <= horizon) {
-            self.extremes.pop_front();
-        }
-        if self.rows.is_empty() {
-            // Exactly 0 again: no rounding carried from rows long gone.
-            self.sum = Sum::default();
-            if self.rows.capacity() > 64 {
-                self.rows = VecDeque::new();
-                self.extremes = VecDeque::new();
-            }
-        }
-    }
-
-    fn forget(&mut self, v: &Val, function: Function) {
-        match function {
-            Function::Sum | Function::Avg => self.sum.add(v, -1.0),
-            Function::Distinct => {
-                if let Some(n) = self.distinct.get_mut(v) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.distinct.remove(v);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn remember(&mut self, v: &Val, function: Function) {
-        match function {
-            Function::Sum | Function::Avg => self.sum.add(v, 1.0),
-            Function::Distinct => *self.distinct.entry(v.clone()).or_insert(0) += 1,
-            _ => {}
-        }
-    }
-
-    fn push_extreme(extremes: &mut VecDeque<(i64, Val)>, time: i64, v: &Val, max: bool) {
-        while let Some((_, back)) = extremes.back() {
-            let worse = if max {
-                back.total_cmp(v) == Ordering::Less
-            } else {
-                back.total_cmp(v) == Ordering::Greater
-            };
-            if !worse {
-                break;
-            }
-            extremes.pop_back();
-        }
-        extremes.push_back((time, v.clone()));
-    }
-
-    fn push_back(&mut self, time: i64, v: Val, function: Function) {
-        self.remember(&v, function);
-        if matches!(function, Function::Min | Function::Max) {
-            Self::push_extreme(&mut self.extremes, time, &v, Self::is_max(function));
-        }
-        self.rows.push_back((time, v));
-    }
-
-    /// The aggregate of every kept row (all at or before the newest time).
-    fn current(&self, function: Function) -> Dynamic {
-        let n = self.rows.len();
-        match function {
-            Function::Count => Dynamic::from_int(n as INT),
-            Function::Distinct => Dynamic::from_int(self.distinct.len() as INT),
-            Function::Sum => Dynamic::from_float(if n == 0 { 0.0 } else { self.sum.value() }),
-            Function::Avg if n == 0 => Dynamic::UNIT,
-            Function::Avg => Dynamic::from_float(self.sum.value() / n as f64),
-            Function::Min | Function::Max => self
-                .extremes
-                .front()
-                .map_or(Dynamic::UNIT, |(_, v)| v.to_dynamic()),
-        }
-    }
-
-    /// A row earlier than the key's newest time: kept if younger than the horizon; its
-    /// value is computed over the kept rows up to its time.
-    fn late(
-        &mut self,
-        time: i64,
-        span: i64,
-        matching: bool,
-        v: Val,
-        function: Function,
-    ) -> Dynamic {
-        let horizon = self.newest.saturating_sub(span);
-        let upto = self.rows.partition_point(|(t, _)| *t <= time);
-        let mut own = None;
-        if matching {
-            if time > horizon {
-                self.remember(&v, function);
-                self.rows.insert(upto, (time, v));
-                if matches!(function, Function::Min | Function::Max) {
-                    let max = Self::is_max(function);
-                    self.extremes.clear();
-                    for (t, v) in &self.rows {
-                        Self::push_extreme(&mut self.extremes, *t, v, max);
-                    }
-                }
-            } else {
-                own = Some(v);
-            }
-        }
-        let upto = if matching && own.is_none() {
-            upto + 1
-        } else {
-            upto
-        };
-        let seen = self.rows.range(..upto).map(|(_, v)| v).chain(own.as_ref());
-        aggregate(function, seen)
-    }
 }
 
 /// The aggregate of `values`, in order: the late rows' path, and the reference for tests.
@@ -479,6 +623,16 @@ mod tests {
 
     /// The definition, row by row, over every earlier row: O(n²).
     fn reference(function: Function, span: i64, rows: &[(i64, i64, bool, i64)]) -> Vec<String> {
+        reference_of(function, span, rows, Val::Int)
+    }
+
+    /// `reference`, with each value `v` seen as `val(v)`.
+    fn reference_of(
+        function: Function,
+        span: i64,
+        rows: &[(i64, i64, bool, i64)],
+        val: impl Fn(i64) -> Val,
+    ) -> Vec<String> {
         (0..rows.len())
             .map(|i| {
                 let (key, t, m, v) = rows[i];
@@ -491,10 +645,10 @@ mod tests {
                 let mut seen: Vec<Val> = rows[..i]
                     .iter()
                     .filter(|r| r.0 == key && r.2 && r.1 > newest - span && r.1 <= t)
-                    .map(|r| Val::Int(r.3))
+                    .map(|r| val(r.3))
                     .collect();
                 if m {
-                    seen.push(Val::Int(v));
+                    seen.push(val(v));
                 }
                 aggregate(function, seen.iter()).to_string()
             })
@@ -530,21 +684,45 @@ mod tests {
             Function::Avg,
             Function::Distinct,
         ] {
-            let mut w = Window::new(function, 20 * S);
+            let mut w = Window::new(function, 20 * S, Kind::Int);
             let got: Vec<String> = rows
                 .iter()
-                .map(|&(k, t, m, v)| w.push(k as usize, t, m, Val::Int(v)).to_string())
+                .map(|&(k, t, m, v)| w.push(k as usize, t, m, Value::Int(v)).to_string())
                 .collect();
             assert_eq!(got, reference(function, 20 * S, &rows), "{function:?}");
+            // Texts (interned while held), and a span long enough for a key to keep more
+            // than `FEW` rows: distinct values move into the shared table and out again.
+            // (A sum of texts is refused before any window is built.)
+            let spans = if matches!(function, Function::Sum | Function::Avg) {
+                vec![]
+            } else {
+                vec![20 * S, 300 * S]
+            };
+            for span in spans {
+                let text = |v: i64| format!("v{v}");
+                let mut w = Window::new(function, span, Kind::Text);
+                let got: Vec<String> = rows
+                    .iter()
+                    .map(|&(k, t, m, v)| {
+                        w.push(k as usize, t, m, Value::Text(&text(v))).to_string()
+                    })
+                    .collect();
+                let want = reference_of(function, span, &rows, |v| Val::Str(text(v).into()));
+                assert_eq!(got, want, "{function:?} of texts over {span}");
+                assert!(
+                    w.texts.len() <= w.rows(),
+                    "texts held by no row are forgotten"
+                );
+            }
         }
     }
 
     #[test]
     fn an_infinity_leaves_the_sum_as_it_found_it() {
-        let mut w = Window::new(Function::Sum, 10 * S);
+        let mut w = Window::new(Function::Sum, 10 * S, Kind::Float);
         let sums: Vec<String> = [(0, 1.5), (1, f64::INFINITY), (2, 2.0), (12, 4.0), (13, 1.0)]
             .iter()
-            .map(|&(t, v)| w.push(0, t * S, true, Val::Float(v)).to_string())
+            .map(|&(t, v)| w.push(0, t * S, true, Value::Float(v)).to_string())
             .collect();
         // At 12 s the rows of 0 to 2 s are out (2 s is exactly the span old): 4.0, not NaN.
         assert_eq!(sums, ["1.5", "inf", "inf", "4.0", "5.0"]);
@@ -552,9 +730,9 @@ mod tests {
 
     #[test]
     fn state_is_the_rows_inside_the_span() {
-        let mut w = Window::new(Function::Count, 10 * S);
+        let mut w = Window::new(Function::Count, 10 * S, Kind::Int);
         for i in 0..1000 {
-            let _ = w.push((i % 7) as usize, i * S, true, Val::Unit);
+            let _ = w.push((i % 7) as usize, i * S, true, Value::None);
         }
         // Each key keeps the rows younger than its own newest time minus the span: rows
         // 7 s apart, so two per key.
