@@ -46,17 +46,40 @@ impl ColumnType {
     pub fn value_of(self, text: &str) -> Result<Dynamic, &'static str> {
         Ok(match self {
             ColumnType::String => Dynamic::from(text.to_string()),
-            ColumnType::Int => Dynamic::from_int(text.parse().map_err(|_| "is not an int")?),
-            ColumnType::Float => match text.parse::<f64>() {
-                Ok(f) if !f.is_nan() => Dynamic::from_float(f),
-                _ => return Err("is not a float"),
-            },
-            ColumnType::Bool => match text {
-                "true" | "TRUE" | "True" => Dynamic::TRUE,
-                "false" | "FALSE" | "False" => Dynamic::FALSE,
-                _ => return Err("is not a bool (true or false)"),
-            },
+            ColumnType::Int => Dynamic::from_int(parse_int(text)?),
+            ColumnType::Float => Dynamic::from_float(parse_float(text)?),
+            ColumnType::Bool => Dynamic::from_bool(parse_bool(text)?),
         })
+    }
+
+    /// Whether `value_of` accepts `text` (the same parsers), without building the value:
+    /// how a field no rule reads is checked.
+    pub fn check(self, text: &str) -> Result<(), &'static str> {
+        match self {
+            ColumnType::String => Ok(()),
+            ColumnType::Int => parse_int(text).map(drop),
+            ColumnType::Float => parse_float(text).map(drop),
+            ColumnType::Bool => parse_bool(text).map(drop),
+        }
+    }
+}
+
+fn parse_int(text: &str) -> Result<rhai::INT, &'static str> {
+    text.parse().map_err(|_| "is not an int")
+}
+
+fn parse_float(text: &str) -> Result<rhai::FLOAT, &'static str> {
+    match text.parse::<rhai::FLOAT>() {
+        Ok(f) if !f.is_nan() => Ok(f),
+        _ => Err("is not a float"),
+    }
+}
+
+fn parse_bool(text: &str) -> Result<bool, &'static str> {
+    match text {
+        "true" | "TRUE" | "True" => Ok(true),
+        "false" | "FALSE" | "False" => Ok(false),
+        _ => Err("is not a bool (true or false)"),
     }
 }
 

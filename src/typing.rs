@@ -293,9 +293,10 @@ pub(crate) fn field_value(
         (ColumnType::String, _) if !keep => Dynamic::UNIT,
         (ColumnType::String, Some(cache)) => Dynamic::from(cache.get(text)),
         (ColumnType::String, None) => Dynamic::from(ImmutableString::from(text)),
+        (kind, _) if keep => kind.value_of(text)?,
         (kind, _) => {
-            let value = kind.value_of(text)?;
-            if keep { value } else { Dynamic::UNIT }
+            kind.check(text)?;
+            Dynamic::UNIT
         }
     })
 }
