@@ -13,8 +13,9 @@
 //! (`txguard worker --protocol N`); any mismatch is an error, never a guess.
 //!
 //! Decoding never trusts a length: every read is bounds-checked, counts never size an
-//! allocation beyond the bytes actually present, and a frame longer than the direction's
-//! limit is refused before it is read.
+//! allocation beyond the bytes actually present (a batch's rows are as wide as the
+//! setup's columns, and a batch of another width is refused), and a frame longer than the
+//! direction's limit is refused before it is read.
 
 mod frame;
 #[cfg(test)]
