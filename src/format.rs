@@ -150,6 +150,12 @@ impl ResultsFormat {
         self.rule_ids.len()
     }
 
+    /// Whether formatting reads the rows' values (reasons, `--explain`, a diff), not only
+    /// their ids and outcomes.
+    pub fn reads_values(&self) -> bool {
+        !matches!(&*self.extra, Extra::Plain)
+    }
+
     /// How many counters a task's `Side` holds (the decisions' counts, a diff's).
     pub fn counters(&self) -> usize {
         match &*self.extra {

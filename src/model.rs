@@ -38,7 +38,30 @@ impl ColumnType {
     /// Parses one CSV field as this type; the error is the message's tail, e.g.
     /// `is not a float`.
     pub fn value(self, field: &[u8]) -> Result<Dynamic, &'static str> {
-        Ok(match self.parse_field(field)? {
+        let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?;
+        self.value_of(text)
+    }
+
+    /// Parses one CSV field as this type, building nothing (`value` is this, made a
+    /// `Dynamic`): the same checks, the same numbers.
+    pub fn parse_field(self, field: &[u8]) -> Result<Parsed<'_>, &'static str> {
+        let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?;
+        self.parse_text(text)
+    }
+
+    /// `parse_field` of a field already known to be UTF-8: every other parse is this one.
+    pub fn parse_text(self, text: &str) -> Result<Parsed<'_>, &'static str> {
+        Ok(match self {
+            ColumnType::String => Parsed::Str(text),
+            ColumnType::Int => Parsed::Int(parse_int(text)?),
+            ColumnType::Float => Parsed::Float(parse_float(text)?),
+            ColumnType::Bool => Parsed::Bool(parse_bool(text)?),
+        })
+    }
+
+    /// `value` of a field already known to be UTF-8.
+    pub fn value_of(self, text: &str) -> Result<Dynamic, &'static str> {
+        Ok(match self.parse_text(text)? {
             Parsed::Int(i) => Dynamic::from_int(i),
             Parsed::Float(f) => Dynamic::from_float(f),
             Parsed::Bool(b) => Dynamic::from_bool(b),
@@ -46,23 +69,29 @@ impl ColumnType {
         })
     }
 
-    /// Parses one CSV field as this type, building nothing (`value` is this, made a
-    /// `Dynamic`): the same checks, the same numbers.
-    pub fn parse_field(self, field: &[u8]) -> Result<Parsed<'_>, &'static str> {
-        let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?;
-        Ok(match self {
-            ColumnType::String => Parsed::Str(text),
-            ColumnType::Int => Parsed::Int(text.parse().map_err(|_| "is not an int")?),
-            ColumnType::Float => match text.parse::<f64>() {
-                Ok(f) if !f.is_nan() => Parsed::Float(f),
-                _ => return Err("is not a float"),
-            },
-            ColumnType::Bool => match text {
-                "true" | "TRUE" | "True" => Parsed::Bool(true),
-                "false" | "FALSE" | "False" => Parsed::Bool(false),
-                _ => return Err("is not a bool (true or false)"),
-            },
-        })
+    /// Whether `value_of` accepts `text` (the same parsers), without building the value:
+    /// how a field no rule reads is checked.
+    pub fn check(self, text: &str) -> Result<(), &'static str> {
+        self.parse_text(text).map(drop)
+    }
+}
+
+fn parse_int(text: &str) -> Result<rhai::INT, &'static str> {
+    text.parse().map_err(|_| "is not an int")
+}
+
+fn parse_float(text: &str) -> Result<rhai::FLOAT, &'static str> {
+    match text.parse::<rhai::FLOAT>() {
+        Ok(f) if !f.is_nan() => Ok(f),
+        _ => Err("is not a float"),
+    }
+}
+
+fn parse_bool(text: &str) -> Result<bool, &'static str> {
+    match text {
+        "true" | "TRUE" | "True" => Ok(true),
+        "false" | "FALSE" | "False" => Ok(false),
+        _ => Err("is not a bool (true or false)"),
     }
 }
 
@@ -111,6 +140,58 @@ pub struct Row {
 pub struct Batch {
     pub seq: u64,
     pub rows: Vec<Row>,
+    /// The fields of some columns as the input has them, when the executor asked for them
+    /// (`exec::Executor::raw_fields`); else empty.
+    pub raw: RawFields,
+}
+
+/// The fields of some columns of a batch's rows, as bytes, unquoted, exactly as the input
+/// has them: the process executor ships these to its workers, which type them there, so
+/// the lanes build no value of their own (`typing::Typer::with_raw_fields`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFields {
+    /// The columns (indexes into `Columns`) kept, in increasing order.
+    pub columns: Vec<usize>,
+    /// Every kept field, row after row, each row's in `columns` order.
+    pub bytes: Vec<u8>,
+    /// Where each field ends in `bytes`: `columns.len()` a row.
+    pub ends: Vec<usize>,
+    /// The column of each row's first value: 0 when the lane built every value, the
+    /// first window's column when it built none (rows then hold the windows' values only).
+    pub first_value: usize,
+}
+
+impl RawFields {
+    /// Forgets every row, keeping the columns and the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Appends the next field of the row being filled.
+    pub fn push(&mut self, field: &[u8]) {
+        self.bytes.extend_from_slice(field);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Takes back the fields pushed since the row began with `fields` fields done.
+    pub fn truncate_fields(&mut self, fields: usize) {
+        self.ends.truncate(fields);
+        self.bytes
+            .truncate(fields.checked_sub(1).map_or(0, |i| self.ends[i]));
+    }
+
+    /// Fields pushed so far (all rows).
+    pub fn fields(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Field `k` of row `row` (`k` counts in `columns`).
+    pub fn field(&self, row: usize, k: usize) -> &[u8] {
+        let i = row * self.columns.len() + k;
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        &self.bytes[start..self.ends[i]]
+    }
 }
 
 /// A row that cannot be evaluated, with everything needed to report or reject it.

@@ -4,6 +4,10 @@
 //! the columns some rule reads (`RuleSet::columns_read`); the others are checked and
 //! dropped. Rows and their buffers are reused from task to task, and short strings come
 //! from a small per-column cache, so typing a row allocates nothing once warm.
+//!
+//! For the process executor a lane only checks the fields and keeps the read columns'
+//! bytes (`Typer::with_raw_fields`); its workers build the values from those bytes with
+//! `field_value`, the very function a thread lane types with, so both hold equal values.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use anyhow::{Result, bail};
 use rhai::{Dynamic, ImmutableString};
 
 use crate::framer::{self, Fields, Flaw, Record, Splitter};
-use crate::model::{BadRow, ColumnType, Columns, Row, is_identifier};
+use crate::model::{BadRow, Batch, ColumnType, Columns, RawFields, Row, is_identifier};
 use crate::rules::RuleSet;
 use crate::size::display_size;
 
@@ -42,6 +46,8 @@ pub struct Schema {
     /// How many values typing builds: the input's columns, the first of `columns` (the
     /// windows' values follow them, appended after typing).
     input_columns: usize,
+    /// Per input column: the field that holds it.
+    field_of: Vec<usize>,
 }
 
 impl Schema {
@@ -99,6 +105,7 @@ impl Schema {
             }
         }
         let input_columns = columns.names.len();
+        let field_of = field_of_columns(&kinds, input_columns);
         // Window values follow the input's columns (`pipeline::windows`).
         for w in &rules.derived.windows {
             columns.names.push(w.name.clone());
@@ -117,6 +124,7 @@ impl Schema {
             nullable,
             in_order: true,
             input_columns,
+            field_of,
         })
     }
 
@@ -127,9 +135,8 @@ impl Schema {
 
     /// The field of a record that holds column `column` (of `columns()`), if any.
     pub fn field_of(&self, column: usize) -> Option<usize> {
-        self.fields
-            .iter()
-            .position(|f| matches!(f, Field::Column(c) if *c == column))
+        // Every input column comes from a field; the windows' columns (after them) do not.
+        self.field_of.get(column).copied()
     }
 
     /// The columns rules can see, in the order rows hold their values.
@@ -191,6 +198,7 @@ impl Schema {
             Field::Hidden => None,
         });
         let in_order = columns_in_field_order.eq(0..first.input_columns);
+        let field_of = field_of_columns(&fields, first.input_columns);
         Ok(Schema {
             header: self.header.clone(),
             fields,
@@ -200,8 +208,20 @@ impl Schema {
             nullable: first.nullable.clone(),
             in_order,
             input_columns: first.input_columns,
+            field_of,
         })
     }
+}
+
+/// Per input column, the index of the field that holds it.
+fn field_of_columns(fields: &[Field], input_columns: usize) -> Vec<usize> {
+    let mut field_of = vec![0; input_columns];
+    for (i, field) in fields.iter().enumerate() {
+        if let Field::Column(c) = *field {
+            field_of[c] = i;
+        }
+    }
+    field_of
 }
 
 fn summarize_header(header: &[String]) -> String {
@@ -259,6 +279,34 @@ impl StringCache {
     }
 }
 
+/// The value of one field of a column of type `kind`, or why it is not one (the message's
+/// tail, e.g. `is not a float`): `()` for an empty field of a `nullable` column; else the
+/// typed value when `keep` (a string from `cache` when there is one), or `()` once the
+/// field is checked. Thread lanes and process workers build every value they evaluate
+/// with this one function, so both executors see equal values.
+pub(crate) fn field_value(
+    kind: ColumnType,
+    nullable: bool,
+    keep: bool,
+    cache: Option<&mut StringCache>,
+    field: &[u8],
+) -> Result<Dynamic, &'static str> {
+    if field.is_empty() && nullable {
+        return Ok(Dynamic::UNIT);
+    }
+    let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?;
+    Ok(match (kind, cache) {
+        (ColumnType::String, _) if !keep => Dynamic::UNIT,
+        (ColumnType::String, Some(cache)) => Dynamic::from(cache.get(text)),
+        (ColumnType::String, None) => Dynamic::from(ImmutableString::from(text)),
+        (kind, _) if keep => kind.value_of(text)?,
+        (kind, _) => {
+            kind.check(text)?;
+            Dynamic::UNIT
+        }
+    })
+}
+
 /// One lane's typing state: a splitter, rows to reuse, string caches.
 pub struct Typer {
     schema: Arc<Schema>,
@@ -268,6 +316,17 @@ pub struct Typer {
     spare: Vec<Row>,
     /// Per column: a cache for read string columns.
     strings: Vec<Option<StringCache>>,
+    /// Set by `with_raw_fields`.
+    raw: Option<RawMode>,
+}
+
+/// What a typer for the process executor keeps (`Typer::with_raw_fields`).
+struct RawMode {
+    /// The input columns some rule reads, whose fields are kept as bytes.
+    columns: Vec<usize>,
+    /// Whether the rows get the input columns' values too (else they hold only the
+    /// windows' values: `RawFields::first_value`).
+    values: bool,
 }
 
 impl Typer {
@@ -284,7 +343,26 @@ impl Typer {
             max_record: config.max_record(),
             spare: Vec::new(),
             strings,
+            raw: None,
         }
+    }
+
+    /// A typer for the process executor: `type_batch` still checks every field (a bad
+    /// row is found and reported here, as with threads), but keeps the fields of the
+    /// input columns some rule reads as bytes in the batch's `RawFields`, for the workers
+    /// to type; their values are built here only when `values` (the results' format
+    /// reads them: reasons, `--explain`); else rows hold only the windows' values, appended
+    /// as always (`RawFields::first_value`).
+    pub fn with_raw_fields(mut self, values: bool) -> Typer {
+        let schema = &*self.schema;
+        let columns = (0..schema.input_columns)
+            .filter(|&c| schema.read[c])
+            .collect();
+        if !values {
+            self.strings.iter_mut().for_each(|cache| *cache = None);
+        }
+        self.raw = Some(RawMode { columns, values });
+        self
     }
 
     /// Types `records` into `rows` (replacing what it held) and their bad rows into `bad`,
@@ -304,6 +382,39 @@ impl Typer {
         &mut self,
         records: impl Iterator<Item = Record<'a>>,
         rows: &mut Vec<Row>,
+        bad: &mut Vec<BadRow>,
+        then: impl FnMut(usize, &mut Row) -> Result<(), String>,
+    ) {
+        let mut raw = RawFields::default();
+        self.fill(records, rows, &mut raw, bad, then);
+    }
+
+    /// `type_records_then` into `batch`: its rows, and its raw fields when this typer
+    /// keeps them (`with_raw_fields`). What lanes call.
+    pub fn type_batch<'a>(
+        &mut self,
+        records: impl Iterator<Item = Record<'a>>,
+        batch: &mut Batch,
+        bad: &mut Vec<BadRow>,
+        then: impl FnMut(usize, &mut Row) -> Result<(), String>,
+    ) {
+        batch.raw.clear();
+        batch.raw.columns.clear();
+        batch.raw.first_value = 0;
+        if let Some(mode) = &self.raw {
+            batch.raw.columns.extend_from_slice(&mode.columns);
+            if !mode.values {
+                batch.raw.first_value = self.schema.input_columns;
+            }
+        }
+        self.fill(records, &mut batch.rows, &mut batch.raw, bad, then);
+    }
+
+    fn fill<'a>(
+        &mut self,
+        records: impl Iterator<Item = Record<'a>>,
+        rows: &mut Vec<Row>,
+        raw: &mut RawFields,
         bad: &mut Vec<BadRow>,
         mut then: impl FnMut(usize, &mut Row) -> Result<(), String>,
     ) {
@@ -325,10 +436,12 @@ impl Typer {
                 id: String::new(),
                 values: Vec::new(),
             });
-            match self.type_record(body, &mut row) {
+            let mark = raw.fields();
+            match self.type_record(body, &mut row, raw) {
                 Ok(true) => match then(k, &mut row) {
                     Ok(()) => rows.push(row),
                     Err(reason) => {
+                        raw.truncate_fields(mark);
                         self.spare.push(row);
                         let mut raw = Vec::new();
                         crate::format::record(&mut raw, self.splitter.split(body).iter());
@@ -344,15 +457,30 @@ impl Typer {
         }
     }
 
-    /// Types one record into `row`: `Ok(false)` for a record that is no row (one empty
-    /// field: a blank line as the csv crate sees it), `Err((reason, raw))` for a bad row.
-    fn type_record(&mut self, body: &[u8], row: &mut Row) -> Result<bool, (String, Vec<u8>)> {
+    /// Types one record into `row` (and its kept fields into `kept`, when raw): `Ok(false)`
+    /// for a record that is no row (one empty field: a blank line as the csv crate sees
+    /// it), `Err((reason, raw))` for a bad row.
+    fn type_record(
+        &mut self,
+        body: &[u8],
+        row: &mut Row,
+        kept: &mut RawFields,
+    ) -> Result<bool, (String, Vec<u8>)> {
+        // Raw without values: every field is checked, no value is built.
+        let build = self.raw.as_ref().is_none_or(|mode| mode.values);
         let fields = self.splitter.split(body);
-        type_fields(&self.schema, &mut self.strings, fields, Some(row)).map_err(|reason| {
-            let mut raw = Vec::new();
-            crate::format::record(&mut raw, fields.iter());
-            (reason, raw)
-        })
+        let typed = type_fields(&self.schema, &mut self.strings, fields, Some((row, build)))
+            .map_err(|reason| {
+                let mut raw = Vec::new();
+                crate::format::record(&mut raw, fields.iter());
+                (reason, raw)
+            })?;
+        if let (true, Some(mode)) = (typed, &self.raw) {
+            for &c in &mode.columns {
+                kept.push(fields.get(self.schema.field_of[c]).unwrap_or_default());
+            }
+        }
+        Ok(typed)
     }
 
     /// The fields of `body` when it is a row, `None` when it is no row or a bad one: the
@@ -368,34 +496,16 @@ impl Typer {
     }
 }
 
-/// Types a record's `fields` into `row` (or only checks them, with no row): `Ok(false)`
-/// for a record that is no row, `Err(reason)` for a bad row.
+/// Types a record's `fields`: `Ok(false)` for a record that is no row, `Err(reason)` for a
+/// bad row. With `Some((row, build))` the row gets its id, and its values when `build`
+/// (else it holds no input column's value: raw fields carry them); with `None` the fields
+/// are only checked. Every field is checked either way, by the same code.
 fn type_fields(
     schema: &Schema,
     strings: &mut [Option<StringCache>],
     fields: Fields<'_>,
-    mut row: Option<&mut Row>,
+    mut row: Option<(&mut Row, bool)>,
 ) -> Result<bool, String> {
-    let building = row.is_some();
-    // Each value at its column's place: the fields of an input aligned to another
-    // (`Schema::aligned_to`) may come in another order.
-    if let Some(row) = row.as_deref_mut() {
-        row.values.clear();
-        if !schema.in_order {
-            row.values.resize(schema.input_columns, Dynamic::UNIT);
-        }
-    }
-    let in_order = schema.in_order;
-    // Pushed in order, or put at the column's place.
-    let mut put = |c: usize, v: Dynamic| {
-        if let Some(row) = row.as_deref_mut() {
-            if in_order {
-                row.values.push(v);
-            } else {
-                row.values[c] = v;
-            }
-        }
-    };
     if fields.len() == 1 && fields.get(0).is_some_and(<[u8]>::is_empty) {
         return Ok(false);
     }
@@ -413,27 +523,36 @@ fn type_fields(
             schema.header[schema.id_field]
         ));
     }
+    let build = row.as_ref().is_some_and(|(_, build)| *build);
+    // Each value at its column's place: the fields of an input aligned to another
+    // (`Schema::aligned_to`) may come in another order.
+    if let Some((row, _)) = row.as_mut() {
+        row.values.clear();
+        if build && !schema.in_order {
+            row.values.resize(schema.input_columns, Dynamic::UNIT);
+        }
+    }
     for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
         let Field::Column(c) = *field else { continue };
-        if value.is_empty() && schema.nullable[c] {
-            put(c, Dynamic::UNIT);
-            continue;
-        }
-        let typed = match (schema.columns.types[c], &mut strings[c]) {
-            (ColumnType::String, cache) => match std::str::from_utf8(value) {
-                Err(_) => Err("is not valid UTF-8"),
-                Ok(text) => Ok(match cache {
-                    Some(cache) if building => Dynamic::from(cache.get(text)),
-                    // Checked, not kept: no rule reads it (or only checked).
-                    _ => Dynamic::UNIT,
-                }),
-            },
-            (kind, _) if building && schema.read[c] => kind.value(value),
-            (kind, _) => kind.parse_field(value).map(|_| Dynamic::UNIT),
-        };
-        match typed {
-            Ok(v) => put(c, v),
-            Err(why) => {
+        // Checked, not kept, where no rule reads it.
+        let typed = field_value(
+            schema.columns.types[c],
+            schema.nullable[c],
+            build && schema.read[c],
+            strings[c].as_mut(),
+            value,
+        );
+        match (typed, row.as_mut()) {
+            (Ok(v), Some((row, true))) => {
+                if schema.in_order {
+                    row.values.push(v);
+                } else {
+                    row.values[c] = v;
+                }
+            }
+            // Checked only.
+            (Ok(_), _) => {}
+            (Err(why), _) => {
                 return Err(format!(
                     "column {:?}: {:?} {why}",
                     schema.header[i],
@@ -443,7 +562,7 @@ fn type_fields(
         }
     }
     // The id is valid UTF-8: it is an identifier column and was typed above.
-    if let Some(row) = row {
+    if let Some((row, _)) = row {
         row.id.clear();
         row.id.push_str(&String::from_utf8_lossy(id));
     }
@@ -598,6 +717,125 @@ mod tests {
             "c.csv:1: the header has other columns than a.csv's: it lacks \"amount\"; it has \
              \"amt\", \"x\" too (inputs of one run need the same columns, in any order)"
         );
+    }
+
+    /// Equal values: same type, same bits (a float's sign too), same text.
+    fn same_value(a: &Dynamic, b: &Dynamic) -> bool {
+        a.type_name() == b.type_name()
+            && match (a.as_float(), b.as_float()) {
+                (Ok(x), Ok(y)) => x.to_bits() == y.to_bits(),
+                _ => a.to_string() == b.to_string(),
+            }
+    }
+
+    #[test]
+    fn raw_fields_type_into_the_values_a_thread_lane_builds() {
+        let rules = crate::rules::file::parse(
+            "[columns]\nid = \"int\"\namount = \"float?\"\nn = \"int\"\n\
+             [[rule]]\nid = 1\nname = \"r\"\nwhen = \"amount > 1.0 && country == \\\"IR\\\" && n > 0\"\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        // Quoting, CRLF, an empty nullable field, an empty string, bad rows between.
+        let csv = "id,note,amount,country,n\r\n\
+                   1,x,2.5,IR,3\r\n\
+                   2,\"a,\"\"b\"\"\r\nc\",,\"Zü,\"\"r\"\"\nich\",-4\r\n\
+                   3,y,1x,IR,1\r\n\
+                   4,z,-0.0,,0\n\
+                   \n\
+                   5,w,1e3,KP,2\n\
+                   6,v,7,\"\",9";
+        let config = Config::default().with_chunk_size(16);
+        let mut framer = Framer::new(Cursor::new(csv.as_bytes().to_vec()), config);
+        let mut chunks = Vec::new();
+        while let Some(chunk) = framer.next_chunk().unwrap() {
+            chunks.push(chunk);
+        }
+        let header = chunks[0].records().next().unwrap().body.unwrap();
+        let mut splitter = Splitter::new(&config);
+        let schema =
+            Arc::new(Schema::from_header(splitter.split(header), "t.csv", &rules).unwrap());
+        let columns = schema.columns().clone();
+        let mut lanes = [
+            Typer::new(Arc::clone(&schema), &config),
+            Typer::new(Arc::clone(&schema), &config).with_raw_fields(false),
+            Typer::new(Arc::clone(&schema), &config).with_raw_fields(true),
+        ];
+        let mut seen: [(Vec<Row>, Vec<BadRow>, Vec<RawFields>); 3] = Default::default();
+        for (k, (lane, seen)) in lanes.iter_mut().zip(&mut seen).enumerate() {
+            for (i, chunk) in chunks.iter().enumerate() {
+                let mut batch = Batch::default();
+                let from = usize::from(i == 0);
+                lane.type_batch(
+                    chunk.records().skip(from),
+                    &mut batch,
+                    &mut seen.1,
+                    |_, _| Ok(()),
+                );
+                seen.0.extend(batch.rows.iter().cloned());
+                assert_eq!(
+                    batch.raw.first_value,
+                    if k == 1 { columns.names.len() } else { 0 }
+                );
+                seen.2.push(batch.raw.clone());
+            }
+        }
+        let [(rows, bad, _), (raw_rows, raw_bad, raws), (both_rows, _, _)] = seen;
+        assert_eq!(bad, raw_bad, "the same bad rows, found the same way");
+        assert_eq!(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+            [6],
+            "{bad:?}"
+        );
+        let ids: Vec<&str> = raw_rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "4", "5", "6"]);
+        // The fields kept: amount, country and n (read), unquoted, in column order.
+        let read: Vec<usize> = ["amount", "country", "n"]
+            .iter()
+            .map(|n| columns.index(n).unwrap())
+            .collect();
+        let kept: Vec<Vec<String>> = raws
+            .iter()
+            .flat_map(|raw| {
+                assert_eq!(raw.columns, read);
+                (0..raw.fields() / raw.columns.len()).map(move |r| {
+                    (0..raw.columns.len())
+                        .map(|k| String::from_utf8(raw.field(r, k).to_vec()).unwrap())
+                        .collect()
+                })
+            })
+            .collect();
+        assert_eq!(kept[1], ["", "Zü,\"r\"\nich", "-4"]);
+        assert_eq!(kept[2], ["-0.0", "", "0"]);
+        assert_eq!(kept.len(), rows.len());
+        // Typed from the kept bytes, they are the values a thread lane built.
+        let mut cache = StringCache::new();
+        for ((row, raw_row), (both, fields)) in
+            rows.iter().zip(&raw_rows).zip(both_rows.iter().zip(&kept))
+        {
+            assert_eq!(row.id, raw_row.id);
+            assert!(raw_row.values.is_empty(), "no value built in the lane");
+            for (c, field) in read.iter().zip(fields) {
+                let worker = field_value(
+                    columns.types[*c],
+                    schema.nullable[*c],
+                    true,
+                    Some(&mut cache),
+                    field.as_bytes(),
+                )
+                .unwrap();
+                assert!(
+                    same_value(&worker, &row.values[*c]),
+                    "{worker:?} {:?}",
+                    row.values[*c]
+                );
+            }
+            for (a, b) in row.values.iter().zip(&both.values) {
+                assert!(same_value(a, b), "values kept too when asked: {a:?} {b:?}");
+            }
+        }
+        assert!(rows[1].values[read[0]].is_unit(), "empty nullable amount");
+        assert_eq!(rows[3].values[read[0]].as_float(), Ok(1000.0));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod cron;
 mod decisions;
 mod diff;
 mod ecosystem;
+mod executor_parity;
 mod files;
 mod fuzz;
 mod hostile;

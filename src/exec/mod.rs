@@ -47,6 +47,12 @@ pub trait Executor: Send + Sync {
     fn lane_stack_bytes(&self) -> usize {
         LANE_STACK_BYTES
     }
+    /// Whether lanes give batches their `RawFields` (the read columns' fields as bytes)
+    /// instead of building those columns' values (`typing::Typer::with_raw_fields`): an
+    /// executor that types elsewhere (worker processes) says so.
+    fn raw_fields(&self) -> bool {
+        false
+    }
     /// Stops everything the executor started, at once: running evaluations stop at their
     /// next check, worker processes are killed. Called on the way out of an interrupted
     /// or failed run; must be safe to call from any thread.

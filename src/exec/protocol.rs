@@ -3,15 +3,19 @@
 //!
 //! Every message is one frame: `[length: u32 LE][kind: u8][payload]`, where `length`
 //! counts the kind byte and the payload. Integers are little-endian; strings are a `u32`
-//! byte length then UTF-8; values and outcomes carry a one-byte tag. The supervisor opens
+//! byte length then UTF-8; values and outcomes carry a one-byte tag. A value is either
+//! typed (int, float, bool, string, unit) or, since version 4, a raw field: the bytes the
+//! input holds, which the worker types as its column's type with the thread lanes' own
+//! `typing::field_value` (so the supervisor's lanes build no value). The supervisor opens
 //! with `Setup` (magic + version + what the worker needs to rebuild the evaluator), the
 //! worker answers `Ready` (magic + version) and then one `Outcomes` frame or more per
 //! `Batch`. The version is also checked before any frame, on the worker's command line
 //! (`txguard worker --protocol N`); any mismatch is an error, never a guess.
 //!
 //! Decoding never trusts a length: every read is bounds-checked, counts never size an
-//! allocation beyond the bytes actually present, and a frame longer than the direction's
-//! limit is refused before it is read.
+//! allocation beyond the bytes actually present (a batch's rows are as wide as the
+//! setup's columns, and a batch of another width is refused), and a frame longer than the
+//! direction's limit is refused before it is read.
 
 mod frame;
 #[cfg(test)]
@@ -22,14 +26,14 @@ use std::time::Duration;
 
 use rhai::Dynamic;
 
-use crate::model::{ColumnType, Columns, DETAIL_MAX_BYTES, Outcome, Row};
-use crate::typing::StringCache;
+use crate::model::{ColumnType, Columns, DETAIL_MAX_BYTES, Outcome, RawFields, Row};
+use crate::typing::{self, StringCache};
 
-use frame::{Cursor, put_duration, put_str, put_u32, put_u64};
+use frame::{Cursor, put_bytes, put_duration, put_str, put_u32, put_u64};
 pub use frame::{FrameError, ProtocolError, begin_frame, end_frame, read_frame};
 
 /// The protocol version; bump it with any change to a frame's layout.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Opens `Setup` and `Ready`: a worker that is not a txguard worker is told apart at once.
 pub const MAGIC: [u8; 4] = *b"TXGW";
 
@@ -63,6 +67,8 @@ const VALUE_FLOAT: u8 = 2;
 const VALUE_FALSE: u8 = 3;
 const VALUE_TRUE: u8 = 4;
 const VALUE_STRING: u8 = 5;
+/// A field as the input has it (`u32` length, bytes), typed by the worker (version 4).
+const VALUE_RAW: u8 = 6;
 
 // Outcome tags.
 const OUTCOME_TRUE: u8 = 0;
@@ -175,9 +181,14 @@ pub struct BatchRequest {
     pub rows: Vec<Row>,
 }
 
-/// Encodes a `Batch` frame. `sent[c]` false sends column `c` as unit: the supervisor
-/// leaves out the columns no rule reads (the worker binds only those a rule names).
-/// Fails only on a row value that no column type produces, or a row of another width.
+/// Encodes a `Batch` frame. Only the columns with `sent[c]` are in it (listed once, then
+/// one value per row each); the others arrive as unit: the supervisor leaves out the
+/// columns no rule reads (the worker binds only those a rule names). A sent column that
+/// `raw` holds goes as its raw field (`rows[i]` is row `row_base + i` of `raw`), any other
+/// as its value (`rows[i].values` starts at column `raw.first_value`). Fails only on a
+/// row value that no column type produces, a row of another width, a sent column with
+/// neither value nor field, or raw fields that lack a row.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_batch(
     out: &mut Vec<u8>,
     request: u64,
@@ -185,8 +196,26 @@ pub fn encode_batch(
     row_base: u64,
     ranges: &[Range<u64>],
     rows: &[Row],
+    raw: &RawFields,
     sent: &[bool],
 ) -> Result<(), ProtocolError> {
+    // Per column: where `raw` holds it.
+    let slots: Vec<Option<usize>> = (0..sent.len())
+        .map(|c| raw.columns.iter().position(|&r| r == c))
+        .collect();
+    let first_raw = usize::try_from(row_base).unwrap_or(usize::MAX);
+    if !raw.columns.is_empty()
+        && first_raw
+            .checked_add(rows.len())
+            .and_then(|end| end.checked_mul(raw.columns.len()))
+            .is_none_or(|fields| fields > raw.fields())
+    {
+        return Err(ProtocolError::Invalid(format!(
+            "raw fields of {} rows, not of rows {row_base}..{}",
+            raw.fields() / raw.columns.len(),
+            first_raw.saturating_add(rows.len())
+        )));
+    }
     let at = begin_frame(out, KIND_BATCH);
     put_u64(out, request);
     put_u32(out, rules);
@@ -198,21 +227,36 @@ pub fn encode_batch(
     }
     let columns = sent.len();
     put_u32(out, columns as u32);
+    let sent: Vec<usize> = (0..columns).filter(|&c| sent[c]).collect();
+    put_u32(out, sent.len() as u32);
+    for &c in &sent {
+        put_u32(out, c as u32);
+    }
     put_u32(out, rows.len() as u32);
-    for row in rows {
-        if row.values.len() != columns {
+    for (i, row) in rows.iter().enumerate() {
+        if raw.first_value + row.values.len() != columns {
             return Err(ProtocolError::Invalid(format!(
-                "row {:?} has {} values, not {columns}",
+                "row {:?} has {} values from column {}, not {columns} columns",
                 row.id,
-                row.values.len()
+                row.values.len(),
+                raw.first_value
             )));
         }
         put_str(out, &row.id);
-        for (value, &sent) in row.values.iter().zip(sent) {
-            if sent {
+        for &c in &sent {
+            if let Some(k) = slots[c] {
+                out.push(VALUE_RAW);
+                put_bytes(out, raw.field(first_raw + i, k));
+            } else if let Some(value) = c
+                .checked_sub(raw.first_value)
+                .and_then(|v| row.values.get(v))
+            {
                 put_value(out, value)?;
             } else {
-                out.push(VALUE_UNIT);
+                return Err(ProtocolError::Invalid(format!(
+                    "column {c} of row {:?} has neither a value nor a raw field",
+                    row.id
+                )));
             }
         }
     }
@@ -254,14 +298,34 @@ fn put_value(out: &mut Vec<u8>, value: &Dynamic) -> Result<(), ProtocolError> {
 
 /// Decodes `Batch` frames for a worker, batch after batch: the rows (their ids and value
 /// vectors) of a batch given back with `recycle` are filled again, and a repeated short
-/// string (a country, a currency) is shared, not allocated again, per column.
+/// string (a country, a currency) is shared, not allocated again, per column. Batches must
+/// have the columns it was made `for_columns`, whose types type their raw fields; a
+/// default decoder refuses every batch.
 #[derive(Default)]
 pub struct BatchDecoder {
     spare: Vec<Row>,
     strings: Vec<StringCache>,
+    /// Per column: its type and whether an empty field is `()`.
+    types: Vec<(ColumnType, bool)>,
+    /// The columns the last batch sent: spare rows hold unit in every other one.
+    sent: Vec<usize>,
 }
 
 impl BatchDecoder {
+    /// A decoder that types raw fields of `columns`; `nullable[c]`: whether an empty field
+    /// of column `c` is `()` (as `typing::Schema` decides it, from the same rules).
+    pub fn for_columns(columns: &Columns, nullable: &[bool]) -> BatchDecoder {
+        BatchDecoder {
+            types: columns
+                .types
+                .iter()
+                .enumerate()
+                .map(|(c, &kind)| (kind, nullable.get(c).copied().unwrap_or(false)))
+                .collect(),
+            ..BatchDecoder::default()
+        }
+    }
+
     /// Decodes a `Batch` payload and checks that its ranges are ordered, non-empty and
     /// within the rows it carries.
     pub fn decode(&mut self, payload: &[u8]) -> Result<BatchRequest, ProtocolError> {
@@ -277,10 +341,35 @@ impl BatchDecoder {
             ranges.push(start..end);
         }
         let columns = c.u32("column count")? as usize;
+        // Rows are as wide as the setup's columns: a frame's count never sizes them.
+        if columns != self.types.len() {
+            return Err(ProtocolError::Invalid(format!(
+                "a batch of {columns} columns, but the setup has {}",
+                self.types.len()
+            )));
+        }
+        let sent_n = c.count("sent columns", 4)?;
+        let mut sent = Vec::with_capacity(sent_n);
+        for _ in 0..sent_n {
+            let column = c.u32("sent column")? as usize;
+            if column >= columns || sent.last().is_some_and(|&last| column <= last) {
+                return Err(ProtocolError::Invalid(format!(
+                    "sent column {column} is out of order or not below {columns}"
+                )));
+            }
+            sent.push(column);
+        }
         // A row is at least its id's length and one tag per value.
-        let rows_n = c.count("rows", 4 + columns)?;
+        let rows_n = c.count("rows", 4 + sent_n)?;
         if self.strings.len() < columns {
             self.strings.resize_with(columns, StringCache::new);
+        }
+        if sent != self.sent {
+            // Columns sent before may not be now: they must be unit again.
+            for row in &mut self.spare {
+                row.values.clear();
+            }
+            self.sent = sent;
         }
         let mut rows = Vec::with_capacity(rows_n);
         for _ in 0..rows_n {
@@ -290,9 +379,25 @@ impl BatchDecoder {
             });
             row.id.clear();
             row.id.push_str(c.str("row id")?);
-            row.values.clear();
-            for cache in &mut self.strings[..columns] {
-                row.values.push(get_value(&mut c, cache)?);
+            if row.values.len() != columns {
+                row.values.clear();
+                row.values.resize(columns, Dynamic::UNIT);
+            }
+            for &column in &self.sent {
+                let value = get_value(
+                    &mut c,
+                    &mut self.strings[column],
+                    self.types.get(column).copied(),
+                )
+                .map_err(|e| match e {
+                    ProtocolError::Invalid(why) => ProtocolError::Invalid(format!(
+                        "row {:?}, column {}: {why}",
+                        row.id,
+                        column + 1
+                    )),
+                    other => other,
+                })?;
+                row.values[column] = value;
             }
             rows.push(row);
         }
@@ -313,8 +418,29 @@ impl BatchDecoder {
     }
 }
 
-fn get_value(c: &mut Cursor<'_>, strings: &mut StringCache) -> Result<Dynamic, ProtocolError> {
+/// Decodes one value; `typed`: the column's type and nullability, for a raw field.
+fn get_value(
+    c: &mut Cursor<'_>,
+    strings: &mut StringCache,
+    typed: Option<(ColumnType, bool)>,
+) -> Result<Dynamic, ProtocolError> {
     Ok(match c.u8("value tag")? {
+        VALUE_RAW => {
+            let field = c.bytes("raw field")?;
+            let Some((kind, nullable)) = typed else {
+                return Err(ProtocolError::Invalid(
+                    "a raw field of a column the setup gives no type".into(),
+                ));
+            };
+            // The supervisor's lane checked this field already: an error here means the
+            // two disagree, which is no row's fault.
+            typing::field_value(kind, nullable, true, Some(strings), field).map_err(|why| {
+                ProtocolError::Invalid(format!(
+                    "raw field {:?} {why}",
+                    String::from_utf8_lossy(field)
+                ))
+            })?
+        }
         VALUE_UNIT => Dynamic::UNIT,
         VALUE_INT => Dynamic::from_int(c.u64("int value")? as i64),
         VALUE_FLOAT => Dynamic::from_float(f64::from_bits(c.u64("float value")?)),
@@ -323,12 +449,6 @@ fn get_value(c: &mut Cursor<'_>, strings: &mut StringCache) -> Result<Dynamic, P
         VALUE_STRING => Dynamic::from(strings.get(c.str("string value")?)),
         tag => return Err(ProtocolError::UnknownTag { what: "value", tag }),
     })
-}
-
-/// Decodes one `Batch` payload (a worker decodes batch after batch with `BatchDecoder`).
-#[cfg(test)]
-pub fn decode_batch(payload: &[u8]) -> Result<BatchRequest, ProtocolError> {
-    BatchDecoder::default().decode(payload)
 }
 
 /// Checks that `ranges` are ordered, non-empty and within rows `row_base..+rows`.
@@ -529,13 +649,8 @@ pub enum Request {
     Batch(BatchRequest),
 }
 
-/// Decodes a frame the supervisor sent (a worker uses `decode_request_with`).
-#[cfg(test)]
-pub fn decode_request(kind: u8, payload: &[u8]) -> Result<Request, ProtocolError> {
-    decode_request_with(kind, payload, &mut BatchDecoder::default())
-}
-
-/// `decode_request`, decoding a batch with a worker's `decoder`.
+/// Decodes a frame the supervisor sent, a batch with the worker's `decoder` (which knows
+/// the setup's columns: the default one, before the setup, refuses every batch).
 pub fn decode_request_with(
     kind: u8,
     payload: &[u8],

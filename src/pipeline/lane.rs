@@ -135,20 +135,14 @@ impl Work<'_> {
         let started = Instant::now();
         let mut bad = Vec::new();
         let records = task.chunk.records().skip(task.records.start);
-        match &task.windows {
-            None => self.typer.type_records(
-                records.take(task.records.len()),
-                &mut self.batch.rows,
-                &mut bad,
-            ),
-            // Each row gets its window values after its columns.
-            Some(windows) => self.typer.type_records_then(
-                records.take(task.records.len()),
-                &mut self.batch.rows,
-                &mut bad,
-                |k, row| windows.append(task.records.start + k, row),
-            ),
-        }
+        // Each row gets its window values after its columns.
+        let windows = task.windows.as_deref();
+        self.typer.type_batch(
+            records.take(task.records.len()),
+            self.batch,
+            &mut bad,
+            |k, row| windows.map_or(Ok(()), |w| w.append(task.records.start + k, row)),
+        );
         self.batch.seq = task.seq;
         self.outcomes.clear();
         if !self.batch.rows.is_empty() {

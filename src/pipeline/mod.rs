@@ -134,7 +134,10 @@ pub fn run(
             Arc::clone(&abort),
         );
         let (done, recycle) = (done_tx.clone(), recycle_tx.clone());
-        let typer = Typer::new(Arc::clone(&schema), &config);
+        let mut typer = Typer::new(Arc::clone(&schema), &config);
+        if executor.raw_fields() {
+            typer = typer.with_raw_fields(format.reads_values());
+        }
         let format = format.clone();
         let spawned = thread::Builder::new()
             .name(format!("lane-{index}"))

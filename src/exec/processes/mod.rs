@@ -86,8 +86,10 @@ pub struct Plan {
     /// hard limit this process has (raising it would be refused).
     data_limit: u64,
     /// Per column: whether its values cross the pipe: only those some rule may read
-    /// (`RuleSet::columns_read`); the others are sent as unit. With typical rules that is
-    /// most string columns: their copy and decoding dominated a worker's time.
+    /// (`RuleSet::columns_read`); the others are not in the frame and are unit in the
+    /// worker. With typical rules that is most string columns: their copy and decoding
+    /// dominated a worker's time. The input's read columns go as raw field bytes (the
+    /// lanes keep them: `Executor::raw_fields`), typed by the worker.
     sent_columns: Vec<bool>,
 }
 
@@ -250,6 +252,11 @@ impl Executor for ProcessesExecutor {
     /// A process lane supervises; its worker evaluates, on its own big stack.
     fn lane_stack_bytes(&self) -> usize {
         crate::exec::SUPERVISOR_STACK_BYTES
+    }
+
+    /// Workers type the read columns from their fields' bytes: lanes only check them.
+    fn raw_fields(&self) -> bool {
+        true
     }
 }
 

@@ -336,6 +336,12 @@ impl Lane for ProcessLane {
                 .last()
                 .map_or(row_base, |r| (r.end as usize).div_ceil(rules));
             frame.clear();
+            // Grown once, not doubled from empty (each doubling copies the frame so far).
+            frame.reserve(frame_estimate(
+                batch,
+                row_base..row_end,
+                &self.plan.sent_columns,
+            ));
             protocol::encode_batch(
                 &mut frame,
                 request.id,
@@ -343,6 +349,7 @@ impl Lane for ProcessLane {
                 row_base as u64,
                 &request.ranges,
                 &batch.rows[row_base..row_end],
+                &batch.raw,
                 &self.plan.sent_columns,
             )?;
             if frame.len() > protocol::MAX_TO_WORKER {
@@ -439,6 +446,25 @@ fn spawn_patiently(plan: &Plan, shared: &Arc<Shared>) -> Result<Worker> {
         |e| !shared.is_stopping() && any_out_of_resources(e),
         std::thread::sleep,
     )
+}
+
+/// About the bytes of a `Batch` frame of rows `rows` of `batch`: their ids and raw
+/// fields, and a few bytes per value.
+fn frame_estimate(batch: &Batch, rows: std::ops::Range<usize>, sent: &[bool]) -> usize {
+    let raw = &batch.raw;
+    let fields = raw.columns.len();
+    let raw_bytes = match (rows.start * fields).checked_sub(1) {
+        _ if fields == 0 || rows.is_empty() => 0,
+        None => raw.ends.get(rows.end * fields - 1).copied().unwrap_or(0),
+        Some(before) => raw
+            .ends
+            .get(rows.end * fields - 1)
+            .zip(raw.ends.get(before))
+            .map_or(0, |(end, start)| end - start),
+    };
+    let sent = sent.iter().filter(|&&s| s).count();
+    let ids: usize = batch.rows[rows.clone()].iter().map(|r| r.id.len()).sum();
+    256 + raw_bytes + ids + rows.len() * (4 + 13 * sent)
 }
 
 /// Adds the worker's stderr tail to an error, or says it was empty.

@@ -185,6 +185,15 @@ impl WorkerLoop {
         };
         let mut evaluator = Evaluator::with_options(&set, &setup.columns, setup.seed, options)
             .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
+        // Raw fields are typed as the supervisor's lanes check them: the same columns,
+        // and the same nullable ones, from the same rules.
+        let nullable: Vec<bool> = setup
+            .columns
+            .names
+            .iter()
+            .map(|name| set.is_nullable(name))
+            .collect();
+        self.decoder = BatchDecoder::for_columns(&setup.columns, &nullable);
         let rules = evaluator.rule_count() as u32;
         protocol::encode_ready(&mut self.buf, rules, std::process::id());
         self.write_out()?;

@@ -186,6 +186,14 @@ pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+pub(super) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u32(
+        out,
+        u32::try_from(b.len()).expect("fields are far below 4 GiB"),
+    );
+    out.extend_from_slice(b);
+}
+
 pub(super) fn put_duration(out: &mut Vec<u8>, d: Duration) {
     put_u64(out, d.as_secs());
     put_u32(out, d.subsec_nanos());
@@ -222,9 +230,14 @@ impl<'a> Cursor<'a> {
         ]))
     }
 
-    pub(super) fn str(&mut self, what: &'static str) -> Result<&'a str, ProtocolError> {
+    /// A `u32` length, then that many bytes.
+    pub(super) fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], ProtocolError> {
         let len = self.u32(what)? as usize;
-        let bytes = self.take(len, what)?;
+        self.take(len, what)
+    }
+
+    pub(super) fn str(&mut self, what: &'static str) -> Result<&'a str, ProtocolError> {
+        let bytes = self.bytes(what)?;
         std::str::from_utf8(bytes)
             .map_err(|_| ProtocolError::Invalid(format!("{what} is not valid UTF-8")))
     }

@@ -36,6 +36,21 @@ fn rows() -> Vec<Row> {
         .collect()
 }
 
+const NULLABLE: [bool; 4] = [false, true, false, false];
+
+/// A worker's decoder after the setup of `columns()`.
+fn decoder() -> BatchDecoder {
+    BatchDecoder::for_columns(&columns(), &NULLABLE)
+}
+
+fn decode_batch(payload: &[u8]) -> Result<BatchRequest, ProtocolError> {
+    decoder().decode(payload)
+}
+
+fn decode_request(kind: u8, payload: &[u8]) -> Result<Request, ProtocolError> {
+    decode_request_with(kind, payload, &mut decoder())
+}
+
 /// Splits the one frame in `bytes` into kind and payload, through `read_frame`.
 fn frame(bytes: &[u8]) -> (u8, Vec<u8>) {
     let mut payload = Vec::new();
@@ -81,7 +96,17 @@ fn batches_round_trip_with_every_value_type() {
     let mut rows = rows();
     rows[2].values[2] = Dynamic::UNIT;
     let mut out = Vec::new();
-    encode_batch(&mut out, 42, 3, 7, &[21..23, 24..30], &rows, &[true; 4]).unwrap();
+    encode_batch(
+        &mut out,
+        42,
+        3,
+        7,
+        &[21..23, 24..30],
+        &rows,
+        &RawFields::default(),
+        &[true; 4],
+    )
+    .unwrap();
     let (kind, payload) = frame(&out);
     let Request::Batch(back) = decode_request(kind, &payload).unwrap() else {
         panic!()
@@ -102,7 +127,7 @@ fn batches_round_trip_with_every_value_type() {
 
 #[test]
 fn a_worker_decoder_refills_recycled_rows_with_the_next_batch_exactly() {
-    let mut decoder = BatchDecoder::default();
+    let mut decoder = decoder();
     let first = rows();
     let mut second = rows();
     second.truncate(2);
@@ -111,7 +136,17 @@ fn a_worker_decoder_refills_recycled_rows_with_the_next_batch_exactly() {
     second[1].values[2] = Dynamic::UNIT;
     for (rows, sent) in [(&first, [true; 4]), (&second, [true, false, true, true])] {
         let mut out = Vec::new();
-        encode_batch(&mut out, 9, 1, 0, &[0..rows.len() as u64], rows, &sent).unwrap();
+        encode_batch(
+            &mut out,
+            9,
+            1,
+            0,
+            &[0..rows.len() as u64],
+            rows,
+            &RawFields::default(),
+            &sent,
+        )
+        .unwrap();
         let back = decoder.decode(&frame(&out).1).unwrap();
         assert_eq!(back.rows.len(), rows.len());
         for (a, b) in rows.iter().zip(&back.rows) {
@@ -135,6 +170,7 @@ fn columns_not_sent_arrive_as_unit() {
         0,
         &[0..3],
         &rows,
+        &RawFields::default(),
         &[false, true, false, true],
     )
     .unwrap();
@@ -146,7 +182,17 @@ fn columns_not_sent_arrive_as_unit() {
         assert_eq!(a.values[3].to_string(), b.values[3].to_string());
     }
     assert!(
-        encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &[true; 3]).is_err(),
+        encode_batch(
+            &mut out,
+            1,
+            1,
+            0,
+            &[0..3],
+            &rows,
+            &RawFields::default(),
+            &[true; 3]
+        )
+        .is_err(),
         "width"
     );
 }
@@ -156,7 +202,17 @@ fn batch_ranges_must_be_ordered_and_inside_the_rows() {
     let rows = rows();
     for bad in [vec![0..0], vec![3..5, 2..4], vec![0..10], vec![5..3]] {
         let mut out = Vec::new();
-        encode_batch(&mut out, 1, 3, 0, &bad, &rows, &[true; 4]).unwrap();
+        encode_batch(
+            &mut out,
+            1,
+            3,
+            0,
+            &bad,
+            &rows,
+            &RawFields::default(),
+            &[true; 4],
+        )
+        .unwrap();
         let (_, payload) = frame(&out);
         assert!(
             matches!(decode_batch(&payload), Err(ProtocolError::Invalid(_))),
@@ -165,7 +221,17 @@ fn batch_ranges_must_be_ordered_and_inside_the_rows() {
     }
     // Rows start at row_base: indexes before it are not in the batch.
     let mut out = Vec::new();
-    encode_batch(&mut out, 1, 3, 2, &[5..7], &rows, &[true; 4]).unwrap();
+    encode_batch(
+        &mut out,
+        1,
+        3,
+        2,
+        &[5..7],
+        &rows,
+        &RawFields::default(),
+        &[true; 4],
+    )
+    .unwrap();
     assert!(decode_batch(&frame(&out).1).is_err());
 }
 
@@ -225,7 +291,17 @@ fn replies_round_trip_across_chunks() {
 #[test]
 fn truncated_frames_are_errors_at_every_cut() {
     let mut out = Vec::new();
-    encode_batch(&mut out, 1, 2, 0, &[0..6], &rows(), &[true; 4]).unwrap();
+    encode_batch(
+        &mut out,
+        1,
+        2,
+        0,
+        &[0..6],
+        &rows(),
+        &RawFields::default(),
+        &[true; 4],
+    )
+    .unwrap();
     for cut in 1..out.len() {
         let mut payload = Vec::new();
         match read_frame(&mut &out[..cut], MAX_TO_WORKER, &mut payload) {
@@ -342,10 +418,21 @@ fn unknown_kinds_tags_magic_and_versions_are_errors() {
 
     let mut out = Vec::new();
     let rows = rows();
-    encode_batch(&mut out, 1, 1, 0, &[0..1], &rows[..1], &[true; 4]).unwrap();
+    encode_batch(
+        &mut out,
+        1,
+        1,
+        0,
+        &[0..1],
+        &rows[..1],
+        &RawFields::default(),
+        &[true; 4],
+    )
+    .unwrap();
     let (_, mut payload) = frame(&out);
-    // The first value tag follows the header (8+4+8+4+16+4+4) and the id ("000").
-    let tag_at = 48 + 4 + 3;
+    // The first value tag follows the header (8+4+8+4+16+4), the sent columns (4+4×4),
+    // the row count (4) and the id ("000").
+    let tag_at = 44 + 20 + 4 + 4 + 3;
     assert_eq!(payload[tag_at], VALUE_INT);
     payload[tag_at] = 0xee;
     assert_eq!(
@@ -361,7 +448,29 @@ fn unknown_kinds_tags_magic_and_versions_are_errors() {
 fn garbage_never_panics() {
     // A cheap fuzz: every prefix and byte flip of valid frames either decodes or errs.
     let mut frames = Vec::new();
-    encode_batch(&mut frames, 3, 2, 0, &[0..6], &rows(), &[true; 4]).unwrap();
+    encode_batch(
+        &mut frames,
+        3,
+        2,
+        0,
+        &[0..6],
+        &rows(),
+        &RawFields::default(),
+        &[true; 4],
+    )
+    .unwrap();
+    encode_batch(
+        &mut frames,
+        4,
+        2,
+        0,
+        &[0..6],
+        &rows(),
+        &raw_fields(),
+        &[true; 4],
+    )
+    .unwrap();
+    let mut decoder = decoder();
     let mut enc = OutcomesEncoder::new(3);
     enc.push(&mut frames, 0, &Outcome::Error("x".into()));
     enc.push(&mut frames, 1, &Outcome::Timeout(Duration::from_secs(1)));
@@ -377,6 +486,7 @@ fn garbage_never_panics() {
         while let Ok(Some(kind)) = read_frame(&mut r, 1 << 20, &mut payload) {
             let _ = decode_reply(kind, &payload);
             let _ = decode_request(kind, &payload);
+            let _ = decode_request_with(kind, &payload, &mut decoder);
         }
     }
 }
@@ -386,7 +496,16 @@ fn unsendable_values_are_an_error_not_a_panic() {
     let mut row = rows().remove(0);
     row.values[0] = Dynamic::from(vec![Dynamic::from_int(1)]);
     assert!(matches!(
-        encode_batch(&mut Vec::new(), 1, 1, 0, &[0..1], &[row], &[true; 4]),
+        encode_batch(
+            &mut Vec::new(),
+            1,
+            1,
+            0,
+            &[0..1],
+            &[row],
+            &RawFields::default(),
+            &[true; 4]
+        ),
         Err(ProtocolError::Invalid(_))
     ));
 }
@@ -419,4 +538,166 @@ fn no_outcome_makes_a_reply_frame_pass_its_limit() {
         }
     }
     assert_eq!(seen, 100);
+}
+
+/// Raw fields of `amount` (nullable) and `country` for the three rows of `rows()`.
+fn raw_fields() -> RawFields {
+    let mut raw = RawFields {
+        columns: vec![1, 3],
+        ..RawFields::default()
+    };
+    for (amount, country) in [("2.5", "Zürich, \"0\"\n"), ("", "IR"), ("-0.0", "")] {
+        raw.push(amount.as_bytes());
+        raw.push(country.as_bytes());
+    }
+    raw
+}
+
+#[test]
+fn raw_fields_arrive_typed_as_a_thread_lane_types_them() {
+    let raw = raw_fields();
+    let mut rows = rows();
+    for row in &mut rows {
+        // A lane that keeps raw fields builds no value for those columns.
+        row.values[1] = Dynamic::UNIT;
+        row.values[3] = Dynamic::UNIT;
+    }
+    let mut decoder = decoder();
+    // Rows 1 and 2 of the batch: their raw fields are rows 1 and 2 of `raw`.
+    let mut out = Vec::new();
+    encode_batch(&mut out, 5, 2, 1, &[2..6], &rows[1..], &raw, &[true; 4]).unwrap();
+    let back = decoder.decode(&frame(&out).1).unwrap();
+    assert_eq!(back.row_base, 1);
+    let mut cache = StringCache::new();
+    for (i, (a, b)) in rows[1..].iter().zip(&back.rows).enumerate() {
+        assert_eq!(a.id, b.id);
+        assert_eq!(
+            a.values[0].as_int(),
+            b.values[0].as_int(),
+            "typed values stay"
+        );
+        for (k, &c) in raw.columns.iter().enumerate() {
+            let field = raw.field(i + 1, k);
+            let lane = crate::typing::field_value(
+                columns().types[c],
+                NULLABLE[c],
+                true,
+                Some(&mut cache),
+                field,
+            )
+            .unwrap();
+            let mut expected = Row {
+                id: a.id.clone(),
+                values: a.values.clone(),
+            };
+            expected.values[c] = lane;
+            assert_eq!(
+                expected.values[c].type_name(),
+                b.values[c].type_name(),
+                "{c}"
+            );
+            assert_eq!(
+                expected.values[c].to_string(),
+                b.values[c].to_string(),
+                "{c}"
+            );
+        }
+    }
+    // Exact values: an empty nullable field is (), an empty string column "".
+    assert!(back.rows[0].values[1].is_unit());
+    assert_eq!(back.rows[0].values[3].to_string(), "IR");
+    assert!(
+        back.rows[1].values[1]
+            .as_float()
+            .unwrap()
+            .is_sign_negative()
+    );
+    assert_eq!(back.rows[1].values[3].type_name(), "string");
+    assert_eq!(back.rows[1].values[3].to_string(), "");
+    decoder.recycle(back);
+    // The whole batch, with a column that is not sent: unit, raw or not.
+    let mut out = Vec::new();
+    encode_batch(
+        &mut out,
+        6,
+        1,
+        0,
+        &[0..3],
+        &rows,
+        &raw,
+        &[true, true, true, false],
+    )
+    .unwrap();
+    let back = decoder.decode(&frame(&out).1).unwrap();
+    assert_eq!(back.rows[0].values[1].as_float(), Ok(2.5));
+    assert!(back.rows.iter().all(|r| r.values[3].is_unit()));
+}
+
+#[test]
+fn raw_fields_need_a_decoder_that_knows_the_columns_and_valid_fields() {
+    let raw = raw_fields();
+    let rows = rows();
+    let mut out = Vec::new();
+    encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &raw, &[true; 4]).unwrap();
+    let (_, payload) = frame(&out);
+    assert!(
+        matches!(
+            BatchDecoder::default().decode(&payload),
+            Err(ProtocolError::Invalid(m)) if m == "a batch of 4 columns, but the setup has 0"
+        ),
+        "a decoder without the setup's columns"
+    );
+    // A frame that claims a billion columns sizes nothing.
+    let mut huge = payload.clone();
+    let columns_at = 8 + 4 + 8 + 4 + 16;
+    huge[columns_at..columns_at + 4].copy_from_slice(&1_000_000_000u32.to_le_bytes());
+    assert!(decode_batch(&huge).is_err());
+    // A field the supervisor should never have sent: an error naming row and column.
+    let mut bad = raw.clone();
+    bad.truncate_fields(0);
+    for field in ["12x", "IR", "1", "IR", "1", "IR"] {
+        bad.push(field.as_bytes());
+    }
+    let mut out = Vec::new();
+    encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &bad, &[true; 4]).unwrap();
+    let err = decoder().decode(&frame(&out).1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "row \"000\", column 2: raw field \"12x\" is not a float"
+    );
+    // Rows that hold no value (a lane that built none): only raw columns can be sent.
+    let mut bare = raw.clone();
+    bare.first_value = 4;
+    let empty: Vec<Row> = rows
+        .iter()
+        .map(|r| Row {
+            id: r.id.clone(),
+            values: Vec::new(),
+        })
+        .collect();
+    let mut out = Vec::new();
+    let sent = [false, true, false, true];
+    encode_batch(&mut out, 1, 1, 0, &[0..3], &empty, &bare, &sent).unwrap();
+    let back = decoder().decode(&frame(&out).1).unwrap();
+    assert_eq!(back.rows[0].values.len(), 4);
+    assert_eq!(back.rows[0].values[1].as_float(), Ok(2.5));
+    assert!(back.rows[0].values[0].is_unit() && back.rows[0].values[2].is_unit());
+    assert!(matches!(
+        encode_batch(&mut Vec::new(), 1, 1, 0, &[0..3], &empty, &bare, &[true; 4]),
+        Err(ProtocolError::Invalid(m)) if m.contains("neither a value nor a raw field")
+    ));
+    // Raw fields of fewer rows than the frame carries cannot be encoded.
+    assert!(matches!(
+        encode_batch(&mut Vec::new(), 1, 1, 1, &[1..4], &rows, &raw, &[true; 4]),
+        Err(ProtocolError::Invalid(_))
+    ));
+    // Truncated anywhere: an error, never a panic.
+    let mut decoder = decoder();
+    let mut out = Vec::new();
+    encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &raw, &[true; 4]).unwrap();
+    let (_, payload) = frame(&out);
+    for cut in 0..payload.len() {
+        assert!(decoder.decode(&payload[..cut]).is_err(), "cut at {cut}");
+    }
+    assert!(decoder.decode(&payload).is_ok());
 }
