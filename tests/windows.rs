@@ -844,3 +844,59 @@ fn no_output_replaces_a_list_the_rules_read() {
     ])
     .expect_success();
 }
+
+/// Keys are numbered by their bytes, numbers by their value's bits: `7`, `+7` and `007`
+/// are one int key, `1e3`, `1000` and `1000.0` one float key, `-0`/`0` and `-0.0`/`0` one,
+/// `inf`, `+inf` and `infinity` one; string keys past the 23 bytes kept inline still
+/// differ by their last byte, and a quoted key is its unquoted text. Texts of an `of`
+/// column are numbered while some kept row holds them: `b` and `c` are forgotten when
+/// their rows leave (row 6), `b` numbered again at once and `a` after it left too (row 8).
+/// The values are those of the stage before it read fields as bytes.
+#[test]
+fn keys_alike_as_values_are_one_key_and_texts_come_back_after_leaving() {
+    let wd = Workdir::new("windows-keys-as-bytes");
+    let window = |name: &str, key: &str, span: &str, function: &str, of: &str| {
+        format!(
+            "[windows.{name}]\nkey = \"{key}\"\ntime = \"ts\"\nspan = \"{span}\"\n\
+             function = \"{function}\"\n{of}\n"
+        )
+    };
+    let mut rules = String::from("[columns]\nn = \"int\"\nx = \"float\"\n");
+    rules += &window("cn", "n", "1h", "count", "");
+    rules += &window("cx", "x", "1h", "count", "");
+    rules += &window("ck", "k", "1h", "count", "");
+    rules += &window("dm", "k", "10m", "distinct", "of = \"m\"");
+    rules += &window("mm", "k", "10m", "max", "of = \"m\"");
+    rules += "[[rule]]\nid = 1\nname = \"show\"\n\
+              when = 'cn > 0 && cx > 0 && ck > 0 && dm > 0 && mm != \"\"'\n";
+    wd.rules(rules);
+    let long = "K".repeat(23);
+    wd.create(
+        "tx.csv",
+        format!(
+            "id,n,x,k,m,ts\n\
+             1,7,1e3,{long}1,b,2026-01-01T00:00:00Z\n\
+             2,+7,1000,{long}2,a,2026-01-01T00:01:00Z\n\
+             3,007,1000.0,{long}1,a,2026-01-01T00:02:00Z\n\
+             4,-0,-0.0,{long},c,2026-01-01T00:03:00Z\n\
+             5,0,0,\"{long}1\",c,2026-01-01T00:04:00Z\n\
+             6,-7,inf,{long}1,b,2026-01-01T00:30:00Z\n\
+             7,7,+inf,{long}2,\"b\",2026-01-01T00:31:00Z\n\
+             8,7,infinity,{long}1,a,2026-01-01T00:32:00Z\n"
+        ),
+    );
+    let expected = "transaction_id,rule_id,result,detail\n\
+         1,1,true,\"cn=1 cx=1 ck=1 dm=1 mm=\"\"b\"\"\"\n\
+         2,1,true,\"cn=2 cx=2 ck=1 dm=1 mm=\"\"a\"\"\"\n\
+         3,1,true,\"cn=3 cx=3 ck=2 dm=2 mm=\"\"b\"\"\"\n\
+         4,1,true,\"cn=1 cx=1 ck=1 dm=1 mm=\"\"c\"\"\"\n\
+         5,1,true,\"cn=2 cx=2 ck=3 dm=3 mm=\"\"c\"\"\"\n\
+         6,1,true,\"cn=1 cx=1 ck=4 dm=1 mm=\"\"b\"\"\"\n\
+         7,1,true,\"cn=4 cx=2 ck=2 dm=1 mm=\"\"b\"\"\"\n\
+         8,1,true,\"cn=5 cx=3 ck=5 dm=2 mm=\"\"b\"\"\"\n";
+    for extra in [&["-j", "1"][..], &["--executor", "processes", "-j", "2"]] {
+        let mut args = vec!["run", "tx.csv", "--rules", "rules.toml", "-q", "--explain"];
+        args.extend_from_slice(extra);
+        wd.run(&args).expect_success().expect_stdout(expected);
+    }
+}

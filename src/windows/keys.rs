@@ -92,8 +92,9 @@ impl Keys {
 #[derive(Debug, Default)]
 pub struct Texts {
     ids: HashMap<ImmutableString, u32, RandomState>,
-    /// By number: the text and how many kept rows hold it.
-    texts: Vec<(ImmutableString, u32)>,
+    /// By number: the text (none once forgotten: taking it out allocates nothing) and how
+    /// many kept rows hold it.
+    texts: Vec<(Option<ImmutableString>, u32)>,
     /// Numbers free to give again.
     free: Vec<u32>,
 }
@@ -108,11 +109,11 @@ impl Texts {
         let text = ImmutableString::from(text);
         let id = match self.free.pop() {
             Some(id) => {
-                self.texts[id as usize] = (text.clone(), 1);
+                self.texts[id as usize] = (Some(text.clone()), 1);
                 id
             }
             None => {
-                self.texts.push((text.clone(), 1));
+                self.texts.push((Some(text.clone()), 1));
                 u32::try_from(self.texts.len() - 1).expect("fewer than 2^32 texts")
             }
         };
@@ -125,7 +126,7 @@ impl Texts {
         let slot = &mut self.texts[id as usize];
         slot.1 -= 1;
         if slot.1 == 0 {
-            let text = std::mem::take(&mut slot.0);
+            let text = slot.0.take().expect("a held text");
             self.ids.remove(&text);
             self.free.push(id as u32);
         }
@@ -133,7 +134,7 @@ impl Texts {
 
     /// The text numbered `id` (held).
     pub fn text(&self, id: u64) -> &ImmutableString {
-        &self.texts[id as usize].0
+        self.texts[id as usize].0.as_ref().expect("a held text")
     }
 
     /// Texts held now.

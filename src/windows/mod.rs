@@ -25,7 +25,7 @@ pub mod keys;
 pub mod time;
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use ahash::RandomState;
@@ -491,8 +491,14 @@ impl Window {
     }
 
     fn push_extreme(&mut self, key: usize, time: i64, code: u64) {
-        let max = self.function == Function::Max;
         let mut extremes = std::mem::take(&mut self.extremes[key]);
+        self.push_candidate(&mut extremes, time, code);
+        self.extremes[key] = extremes;
+    }
+
+    /// Pushes a kept value onto `extremes` (min or max candidates), dropping those it beats.
+    fn push_candidate(&self, extremes: &mut VecDeque<(i64, u64)>, time: i64, code: u64) {
+        let max = self.function == Function::Max;
         while let Some(&(_, back)) = extremes.back() {
             let worse = match self.compare(back, code) {
                 Ordering::Less => max,
@@ -505,7 +511,6 @@ impl Window {
             extremes.pop_back();
         }
         extremes.push_back((time, code));
-        self.extremes[key] = extremes;
     }
 
     /// The aggregate of every kept row of `key` (all at or before its newest time).
@@ -529,40 +534,71 @@ impl Window {
     fn late(&mut self, key: usize, time: i64, matching: bool, value: Value<'_>) -> Dynamic {
         let horizon = self.keys[key].newest.saturating_sub(self.span);
         let upto = self.keys[key].rows.partition_point(|(t, _)| *t <= time);
-        let mut own = None;
         if matching {
-            if time > horizon {
-                let code = self.hold(value);
-                self.remember(key, code);
-                self.keys[key].rows.insert(upto, (time, code));
-                self.settle(key);
-                if matches!(self.function, Function::Min | Function::Max) {
-                    self.extremes[key].clear();
-                    let rows: Vec<(i64, u64)> = self.keys[key].rows.iter().copied().collect();
-                    for (t, code) in rows {
-                        self.push_extreme(key, t, code);
-                    }
+            if time <= horizon {
+                // Older than the horizon: every kept row is younger (after it in time), so
+                // the row sees itself only.
+                return aggregate(self.function, std::iter::once(&value.to_val()));
+            }
+            let code = self.hold(value);
+            self.remember(key, code);
+            self.keys[key].rows.insert(upto, (time, code));
+            self.settle(key);
+            if matches!(self.function, Function::Min | Function::Max) {
+                let mut extremes = std::mem::take(&mut self.extremes[key]);
+                extremes.clear();
+                for &(t, code) in &self.keys[key].rows {
+                    self.push_candidate(&mut extremes, t, code);
                 }
-            } else {
-                own = Some(value.to_val());
+                self.extremes[key] = extremes;
             }
         }
-        let upto = if matching && own.is_none() {
-            upto + 1
-        } else {
-            upto
-        };
-        let seen: Vec<Val> = self.keys[key]
-            .rows
-            .range(..upto)
-            .map(|&(_, code)| match self.function {
-                // Count keeps no values.
-                Function::Count => Val::Unit,
-                _ => self.val(code),
-            })
-            .chain(own)
-            .collect();
-        aggregate(self.function, seen.iter())
+        self.aggregate_kept(key, upto + usize::from(matching))
+    }
+
+    /// The aggregate of `key`'s first `upto` kept rows: `aggregate` of their values, in
+    /// order, computed on the kept numbers (no value built per row: the late path is
+    /// O(rows kept for the key) with a small constant).
+    fn aggregate_kept(&self, key: usize, upto: usize) -> Dynamic {
+        let codes = self.keys[key].rows.range(..upto).map(|&(_, code)| code);
+        match self.function {
+            Function::Count => Dynamic::from_int(upto as INT),
+            Function::Sum | Function::Avg => {
+                let mut sum = Sum::default();
+                for code in codes {
+                    match self.kind {
+                        Kind::Int => sum.add_int(code as i64, 1.0),
+                        _ => sum.add_float(f64::from_bits(code), 1.0),
+                    }
+                }
+                match self.function {
+                    Function::Sum => Dynamic::from_float(sum.value()),
+                    _ if upto == 0 => Dynamic::UNIT,
+                    _ => Dynamic::from_float(sum.value() / upto as f64),
+                }
+            }
+            Function::Min | Function::Max => {
+                // As `aggregate`: the first of the best values wins.
+                let better = if self.function == Function::Max {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                };
+                let mut best: Option<u64> = None;
+                for code in codes {
+                    if best.is_none_or(|b| self.compare(code, b) == better) {
+                        best = Some(code);
+                    }
+                }
+                best.map_or(Dynamic::UNIT, |code| self.val(code).to_dynamic())
+            }
+            Function::Distinct => {
+                // Equal values are equal numbers (a text has one while held).
+                let mut seen: HashSet<u64, RandomState> = HashSet::default();
+                seen.extend(codes);
+                Dynamic::from_int(seen.len() as INT)
+            }
+        }
     }
 }
 
@@ -690,6 +726,31 @@ mod tests {
                 .map(|&(k, t, m, v)| w.push(k as usize, t, m, Value::Int(v)).to_string())
                 .collect();
             assert_eq!(got, reference(function, 20 * S, &rows), "{function:?}");
+            // Floats (an infinity among them) and bools, through the late path's
+            // aggregate of kept numbers too.
+            let float = |v: i64| {
+                if v == 7 {
+                    f64::INFINITY
+                } else {
+                    v as f64 * 0.5
+                }
+            };
+            let mut w = Window::new(function, 20 * S, Kind::Float);
+            let got: Vec<String> = rows
+                .iter()
+                .map(|&(k, t, m, v)| w.push(k as usize, t, m, Value::Float(float(v))).to_string())
+                .collect();
+            let want = reference_of(function, 20 * S, &rows, |v| Val::Float(float(v)));
+            assert_eq!(got, want, "{function:?} of floats");
+            if !matches!(function, Function::Sum | Function::Avg) {
+                let mut w = Window::new(function, 20 * S, Kind::Bool);
+                let got: Vec<String> = rows
+                    .iter()
+                    .map(|&(k, t, m, v)| w.push(k as usize, t, m, Value::Bool(v > 2)).to_string())
+                    .collect();
+                let want = reference_of(function, 20 * S, &rows, |v| Val::Bool(v > 2));
+                assert_eq!(got, want, "{function:?} of bools");
+            }
             // Texts (interned while held), and a span long enough for a key to keep more
             // than `FEW` rows: distinct values move into the shared table and out again.
             // (A sum of texts is refused before any window is built.)
