@@ -885,7 +885,7 @@ mod tests {
                 format!("-{zeros}9223372036854775808"),
                 format!("0.{zeros}1"),
             ),
-            (format!("{zeros}"), format!("1e{zeros}309")),
+            (zeros.clone(), format!("1e{zeros}309")),
             ("5".to_string(), format!("-{digits}e{digits}")),
             ("6".to_string(), format!("0.{digits}e-{zeros}300")),
         ];
