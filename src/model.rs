@@ -146,8 +146,9 @@ pub struct Batch {
 }
 
 /// The fields of some columns of a batch's rows, as bytes, unquoted, exactly as the input
-/// has them: the process executor ships these to its workers, which type them there, so
-/// the lanes build no value of their own (`typing::Typer::with_raw_fields`).
+/// has them (but a number of more than 64 bytes, kept as the shortest text of its value):
+/// the process executor ships these to its workers, which type them there, so the lanes
+/// build no value of their own (`typing::Typer::with_raw_fields`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawFields {
     /// The columns (indexes into `Columns`) kept, in increasing order.

@@ -16,7 +16,7 @@ use anyhow::{Result, bail};
 use rhai::{Dynamic, ImmutableString};
 
 use crate::framer::{self, Fields, Flaw, Record, Splitter};
-use crate::model::{BadRow, Batch, ColumnType, Columns, RawFields, Row, is_identifier};
+use crate::model::{BadRow, Batch, ColumnType, Columns, Parsed, RawFields, Row, is_identifier};
 use crate::rules::RuleSet;
 use crate::size::display_size;
 
@@ -307,6 +307,30 @@ pub(crate) fn field_value(
     })
 }
 
+/// A number field longer than this is kept as the shortest text of its value.
+const LONG_NUMBER: usize = 64;
+
+/// Keeps a checked `field` of a column of type `kind` in `kept`, as the input has it; but a
+/// number longer than `LONG_NUMBER` bytes (`000…01`, a float of a thousand digits) as the
+/// shortest text that parses to the same value, so that `field_value` in the worker gives
+/// the thread lanes' value and the row is no larger to send than the value it holds (with
+/// `--max-record-size` past the worker frame's limit, such a row could not be sent at all).
+fn keep_field(kept: &mut RawFields, kind: ColumnType, field: &[u8]) {
+    if field.len() > LONG_NUMBER {
+        // `{:e}` is the shortest text that reads back as the same float (`-0e0`, `inf`).
+        let short = match kind.parse_field(field) {
+            Ok(Parsed::Int(i)) => Some(i.to_string()),
+            Ok(Parsed::Float(f)) => Some(format!("{f:e}")),
+            _ => None,
+        };
+        if let Some(short) = short {
+            kept.push(short.as_bytes());
+            return;
+        }
+    }
+    kept.push(field);
+}
+
 /// One lane's typing state: a splitter, rows to reuse, string caches.
 pub struct Typer {
     schema: Arc<Schema>,
@@ -477,7 +501,8 @@ impl Typer {
             })?;
         if let (true, Some(mode)) = (typed, &self.raw) {
             for &c in &mode.columns {
-                kept.push(fields.get(self.schema.field_of[c]).unwrap_or_default());
+                let field = fields.get(self.schema.field_of[c]).unwrap_or_default();
+                keep_field(kept, self.schema.columns.types[c], field);
             }
         }
         Ok(typed)
@@ -836,6 +861,81 @@ mod tests {
         }
         assert!(rows[1].values[read[0]].is_unit(), "empty nullable amount");
         assert_eq!(rows[3].values[read[0]].as_float(), Ok(1000.0));
+    }
+
+    #[test]
+    fn long_numbers_are_kept_short_and_type_into_the_same_values() {
+        let rules = crate::rules::file::parse(
+            "[columns]\nid = \"int\"\nq = \"int\"\nf = \"float?\"\n\
+             [[rule]]\nid = 1\nname = \"r\"\nwhen = \"q > 0 && f != () && s != \\\"\\\"\"\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let zeros = "0".repeat(5000);
+        let digits = "9".repeat(400);
+        // (q, f): leading zeros, a plus sign, a float of many digits, -0 and infinity
+        // spelled long, an exponent with leading zeros; and a long string, kept as it is.
+        let pairs = [
+            (format!("{zeros}7"), format!("-0.{zeros}")),
+            (
+                format!("+{zeros}9223372036854775807"),
+                format!("{digits}.5"),
+            ),
+            (
+                format!("-{zeros}9223372036854775808"),
+                format!("0.{zeros}1"),
+            ),
+            (zeros.clone(), format!("1e{zeros}309")),
+            ("5".to_string(), format!("-{digits}e{digits}")),
+            ("6".to_string(), format!("0.{digits}e-{zeros}300")),
+        ];
+        let mut csv = "id,q,f,s\n".to_string();
+        let long_text = format!("\"{}\"\"\"", "x".repeat(100));
+        for (i, (q, f)) in pairs.iter().enumerate() {
+            csv.push_str(&format!("{i},{q},{f},{long_text}\n"));
+        }
+        let config = Config::default();
+        let mut framer = Framer::new(Cursor::new(csv.into_bytes()), config);
+        let chunk = framer.next_chunk().unwrap().unwrap();
+        let mut splitter = Splitter::new(&config);
+        let header = chunk.records().next().unwrap().body.unwrap();
+        let schema =
+            Arc::new(Schema::from_header(splitter.split(header), "t.csv", &rules).unwrap());
+        let (mut thread_lane, mut raw_lane) = (
+            Typer::new(Arc::clone(&schema), &config),
+            Typer::new(Arc::clone(&schema), &config).with_raw_fields(false),
+        );
+        let (mut rows, mut raw, mut bad) = (Batch::default(), Batch::default(), Vec::new());
+        thread_lane.type_batch(chunk.records().skip(1), &mut rows, &mut bad, |_, _| Ok(()));
+        raw_lane.type_batch(chunk.records().skip(1), &mut raw, &mut bad, |_, _| Ok(()));
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows.rows.len(), pairs.len());
+        let mut cache = StringCache::new();
+        for (r, row) in rows.rows.iter().enumerate() {
+            for (k, &c) in raw.raw.columns.iter().enumerate() {
+                let field = raw.raw.field(r, k);
+                let typed = field_value(
+                    schema.columns.types[c],
+                    schema.nullable[c],
+                    true,
+                    Some(&mut cache),
+                    field,
+                )
+                .unwrap();
+                assert!(same_value(&typed, &row.values[c]), "{typed:?} {c}");
+                let short = if schema.columns.types[c] == ColumnType::String {
+                    field.len() == 101
+                } else {
+                    field.len() <= 32
+                };
+                assert!(short, "{:?}", String::from_utf8_lossy(field));
+            }
+        }
+        let f = |r: usize| rows.rows[r].values[2].as_float().unwrap();
+        assert!(f(0) == 0.0 && f(0).is_sign_negative());
+        assert_eq!(f(3), f64::INFINITY);
+        assert_eq!(f(4), f64::NEG_INFINITY);
+        assert_eq!(rows.rows[2].values[1].as_int(), Ok(i64::MIN));
     }
 
     #[test]

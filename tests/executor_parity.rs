@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 
-use crate::workdir::Workdir;
+use crate::workdir::{Workdir, rule};
 
 /// Reads every kind of column; two are nullable; reasons format values in `detail`
 /// (so the lanes build values too), and a rule gives an error on some rows.
@@ -171,5 +171,38 @@ proptest! {
                 String::from_utf8_lossy(r), String::from_utf8_lossy(results));
             prop_assert!(j == rejects, "{} rejects differ", executor);
         }
+    }
+}
+
+/// A read int column whose field is 81 MiB of leading zeros (allowed by a larger
+/// `--max-record-size`) holds one small value: the process executor evaluates it as the
+/// thread executor does, instead of finding the row too large for a worker's frame.
+#[test]
+fn a_huge_number_field_is_evaluated_by_workers_as_by_threads() {
+    let wd = Workdir::new("parity_long_number");
+    let mut csv = b"id,qty\n1,".to_vec();
+    csv.resize(csv.len() + (81 << 20), b'0');
+    csv.extend_from_slice(b"7\n2,5\n");
+    wd.create("in.csv", csv);
+    wd.rules(format!(
+        "[columns]\nqty = \"int\"\n\n{}",
+        rule(1, "qty == 7")
+    ));
+    for executor in ["threads", "processes"] {
+        wd.run(&[
+            "run",
+            "in.csv",
+            "--rules",
+            "rules.toml",
+            "--executor",
+            executor,
+            "-j",
+            "1",
+            "--max-record-size",
+            "100MiB",
+            "-q",
+        ])
+        .expect_success()
+        .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,\n2,1,false,\n");
     }
 }
