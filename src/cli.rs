@@ -554,13 +554,13 @@ fn without_hidden_suggestions(err: &mut clap::Error) {
     }
 }
 
-/// Names of hidden subcommands, and `--long` names of hidden flags, at every level.
 /// A `--columns` name: written by hand on a command line (`--columns "id, amount"`), so
 /// the blanks around it are not part of it, as a header's would be.
 fn column_name(name: &str) -> Result<String, String> {
     Ok(name.trim().to_string())
 }
 
+/// Names of hidden subcommands, and `--long` names of hidden flags, at every level.
 fn hidden_names(cmd: &clap::Command) -> Vec<String> {
     let mut names = Vec::new();
     for arg in cmd.get_arguments().filter(|a| a.is_hide_set()) {

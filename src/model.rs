@@ -178,8 +178,13 @@ impl RawFields {
     /// Takes back the fields pushed since the row began with `fields` fields done.
     pub fn truncate_fields(&mut self, fields: usize) {
         self.ends.truncate(fields);
-        self.bytes
-            .truncate(fields.checked_sub(1).map_or(0, |i| self.ends[i]));
+        self.bytes.truncate(self.start(fields));
+    }
+
+    /// Where field `i` (counting every row's) starts in `bytes`: where the one before it
+    /// ends. `i` may be `fields()`: the end of the last field.
+    pub fn start(&self, i: usize) -> usize {
+        i.checked_sub(1).map_or(0, |j| self.ends[j])
     }
 
     /// Fields pushed so far (all rows).
@@ -190,8 +195,7 @@ impl RawFields {
     /// Field `k` of row `row` (`k` counts in `columns`).
     pub fn field(&self, row: usize, k: usize) -> &[u8] {
         let i = row * self.columns.len() + k;
-        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
-        &self.bytes[start..self.ends[i]]
+        &self.bytes[self.start(i)..self.ends[i]]
     }
 }
 

@@ -453,15 +453,9 @@ fn spawn_patiently(plan: &Plan, shared: &Arc<Shared>) -> Result<Worker> {
 fn frame_estimate(batch: &Batch, rows: std::ops::Range<usize>, sent: &[bool]) -> usize {
     let raw = &batch.raw;
     let fields = raw.columns.len();
-    let raw_bytes = match (rows.start * fields).checked_sub(1) {
-        _ if fields == 0 || rows.is_empty() => 0,
-        None => raw.ends.get(rows.end * fields - 1).copied().unwrap_or(0),
-        Some(before) => raw
-            .ends
-            .get(rows.end * fields - 1)
-            .zip(raw.ends.get(before))
-            .map_or(0, |(end, start)| end - start),
-    };
+    // The rows' fields, as far as the batch holds them (none when it kept no raw fields).
+    let field = |row: usize| raw.start((row * fields).min(raw.fields()));
+    let raw_bytes = field(rows.end) - field(rows.start);
     let sent = sent.iter().filter(|&&s| s).count();
     let ids: usize = batch.rows[rows.clone()].iter().map(|r| r.id.len()).sum();
     256 + raw_bytes + ids + rows.len() * (4 + 13 * sent)
