@@ -397,17 +397,18 @@ impl Typer {
         rows: &mut Vec<Row>,
         bad: &mut Vec<BadRow>,
     ) {
-        self.type_records_then(records, rows, bad, |_, _| Ok(()));
+        self.type_records_then(records, rows, bad, |_, _, _| Ok(()));
     }
 
-    /// `type_records`, and `then(k, row)` on each row typed (`k`: its index among
-    /// `records`): it may add values (the windows') or make it a bad row.
+    /// `type_records`, and `then(k, body, row)` on each row typed (`k`: its index among
+    /// `records`; `body`: its record's bytes): it may add values or make it a bad row (the
+    /// windows' checks).
     pub fn type_records_then<'a>(
         &mut self,
         records: impl Iterator<Item = Record<'a>>,
         rows: &mut Vec<Row>,
         bad: &mut Vec<BadRow>,
-        then: impl FnMut(usize, &mut Row) -> Result<(), String>,
+        then: impl FnMut(usize, &[u8], &mut Row) -> Result<(), String>,
     ) {
         let mut raw = RawFields::default();
         self.fill(records, rows, &mut raw, bad, then);
@@ -420,7 +421,7 @@ impl Typer {
         records: impl Iterator<Item = Record<'a>>,
         batch: &mut Batch,
         bad: &mut Vec<BadRow>,
-        then: impl FnMut(usize, &mut Row) -> Result<(), String>,
+        then: impl FnMut(usize, &[u8], &mut Row) -> Result<(), String>,
     ) {
         batch.raw.clear();
         batch.raw.columns.clear();
@@ -440,7 +441,7 @@ impl Typer {
         rows: &mut Vec<Row>,
         raw: &mut RawFields,
         bad: &mut Vec<BadRow>,
-        mut then: impl FnMut(usize, &mut Row) -> Result<(), String>,
+        mut then: impl FnMut(usize, &[u8], &mut Row) -> Result<(), String>,
     ) {
         self.spare.append(rows);
         for (k, record) in records.enumerate() {
@@ -462,7 +463,7 @@ impl Typer {
             });
             let mark = raw.fields();
             match self.type_record(body, &mut row, raw) {
-                Ok(true) => match then(k, &mut row) {
+                Ok(true) => match then(k, body, &mut row) {
                     Ok(()) => rows.push(row),
                     Err(reason) => {
                         raw.truncate_fields(mark);
@@ -518,6 +519,14 @@ impl Typer {
             Ok(true)
         )
         .then_some(fields)
+    }
+
+    /// Types one record's `body` into `row`, as `type_records` would: whether it is a row
+    /// (false for no row and for a bad one; the windows' filters read rows the lanes'
+    /// typer has accepted already).
+    pub fn type_body(&mut self, body: &[u8], row: &mut Row) -> bool {
+        let mut unused = RawFields::default();
+        matches!(self.type_record(body, row, &mut unused), Ok(true))
     }
 }
 
@@ -795,7 +804,7 @@ mod tests {
                     chunk.records().skip(from),
                     &mut batch,
                     &mut seen.1,
-                    |_, _| Ok(()),
+                    |_, _, _| Ok(()),
                 );
                 seen.0.extend(batch.rows.iter().cloned());
                 assert_eq!(
@@ -906,8 +915,15 @@ mod tests {
             Typer::new(Arc::clone(&schema), &config).with_raw_fields(false),
         );
         let (mut rows, mut raw, mut bad) = (Batch::default(), Batch::default(), Vec::new());
-        thread_lane.type_batch(chunk.records().skip(1), &mut rows, &mut bad, |_, _| Ok(()));
-        raw_lane.type_batch(chunk.records().skip(1), &mut raw, &mut bad, |_, _| Ok(()));
+        thread_lane.type_batch(chunk.records().skip(1), &mut rows, &mut bad, |_, _, _| {
+            Ok(())
+        });
+        raw_lane.type_batch(
+            chunk.records().skip(1),
+            &mut raw,
+            &mut bad,
+            |_, _, _| Ok(()),
+        );
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(rows.rows.len(), pairs.len());
         let mut cache = StringCache::new();

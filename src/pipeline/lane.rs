@@ -7,7 +7,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
@@ -17,6 +17,7 @@ use crate::framer::Chunk;
 use crate::model::{BadRow, Batch, Outcome};
 use crate::pipeline::budget::ByteBudget;
 use crate::pipeline::sizer::Sizer;
+use crate::pipeline::windows::LaneWindows;
 use crate::pipeline::work::{Task, WorkQueue};
 use crate::typing::Typer;
 
@@ -60,22 +61,29 @@ pub struct Shared<'a> {
 }
 
 /// Drives lane `index` of `executor` until the work runs out, the run aborts or the
-/// writer goes away. A panic (a bug) fails the run like an error, not the process.
+/// writer goes away. A panic (a bug) fails the run like an error, not the process. With
+/// `windows`, each task's rows are fed to the windows stage in task order before they are
+/// evaluated.
 pub fn drive(
     executor: &dyn Executor,
     index: usize,
     mut typer: Typer,
     mut format: ResultsFormat,
+    mut windows: Option<LaneWindows>,
     shared: Shared<'_>,
 ) {
-    let failed = |seq, error| {
+    let failed = |windows: &Option<LaneWindows>, seq, error| {
+        // A task this lane took may never have had its turn: nobody waits for it.
+        if let Some(windows) = windows {
+            windows.close();
+        }
         let _ = shared.done.send(Done::Failed { seq, error });
     };
     let started = panic::catch_unwind(AssertUnwindSafe(|| executor.lane(index)));
     let mut lane = match started {
         Ok(Ok(lane)) => lane,
-        Ok(Err(e)) => return failed(None, e),
-        Err(panic) => return failed(None, panicked(index, panic)),
+        Ok(Err(e)) => return failed(&windows, None, e),
+        Err(panic) => return failed(&windows, None, panicked(index, panic)),
     };
     let mut batch = Batch::default();
     let mut outcomes = Vec::new();
@@ -92,15 +100,16 @@ pub fn drive(
                 format: &mut format,
                 batch: &mut batch,
                 outcomes: &mut outcomes,
+                windows: windows.as_mut(),
             };
             work.run(task, asked, &shared)
         }));
         let finished = match done {
             Ok(Ok(Some(finished))) => finished,
-            // The budget is closed: the run is over.
+            // The budget or the windows' turns are closed: the run is over.
             Ok(Ok(None)) => return,
-            Ok(Err(e)) => return failed(Some(seq), e),
-            Err(panic) => return failed(Some(seq), panicked(index, panic)),
+            Ok(Err(e)) => return failed(&windows, Some(seq), e),
+            Err(panic) => return failed(&windows, Some(seq), panicked(index, panic)),
         };
         if shared.done.send(Done::Task(finished)).is_err() {
             return;
@@ -125,24 +134,34 @@ struct Work<'l> {
     format: &'l mut ResultsFormat,
     batch: &'l mut Batch,
     outcomes: &'l mut Vec<Outcome>,
+    windows: Option<&'l mut LaneWindows>,
 }
 
 impl Work<'_> {
     /// Types, evaluates and formats `task`, and charges its output to the budget; `None`
-    /// once the budget is closed.
+    /// once the budget or the windows' turns are closed.
     fn run(&mut self, task: Task, asked: usize, shared: &Shared<'_>) -> Result<Option<Finished>> {
         let rules = self.format.rules();
         let started = Instant::now();
         let mut bad = Vec::new();
         let records = task.chunk.records().skip(task.records.start);
-        // Each row gets its window values after its columns.
-        let windows = task.windows.as_deref();
+        let mut windows = self.windows.as_deref_mut();
         self.typer.type_batch(
             records.take(task.records.len()),
             self.batch,
             &mut bad,
-            |k, row| windows.map_or(Ok(()), |w| w.append(task.records.start + k, row)),
+            |_, body, _| windows.as_mut().map_or(Ok(()), |w| w.row(body)),
         );
+        // Each row gets its window values after its columns, once every earlier task's
+        // rows are in the windows. The wait is not this task's cost (`sizer`).
+        let mut waited = Duration::ZERO;
+        if let Some(windows) = windows {
+            let turn = Instant::now();
+            if !windows.take_turn(task.seq, &mut self.batch.rows) {
+                return Ok(None);
+            }
+            waited = turn.elapsed();
+        }
         self.batch.seq = task.seq;
         self.outcomes.clear();
         if !self.batch.rows.is_empty() {
@@ -166,9 +185,11 @@ impl Work<'_> {
             &mut counts,
             &mut side,
         );
-        shared
-            .sizer
-            .observe(asked, task.records.len(), started.elapsed());
+        shared.sizer.observe(
+            asked,
+            task.records.len(),
+            started.elapsed().saturating_sub(waited),
+        );
         if let Ok(chunk) = Arc::try_unwrap(task.chunk) {
             let _ = shared.recycle.send(chunk);
         }

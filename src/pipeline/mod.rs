@@ -68,8 +68,9 @@ pub fn run(
     settings: &Settings,
     windows: &mut Option<windows::WindowStage>,
 ) -> Result<(Tally, Option<RejectsWriter>)> {
-    // The windows stage runs on the reader thread, and comes back for the next input.
-    let mut stage = windows.take();
+    // The windows stage runs on the lanes (its sequential part in task order), and comes
+    // back for the next input.
+    let stage = windows.take().map(windows::WindowStage::start);
     let jobs = settings.jobs.max(1);
     let InputReader {
         framer,
@@ -94,12 +95,9 @@ pub fn run(
         let name = name.clone();
         thread::Builder::new()
             .name("reader".into())
-            // The windows stage evaluates `where` filters here: a lane's stack.
-            .stack_size(crate::exec::LANE_STACK_BYTES)
             .spawn(move || {
-                let read = read::read_chunks(
+                read::read_chunks(
                     framer,
-                    &mut stage,
                     first,
                     read::Source {
                         name: &name,
@@ -110,8 +108,7 @@ pub fn run(
                     &chunk_tx,
                     &recycle_rx,
                     &progress,
-                );
-                read.map(|bytes| (bytes, stage))
+                )
             })
             .context("cannot start the reader thread")?
     };
@@ -139,6 +136,14 @@ pub fn run(
             typer = typer.with_raw_fields(format.reads_values());
         }
         let format = format.clone();
+        let lane_windows = match stage.as_ref().map(windows::RunWindows::lane) {
+            None => None,
+            Some(Ok(lane)) => Some(lane),
+            Some(Err(e)) => {
+                started = Err(e.context(format!("cannot start lane {index}")));
+                break;
+            }
+        };
         let spawned = thread::Builder::new()
             .name(format!("lane-{index}"))
             // Rhai recurses natively over nested values: see `exec::LANE_STACK_BYTES`.
@@ -152,7 +157,7 @@ pub fn run(
                     recycle,
                     done,
                 };
-                lane::drive(&*executor, index, typer, format, shared);
+                lane::drive(&*executor, index, typer, format, lane_windows, shared);
             });
         if let Err(e) = spawned {
             started = Err(anyhow::Error::new(e).context(format!("cannot start lane {index}")));
@@ -160,9 +165,15 @@ pub fn run(
         }
     }
     drop((done_tx, recycle_tx));
+    let close_windows = || {
+        if let Some(stage) = &stage {
+            stage.close();
+        }
+    };
     if let Err(e) = started {
         abort.store(true, Ordering::Relaxed);
         budget.close();
+        close_windows();
         executor.shutdown();
         return Err(e);
     }
@@ -185,16 +196,25 @@ pub fn run(
     if written.is_err() {
         abort.store(true, Ordering::Relaxed);
         budget.close();
+        close_windows();
         executor.shutdown();
     }
     drop(done_rx);
     let complete = written?;
-    let (bytes, stage) = reader
+    let bytes = reader
         .join()
         .map_err(|_| anyhow!("the reader thread panicked"))??;
     tally.bytes = bytes;
-    tally.windows = stage.as_ref().map(windows::WindowStage::stats);
-    *windows = stage;
+    // Every task is written: every task had its turn.
+    *windows = match &stage {
+        None => None,
+        Some(stage) => Some(
+            stage
+                .finish()
+                .ok_or_else(|| anyhow!("internal error: the windows stage was not given back"))?,
+        ),
+    };
+    tally.windows = windows.as_ref().map(windows::WindowStage::stats);
     if !complete {
         return Err(anyhow!("internal error: some tasks were never written"));
     }

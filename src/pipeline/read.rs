@@ -7,11 +7,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use anyhow::{Context, Result};
 
 use crate::decompress::Consumed;
-use std::sync::Arc;
 
 use crate::framer::{Chunk, Framer};
 use crate::pipeline::budget::{self, ByteBudget};
-use crate::pipeline::windows::{Framed, WindowStage};
 use crate::progress::Progress;
 
 /// The input being read: its name for messages, and the count of bytes taken from its
@@ -25,13 +23,9 @@ pub struct Source<'a> {
 
 /// Sends `first`, then every chunk the framer cuts; returns the bytes read (from the
 /// source: compressed bytes for a compressed input). Chunks the lanes are done with come
-/// back on `recycled`, their buffers reused. With `windows`, each chunk goes with its
-/// records' window values, computed here in input order (the windows stage), before any
-/// lane sees it.
-#[allow(clippy::too_many_arguments)]
+/// back on `recycled`, their buffers reused.
 pub fn read_chunks(
     mut framer: Framer<Box<dyn Read + Send>>,
-    windows: &mut Option<WindowStage>,
     first: Chunk,
     Source {
         name,
@@ -39,7 +33,7 @@ pub fn read_chunks(
         header_records,
     }: Source<'_>,
     budget: &ByteBudget,
-    chunks: &Sender<Framed>,
+    chunks: &Sender<Chunk>,
     recycled: &Receiver<Chunk>,
     progress: &Progress,
 ) -> Result<u64> {
@@ -74,14 +68,7 @@ pub fn read_chunks(
             0
         };
         progress.read((chunk.len() - header) as u64, read(&framer));
-        let values = windows
-            .as_mut()
-            .map(|stage| Arc::new(stage.process(&chunk, header)));
-        let framed = Framed {
-            chunk,
-            windows: values,
-        };
-        if chunks.send(framed).is_err() {
+        if chunks.send(chunk).is_err() {
             break;
         }
     }

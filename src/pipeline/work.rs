@@ -9,14 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::framer::Chunk;
 use crate::pipeline::budget;
-use crate::pipeline::windows::{ChunkWindows, Framed};
 
 /// Records `records` of `chunk`, the `seq`-th task of the run.
 pub struct Task {
     pub seq: u64,
     pub chunk: Arc<Chunk>,
-    /// The chunk's window values, when the rules have windows.
-    pub windows: Option<Arc<ChunkWindows>>,
     pub records: Range<usize>,
     /// Bytes the writer gives back to the budget once this task is written: the chunk's
     /// cost for its last task, else 0.
@@ -28,9 +25,8 @@ pub struct WorkQueue {
 }
 
 struct State {
-    chunks: Receiver<Framed>,
+    chunks: Receiver<Chunk>,
     current: Option<Arc<Chunk>>,
-    windows: Option<Arc<ChunkWindows>>,
     /// The next record of `current` to hand out.
     next: usize,
     /// Records to pass over at the start of the next chunk: the header, in the first.
@@ -40,12 +36,11 @@ struct State {
 
 impl WorkQueue {
     /// Chunks arrive on `chunks`; the first `skip` records of the first one are not rows.
-    pub fn new(chunks: Receiver<Framed>, skip: usize) -> WorkQueue {
+    pub fn new(chunks: Receiver<Chunk>, skip: usize) -> WorkQueue {
         WorkQueue {
             state: Mutex::new(State {
                 chunks,
                 current: None,
-                windows: None,
                 next: 0,
                 skip,
                 seq: 0,
@@ -61,9 +56,7 @@ impl WorkQueue {
             Some(chunk) => Arc::clone(chunk),
             None => {
                 // Lanes wait here for the reader, one at a time: they would all wait anyway.
-                let framed = state.chunks.recv().ok()?;
-                let chunk = Arc::new(framed.chunk);
-                state.windows = framed.windows;
+                let chunk = Arc::new(state.chunks.recv().ok()?);
                 state.current = Some(Arc::clone(&chunk));
                 state.next = std::mem::take(&mut state.skip).min(chunk.len());
                 chunk
@@ -80,7 +73,6 @@ impl WorkQueue {
         state.seq += 1;
         Some(Task {
             seq,
-            windows: state.windows.clone(),
             release: if last { budget::cost(&chunk) } else { 0 },
             chunk,
             records: start..end,
@@ -104,11 +96,7 @@ mod tests {
         for chunk in framer {
             let chunk = chunk.unwrap();
             costs += budget::cost(&chunk);
-            tx.send(Framed {
-                chunk,
-                windows: None,
-            })
-            .unwrap();
+            tx.send(chunk).unwrap();
         }
         drop(tx);
         let queue = WorkQueue::new(rx, 1);

@@ -2,87 +2,157 @@
 //! `of` value) become a small number, so that window state lives in flat vectors and
 //! tables of numbers, and a row's key is hashed once however many windows read it.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use ahash::RandomState;
 use rhai::ImmutableString;
 
-/// A key's bytes as the numbering stores them: up to 23 bytes inline, so that comparing
-/// keys reads the table only, not memory elsewhere.
-#[derive(Debug, Clone)]
-enum KeyBytes {
-    Inline(u8, [u8; 23]),
-    Heap(Box<[u8]>),
+/// The hash of a key's bytes, as `Keys` takes it: computed where the key is read (on the
+/// lanes, in parallel), so that the sequential numbering only looks it up. Fixed seeds:
+/// the numbering never depends on the hash (keys are numbered in order of first
+/// appearance), but its speed then does not vary from run to run.
+pub fn hash(key: &[u8]) -> u64 {
+    const SEEDS: [u64; 4] = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ];
+    ahash::RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3]).hash_one(key)
 }
 
-impl KeyBytes {
-    fn of(bytes: &[u8]) -> KeyBytes {
-        if bytes.len() <= 23 {
-            let mut inline = [0u8; 23];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            KeyBytes::Inline(bytes.len() as u8, inline)
-        } else {
-            KeyBytes::Heap(bytes.into())
-        }
-    }
+/// Bytes of a key held in its slot; longer keys are kept apart (`Keys::long`).
+const INLINE: usize = 22;
+/// `Slot::id` of a free slot.
+const FREE: u32 = u32::MAX;
 
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            KeyBytes::Inline(n, bytes) => &bytes[..usize::from(*n)],
-            KeyBytes::Heap(bytes) => bytes,
-        }
-    }
+/// One slot of the open-addressing table: 32 bytes, two to a cache line, holding the key's
+/// bytes when short, so that a lookup reads one line of memory (asked for ahead of time:
+/// `Keys::prefetch`) and nothing else.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+struct Slot {
+    /// The hash's low 32 bits.
+    hash: u32,
+    id: u32,
+    /// The key's length when at most `INLINE`, else `u16::MAX` and `bytes` holds the index
+    /// of the key in `Keys::long` (little-endian, first 4 bytes).
+    len: u16,
+    bytes: [u8; INLINE],
 }
 
-// Hashed and compared as the bytes they hold, so that a table of them is searched with a
-// plain `&[u8]` (`Borrow`): no key is built for a lookup.
-impl Hash for KeyBytes {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialEq for KeyBytes {
-    fn eq(&self, other: &KeyBytes) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for KeyBytes {}
-
-impl Borrow<[u8]> for KeyBytes {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+const EMPTY: Slot = Slot {
+    hash: 0,
+    id: FREE,
+    len: 0,
+    bytes: [0; INLINE],
+};
 
 /// Numbers the keys of one key column (their canonical bytes: the text of a string
 /// column, the value's bits for a number; see `pipeline::windows`), 0, 1, 2, … in order
-/// of first appearance, so results never depend on the hasher.
-#[derive(Debug, Default)]
+/// of first appearance, so results never depend on the hasher. An open-addressing table
+/// (linear probing, at most half full) of keys hashed by the caller (`hash`).
+#[derive(Debug)]
 pub struct Keys {
-    ids: HashMap<KeyBytes, u32, RandomState>,
+    slots: Vec<Slot>,
+    count: u32,
+    /// Keys longer than `INLINE` bytes.
+    long: Vec<Box<[u8]>>,
+}
+
+impl Default for Keys {
+    fn default() -> Keys {
+        Keys {
+            slots: vec![EMPTY; 64],
+            count: 0,
+            long: Vec::new(),
+        }
+    }
 }
 
 impl Keys {
-    /// The number of the key whose bytes are `key`.
-    pub fn id(&mut self, key: &[u8]) -> usize {
-        if let Some(&id) = self.ids.get(key) {
-            return id as usize;
+    /// The number of the key whose bytes are `key` (and whose hash is `hash(key)`).
+    pub fn id(&mut self, key: &[u8], hash: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = &self.slots[at];
+            if slot.id == FREE {
+                break;
+            }
+            if slot.hash == hash as u32 && self.holds(slot, key) {
+                return slot.id as usize;
+            }
+            at = (at + 1) & mask;
         }
-        let id = u32::try_from(self.ids.len()).expect("fewer than 2^32 keys");
-        self.ids.insert(KeyBytes::of(key), id);
+        let id = self.count;
+        assert!(id < FREE - 1, "fewer than 2^32 - 1 keys");
+        self.slots[at] = self.slot(key, hash, id);
+        self.count += 1;
+        if self.count as usize * 2 > self.slots.len() {
+            self.grow();
+        }
         id as usize
     }
 
+    /// Asks for the slot where a lookup of `hash` starts to be brought into the cache.
+    pub fn prefetch(&self, hash: u64) {
+        let at = hash as usize & (self.slots.len() - 1);
+        super::prefetch(std::ptr::from_ref(&self.slots[at]).cast());
+    }
+
+    fn holds(&self, slot: &Slot, key: &[u8]) -> bool {
+        self.bytes_of(slot) == key
+    }
+
+    fn bytes_of<'a>(&'a self, slot: &'a Slot) -> &'a [u8] {
+        if slot.len == u16::MAX {
+            let index = u32::from_le_bytes(slot.bytes[..4].try_into().expect("4 bytes"));
+            &self.long[index as usize]
+        } else {
+            &slot.bytes[..usize::from(slot.len)]
+        }
+    }
+
+    fn slot(&mut self, key: &[u8], hash: u64, id: u32) -> Slot {
+        let mut slot = Slot {
+            hash: hash as u32,
+            id,
+            len: u16::MAX,
+            bytes: [0; INLINE],
+        };
+        if key.len() <= INLINE {
+            slot.len = key.len() as u16;
+            slot.bytes[..key.len()].copy_from_slice(key);
+        } else {
+            let index = u32::try_from(self.long.len()).expect("fewer than 2^32 keys");
+            slot.bytes[..4].copy_from_slice(&index.to_le_bytes());
+            self.long.push(key.into());
+        }
+        slot
+    }
+
+    /// Twice the slots, every key moved to its place in them (its hash's low bits, which
+    /// the slot keeps: tables stay far below 2^32 slots).
+    fn grow(&mut self) {
+        let mut slots = vec![EMPTY; self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for slot in self.slots.iter().filter(|s| s.id != FREE) {
+            let mut at = slot.hash as usize & mask;
+            while slots[at].id != FREE {
+                at = (at + 1) & mask;
+            }
+            slots[at] = *slot;
+        }
+        self.slots = slots;
+    }
+
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.count as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.count == 0
     }
 }
 
@@ -151,17 +221,46 @@ impl Texts {
 mod tests {
     use super::*;
 
+    fn id(keys: &mut Keys, key: &[u8]) -> usize {
+        keys.id(key, hash(key))
+    }
+
     #[test]
     fn keys_are_numbered_in_order_of_first_appearance_short_or_long() {
         let mut keys = Keys::default();
         let long = vec![b'x'; 40];
-        assert_eq!(keys.id(b"b"), 0);
-        assert_eq!(keys.id(&long), 1);
-        assert_eq!(keys.id(b"a"), 2);
-        assert_eq!(keys.id(b"b"), 0);
-        assert_eq!(keys.id(&long), 1);
-        assert_eq!(keys.id(&long[..23]), 3);
-        assert_eq!(keys.len(), 4);
+        assert_eq!(id(&mut keys, b"b"), 0);
+        assert_eq!(id(&mut keys, &long), 1);
+        assert_eq!(id(&mut keys, b"a"), 2);
+        assert_eq!(id(&mut keys, b"b"), 0);
+        assert_eq!(id(&mut keys, &long), 1);
+        assert_eq!(id(&mut keys, &long[..22]), 3);
+        assert_eq!(id(&mut keys, &long[..23]), 4);
+        assert_eq!(id(&mut keys, b""), 5);
+        assert_eq!(keys.len(), 6);
+    }
+
+    #[test]
+    fn numbers_survive_the_table_growing_and_colliding_hashes() {
+        let mut keys = Keys::default();
+        let names: Vec<Vec<u8>> = (0..10_000)
+            .map(|i| format!("{}{i}", "k".repeat(i % 40)).into_bytes())
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(id(&mut keys, name), i);
+        }
+        for (i, name) in names.iter().enumerate().rev() {
+            assert_eq!(id(&mut keys, name), i);
+        }
+        // Every key under one hash: probing alone tells them apart.
+        let mut same = Keys::default();
+        for (i, name) in names.iter().take(300).enumerate() {
+            assert_eq!(same.id(name, 7), i);
+        }
+        for (i, name) in names.iter().take(300).enumerate() {
+            assert_eq!(same.id(name, 7), i);
+        }
+        assert_eq!(keys.len(), 10_000);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! key's few rows themselves while it keeps at most `FEW`, one table per window beyond).
 //! A row out of time order costs O(rows kept for its key). State is the rows kept (16
 //! bytes each: time and value, a text as its number in the window's `Texts`) plus one
-//! 64-byte record per key seen and window; a key's record stays to the end of the run.
+//! 128-byte record per key seen and window, which holds the key's first few rows
+//! itself; a key's record stays to the end of the run.
 //!
 //! Sums of an int column are exact (128-bit). Sums of a float column are running
 //! compensated (Neumaier) sums, reset to exactly 0 whenever the window empties: the value
@@ -22,10 +23,13 @@
 //! within a few units in the last place of the exact sum.
 
 pub mod keys;
+mod rows;
 pub mod time;
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet, VecDeque};
+
+use rows::Rows;
 use std::hash::{Hash, Hasher};
 
 use ahash::RandomState;
@@ -59,6 +63,15 @@ impl Val {
             Val::Str(s.clone())
         } else {
             Val::Unit
+        }
+    }
+
+    /// `d` as it is, bit for bit (`from_dynamic` makes -0.0 one value with 0.0, as keys
+    /// and distinct values must be; an aggregate's value is kept as computed).
+    pub fn exactly(d: &Dynamic) -> Val {
+        match d.as_float() {
+            Ok(f) => Val::Float(f),
+            Err(_) => Val::from_dynamic(d),
         }
     }
 
@@ -211,17 +224,20 @@ impl Value<'_> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Agg([u64; 3]);
 
-/// One key's state in one window: 64 bytes, one cache line, whatever the function.
+/// One key's state in one window: 128 bytes, two adjacent cache lines (fetched together),
+/// whatever the function, holding its first few rows itself (`Rows`).
 #[derive(Debug, Default)]
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 struct KeyState {
     /// The key's newest time so far.
     newest: i64,
+    agg: Agg,
     /// (time, value) of the matching rows kept, sorted by time (stable: input order
     /// among equal times).
-    rows: VecDeque<(i64, u64)>,
-    agg: Agg,
+    rows: Rows,
 }
+
+const _: () = assert!(std::mem::size_of::<KeyState>() == 128);
 
 /// Up to this many rows, a key's distinct values are found among its rows (most keys:
 /// no table lookup); beyond, they are counted in the window's table.
@@ -275,19 +291,10 @@ impl Window {
     /// then finds it there. A hint only; nothing changes.
     pub fn prefetch(&self, key: usize) {
         if let Some(state) = self.keys.get(key) {
-            prefetch(std::ptr::from_ref(state).cast());
-        }
-    }
-
-    /// Asks for the oldest and newest kept rows of `key` to be brought into the cache (reads `key`'s
-    /// state: call it after `prefetch` had time to fetch that).
-    pub fn prefetch_rows(&self, key: usize) {
-        if let Some(state) = self.keys.get(key) {
-            // The front for eviction, the back for the new row (one line for a short deque).
-            if let (Some(front), Some(back)) = (state.rows.front(), state.rows.back()) {
-                prefetch(std::ptr::from_ref(front).cast());
-                prefetch(std::ptr::from_ref(back).cast());
-            }
+            // Both lines: the second holds most of the inline rows.
+            let at: *const i8 = std::ptr::from_ref(state).cast();
+            prefetch(at);
+            prefetch(at.wrapping_add(64));
         }
     }
 
@@ -295,6 +302,23 @@ impl Window {
     /// has an `of` value; `value`: that value, of the window's kind) and returns the
     /// window's value for it.
     pub fn push(&mut self, key: usize, time: i64, matching: bool, value: Value<'_>) -> Dynamic {
+        let mut out = Vec::with_capacity(1);
+        self.push_into(key, time, matching, value, &mut out);
+        out.pop().expect("a value").to_dynamic()
+    }
+
+    /// `push`, the value appended to `out` as a `Val`: the caller builds the `Dynamic`
+    /// later, on a lane. (Building one here stalled every row: Rhai's values are put
+    /// together on the stack and copied out, a wide load that waits for narrow stores,
+    /// and those wait behind the windows' cache misses.)
+    pub fn push_into(
+        &mut self,
+        key: usize,
+        time: i64,
+        matching: bool,
+        value: Value<'_>,
+        out: &mut Vec<Val>,
+    ) {
         if key >= self.keys.len() {
             self.keys.resize_with(key + 1, || KeyState {
                 newest: i64::MIN,
@@ -305,7 +329,7 @@ impl Window {
             }
         }
         let before = self.keys[key].rows.len();
-        let result = if time >= self.keys[key].newest {
+        if time >= self.keys[key].newest {
             self.keys[key].newest = time;
             self.evict(key, time.saturating_sub(self.span));
             if matching {
@@ -317,12 +341,12 @@ impl Window {
                 self.keys[key].rows.push_back((time, code));
             }
             self.settle(key);
-            self.current(key)
+            self.current(key, out);
         } else {
-            self.late(key, time, matching, value)
-        };
+            let late = self.late(key, time, matching, value);
+            out.push(Val::exactly(&late));
+        }
         self.rows = self.rows + self.keys[key].rows.len() - before;
-        result
     }
 
     /// `value` as the window keeps it (a text held once more).
@@ -451,12 +475,12 @@ impl Window {
         let state = &mut self.keys[key];
         let (n, in_table) = (state.rows.len(), state.agg.0[1] != 0);
         if !in_table && n > FEW {
-            for &(_, code) in &state.rows {
+            for &(_, code) in state.rows.iter() {
                 *self.distinct.entry((key as u32, code)).or_insert(0) += 1;
             }
             state.agg.0[1] = 1;
         } else if in_table && n <= FEW / 4 {
-            for &(_, code) in &state.rows {
+            for &(_, code) in state.rows.iter() {
                 self.distinct.remove(&(key as u32, code));
             }
             state.agg.0[1] = 0;
@@ -481,11 +505,11 @@ impl Window {
         if state.rows.is_empty() {
             // Exactly 0 again: no rounding carried from rows long gone.
             state.agg = Agg::default();
-            if state.rows.capacity() > 64 {
-                state.rows = VecDeque::new();
-                if let Some(extremes) = self.extremes.get_mut(key) {
-                    *extremes = VecDeque::new();
-                }
+            // The rows' ring is freed as it empties (`Rows`); the candidates' too.
+            if let Some(extremes) = self.extremes.get_mut(key)
+                && extremes.capacity() > 64
+            {
+                *extremes = VecDeque::new();
             }
         }
     }
@@ -513,20 +537,22 @@ impl Window {
         extremes.push_back((time, code));
     }
 
-    /// The aggregate of every kept row of `key` (all at or before its newest time).
-    fn current(&self, key: usize) -> Dynamic {
+    /// The aggregate of every kept row of `key` (all at or before its newest time),
+    /// appended to `out`.
+    #[inline]
+    fn current(&self, key: usize, out: &mut Vec<Val>) {
         let state = &self.keys[key];
         let n = state.rows.len();
-        match self.function {
-            Function::Count => Dynamic::from_int(n as INT),
-            Function::Distinct => Dynamic::from_int(state.agg.0[0] as INT),
-            Function::Sum => Dynamic::from_float(if n == 0 { 0.0 } else { self.sum(key).value() }),
-            Function::Avg if n == 0 => Dynamic::UNIT,
-            Function::Avg => Dynamic::from_float(self.sum(key).value() / n as f64),
+        out.push(match self.function {
+            Function::Count => Val::Int(n as INT),
+            Function::Distinct => Val::Int(state.agg.0[0] as INT),
+            Function::Sum => Val::Float(if n == 0 { 0.0 } else { self.sum(key).value() }),
+            Function::Avg if n == 0 => Val::Unit,
+            Function::Avg => Val::Float(self.sum(key).value() / n as f64),
             Function::Min | Function::Max => self.extremes[key]
                 .front()
-                .map_or(Dynamic::UNIT, |&(_, code)| self.val(code).to_dynamic()),
-        }
+                .map_or(Val::Unit, |&(_, code)| self.val(code)),
+        });
     }
 
     /// A row earlier than the key's newest time: kept if younger than the horizon; its
@@ -547,7 +573,7 @@ impl Window {
             if matches!(self.function, Function::Min | Function::Max) {
                 let mut extremes = std::mem::take(&mut self.extremes[key]);
                 extremes.clear();
-                for &(t, code) in &self.keys[key].rows {
+                for &(t, code) in self.keys[key].rows.iter() {
                     self.push_candidate(&mut extremes, t, code);
                 }
                 self.extremes[key] = extremes;
@@ -560,7 +586,7 @@ impl Window {
     /// order, computed on the kept numbers (no value built per row: the late path is
     /// O(rows kept for the key) with a small constant).
     fn aggregate_kept(&self, key: usize, upto: usize) -> Dynamic {
-        let codes = self.keys[key].rows.range(..upto).map(|&(_, code)| code);
+        let codes = self.keys[key].rows.prefix(upto).map(|&(_, code)| code);
         match self.function {
             Function::Count => Dynamic::from_int(upto as INT),
             Function::Sum | Function::Avg => {
