@@ -572,7 +572,7 @@ when = "tx_24h > 10"
             assert!(bad.is_empty());
             let width = stage.sequencer.windows.len();
             assert_eq!(values.len(), rows.len() * width);
-            let wanted = keep.saturating_sub(measured.rows) * width;
+            let wanted = keep.saturating_sub(measured.rows).saturating_mul(width);
             measured.values.extend(
                 values[..wanted.min(values.len())]
                     .iter()
