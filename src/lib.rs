@@ -37,8 +37,9 @@
 //!   changes and counts, its `pair` executor, `labels` and `report`;
 //! - `lists`: reference lists (`[lists.*]`) read once and bound read-only in every rule;
 //!   `windows`: per-key sliding-window arithmetic (`[windows.*]`), fed in input order by
-//!   the windows stage `pipeline::windows` on the reader thread, whose values travel with
-//!   each row after its input columns; `rules::lists_windows` declares both;
+//!   the windows stage `pipeline::windows` (checks on the lanes, then the arithmetic one
+//!   task after another), whose values go with each row after its input columns;
+//!   `rules::lists_windows` declares both;
 //! - `generate`: synthetic transactions; `rockets/`: the concurrency workload;
 //! - `shard` (`run --shard I/N`: exact byte ranges, part names, what parts record) and
 //!   `merge` (checks that parts make up one whole run, and joins them; `cmd::merge`);

@@ -494,8 +494,8 @@ impl Typer {
         // Raw without values: every field is checked, no value is built.
         let build = self.raw.as_ref().is_none_or(|mode| mode.values);
         let fields = self.splitter.split(body);
-        let typed = type_fields(&self.schema, &mut self.strings, fields, Some((row, build)))
-            .map_err(|reason| {
+        let typed =
+            type_fields(&self.schema, &mut self.strings, fields, row, build).map_err(|reason| {
                 let mut raw = Vec::new();
                 crate::format::record(&mut raw, fields.iter());
                 (reason, raw)
@@ -509,18 +509,6 @@ impl Typer {
         Ok(typed)
     }
 
-    /// The fields of `body` when it is a row, `None` when it is no row or a bad one: the
-    /// decision `type_records` takes, by the same code, but no value is built (the
-    /// windows stage reads the fields it needs itself, and leaves bad rows to the lanes).
-    pub fn check_record<'a>(&'a mut self, body: &'a [u8]) -> Option<Fields<'a>> {
-        let fields = self.splitter.split(body);
-        matches!(
-            type_fields(&self.schema, &mut self.strings, fields, None),
-            Ok(true)
-        )
-        .then_some(fields)
-    }
-
     /// Types one record's `body` into `row`, as `type_records` would: whether it is a row
     /// (false for no row and for a bad one; the windows' filters read rows the lanes'
     /// typer has accepted already).
@@ -531,14 +519,15 @@ impl Typer {
 }
 
 /// Types a record's `fields`: `Ok(false)` for a record that is no row, `Err(reason)` for a
-/// bad row. With `Some((row, build))` the row gets its id, and its values when `build`
-/// (else it holds no input column's value: raw fields carry them); with `None` the fields
-/// are only checked. Every field is checked either way, by the same code.
+/// bad row. The row gets its id, and its values when `build` (else it holds no input
+/// column's value: raw fields carry them). Every field is checked either way, by the same
+/// code.
 fn type_fields(
     schema: &Schema,
     strings: &mut [Option<StringCache>],
     fields: Fields<'_>,
-    mut row: Option<(&mut Row, bool)>,
+    row: &mut Row,
+    build: bool,
 ) -> Result<bool, String> {
     if fields.len() == 1 && fields.get(0).is_some_and(<[u8]>::is_empty) {
         return Ok(false);
@@ -557,14 +546,11 @@ fn type_fields(
             schema.header[schema.id_field]
         ));
     }
-    let build = row.as_ref().is_some_and(|(_, build)| *build);
     // Each value at its column's place: the fields of an input aligned to another
     // (`Schema::aligned_to`) may come in another order.
-    if let Some((row, _)) = row.as_mut() {
-        row.values.clear();
-        if build && !schema.in_order {
-            row.values.resize(schema.input_columns, Dynamic::UNIT);
-        }
+    row.values.clear();
+    if build && !schema.in_order {
+        row.values.resize(schema.input_columns, Dynamic::UNIT);
     }
     for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
         let Field::Column(c) = *field else { continue };
@@ -576,8 +562,8 @@ fn type_fields(
             strings[c].as_mut(),
             value,
         );
-        match (typed, row.as_mut()) {
-            (Ok(v), Some((row, true))) => {
+        match typed {
+            Ok(v) if build => {
                 if schema.in_order {
                     row.values.push(v);
                 } else {
@@ -585,8 +571,8 @@ fn type_fields(
                 }
             }
             // Checked only.
-            (Ok(_), _) => {}
-            (Err(why), _) => {
+            Ok(_) => {}
+            Err(why) => {
                 return Err(format!(
                     "column {:?}: {:?} {why}",
                     schema.header[i],
@@ -596,10 +582,8 @@ fn type_fields(
         }
     }
     // The id is valid UTF-8: it is an identifier column and was typed above.
-    if let Some((row, _)) = row {
-        row.id.clear();
-        row.id.push_str(&String::from_utf8_lossy(id));
-    }
+    row.id.clear();
+    row.id.push_str(&String::from_utf8_lossy(id));
     Ok(true)
 }
 

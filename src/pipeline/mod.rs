@@ -9,7 +9,9 @@
 //! The reader only frames (`read`); lanes share chunks through the `work` queue, a few
 //! records at a time, sized by measured cost (`sizer`) so that slow rows never leave one
 //! lane busy while the others idle (`lane`); the writer puts tasks back in input order
-//! (`write`). Memory is bounded by bytes in flight (`budget`), not rows.
+//! (`write`). Memory is bounded by bytes in flight (`budget`), not rows. With `[windows]`
+//! a lane feeds each task's rows to the windows between typing and evaluating them, in
+//! task order (`windows`).
 
 mod budget;
 mod lane;
