@@ -226,6 +226,8 @@ fn every_function_equals_a_brute_force_reference_on_every_executor() {
     for extra in [
         &["-j", "2"][..],
         &["-j", "7"],
+        // One-row tasks: each lane waits for its turn at the windows every row.
+        &["-j", "7", "--batch-size", "1"],
         &["--executor", "processes", "-j", "2"],
         &["--executor", "processes", "-j", "7", "--batch-size", "3"],
     ] {
