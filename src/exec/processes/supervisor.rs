@@ -448,8 +448,8 @@ fn spawn_patiently(plan: &Plan, shared: &Arc<Shared>) -> Result<Worker> {
     )
 }
 
-/// About the bytes of a `Batch` frame of rows `rows` of `batch`: their ids and raw
-/// fields, and a few bytes per value.
+/// About the bytes of a `Batch` frame of rows `rows` of `batch`: their kept fields, and a
+/// few bytes per row and per field.
 fn frame_estimate(batch: &Batch, rows: std::ops::Range<usize>, sent: &[bool]) -> usize {
     let raw = &batch.raw;
     let fields = raw.columns.len();
@@ -457,8 +457,7 @@ fn frame_estimate(batch: &Batch, rows: std::ops::Range<usize>, sent: &[bool]) ->
     let field = |row: usize| raw.start((row * fields).min(raw.fields()));
     let raw_bytes = field(rows.end) - field(rows.start);
     let sent = sent.iter().filter(|&&s| s).count();
-    let ids: usize = batch.rows[rows.clone()].iter().map(|r| r.id.len()).sum();
-    256 + raw_bytes + ids + rows.len() * (4 + 13 * sent)
+    256 + raw_bytes + rows.len() * (8 + 13 * sent)
 }
 
 /// Adds the worker's stderr tail to an error, or says it was empty.
