@@ -573,10 +573,61 @@ pub enum Reply {
     Outcomes {
         request: u64,
         first: u64,
-        outcomes: Vec<Outcome>,
+        outcomes: Outcomes,
     },
     /// The worker cannot go on (its rules do not compile, a bad request): the message.
     Fatal(String),
+}
+
+/// Outcomes in order, compactly: one code a piece (`CODE_*`), and beside the codes the
+/// outcomes that carry more (errors, timeouts), in order. Most outcomes are `true` or
+/// `false`: they cost a byte, not an `Outcome`, from the pipe to the batch's place.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcomes {
+    pub codes: Vec<u8>,
+    /// The outcome of each `CODE_DETAIL`, in order.
+    pub details: Vec<Outcome>,
+}
+
+pub const CODE_TRUE: u8 = 0;
+pub const CODE_FALSE: u8 = 1;
+/// An error or a timeout: the next of `Outcomes::details`.
+pub const CODE_DETAIL: u8 = 2;
+
+impl Outcomes {
+    pub fn push(&mut self, outcome: Outcome) {
+        self.codes.push(match outcome {
+            Outcome::True => CODE_TRUE,
+            Outcome::False => CODE_FALSE,
+            detail => {
+                self.details.push(detail);
+                CODE_DETAIL
+            }
+        });
+    }
+
+    /// The outcomes, in order.
+    pub fn into_vec(self) -> Vec<Outcome> {
+        let mut details = self.details.into_iter();
+        self.codes
+            .iter()
+            .map(|&code| match code {
+                CODE_TRUE => Outcome::True,
+                CODE_FALSE => Outcome::False,
+                _ => details.next().expect("a detail per CODE_DETAIL"),
+            })
+            .collect()
+    }
+}
+
+impl FromIterator<Outcome> for Outcomes {
+    fn from_iter<I: IntoIterator<Item = Outcome>>(iter: I) -> Outcomes {
+        let mut outcomes = Outcomes::default();
+        for outcome in iter {
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
 }
 
 pub fn encode_ready(out: &mut Vec<u8>, rules: u32, pid: u32) {
@@ -669,10 +720,9 @@ fn put_outcome(out: &mut Vec<u8>, outcome: &Outcome) {
     }
 }
 
-fn get_outcome(c: &mut Cursor<'_>) -> Result<Outcome, ProtocolError> {
-    Ok(match c.u8("outcome tag")? {
-        OUTCOME_TRUE => Outcome::True,
-        OUTCOME_FALSE => Outcome::False,
+/// The outcome of tag `tag` that is neither `true` nor `false`.
+fn get_detail(c: &mut Cursor<'_>, tag: u8) -> Result<Outcome, ProtocolError> {
+    Ok(match tag {
         OUTCOME_ERROR => Outcome::Error(c.str("error message")?.to_string()),
         OUTCOME_TIMEOUT => Outcome::Timeout(c.duration("timeout")?),
         tag => {
@@ -707,9 +757,16 @@ pub fn decode_reply(kind: u8, payload: &[u8]) -> Result<Reply, ProtocolError> {
             let request = c.u64("request")?;
             let first = c.u64("first index")?;
             let n = c.count("outcomes", 1)?;
-            let mut outcomes = Vec::with_capacity(n);
+            let mut outcomes = Outcomes {
+                codes: Vec::with_capacity(n),
+                details: Vec::new(),
+            };
             for _ in 0..n {
-                outcomes.push(get_outcome(&mut c)?);
+                match c.u8("outcome tag")? {
+                    OUTCOME_TRUE => outcomes.codes.push(CODE_TRUE),
+                    OUTCOME_FALSE => outcomes.codes.push(CODE_FALSE),
+                    tag => outcomes.push(get_detail(&mut c, tag)?),
+                }
             }
             Reply::Outcomes {
                 request,

@@ -407,12 +407,7 @@ impl Lane for ProcessLane {
         if let Some(mut dying) = self.dying.take() {
             dying.kill()?;
         }
-        out.reserve(work.outcomes.len());
-        out.extend(
-            work.outcomes
-                .into_iter()
-                .map(|o| o.expect("every evaluation has an outcome")),
-        );
+        work.finish(out);
         Ok(())
     }
 }

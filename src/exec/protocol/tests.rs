@@ -276,7 +276,7 @@ fn replies_round_trip_across_chunks() {
             } => {
                 assert_eq!(request, 9);
                 assert_eq!(first, 100 + back.len() as u64);
-                back.extend(outcomes);
+                back.extend(outcomes.into_vec());
                 frames += 1;
             }
             Reply::Fatal(m) => fatal = Some(m),
@@ -529,7 +529,7 @@ fn no_outcome_makes_a_reply_frame_pass_its_limit() {
     while let Some(kind) = read_frame(&mut reader, MAX_FROM_WORKER, &mut payload).unwrap() {
         match decode_reply(kind, &payload).unwrap() {
             Reply::Outcomes { outcomes, .. } => {
-                for o in outcomes {
+                for o in outcomes.into_vec() {
                     let Outcome::Error(m) = o else { panic!() };
                     assert!(m.len() <= crate::model::DETAIL_MAX_BYTES + 3 && m.ends_with('…'));
                     seen += 1;
