@@ -515,7 +515,7 @@ fn expect_worker_fault_fails_clearly(fault: &str, message: &str) {
 fn a_protocol_mismatch_is_a_clear_error_not_a_hang() {
     expect_worker_fault_fails_clearly(
         "protocol",
-        "protocol version mismatch: the supervisor speaks version 4, this worker speaks version 5",
+        "protocol version mismatch: the supervisor speaks version 5, this worker speaks version 6",
     );
 }
 

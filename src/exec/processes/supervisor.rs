@@ -374,7 +374,7 @@ impl Lane for ProcessLane {
             self.next_request += 1;
             max_rows = max_rows.min(RESEND_ROWS);
             let mut worker = self.take_worker()?;
-            worker.send(std::mem::take(&mut frame));
+            worker.send(&frame);
             if let Some(mut dying) = self.dying.take() {
                 dying.kill()?;
             }
