@@ -335,6 +335,7 @@ pub(crate) fn keep_field(
 /// The value of a field `keep_field` kept (`kept`: its bytes): the value `field_value`
 /// builds from the field itself (a string from `cache`). An error only for bytes
 /// `keep_field` never writes (a worker's decoder reports it as a protocol error).
+#[inline]
 pub(crate) fn kept_value(
     kind: ColumnType,
     nullable: bool,

@@ -447,6 +447,16 @@ impl BatchDecoder {
             }
             self.sent = sent;
         }
+        // Per sent column, what its values need, looked up once a batch, not once a value.
+        let plan: Vec<(usize, bool, ColumnType, bool)> = self
+            .sent
+            .iter()
+            .zip(&forms)
+            .map(|(&column, &is_kept)| {
+                let (kind, nullable) = self.types[column];
+                (column, is_kept, kind, nullable)
+            })
+            .collect();
         let mut rows = Vec::with_capacity(rows_n);
         let mut id_hashes = std::mem::take(&mut self.spare_hashes);
         id_hashes.clear();
@@ -464,38 +474,30 @@ impl BatchDecoder {
                 row.values.clear();
                 row.values.resize(columns, Dynamic::UNIT);
             }
-            for (&column, &is_kept) in self.sent.iter().zip(&forms) {
-                let value = if is_kept {
+            for &(column, is_kept, kind, nullable) in &plan {
+                let strings = &mut self.strings[column];
+                row.values[column] = if is_kept {
                     let len = lengths.u32("kept field length")? as usize;
                     let field = kept.take(len, "kept field")?;
-                    let (kind, nullable) = self.types[column];
-                    typing::kept_value(kind, nullable, &mut self.strings[column], field).map_err(
-                        |why| {
-                            ProtocolError::Invalid(format!(
+                    match typing::kept_value(kind, nullable, strings, field) {
+                        Ok(value) => value,
+                        Err(why) => {
+                            return Err(ProtocolError::Invalid(format!(
                                 "row {i}, column {}: kept field {:?} {why}",
                                 column + 1,
                                 String::from_utf8_lossy(field)
-                            ))
-                        },
-                    )
+                            )));
+                        }
+                    }
                 } else {
-                    get_value(&mut c, &mut self.strings[column]).map_err(|e| match e {
+                    get_value(&mut c, strings).map_err(|e| match e {
                         ProtocolError::Invalid(why) => ProtocolError::Invalid(format!(
                             "row {i}, column {}: {why}",
                             column + 1
                         )),
                         other => other,
-                    })
+                    })?
                 };
-                match value {
-                    Ok(value) => row.values[column] = value,
-                    Err(e) => {
-                        self.spare.push(row);
-                        self.spare.append(&mut rows);
-                        self.spare_hashes = id_hashes;
-                        return Err(e);
-                    }
-                }
             }
             rows.push(row);
         }
