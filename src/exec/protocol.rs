@@ -265,21 +265,24 @@ pub fn encode_batch(
         out.push(if k.is_some() { FORM_KEPT } else { FORM_VALUE });
     }
     put_u32(out, rows.len() as u32);
+    let fields = first_raw * width..(first_raw + rows.len()) * width;
+    out.reserve(rows.len() * 8 + fields.len() * 4 + 4);
     for row in rows {
         put_u64(out, crate::rules::random_key_hash(&row.id));
     }
     if !kept.is_empty() {
-        let fields = first_raw * width..(first_raw + rows.len()) * width;
         let every = kept.len() == width;
         let mut is_kept = vec![false; width];
         for &k in &kept {
             is_kept[k] = true;
         }
-        for i in fields.clone() {
-            if is_kept[i % width] {
-                let len = raw.ends[i] - raw.start(i);
-                put_u32(out, u32::try_from(len).expect("fields are far below 4 GiB"));
+        let mut start = raw.start(fields.start);
+        for (i, &end) in raw.ends[fields.clone()].iter().enumerate() {
+            if every || is_kept[i % width] {
+                let len = u32::try_from(end - start).expect("fields are far below 4 GiB");
+                out.extend_from_slice(&len.to_le_bytes());
             }
+            start = end;
         }
         if every {
             // The rows' kept fields, as `raw` holds them: one copy.
@@ -668,19 +671,32 @@ impl OutcomesEncoder {
     }
 
     /// Appends the outcome of evaluation `index` (the next one of the request).
+    #[inline]
     pub fn push(&mut self, out: &mut Vec<u8>, index: u64, outcome: &Outcome) {
-        let (at, count) = match self.open {
-            Some(open) => open,
-            None => {
-                let at = begin_frame(out, KIND_OUTCOMES);
-                put_u64(out, self.request);
-                put_u64(out, index);
-                put_u32(out, 0);
-                (at, 0)
+        // The common case: a frame is open, the outcome is a byte.
+        if let Some((at, count)) = &mut self.open {
+            match outcome {
+                Outcome::True => out.push(OUTCOME_TRUE),
+                Outcome::False => out.push(OUTCOME_FALSE),
+                other => put_outcome(out, other),
             }
-        };
+            *count += 1;
+            if out.len() - *at >= OUTCOMES_CHUNK {
+                self.close(out);
+            }
+            return;
+        }
+        self.open_and_push(out, index, outcome);
+    }
+
+    /// `push` when no frame is open: opens one, from `index` on.
+    fn open_and_push(&mut self, out: &mut Vec<u8>, index: u64, outcome: &Outcome) {
+        let at = begin_frame(out, KIND_OUTCOMES);
+        put_u64(out, self.request);
+        put_u64(out, index);
+        put_u32(out, 0);
         put_outcome(out, outcome);
-        self.open = Some((at, count + 1));
+        self.open = Some((at, 1));
         if out.len() - at >= OUTCOMES_CHUNK {
             self.close(out);
         }

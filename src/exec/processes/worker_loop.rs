@@ -246,9 +246,12 @@ impl WorkerLoop {
         // Native evaluations share clock readings (`start_clock` says how far).
         let mut clock = StartClock::new();
         for range in &batch.ranges {
+            // Row and rule of each index, by counting (not a division per evaluation).
+            let (mut row_index, mut rule) = (range.start / rules, (range.start % rules) as usize);
             for index in range.clone() {
-                let row_index = index / rules;
-                let rule = (index % rules) as usize;
+                if rule == rules as usize {
+                    (row_index, rule) = (row_index + 1, 0);
+                }
                 let at = (row_index - batch.row_base) as usize;
                 let (row, id_hash) = (&batch.rows[at], batch.id_hashes[at]);
                 let native_size = evaluator.native_size(rule);
@@ -280,6 +283,7 @@ impl WorkerLoop {
                     slot.end(batch.request, index);
                 }
                 encoder.push(&mut self.buf, index, &outcome);
+                rule += 1;
                 if encoder.is_closed() && self.buf.len() >= FLUSH_BYTES {
                     self.write_out()?;
                     last_write = now;
