@@ -617,20 +617,28 @@ fn type_fields(
     }
     for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
         let Field::Column(c) = *field else { continue };
-        let typed = match kept.as_deref_mut() {
-            Some(kept) if schema.read[c] => {
-                keep_field(kept, schema.columns.types[c], schema.nullable[c], value)
-                    .map(|()| Dynamic::UNIT)
-            }
-            // Checked, not kept, where no rule reads it.
-            _ => field_value(
-                schema.columns.types[c],
-                schema.nullable[c],
-                build && schema.read[c],
-                strings[c].as_mut(),
-                value,
-            ),
+        let bad = |why| {
+            format!(
+                "column {:?}: {:?} {why}",
+                schema.header[i],
+                String::from_utf8_lossy(value)
+            )
         };
+        if schema.read[c]
+            && let Some(kept) = kept.as_deref_mut()
+        {
+            // Checked and kept, no value built.
+            keep_field(kept, schema.columns.types[c], schema.nullable[c], value).map_err(bad)?;
+            continue;
+        }
+        // Checked, not kept, where no rule reads it.
+        let typed = field_value(
+            schema.columns.types[c],
+            schema.nullable[c],
+            build && schema.read[c],
+            strings[c].as_mut(),
+            value,
+        );
         match (typed, row.as_mut()) {
             (Ok(v), Some((row, true))) => {
                 if schema.in_order {
@@ -641,13 +649,7 @@ fn type_fields(
             }
             // Checked only.
             (Ok(_), _) => {}
-            (Err(why), _) => {
-                return Err(format!(
-                    "column {:?}: {:?} {why}",
-                    schema.header[i],
-                    String::from_utf8_lossy(value)
-                ));
-            }
+            (Err(why), _) => return Err(bad(why)),
         }
     }
     // The id is valid UTF-8: it is an identifier column and was typed above.

@@ -460,7 +460,12 @@ impl BatchDecoder {
                 (column, is_kept, kind, nullable)
             })
             .collect();
-        let mut rows = Vec::with_capacity(rows_n);
+        // The last batch's rows, filled again (their values' buffers are kept).
+        let mut rows = std::mem::take(&mut self.spare);
+        rows.resize_with(rows_n, || Row {
+            id: String::new(),
+            values: Vec::new(),
+        });
         let mut id_hashes = std::mem::take(&mut self.spare_hashes);
         id_hashes.clear();
         id_hashes.extend(
@@ -468,11 +473,7 @@ impl BatchDecoder {
                 .chunks_exact(8)
                 .map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes"))),
         );
-        for i in 0..rows_n {
-            let mut row = self.spare.pop().unwrap_or_else(|| Row {
-                id: String::new(),
-                values: Vec::new(),
-            });
+        for (i, row) in rows.iter_mut().enumerate() {
             if row.values.len() != columns {
                 row.values.clear();
                 row.values.resize(columns, Dynamic::UNIT);
@@ -502,7 +503,6 @@ impl BatchDecoder {
                     })?
                 };
             }
-            rows.push(row);
         }
         lengths.finish("kept field lengths")?;
         kept.finish("kept fields")?;
@@ -520,7 +520,7 @@ impl BatchDecoder {
 
     /// Takes back a decoded batch's rows, to fill with the next batch.
     pub fn recycle(&mut self, batch: BatchRequest) {
-        self.spare.extend(batch.rows);
+        self.spare = batch.rows;
         self.spare_hashes = batch.id_hashes;
     }
 }
