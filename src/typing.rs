@@ -871,7 +871,11 @@ mod tests {
                 seen.2.push(batch.raw.clone());
             }
         }
-        let [(rows, bad, _), (raw_rows, raw_bad, raws), (both_rows, _, both_raws)] = seen;
+        let [
+            (rows, bad, _),
+            (raw_rows, raw_bad, raws),
+            (both_rows, _, both_raws),
+        ] = seen;
         assert_eq!(bad, raw_bad, "the same bad rows, found the same way");
         assert_eq!(
             bad.iter().map(|b| b.line).collect::<Vec<_>>(),
@@ -997,9 +1001,13 @@ mod tests {
         for (r, row) in rows.rows.iter().enumerate() {
             for (k, &c) in raw.raw.columns.iter().enumerate() {
                 let field = raw.raw.field(r, k);
-                let typed =
-                    kept_value(schema.columns.types[c], schema.nullable[c], &mut cache, field)
-                        .unwrap();
+                let typed = kept_value(
+                    schema.columns.types[c],
+                    schema.nullable[c],
+                    &mut cache,
+                    field,
+                )
+                .unwrap();
                 assert!(same_value(&typed, &row.values[c]), "{typed:?} {c}");
                 let short = if schema.columns.types[c] == ColumnType::String {
                     field.len() == 101

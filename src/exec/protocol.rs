@@ -286,7 +286,10 @@ pub fn encode_batch(
         }
         if every {
             // The rows' kept fields, as `raw` holds them: one copy.
-            put_bytes(out, &raw.bytes[raw.start(fields.start)..raw.start(fields.end)]);
+            put_bytes(
+                out,
+                &raw.bytes[raw.start(fields.start)..raw.start(fields.end)],
+            );
         } else {
             let len_at = out.len();
             put_u32(out, 0);
@@ -495,10 +498,9 @@ impl BatchDecoder {
                     }
                 } else {
                     get_value(&mut c, strings).map_err(|e| match e {
-                        ProtocolError::Invalid(why) => ProtocolError::Invalid(format!(
-                            "row {i}, column {}: {why}",
-                            column + 1
-                        )),
+                        ProtocolError::Invalid(why) => {
+                            ProtocolError::Invalid(format!("row {i}, column {}: {why}", column + 1))
+                        }
                         other => other,
                     })?
                 };

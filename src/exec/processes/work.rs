@@ -212,7 +212,11 @@ mod tests {
         assert_eq!(work.codes[4], CODE_TRUE);
         assert_eq!(work.missing, 6);
         assert_eq!(work.missing_ranges(3, usize::MAX), vec![2..4, 5..9]);
-        assert_eq!(work.missing_ranges(3, 1), vec![2..3], "row 0 only: indexes 0..3");
+        assert_eq!(
+            work.missing_ranges(3, 1),
+            vec![2..3],
+            "row 0 only: indexes 0..3"
+        );
     }
 
     #[test]
@@ -234,7 +238,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(request.next, 6, "2, 3, then 5: index 4 is not asked for");
-        assert_eq!(codes(&work)[2..6], [CODE_FALSE, CODE_DETAIL, CODE_TRUE, CODE_DETAIL]);
+        assert_eq!(
+            codes(&work)[2..6],
+            [CODE_FALSE, CODE_DETAIL, CODE_TRUE, CODE_DETAIL]
+        );
         assert!(
             request
                 .accept(7, 2, std::iter::once(Outcome::False).collect(), &mut work)
@@ -248,7 +255,12 @@ mod tests {
             "another request"
         );
         request
-            .accept(7, 6, vec![Outcome::True; 3].into_iter().collect(), &mut work)
+            .accept(
+                7,
+                6,
+                vec![Outcome::True; 3].into_iter().collect(),
+                &mut work,
+            )
             .unwrap();
         assert!(request.is_answered());
         assert!(

@@ -553,8 +553,7 @@ fn raw_fields() -> RawFields {
     };
     for (amount, country) in FIELDS {
         crate::typing::keep_field(&mut raw, ColumnType::Float, true, amount.as_bytes()).unwrap();
-        crate::typing::keep_field(&mut raw, ColumnType::String, false, country.as_bytes())
-            .unwrap();
+        crate::typing::keep_field(&mut raw, ColumnType::String, false, country.as_bytes()).unwrap();
     }
     raw
 }
