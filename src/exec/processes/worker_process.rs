@@ -173,14 +173,7 @@ impl Worker {
                 rest: rest_tx,
                 queued: Arc::clone(&queued),
             }),
-            output: Output {
-                stdout,
-                buf: Vec::new(),
-                start: 0,
-                end: 0,
-                ended: false,
-                done: false,
-            },
+            output: Output::new(stdout),
             stderr: Arc::clone(&stderr),
             ready: false,
             status: None,
@@ -227,33 +220,7 @@ impl Worker {
 
     /// The next message, or `None` if none came within `wait`.
     pub fn recv_timeout(&mut self, wait: Duration) -> Option<Message> {
-        let deadline = Instant::now().checked_add(wait);
-        let out = &mut self.output;
-        loop {
-            if out.done {
-                return Some(Message::Eof);
-            }
-            if let Some(message) = out.next_buffered() {
-                if !matches!(message, Message::Reply(_)) {
-                    out.done = true;
-                }
-                return Some(message);
-            }
-            if out.ended {
-                // A frame cut short by the end is the end.
-                out.done = true;
-                return Some(Message::Eof);
-            }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match out.wait_readable(left) {
-                Ok(true) => out.fill(),
-                Ok(false) => return None,
-                Err(e) => {
-                    out.done = true;
-                    return Some(Message::Bad(format!("read error: {e}")));
-                }
-            }
-        }
+        self.output.recv_timeout(wait)
     }
 
     /// The exit status, if the worker has already exited (reaping it).
@@ -424,6 +391,48 @@ fn feed(stdin: &ChildStdin, rest: &Receiver<Vec<u8>>, queued: &AtomicUsize) {
 }
 
 impl Output {
+    fn new(stdout: ChildStdout) -> Output {
+        Output {
+            stdout,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            ended: false,
+            done: false,
+        }
+    }
+
+    /// The next message, or `None` if none came within `wait`. After the end of the
+    /// stream or a bad frame, every call gives `Eof`.
+    fn recv_timeout(&mut self, wait: Duration) -> Option<Message> {
+        let deadline = Instant::now().checked_add(wait);
+        loop {
+            if self.done {
+                return Some(Message::Eof);
+            }
+            if let Some(message) = self.next_buffered() {
+                if !matches!(message, Message::Reply(_)) {
+                    self.done = true;
+                }
+                return Some(message);
+            }
+            if self.ended {
+                // A frame cut short by the end is the end.
+                self.done = true;
+                return Some(Message::Eof);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match self.wait_readable(left) {
+                Ok(true) => self.fill(),
+                Ok(false) => return None,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Message::Bad(format!("read error: {e}")));
+                }
+            }
+        }
+    }
+
     /// The next whole frame already read, as a message; `None` if there is none yet.
     fn next_buffered(&mut self) -> Option<Message> {
         let bytes = &self.buf[self.start..self.end];
@@ -453,15 +462,12 @@ impl Output {
     /// Whether stdout has something to read (or has ended) within `wait` (`None`: no
     /// limit).
     fn wait_readable(&self, wait: Option<Duration>) -> io::Result<bool> {
-        let timeout = match wait {
-            Some(wait) => Some(rustix::event::Timespec::try_from(wait).unwrap_or(
-                rustix::event::Timespec {
-                    tv_sec: i64::MAX,
-                    tv_nsec: 0,
-                },
-            )),
-            None => None,
-        };
+        let timeout = wait.map(|wait| {
+            rustix::event::Timespec::try_from(wait).unwrap_or(rustix::event::Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
+        });
         let mut fds = [rustix::event::PollFd::new(
             &self.stdout,
             rustix::event::PollFlags::IN,
@@ -577,5 +583,88 @@ mod tests {
         assert!(is_blocked_state("12 (a (b) c) S 1"));
         assert!(!is_blocked_state("12 (w) R 1"));
         assert!(!is_blocked_state("12 (w) Z 1"));
+    }
+
+    #[test]
+    fn replies_arrive_whole_however_the_pipe_cuts_them() {
+        use crate::exec::protocol::OutcomesEncoder;
+        use crate::model::Outcome;
+        // `cat` passes the bytes on in whatever pieces the pipes make of them.
+        let mut cat = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = cat.stdin.take().unwrap();
+        let mut output = Output::new(cat.stdout.take().unwrap());
+        let mut bytes = Vec::new();
+        protocol::encode_ready(&mut bytes, 3, 7);
+        let mut encoder = OutcomesEncoder::new(1);
+        let outcomes: Vec<Outcome> = (0..100_000)
+            .map(|i| match i % 1000 {
+                0 => Outcome::Error(format!("boom {i}")),
+                k if k % 2 == 0 => Outcome::True,
+                _ => Outcome::False,
+            })
+            .collect();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            encoder.push(&mut bytes, i as u64, outcome);
+        }
+        encoder.close(&mut bytes);
+        // Then a frame the stream ends inside.
+        bytes.extend_from_slice(&[9, 0, 0, 0, protocol::KIND_OUTCOMES, 1]);
+        let writer = thread::spawn(move || {
+            // Pieces of every size up to 97 bytes, then the rest at once.
+            let mut at = 0;
+            for size in (1..=97).cycle().take(500) {
+                let end = (at + size).min(bytes.len());
+                stdin.write_all(&bytes[at..end]).unwrap();
+                stdin.flush().unwrap();
+                at = end;
+            }
+            stdin.write_all(&bytes[at..]).unwrap();
+        });
+        let bound = Duration::from_secs(60);
+        assert!(matches!(
+            output.recv_timeout(bound),
+            Some(Message::Reply(Reply::Ready {
+                rules: 3,
+                pid: 7,
+                ..
+            }))
+        ));
+        let mut back = Vec::new();
+        let mut frames = 0;
+        loop {
+            match output.recv_timeout(bound) {
+                Some(Message::Reply(Reply::Outcomes {
+                    request: 1,
+                    first,
+                    outcomes,
+                })) => {
+                    assert_eq!(first, back.len() as u64);
+                    back.extend(outcomes.into_vec());
+                    frames += 1;
+                }
+                Some(Message::Eof) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(back, outcomes);
+        assert!(frames > 5, "{frames} frames");
+        assert!(matches!(output.recv_timeout(bound), Some(Message::Eof)));
+        cat.wait().unwrap();
+        // Nothing came within the wait: `None`, not a message.
+        let mut sleeper = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut quiet = Output::new(sleeper.stdout.take().unwrap());
+        assert!(quiet.recv_timeout(Duration::from_millis(20)).is_none());
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(matches!(quiet.recv_timeout(bound), Some(Message::Eof)));
     }
 }
