@@ -63,6 +63,8 @@ const EXIT_BOUND: Duration = Duration::from_secs(1);
 const STARTUP_DEATHS: u32 = 3;
 /// Rows per request once a worker of the batch has been replaced (see `evaluate`).
 const RESEND_ROWS: usize = 128;
+/// A request buffer larger than this is freed once sent, not kept for the next batch.
+const FRAME_KEPT: usize = 4 << 20;
 /// How long error messages wait for a dead worker's stderr to close.
 const STDERR_WAIT: Duration = Duration::from_secs(1);
 
@@ -76,6 +78,8 @@ pub struct ProcessLane {
     /// A worker killed at a deadline, reaped after the next request is sent.
     dying: Option<Worker>,
     keep_spare: bool,
+    /// The request buffer, kept from batch to batch (unless huge: `FRAME_KEPT`).
+    frame: Vec<u8>,
     next_request: u64,
     startup_deaths: u32,
 }
@@ -100,6 +104,7 @@ impl ProcessLane {
             spare: None,
             dying: None,
             keep_spare: false,
+            frame: Vec::new(),
             next_request: 0,
             startup_deaths: 0,
         })
@@ -320,7 +325,7 @@ impl Lane for ProcessLane {
     fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
         let rules = self.plan.rules;
         let mut work = Work::new(batch.rows.len() * rules);
-        let mut frame = Vec::new();
+        let mut frame = std::mem::take(&mut self.frame);
         // The whole batch goes in one request; after a kill or a death, the rest goes in
         // requests of `RESEND_ROWS`, so rules that hang on many rows of a big batch do not
         // have the rest of the batch sent again after each hang.
@@ -375,6 +380,10 @@ impl Lane for ProcessLane {
             max_rows = max_rows.min(RESEND_ROWS);
             let mut worker = self.take_worker()?;
             worker.send(&frame);
+            if frame.capacity() > FRAME_KEPT {
+                // A request of huge rows: its buffer is not held for the rest of the run.
+                frame = Vec::new();
+            }
             if let Some(mut dying) = self.dying.take() {
                 dying.kill()?;
             }
@@ -407,6 +416,7 @@ impl Lane for ProcessLane {
         if let Some(mut dying) = self.dying.take() {
             dying.kill()?;
         }
+        self.frame = frame;
         work.finish(out);
         Ok(())
     }

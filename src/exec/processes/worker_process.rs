@@ -40,8 +40,9 @@ const REAP_BOUND: Duration = Duration::from_secs(5);
 const STDERR_KEPT: usize = 8 << 10;
 /// Stack of the pipe threads: they copy bytes, nothing deep.
 const PIPE_THREAD_STACK: usize = 256 << 10;
-/// The most a read of stdout asks for.
-const READ_CHUNK: usize = 256 << 10;
+/// Room a read of stdout gets at least: a batch's outcomes fit in one read, and a worker's
+/// buffer is that small unless a frame needs more (a thousand workers hold 16 MiB).
+const READ_CHUNK: usize = 16 << 10;
 
 /// What `Worker::recv_timeout` read on a worker's stdout.
 #[derive(Debug)]
@@ -486,9 +487,9 @@ impl Output {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() - self.end < READ_CHUNK / 4 {
-            // Room for a frame as long as `MAX_FROM_WORKER` at most, grown as it arrives.
-            self.buf.resize(self.buf.len() + READ_CHUNK, 0);
+        if self.buf.len() - self.end < READ_CHUNK {
+            // Grown as a frame arrives: at most `MAX_FROM_WORKER` and a chunk.
+            self.buf.resize(self.end + READ_CHUNK, 0);
         }
         let read = loop {
             match self.stdout.read(&mut self.buf[self.end..]) {
