@@ -172,6 +172,7 @@ impl RawFields {
     }
 
     /// Appends the next field of the row being filled.
+    #[inline]
     pub fn push(&mut self, field: &[u8]) {
         self.bytes.extend_from_slice(field);
         self.ends.push(self.bytes.len());

@@ -335,7 +335,9 @@ pub(crate) fn keep_field(
 /// The value of a field `keep_field` kept (`kept`: its bytes): the value `field_value`
 /// builds from the field itself (a string from `cache`). An error only for bytes
 /// `keep_field` never writes (a worker's decoder reports it as a protocol error).
-#[inline]
+// Inlined into the worker's decoder: its result then never makes a round trip through
+// memory (the value was loaded back from the stack right after each call: a stall).
+#[inline(always)]
 pub(crate) fn kept_value(
     kind: ColumnType,
     nullable: bool,
