@@ -404,10 +404,10 @@ impl Typer {
 
     /// A typer for the process executor: `type_batch` still checks every field (a bad
     /// row is found and reported here, as with threads), but keeps the fields of the
-    /// input columns some rule reads as bytes in the batch's `RawFields`, for the workers
-    /// to type; their values are built here only when `values` (the results' format
-    /// reads them: reasons, `--explain`); else rows hold only the windows' values, appended
-    /// as always (`RawFields::first_value`).
+    /// input columns some rule reads in the batch's `RawFields` (`keep_field`), for the
+    /// workers to make values of; their values are built here only when `values` (the
+    /// results' format reads them: reasons, `--explain`); else rows hold only the
+    /// windows' values, appended as always (`RawFields::first_value`).
     pub fn with_raw_fields(mut self, values: bool) -> Typer {
         let schema = &*self.schema;
         let columns = (0..schema.input_columns)

@@ -88,8 +88,8 @@ pub struct Plan {
     /// Per column: whether its values cross the pipe: only those some rule may read
     /// (`RuleSet::columns_read`); the others are not in the frame and are unit in the
     /// worker. With typical rules that is most string columns: their copy and decoding
-    /// dominated a worker's time. The input's read columns go as raw field bytes (the
-    /// lanes keep them: `Executor::raw_fields`), typed by the worker.
+    /// dominated a worker's time. The input's read columns go as the fields the lanes
+    /// kept (`Executor::raw_fields`, `typing::keep_field`), made values by the worker.
     sent_columns: Vec<bool>,
 }
 

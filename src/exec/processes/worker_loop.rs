@@ -186,8 +186,8 @@ impl WorkerLoop {
         };
         let mut evaluator = Evaluator::with_options(&set, &setup.columns, setup.seed, options)
             .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
-        // Raw fields are typed as the supervisor's lanes check them: the same columns,
-        // and the same nullable ones, from the same rules.
+        // Kept fields are read as the supervisor's lanes kept them: the same columns, and
+        // the same nullable ones, from the same rules.
         let nullable: Vec<bool> = setup
             .columns
             .names
