@@ -8,11 +8,13 @@
 //! - `supervisor`: the lane: sends batches, watches deadlines, kills, respawns, retries;
 //! - `worker_loop`: what runs inside a worker: setup, then evaluate batch after batch;
 //! - `work`: which evaluations of a batch have their outcome (retries lose nothing);
-//! - `worker_process`: one child process, its pipes and their threads, kill and reap;
+//! - `worker_process`: one child process, its pipes, kill and reap;
+//! - `reply_reader`: a worker's stdout, read by its supervisor with a deadline;
 //! - `progress_slot`: shared memory that tells the supervisor which evaluation is in
 //!   flight and since when, without a system call per evaluation.
 
 pub mod progress_slot;
+mod reply_reader;
 mod start_clock;
 mod supervisor;
 mod work;
