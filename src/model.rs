@@ -145,10 +145,12 @@ pub struct Batch {
     pub raw: RawFields,
 }
 
-/// The fields of some columns of a batch's rows, as bytes, unquoted, exactly as the input
-/// has them (but a number of more than 64 bytes, kept as the shortest text of its value):
-/// the process executor ships these to its workers, which type them there, so the lanes
-/// build no value of their own (`typing::Typer::with_raw_fields`).
+/// The fields of some columns of a batch's rows, checked: a string as its bytes, unquoted,
+/// exactly as the input has them; an int or a float as its parsed value's 8 little-endian
+/// bytes, a bool as one byte; an empty field of a nullable column as no bytes
+/// (`typing::keep_field`). The process executor ships these to its workers, which build
+/// the values there (`typing::kept_value`), so the lanes build no value of their own and
+/// nothing is parsed twice (`typing::Typer::with_raw_fields`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawFields {
     /// The columns (indexes into `Columns`) kept, in increasing order.
@@ -170,6 +172,7 @@ impl RawFields {
     }
 
     /// Appends the next field of the row being filled.
+    #[inline]
     pub fn push(&mut self, field: &[u8]) {
         self.bytes.extend_from_slice(field);
         self.ends.push(self.bytes.len());

@@ -6,8 +6,9 @@
 //! from a small per-column cache, so typing a row allocates nothing once warm.
 //!
 //! For the process executor a lane only checks the fields and keeps the read columns'
-//! bytes (`Typer::with_raw_fields`); its workers build the values from those bytes with
-//! `field_value`, the very function a thread lane types with, so both hold equal values.
+//! fields (`Typer::with_raw_fields`): strings as their bytes, numbers as the values its
+//! check parsed (`keep_field`); its workers build the values from those with `kept_value`,
+//! which gives what `field_value`, the function a thread lane types with, gives.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -307,28 +308,58 @@ pub(crate) fn field_value(
     })
 }
 
-/// A number field longer than this is kept as the shortest text of its value.
-const LONG_NUMBER: usize = 64;
-
-/// Keeps a checked `field` of a column of type `kind` in `kept`, as the input has it; but a
-/// number longer than `LONG_NUMBER` bytes (`000…01`, a float of a thousand digits) as the
-/// shortest text that parses to the same value, so that `field_value` in the worker gives
-/// the thread lanes' value and the row is no larger to send than the value it holds (with
-/// `--max-record-size` past the worker frame's limit, such a row could not be sent at all).
-fn keep_field(kept: &mut RawFields, kind: ColumnType, field: &[u8]) {
-    if field.len() > LONG_NUMBER {
-        // `{:e}` is the shortest text that reads back as the same float (`-0e0`, `inf`).
-        let short = match kind.parse_field(field) {
-            Ok(Parsed::Int(i)) => Some(i.to_string()),
-            Ok(Parsed::Float(f)) => Some(format!("{f:e}")),
-            _ => None,
-        };
-        if let Some(short) = short {
-            kept.push(short.as_bytes());
-            return;
-        }
+/// Keeps a field of a read column in `kept` for a worker, checked as `field_value` checks
+/// it (the same errors, in the same order): an empty field of a `nullable` column as no
+/// bytes; an int or a float as its value's 8 little-endian bytes (the worker parses no
+/// text: the lane's parse, which the check needs anyway, is the only one); a bool as one
+/// byte; a string as its bytes. `kept_value` turns them back into `field_value`'s value.
+pub(crate) fn keep_field(
+    kept: &mut RawFields,
+    kind: ColumnType,
+    nullable: bool,
+    field: &[u8],
+) -> Result<(), &'static str> {
+    if field.is_empty() && nullable {
+        kept.push(&[]);
+        return Ok(());
     }
-    kept.push(field);
+    match kind.parse_field(field)? {
+        Parsed::Int(i) => kept.push(&i.to_le_bytes()),
+        Parsed::Float(f) => kept.push(&f.to_bits().to_le_bytes()),
+        Parsed::Bool(b) => kept.push(&[u8::from(b)]),
+        Parsed::Str(s) => kept.push(s.as_bytes()),
+    }
+    Ok(())
+}
+
+/// The value of a field `keep_field` kept (`kept`: its bytes): the value `field_value`
+/// builds from the field itself (a string from `cache`). An error only for bytes
+/// `keep_field` never writes (a worker's decoder reports it as a protocol error).
+// Inlined into the worker's decoder: its result then never makes a round trip through
+// memory (the value was loaded back from the stack right after each call: a stall).
+#[inline(always)]
+pub(crate) fn kept_value(
+    kind: ColumnType,
+    nullable: bool,
+    cache: &mut StringCache,
+    kept: &[u8],
+) -> Result<Dynamic, &'static str> {
+    if kept.is_empty() && nullable {
+        return Ok(Dynamic::UNIT);
+    }
+    let eight = || <[u8; 8]>::try_from(kept).map_err(|_| "is not 8 bytes");
+    Ok(match kind {
+        ColumnType::Int => Dynamic::from_int(i64::from_le_bytes(eight()?)),
+        ColumnType::Float => Dynamic::from_float(f64::from_bits(u64::from_le_bytes(eight()?))),
+        ColumnType::Bool => match kept {
+            [0] => Dynamic::from_bool(false),
+            [1] => Dynamic::from_bool(true),
+            _ => return Err("is not a kept bool"),
+        },
+        ColumnType::String => {
+            Dynamic::from(cache.get(std::str::from_utf8(kept).map_err(|_| "is not valid UTF-8")?))
+        }
+    })
 }
 
 /// One lane's typing state: a splitter, rows to reuse, string caches.
@@ -373,10 +404,10 @@ impl Typer {
 
     /// A typer for the process executor: `type_batch` still checks every field (a bad
     /// row is found and reported here, as with threads), but keeps the fields of the
-    /// input columns some rule reads as bytes in the batch's `RawFields`, for the workers
-    /// to type; their values are built here only when `values` (the results' format
-    /// reads them: reasons, `--explain`); else rows hold only the windows' values, appended
-    /// as always (`RawFields::first_value`).
+    /// input columns some rule reads in the batch's `RawFields` (`keep_field`), for the
+    /// workers to make values of; their values are built here only when `values` (the
+    /// results' format reads them: reasons, `--explain`); else rows hold only the
+    /// windows' values, appended as always (`RawFields::first_value`).
     pub fn with_raw_fields(mut self, values: bool) -> Typer {
         let schema = &*self.schema;
         let columns = (0..schema.input_columns)
@@ -474,9 +505,15 @@ impl Typer {
                     }
                 },
                 Ok(false) => self.spare.push(row),
-                Err((reason, raw)) => {
+                Err((reason, bad_raw)) => {
+                    // Fields kept before the bad one go too.
+                    raw.truncate_fields(mark);
                     self.spare.push(row);
-                    bad.push(BadRow { line, reason, raw });
+                    bad.push(BadRow {
+                        line,
+                        reason,
+                        raw: bad_raw,
+                    });
                 }
             }
         }
@@ -493,17 +530,38 @@ impl Typer {
     ) -> Result<bool, (String, Vec<u8>)> {
         // Raw without values: every field is checked, no value is built.
         let build = self.raw.as_ref().is_none_or(|mode| mode.values);
+        // Fields in column order and no value built: the read columns are kept as they
+        // are checked, each parsed once. Else they are kept once the row is known good.
+        let inline = !build && self.raw.is_some() && self.schema.in_order;
         let fields = self.splitter.split(body);
-        let typed =
-            type_fields(&self.schema, &mut self.strings, fields, row, build).map_err(|reason| {
-                let mut raw = Vec::new();
-                crate::format::record(&mut raw, fields.iter());
-                (reason, raw)
-            })?;
-        if let (true, Some(mode)) = (typed, &self.raw) {
+        let bad = |reason: String| {
+            let mut raw = Vec::new();
+            crate::format::record(&mut raw, fields.iter());
+            (reason, raw)
+        };
+        let typed = type_fields(
+            &self.schema,
+            &mut self.strings,
+            fields,
+            row,
+            build,
+            inline.then_some(&mut *kept),
+        )
+        .map_err(bad)?;
+        if let (true, Some(mode), false) = (typed, &self.raw, inline) {
+            let schema = &*self.schema;
             for &c in &mode.columns {
-                let field = fields.get(self.schema.field_of[c]).unwrap_or_default();
-                keep_field(kept, self.schema.columns.types[c], field);
+                let field = fields.get(schema.field_of[c]).unwrap_or_default();
+                // Checked above, so this cannot fail; if it did, the row is bad, not lost.
+                keep_field(kept, schema.columns.types[c], schema.nullable[c], field).map_err(
+                    |why| {
+                        bad(format!(
+                            "column {:?}: {:?} {why}",
+                            schema.header[schema.field_of[c]],
+                            String::from_utf8_lossy(field)
+                        ))
+                    },
+                )?;
             }
         }
         Ok(typed)
@@ -521,13 +579,16 @@ impl Typer {
 /// Types a record's `fields`: `Ok(false)` for a record that is no row, `Err(reason)` for a
 /// bad row. The row gets its id, and its values when `build` (else it holds no input
 /// column's value: raw fields carry them). Every field is checked either way, by the same
-/// code.
+/// code. With `kept` (fields in column order, no value built), the read columns' fields
+/// are checked by `keep_field` and kept there, in column order (the caller takes them
+/// back on `Err`).
 fn type_fields(
     schema: &Schema,
     strings: &mut [Option<StringCache>],
     fields: Fields<'_>,
     row: &mut Row,
     build: bool,
+    mut kept: Option<&mut RawFields>,
 ) -> Result<bool, String> {
     if fields.len() == 1 && fields.get(0).is_some_and(<[u8]>::is_empty) {
         return Ok(false);
@@ -554,6 +615,20 @@ fn type_fields(
     }
     for (i, (field, value)) in schema.fields.iter().zip(fields.iter()).enumerate() {
         let Field::Column(c) = *field else { continue };
+        let bad = |why| {
+            format!(
+                "column {:?}: {:?} {why}",
+                schema.header[i],
+                String::from_utf8_lossy(value)
+            )
+        };
+        if schema.read[c]
+            && let Some(kept) = kept.as_deref_mut()
+        {
+            // Checked and kept, no value built.
+            keep_field(kept, schema.columns.types[c], schema.nullable[c], value).map_err(bad)?;
+            continue;
+        }
         // Checked, not kept, where no rule reads it.
         let typed = field_value(
             schema.columns.types[c],
@@ -572,13 +647,7 @@ fn type_fields(
             }
             // Checked only.
             Ok(_) => {}
-            Err(why) => {
-                return Err(format!(
-                    "column {:?}: {:?} {why}",
-                    schema.header[i],
-                    String::from_utf8_lossy(value)
-                ));
-            }
+            Err(why) => return Err(bad(why)),
         }
     }
     // The id is valid UTF-8: it is an identifier column and was typed above.
@@ -798,7 +867,11 @@ mod tests {
                 seen.2.push(batch.raw.clone());
             }
         }
-        let [(rows, bad, _), (raw_rows, raw_bad, raws), (both_rows, _, _)] = seen;
+        let [
+            (rows, bad, _),
+            (raw_rows, raw_bad, raws),
+            (both_rows, _, both_raws),
+        ] = seen;
         assert_eq!(bad, raw_bad, "the same bad rows, found the same way");
         assert_eq!(
             bad.iter().map(|b| b.line).collect::<Vec<_>>(),
@@ -807,24 +880,47 @@ mod tests {
         );
         let ids: Vec<&str> = raw_rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["1", "2", "4", "5", "6"]);
-        // The fields kept: amount, country and n (read), unquoted, in column order.
+        // Kept as they are checked, or once the row is known good (values built too): the
+        // same fields.
+        let fields = |raws: &[RawFields]| -> Vec<(Vec<u8>, Vec<usize>)> {
+            raws.iter()
+                .map(|r| (r.bytes.clone(), r.ends.clone()))
+                .collect()
+        };
+        assert_eq!(fields(&raws), fields(&both_raws));
+        // The fields kept: amount, country and n (read), unquoted, in column order;
+        // numbers as their values' bytes.
         let read: Vec<usize> = ["amount", "country", "n"]
             .iter()
             .map(|n| columns.index(n).unwrap())
             .collect();
-        let kept: Vec<Vec<String>> = raws
+        let kept: Vec<Vec<Vec<u8>>> = raws
             .iter()
             .flat_map(|raw| {
                 assert_eq!(raw.columns, read);
                 (0..raw.fields() / raw.columns.len()).map(move |r| {
                     (0..raw.columns.len())
-                        .map(|k| String::from_utf8(raw.field(r, k).to_vec()).unwrap())
+                        .map(|k| raw.field(r, k).to_vec())
                         .collect()
                 })
             })
             .collect();
-        assert_eq!(kept[1], ["", "Zü,\"r\"\nich", "-4"]);
-        assert_eq!(kept[2], ["-0.0", "", "0"]);
+        assert_eq!(
+            kept[1],
+            [
+                b"".to_vec(),
+                "Zü,\"r\"\nich".as_bytes().to_vec(),
+                (-4i64).to_le_bytes().to_vec()
+            ]
+        );
+        assert_eq!(
+            kept[2],
+            [
+                (-0.0f64).to_bits().to_le_bytes().to_vec(),
+                Vec::new(),
+                0i64.to_le_bytes().to_vec()
+            ]
+        );
         assert_eq!(kept.len(), rows.len());
         // Typed from the kept bytes, they are the values a thread lane built.
         let mut cache = StringCache::new();
@@ -834,14 +930,8 @@ mod tests {
             assert_eq!(row.id, raw_row.id);
             assert!(raw_row.values.is_empty(), "no value built in the lane");
             for (c, field) in read.iter().zip(fields) {
-                let worker = field_value(
-                    columns.types[*c],
-                    schema.nullable[*c],
-                    true,
-                    Some(&mut cache),
-                    field.as_bytes(),
-                )
-                .unwrap();
+                let worker =
+                    kept_value(columns.types[*c], schema.nullable[*c], &mut cache, field).unwrap();
                 assert!(
                     same_value(&worker, &row.values[*c]),
                     "{worker:?} {:?}",
@@ -857,7 +947,7 @@ mod tests {
     }
 
     #[test]
-    fn long_numbers_are_kept_short_and_type_into_the_same_values() {
+    fn long_numbers_are_kept_as_their_values_and_type_into_the_same_values() {
         let rules = crate::rules::file::parse(
             "[columns]\nid = \"int\"\nq = \"int\"\nf = \"float?\"\n\
              [[rule]]\nid = 1\nname = \"r\"\nwhen = \"q > 0 && f != () && s != \\\"\\\"\"\n",
@@ -914,11 +1004,10 @@ mod tests {
         for (r, row) in rows.rows.iter().enumerate() {
             for (k, &c) in raw.raw.columns.iter().enumerate() {
                 let field = raw.raw.field(r, k);
-                let typed = field_value(
+                let typed = kept_value(
                     schema.columns.types[c],
                     schema.nullable[c],
-                    true,
-                    Some(&mut cache),
+                    &mut cache,
                     field,
                 )
                 .unwrap();
@@ -926,7 +1015,7 @@ mod tests {
                 let short = if schema.columns.types[c] == ColumnType::String {
                     field.len() == 101
                 } else {
-                    field.len() <= 32
+                    field.len() == 8
                 };
                 assert!(short, "{:?}", String::from_utf8_lossy(field));
             }

@@ -250,6 +250,67 @@ fn processes_give_byte_identical_results_to_threads_for_any_jobs() {
 }
 
 #[test]
+fn batches_larger_than_the_pipe_arrive_whole_and_in_order() {
+    // Rows of 300 KB read by a rule: a batch of a few is several times the 1 MiB a
+    // worker's stdin holds, so most of each request goes through the writer thread,
+    // behind what went straight in, and small batches queue behind it.
+    let wd = Workdir::new("proc-big-batches");
+    let mut csv = String::from("id,amount,merchant\n");
+    for i in 0..40 {
+        let merchant = if i % 3 == 0 {
+            format!("{}{}", "m".repeat(300_000), i)
+        } else {
+            format!("shop{i}")
+        };
+        csv.push_str(&format!("{i},{i}.5,{merchant}\n"));
+    }
+    wd.create("tx.csv", csv);
+    wd.rules(
+        r#"
+[columns]
+id = "int"
+amount = "float"
+
+[[rule]]
+id = 1
+name = "long_merchant"
+when = 'merchant.len() > 1000 && merchant.ends_with("9")'
+
+[[rule]]
+id = 2
+name = "big_amount"
+when = "amount > 20.0"
+"#,
+    );
+    let expected = threads_results(&wd, "tx.csv", "rules.toml", "threads.csv", &[]);
+    let long_true: Vec<&str> = expected.lines().filter(|l| l.contains(",1,true")).collect();
+    assert_eq!(long_true, ["9,1,true,", "39,1,true,"]);
+    for batch in ["40", "3"] {
+        let out = format!("processes-{batch}.csv");
+        let args = [
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-o",
+            &out,
+            "-q",
+            "--executor",
+            "processes",
+            "-j",
+            "2",
+            "--batch-size",
+            batch,
+        ];
+        expect_code(&run_bounded(&wd, &args, &[]), 0);
+        assert!(
+            wd.read(&out) == expected,
+            "--batch-size {batch}: results differ from threads"
+        );
+    }
+}
+
+#[test]
 fn sleep_far_beyond_the_timeout_is_killed_at_the_deadline() {
     let wd = Workdir::new("proc-sleep");
     wd.generate("tx.csv", 200, 3);
@@ -515,7 +576,7 @@ fn expect_worker_fault_fails_clearly(fault: &str, message: &str) {
 fn a_protocol_mismatch_is_a_clear_error_not_a_hang() {
     expect_worker_fault_fails_clearly(
         "protocol",
-        "protocol version mismatch: the supervisor speaks version 4, this worker speaks version 5",
+        "protocol version mismatch: the supervisor speaks version 5, this worker speaks version 6",
     );
 }
 

@@ -3,10 +3,13 @@
 //!
 //! Every message is one frame: `[length: u32 LE][kind: u8][payload]`, where `length`
 //! counts the kind byte and the payload. Integers are little-endian; strings are a `u32`
-//! byte length then UTF-8; values and outcomes carry a one-byte tag. A value is either
-//! typed (int, float, bool, string, unit) or, since version 4, a raw field: the bytes the
-//! input holds, which the worker types as its column's type with the thread lanes' own
-//! `typing::field_value` (so the supervisor's lanes build no value). The supervisor opens
+//! byte length then UTF-8; values and outcomes carry a one-byte tag. A batch sends each
+//! row's id as the hash its random draws are keyed by, and each sent column either as
+//! tagged values (int, float, bool, string, unit) or, for the input columns the lanes
+//! keep (`model::RawFields`), as kept fields: every row's field lengths, then all their
+//! bytes in one block (version 5; version 4 sent ids and tagged raw text per field), which
+//! the worker turns into values with `typing::kept_value` (so the supervisor's lanes build
+//! no value, and no field is parsed twice). The supervisor opens
 //! with `Setup` (magic + version + what the worker needs to rebuild the evaluator), the
 //! worker answers `Ready` (magic + version) and then one `Outcomes` frame or more per
 //! `Batch`. The version is also checked before any frame, on the worker's command line
@@ -33,7 +36,7 @@ use frame::{Cursor, put_bytes, put_duration, put_str, put_u32, put_u64};
 pub use frame::{FrameError, ProtocolError, begin_frame, end_frame, read_frame};
 
 /// The protocol version; bump it with any change to a frame's layout.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Opens `Setup` and `Ready`: a worker that is not a txguard worker is told apart at once.
 pub const MAGIC: [u8; 4] = *b"TXGW";
 
@@ -67,8 +70,6 @@ const VALUE_FLOAT: u8 = 2;
 const VALUE_FALSE: u8 = 3;
 const VALUE_TRUE: u8 = 4;
 const VALUE_STRING: u8 = 5;
-/// A field as the input has it (`u32` length, bytes), typed by the worker (version 4).
-const VALUE_RAW: u8 = 6;
 
 // Outcome tags.
 const OUTCOME_TRUE: u8 = 0;
@@ -178,16 +179,26 @@ pub struct BatchRequest {
     pub rules: u32,
     pub row_base: u64,
     pub ranges: Vec<Range<u64>>,
+    /// The rows' values; their ids stay empty: a worker needs only `id_hashes`.
     pub rows: Vec<Row>,
+    /// Per row, `rules::random_key_hash` of its id, the key of its random draws.
+    pub id_hashes: Vec<u64>,
 }
 
-/// Encodes a `Batch` frame. Only the columns with `sent[c]` are in it (listed once, then
-/// one value per row each); the others arrive as unit: the supervisor leaves out the
-/// columns no rule reads (the worker binds only those a rule names). A sent column that
-/// `raw` holds goes as its raw field (`rows[i]` is row `row_base + i` of `raw`), any other
-/// as its value (`rows[i].values` starts at column `raw.first_value`). Fails only on a
-/// row value that no column type produces, a row of another width, a sent column with
-/// neither value nor field, or raw fields that lack a row.
+/// How a sent column's values travel in a `Batch` frame.
+const FORM_KEPT: u8 = 0;
+const FORM_VALUE: u8 = 1;
+
+/// Encodes a `Batch` frame. Only the columns with `sent[c]` are in it (listed once with
+/// their form, then their values); the others arrive as unit: the supervisor leaves out
+/// the columns no rule reads (the worker binds only those a rule names). Each row's id
+/// goes as its `rules::random_key_hash` (all a worker needs of it). A sent column that
+/// `raw` holds goes as its kept field (`rows[i]` is row `row_base + i` of `raw`): every
+/// row's kept-field lengths, then their bytes in one block, copied at once where every
+/// kept column is sent; any other as its value (`rows[i].values` starts at column
+/// `raw.first_value`), tagged, row after row. Fails only on a row value that no column
+/// type produces, a row of another width, a sent column with neither value nor field, or
+/// raw fields that lack a row.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_batch(
     out: &mut Vec<u8>,
@@ -208,17 +219,35 @@ pub fn encode_batch(
         }
     }
     let first_raw = usize::try_from(row_base).unwrap_or(usize::MAX);
-    if !raw.columns.is_empty()
+    let width = raw.columns.len();
+    if width > 0
         && first_raw
             .checked_add(rows.len())
-            .and_then(|end| end.checked_mul(raw.columns.len()))
+            .and_then(|end| end.checked_mul(width))
             .is_none_or(|fields| fields > raw.fields())
     {
         return Err(ProtocolError::Invalid(format!(
             "raw fields of {} rows, not of rows {row_base}..{}",
-            raw.fields() / raw.columns.len(),
+            raw.fields() / width,
             first_raw.saturating_add(rows.len())
         )));
+    }
+    let columns = sent.len();
+    // The sent columns: kept (`k` in `raw.columns`) or not.
+    let sent: Vec<(usize, Option<usize>)> = (0..columns)
+        .filter(|&c| sent[c])
+        .map(|c| (c, slots[c]))
+        .collect();
+    let kept: Vec<usize> = sent.iter().filter_map(|&(_, k)| k).collect();
+    for row in rows {
+        if raw.first_value + row.values.len() != columns {
+            return Err(ProtocolError::Invalid(format!(
+                "row {:?} has {} values from column {}, not {columns} columns",
+                row.id,
+                row.values.len(),
+                raw.first_value
+            )));
+        }
     }
     let at = begin_frame(out, KIND_BATCH);
     put_u64(out, request);
@@ -229,39 +258,65 @@ pub fn encode_batch(
         put_u64(out, r.start);
         put_u64(out, r.end);
     }
-    let columns = sent.len();
     put_u32(out, columns as u32);
-    let sent: Vec<usize> = (0..columns).filter(|&c| sent[c]).collect();
     put_u32(out, sent.len() as u32);
-    for &c in &sent {
+    for &(c, k) in &sent {
         put_u32(out, c as u32);
+        out.push(if k.is_some() { FORM_KEPT } else { FORM_VALUE });
     }
     put_u32(out, rows.len() as u32);
-    for (i, row) in rows.iter().enumerate() {
-        if raw.first_value + row.values.len() != columns {
-            return Err(ProtocolError::Invalid(format!(
-                "row {:?} has {} values from column {}, not {columns} columns",
-                row.id,
-                row.values.len(),
-                raw.first_value
-            )));
+    let fields = first_raw * width..(first_raw + rows.len()) * width;
+    out.reserve(rows.len() * 8 + fields.len() * 4 + 4);
+    for row in rows {
+        put_u64(out, crate::rules::random_key_hash(&row.id));
+    }
+    if !kept.is_empty() {
+        let every = kept.len() == width;
+        let mut is_kept = vec![false; width];
+        for &k in &kept {
+            is_kept[k] = true;
         }
-        put_str(out, &row.id);
-        for &c in &sent {
-            if let Some(k) = slots[c] {
-                out.push(VALUE_RAW);
-                put_bytes(out, raw.field(first_raw + i, k));
-            } else if let Some(value) = c
+        let mut start = raw.start(fields.start);
+        for (i, &end) in raw.ends[fields.clone()].iter().enumerate() {
+            if every || is_kept[i % width] {
+                let len = u32::try_from(end - start).expect("fields are far below 4 GiB");
+                out.extend_from_slice(&len.to_le_bytes());
+            }
+            start = end;
+        }
+        if every {
+            // The rows' kept fields, as `raw` holds them: one copy.
+            put_bytes(
+                out,
+                &raw.bytes[raw.start(fields.start)..raw.start(fields.end)],
+            );
+        } else {
+            let len_at = out.len();
+            put_u32(out, 0);
+            for row in 0..rows.len() {
+                for &k in &kept {
+                    out.extend_from_slice(raw.field(first_raw + row, k));
+                }
+            }
+            let len = u32::try_from(out.len() - len_at - 4).expect("frames are far below 4 GiB");
+            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+    for row in rows {
+        for &(c, k) in &sent {
+            if k.is_some() {
+                continue;
+            }
+            let Some(value) = c
                 .checked_sub(raw.first_value)
                 .and_then(|v| row.values.get(v))
-            {
-                put_value(out, value)?;
-            } else {
+            else {
                 return Err(ProtocolError::Invalid(format!(
                     "column {c} of row {:?} has neither a value nor a raw field",
                     row.id
                 )));
-            }
+            };
+            put_value(out, value)?;
         }
     }
     end_frame(out, at);
@@ -300,14 +355,15 @@ fn put_value(out: &mut Vec<u8>, value: &Dynamic) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-/// Decodes `Batch` frames for a worker, batch after batch: the rows (their ids and value
-/// vectors) of a batch given back with `recycle` are filled again, and a repeated short
-/// string (a country, a currency) is shared, not allocated again, per column. Batches must
-/// have the columns it was made `for_columns`, whose types type their raw fields; a
+/// Decodes `Batch` frames for a worker, batch after batch: the rows (their value vectors)
+/// of a batch given back with `recycle` are filled again, and a repeated short string (a
+/// country, a currency) is shared, not allocated again, per column. Batches must have the
+/// columns it was made `for_columns`, whose types give their kept fields' values; a
 /// default decoder refuses every batch.
 #[derive(Default)]
 pub struct BatchDecoder {
     spare: Vec<Row>,
+    spare_hashes: Vec<u64>,
     strings: Vec<StringCache>,
     /// Per column: its type and whether an empty field is `()`.
     types: Vec<(ColumnType, bool)>,
@@ -316,7 +372,7 @@ pub struct BatchDecoder {
 }
 
 impl BatchDecoder {
-    /// A decoder that types raw fields of `columns`; `nullable[c]`: whether an empty field
+    /// A decoder that types kept fields of `columns`; `nullable[c]`: whether an empty field
     /// of column `c` is `()` (as `typing::Schema` decides it, from the same rules).
     pub fn for_columns(columns: &Columns, nullable: &[bool]) -> BatchDecoder {
         BatchDecoder {
@@ -352,8 +408,10 @@ impl BatchDecoder {
                 self.types.len()
             )));
         }
-        let sent_n = c.count("sent columns", 4)?;
+        let sent_n = c.count("sent columns", 5)?;
         let mut sent = Vec::with_capacity(sent_n);
+        // Per sent column: whether it comes as kept fields.
+        let mut forms = Vec::with_capacity(sent_n);
         for _ in 0..sent_n {
             let column = c.u32("sent column")? as usize;
             if column >= columns || sent.last().is_some_and(|&last| column <= last) {
@@ -362,9 +420,29 @@ impl BatchDecoder {
                 )));
             }
             sent.push(column);
+            forms.push(match c.u8("column form")? {
+                FORM_KEPT => true,
+                FORM_VALUE => false,
+                tag => {
+                    return Err(ProtocolError::UnknownTag {
+                        what: "column form",
+                        tag,
+                    });
+                }
+            });
         }
-        // A row is at least its id's length and one tag per value.
-        let rows_n = c.count("rows", 4 + sent_n)?;
+        let kept_n = forms.iter().filter(|&&k| k).count();
+        // A row is at least its id's hash.
+        let rows_n = c.count("rows", 8)?;
+        let hashes = c.take(rows_n * 8, "id hashes")?;
+        let (mut lengths, mut kept) = (Cursor { buf: &[] }, Cursor { buf: &[] });
+        if kept_n > 0 {
+            lengths.buf = c.take(
+                rows_n.saturating_mul(kept_n).saturating_mul(4),
+                "kept field lengths",
+            )?;
+            kept.buf = c.bytes("kept fields")?;
+        }
         if self.strings.len() < columns {
             self.strings.resize_with(columns, StringCache::new);
         }
@@ -375,36 +453,61 @@ impl BatchDecoder {
             }
             self.sent = sent;
         }
-        let mut rows = Vec::with_capacity(rows_n);
-        for _ in 0..rows_n {
-            let mut row = self.spare.pop().unwrap_or_else(|| Row {
-                id: String::new(),
-                values: Vec::new(),
-            });
-            row.id.clear();
-            row.id.push_str(c.str("row id")?);
+        // Per sent column, what its values need, looked up once a batch, not once a value.
+        let plan: Vec<(usize, bool, ColumnType, bool)> = self
+            .sent
+            .iter()
+            .zip(&forms)
+            .map(|(&column, &is_kept)| {
+                let (kind, nullable) = self.types[column];
+                (column, is_kept, kind, nullable)
+            })
+            .collect();
+        // The last batch's rows, filled again (their values' buffers are kept).
+        let mut rows = std::mem::take(&mut self.spare);
+        rows.resize_with(rows_n, || Row {
+            id: String::new(),
+            values: Vec::new(),
+        });
+        let mut id_hashes = std::mem::take(&mut self.spare_hashes);
+        id_hashes.clear();
+        id_hashes.extend(
+            hashes
+                .chunks_exact(8)
+                .map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes"))),
+        );
+        for (i, row) in rows.iter_mut().enumerate() {
             if row.values.len() != columns {
                 row.values.clear();
                 row.values.resize(columns, Dynamic::UNIT);
             }
-            for &column in &self.sent {
-                let value = get_value(
-                    &mut c,
-                    &mut self.strings[column],
-                    self.types.get(column).copied(),
-                )
-                .map_err(|e| match e {
-                    ProtocolError::Invalid(why) => ProtocolError::Invalid(format!(
-                        "row {:?}, column {}: {why}",
-                        row.id,
-                        column + 1
-                    )),
-                    other => other,
-                })?;
-                row.values[column] = value;
+            for &(column, is_kept, kind, nullable) in &plan {
+                let strings = &mut self.strings[column];
+                row.values[column] = if is_kept {
+                    let len = lengths.u32("kept field length")? as usize;
+                    let field = kept.take(len, "kept field")?;
+                    match typing::kept_value(kind, nullable, strings, field) {
+                        Ok(value) => value,
+                        Err(why) => {
+                            return Err(ProtocolError::Invalid(format!(
+                                "row {i}, column {}: kept field {:?} {why}",
+                                column + 1,
+                                String::from_utf8_lossy(field)
+                            )));
+                        }
+                    }
+                } else {
+                    get_value(&mut c, strings).map_err(|e| match e {
+                        ProtocolError::Invalid(why) => {
+                            ProtocolError::Invalid(format!("row {i}, column {}: {why}", column + 1))
+                        }
+                        other => other,
+                    })?
+                };
             }
-            rows.push(row);
         }
+        lengths.finish("kept field lengths")?;
+        kept.finish("kept fields")?;
         c.finish("batch")?;
         check_ranges(&ranges, row_base, rules, rows.len())?;
         Ok(BatchRequest {
@@ -413,38 +516,20 @@ impl BatchDecoder {
             row_base,
             ranges,
             rows,
+            id_hashes,
         })
     }
 
     /// Takes back a decoded batch's rows, to fill with the next batch.
     pub fn recycle(&mut self, batch: BatchRequest) {
-        self.spare.extend(batch.rows);
+        self.spare = batch.rows;
+        self.spare_hashes = batch.id_hashes;
     }
 }
 
-/// Decodes one value; `typed`: the column's type and nullability, for a raw field.
-fn get_value(
-    c: &mut Cursor<'_>,
-    strings: &mut StringCache,
-    typed: Option<(ColumnType, bool)>,
-) -> Result<Dynamic, ProtocolError> {
+/// Decodes one tagged value.
+fn get_value(c: &mut Cursor<'_>, strings: &mut StringCache) -> Result<Dynamic, ProtocolError> {
     Ok(match c.u8("value tag")? {
-        VALUE_RAW => {
-            let field = c.bytes("raw field")?;
-            let Some((kind, nullable)) = typed else {
-                return Err(ProtocolError::Invalid(
-                    "a raw field of a column the setup gives no type".into(),
-                ));
-            };
-            // The supervisor's lane checked this field already: an error here means the
-            // two disagree, which is no row's fault.
-            typing::field_value(kind, nullable, true, Some(strings), field).map_err(|why| {
-                ProtocolError::Invalid(format!(
-                    "raw field {:?} {why}",
-                    String::from_utf8_lossy(field)
-                ))
-            })?
-        }
         VALUE_UNIT => Dynamic::UNIT,
         VALUE_INT => Dynamic::from_int(c.u64("int value")? as i64),
         VALUE_FLOAT => Dynamic::from_float(f64::from_bits(c.u64("float value")?)),
@@ -495,10 +580,61 @@ pub enum Reply {
     Outcomes {
         request: u64,
         first: u64,
-        outcomes: Vec<Outcome>,
+        outcomes: Outcomes,
     },
     /// The worker cannot go on (its rules do not compile, a bad request): the message.
     Fatal(String),
+}
+
+/// Outcomes in order, compactly: one code a piece (`CODE_*`), and beside the codes the
+/// outcomes that carry more (errors, timeouts), in order. Most outcomes are `true` or
+/// `false`: they cost a byte, not an `Outcome`, from the pipe to the batch's place.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcomes {
+    pub codes: Vec<u8>,
+    /// The outcome of each `CODE_DETAIL`, in order.
+    pub details: Vec<Outcome>,
+}
+
+pub const CODE_TRUE: u8 = 0;
+pub const CODE_FALSE: u8 = 1;
+/// An error or a timeout: the next of `Outcomes::details`.
+pub const CODE_DETAIL: u8 = 2;
+
+impl Outcomes {
+    pub fn push(&mut self, outcome: Outcome) {
+        self.codes.push(match outcome {
+            Outcome::True => CODE_TRUE,
+            Outcome::False => CODE_FALSE,
+            detail => {
+                self.details.push(detail);
+                CODE_DETAIL
+            }
+        });
+    }
+
+    /// The outcomes, in order.
+    pub fn into_vec(self) -> Vec<Outcome> {
+        let mut details = self.details.into_iter();
+        self.codes
+            .iter()
+            .map(|&code| match code {
+                CODE_TRUE => Outcome::True,
+                CODE_FALSE => Outcome::False,
+                _ => details.next().expect("a detail per CODE_DETAIL"),
+            })
+            .collect()
+    }
+}
+
+impl FromIterator<Outcome> for Outcomes {
+    fn from_iter<I: IntoIterator<Item = Outcome>>(iter: I) -> Outcomes {
+        let mut outcomes = Outcomes::default();
+        for outcome in iter {
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
 }
 
 pub fn encode_ready(out: &mut Vec<u8>, rules: u32, pid: u32) {
@@ -537,19 +673,32 @@ impl OutcomesEncoder {
     }
 
     /// Appends the outcome of evaluation `index` (the next one of the request).
+    #[inline]
     pub fn push(&mut self, out: &mut Vec<u8>, index: u64, outcome: &Outcome) {
-        let (at, count) = match self.open {
-            Some(open) => open,
-            None => {
-                let at = begin_frame(out, KIND_OUTCOMES);
-                put_u64(out, self.request);
-                put_u64(out, index);
-                put_u32(out, 0);
-                (at, 0)
+        // The common case: a frame is open, the outcome is a byte.
+        if let Some((at, count)) = &mut self.open {
+            match outcome {
+                Outcome::True => out.push(OUTCOME_TRUE),
+                Outcome::False => out.push(OUTCOME_FALSE),
+                other => put_outcome(out, other),
             }
-        };
+            *count += 1;
+            if out.len() - *at >= OUTCOMES_CHUNK {
+                self.close(out);
+            }
+            return;
+        }
+        self.open_and_push(out, index, outcome);
+    }
+
+    /// `push` when no frame is open: opens one, from `index` on.
+    fn open_and_push(&mut self, out: &mut Vec<u8>, index: u64, outcome: &Outcome) {
+        let at = begin_frame(out, KIND_OUTCOMES);
+        put_u64(out, self.request);
+        put_u64(out, index);
+        put_u32(out, 0);
         put_outcome(out, outcome);
-        self.open = Some((at, count + 1));
+        self.open = Some((at, 1));
         if out.len() - at >= OUTCOMES_CHUNK {
             self.close(out);
         }
@@ -591,10 +740,9 @@ fn put_outcome(out: &mut Vec<u8>, outcome: &Outcome) {
     }
 }
 
-fn get_outcome(c: &mut Cursor<'_>) -> Result<Outcome, ProtocolError> {
-    Ok(match c.u8("outcome tag")? {
-        OUTCOME_TRUE => Outcome::True,
-        OUTCOME_FALSE => Outcome::False,
+/// The outcome of tag `tag` that is neither `true` nor `false`.
+fn get_detail(c: &mut Cursor<'_>, tag: u8) -> Result<Outcome, ProtocolError> {
+    Ok(match tag {
         OUTCOME_ERROR => Outcome::Error(c.str("error message")?.to_string()),
         OUTCOME_TIMEOUT => Outcome::Timeout(c.duration("timeout")?),
         tag => {
@@ -629,9 +777,16 @@ pub fn decode_reply(kind: u8, payload: &[u8]) -> Result<Reply, ProtocolError> {
             let request = c.u64("request")?;
             let first = c.u64("first index")?;
             let n = c.count("outcomes", 1)?;
-            let mut outcomes = Vec::with_capacity(n);
+            let mut outcomes = Outcomes {
+                codes: Vec::with_capacity(n),
+                details: Vec::new(),
+            };
             for _ in 0..n {
-                outcomes.push(get_outcome(&mut c)?);
+                match c.u8("outcome tag")? {
+                    OUTCOME_TRUE => outcomes.codes.push(CODE_TRUE),
+                    OUTCOME_FALSE => outcomes.codes.push(CODE_FALSE),
+                    tag => outcomes.push(get_detail(&mut c, tag)?),
+                }
             }
             Reply::Outcomes {
                 request,

@@ -8,11 +8,13 @@
 //! - `supervisor`: the lane: sends batches, watches deadlines, kills, respawns, retries;
 //! - `worker_loop`: what runs inside a worker: setup, then evaluate batch after batch;
 //! - `work`: which evaluations of a batch have their outcome (retries lose nothing);
-//! - `worker_process`: one child process, its pipes and their threads, kill and reap;
+//! - `worker_process`: one child process, its pipes, kill and reap;
+//! - `reply_reader`: a worker's stdout, read by its supervisor with a deadline;
 //! - `progress_slot`: shared memory that tells the supervisor which evaluation is in
 //!   flight and since when, without a system call per evaluation.
 
 pub mod progress_slot;
+mod reply_reader;
 mod start_clock;
 mod supervisor;
 mod work;
@@ -88,8 +90,8 @@ pub struct Plan {
     /// Per column: whether its values cross the pipe: only those some rule may read
     /// (`RuleSet::columns_read`); the others are not in the frame and are unit in the
     /// worker. With typical rules that is most string columns: their copy and decoding
-    /// dominated a worker's time. The input's read columns go as raw field bytes (the
-    /// lanes keep them: `Executor::raw_fields`), typed by the worker.
+    /// dominated a worker's time. The input's read columns go as the fields the lanes
+    /// kept (`Executor::raw_fields`, `typing::keep_field`), made values by the worker.
     sent_columns: Vec<bool>,
 }
 

@@ -63,6 +63,8 @@ const EXIT_BOUND: Duration = Duration::from_secs(1);
 const STARTUP_DEATHS: u32 = 3;
 /// Rows per request once a worker of the batch has been replaced (see `evaluate`).
 const RESEND_ROWS: usize = 128;
+/// A request buffer larger than this is freed once sent, not kept for the next batch.
+const FRAME_KEPT: usize = 4 << 20;
 /// How long error messages wait for a dead worker's stderr to close.
 const STDERR_WAIT: Duration = Duration::from_secs(1);
 
@@ -76,6 +78,8 @@ pub struct ProcessLane {
     /// A worker killed at a deadline, reaped after the next request is sent.
     dying: Option<Worker>,
     keep_spare: bool,
+    /// The request buffer, kept from batch to batch (unless huge: `FRAME_KEPT`).
+    frame: Vec<u8>,
     next_request: u64,
     startup_deaths: u32,
 }
@@ -100,6 +104,7 @@ impl ProcessLane {
             spare: None,
             dying: None,
             keep_spare: false,
+            frame: Vec::new(),
             next_request: 0,
             startup_deaths: 0,
         })
@@ -320,7 +325,7 @@ impl Lane for ProcessLane {
     fn evaluate(&mut self, batch: &Batch, out: &mut Vec<Outcome>) -> Result<()> {
         let rules = self.plan.rules;
         let mut work = Work::new(batch.rows.len() * rules);
-        let mut frame = Vec::new();
+        let mut frame = std::mem::take(&mut self.frame);
         // The whole batch goes in one request; after a kill or a death, the rest goes in
         // requests of `RESEND_ROWS`, so rules that hang on many rows of a big batch do not
         // have the rest of the batch sent again after each hang.
@@ -374,7 +379,11 @@ impl Lane for ProcessLane {
             self.next_request += 1;
             max_rows = max_rows.min(RESEND_ROWS);
             let mut worker = self.take_worker()?;
-            worker.send(std::mem::take(&mut frame));
+            worker.send(&frame);
+            if frame.capacity() > FRAME_KEPT {
+                // A request of huge rows: its buffer is not held for the rest of the run.
+                frame = Vec::new();
+            }
             if let Some(mut dying) = self.dying.take() {
                 dying.kill()?;
             }
@@ -407,12 +416,8 @@ impl Lane for ProcessLane {
         if let Some(mut dying) = self.dying.take() {
             dying.kill()?;
         }
-        out.reserve(work.outcomes.len());
-        out.extend(
-            work.outcomes
-                .into_iter()
-                .map(|o| o.expect("every evaluation has an outcome")),
-        );
+        self.frame = frame;
+        work.finish(out);
         Ok(())
     }
 }
@@ -448,8 +453,8 @@ fn spawn_patiently(plan: &Plan, shared: &Arc<Shared>) -> Result<Worker> {
     )
 }
 
-/// About the bytes of a `Batch` frame of rows `rows` of `batch`: their ids and raw
-/// fields, and a few bytes per value.
+/// About the bytes of a `Batch` frame of rows `rows` of `batch`: their kept fields, and a
+/// few bytes per row and per field.
 fn frame_estimate(batch: &Batch, rows: std::ops::Range<usize>, sent: &[bool]) -> usize {
     let raw = &batch.raw;
     let fields = raw.columns.len();
@@ -457,8 +462,7 @@ fn frame_estimate(batch: &Batch, rows: std::ops::Range<usize>, sent: &[bool]) ->
     let field = |row: usize| raw.start((row * fields).min(raw.fields()));
     let raw_bytes = field(rows.end) - field(rows.start);
     let sent = sent.iter().filter(|&&s| s).count();
-    let ids: usize = batch.rows[rows.clone()].iter().map(|r| r.id.len()).sum();
-    256 + raw_bytes + ids + rows.len() * (4 + 13 * sent)
+    256 + raw_bytes + rows.len() * (8 + 13 * sent)
 }
 
 /// Adds the worker's stderr tail to an error, or says it was empty.

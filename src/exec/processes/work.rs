@@ -4,11 +4,18 @@
 
 use std::ops::Range;
 
+use crate::exec::protocol::{CODE_DETAIL, CODE_FALSE, CODE_TRUE, Outcomes};
 use crate::model::Outcome;
 
-/// The outcomes of one batch, filled by index in any order.
+/// The code of an evaluation without an outcome yet (beside `protocol::CODE_*`).
+const MISSING: u8 = u8::MAX;
+
+/// The outcomes of one batch, filled by index in any order: a byte a piece (`true` and
+/// `false` are most of them), errors and timeouts beside them with their index.
 pub struct Work {
-    pub outcomes: Vec<Option<Outcome>>,
+    codes: Vec<u8>,
+    /// The outcome of each index whose code is `CODE_DETAIL`, in the order they came.
+    details: Vec<(u64, Outcome)>,
     pub missing: usize,
     /// Evaluations that were in flight when a worker died: a second death is an error.
     pub struck: Vec<u64>,
@@ -17,24 +24,38 @@ pub struct Work {
 impl Work {
     pub fn new(total: usize) -> Work {
         Work {
-            outcomes: vec![None; total],
+            codes: vec![MISSING; total],
+            details: Vec::new(),
             missing: total,
             struck: Vec::new(),
         }
     }
 
     pub fn is_missing(&self, index: u64) -> bool {
-        self.outcomes
-            .get(index as usize)
-            .is_some_and(Option::is_none)
+        self.codes.get(index as usize) == Some(&MISSING)
     }
 
+    /// Records the outcome of `index`, unless it has one already (the first one stays).
     pub fn set(&mut self, index: u64, outcome: Outcome) {
-        let slot = &mut self.outcomes[index as usize];
-        if slot.is_none() {
-            self.missing -= 1;
-            *slot = Some(outcome);
+        let code = match outcome {
+            Outcome::True => CODE_TRUE,
+            Outcome::False => CODE_FALSE,
+            _ => CODE_DETAIL,
+        };
+        if self.set_code(index, code) && code == CODE_DETAIL {
+            self.details.push((index, outcome));
         }
+    }
+
+    /// `set` of a code; true if `index` had none (then a `CODE_DETAIL` needs its detail).
+    fn set_code(&mut self, index: u64, code: u8) -> bool {
+        let slot = &mut self.codes[index as usize];
+        if *slot != MISSING {
+            return false;
+        }
+        *slot = code;
+        self.missing -= 1;
+        true
     }
 
     pub fn first_missing(&self) -> Option<u64> {
@@ -46,10 +67,8 @@ impl Work {
     }
 
     pub fn missing_from(&self, from: usize) -> Option<u64> {
-        let rest = self.outcomes.get(from..)?;
-        rest.iter()
-            .position(Option::is_none)
-            .map(|i| (from + i) as u64)
+        let rest = self.codes.get(from..)?;
+        memchr::memchr(MISSING, rest).map(|i| (from + i) as u64)
     }
 
     /// The evaluations still without an outcome, as ordered ranges, from the first row
@@ -62,18 +81,31 @@ impl Work {
         let end = first_row
             .saturating_add(max_rows)
             .saturating_mul(rules)
-            .min(self.outcomes.len());
+            .min(self.codes.len());
         let mut ranges: Vec<Range<u64>> = Vec::new();
-        for i in first as usize..end {
-            if self.outcomes[i].is_none() {
-                let i = i as u64;
-                match ranges.last_mut() {
-                    Some(r) if r.end == i => r.end += 1,
-                    _ => ranges.push(i..i + 1),
-                }
-            }
+        let mut i = first as usize;
+        while let Some(start) = memchr::memchr(MISSING, &self.codes[i..end]).map(|k| i + k) {
+            let stop = self.codes[start..end]
+                .iter()
+                .position(|&c| c != MISSING)
+                .map_or(end, |k| start + k);
+            ranges.push(start as u64..stop as u64);
+            i = stop;
         }
         ranges
+    }
+
+    /// Appends every outcome to `out`, in index order; all must be there.
+    pub fn finish(mut self, out: &mut Vec<Outcome>) {
+        assert_eq!(self.missing, 0, "every evaluation has an outcome");
+        self.details.sort_unstable_by_key(|&(index, _)| index);
+        let mut details = self.details.into_iter().map(|(_, outcome)| outcome);
+        out.reserve(self.codes.len());
+        out.extend(self.codes.iter().map(|&code| match code {
+            CODE_TRUE => Outcome::True,
+            CODE_FALSE => Outcome::False,
+            _ => details.next().expect("a detail per CODE_DETAIL"),
+        }));
     }
 }
 
@@ -106,7 +138,7 @@ impl InFlight {
         &mut self,
         request: u64,
         first: u64,
-        outcomes: Vec<Outcome>,
+        outcomes: Outcomes,
         work: &mut Work,
     ) -> Result<(), String> {
         if request != self.id {
@@ -121,13 +153,29 @@ impl InFlight {
                 self.next
             ));
         }
-        for outcome in outcomes {
-            if self.is_answered() {
+        let mut details = outcomes.details.into_iter();
+        let mut codes = &outcomes.codes[..];
+        while !codes.is_empty() {
+            let Some(range) = self.ranges.get(self.range) else {
                 return Err("sent more outcomes than evaluations asked for".into());
+            };
+            // As many as this range still takes, at once.
+            let take = usize::try_from(range.end - self.next)
+                .unwrap_or(usize::MAX)
+                .min(codes.len());
+            for (&code, index) in codes[..take].iter().zip(self.next..) {
+                if code == CODE_DETAIL {
+                    let detail = details.next().ok_or("sent a code without its outcome")?;
+                    work.set(index, detail);
+                } else if code == CODE_TRUE || code == CODE_FALSE {
+                    work.set_code(index, code);
+                } else {
+                    return Err(format!("sent outcome code {code}"));
+                }
             }
-            work.set(self.next, outcome);
-            self.next += 1;
-            if self.next == self.ranges[self.range].end {
+            codes = &codes[take..];
+            self.next += take as u64;
+            if self.next == range.end {
                 self.range += 1;
                 if let Some(r) = self.ranges.get(self.range) {
                     self.next = r.start;
@@ -141,6 +189,10 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn codes(work: &Work) -> Vec<u8> {
+        work.codes.clone()
+    }
 
     #[test]
     fn missing_evaluations_become_ordered_ranges() {
@@ -157,8 +209,14 @@ mod tests {
         assert_eq!(work.next_missing_after(4), Some(5));
         assert_eq!(work.next_missing_after(9), None);
         work.set(4, Outcome::False); // already set: the first outcome stays
-        assert_eq!(work.outcomes[4], Some(Outcome::True));
+        assert_eq!(work.codes[4], CODE_TRUE);
         assert_eq!(work.missing, 6);
+        assert_eq!(work.missing_ranges(3, usize::MAX), vec![2..4, 5..9]);
+        assert_eq!(
+            work.missing_ranges(3, 1),
+            vec![2..3],
+            "row 0 only: indexes 0..3"
+        );
     }
 
     #[test]
@@ -168,41 +226,84 @@ mod tests {
             work.set(i, Outcome::True);
         }
         let mut request = InFlight::new(7, work.missing_ranges(1, usize::MAX));
+        let timeout = Outcome::Timeout(std::time::Duration::from_secs(1));
         request
-            .accept(7, 2, vec![Outcome::False; 3], &mut work)
+            .accept(
+                7,
+                2,
+                [Outcome::False, Outcome::Error("e".into()), timeout.clone()]
+                    .into_iter()
+                    .collect(),
+                &mut work,
+            )
             .unwrap();
         assert_eq!(request.next, 6, "2, 3, then 5: index 4 is not asked for");
         assert_eq!(
-            work.outcomes[2..6],
-            [
-                Some(Outcome::False),
-                Some(Outcome::False),
-                Some(Outcome::True),
-                Some(Outcome::False)
-            ]
+            codes(&work)[2..6],
+            [CODE_FALSE, CODE_DETAIL, CODE_TRUE, CODE_DETAIL]
         );
         assert!(
             request
-                .accept(7, 2, vec![Outcome::False], &mut work)
+                .accept(7, 2, std::iter::once(Outcome::False).collect(), &mut work)
                 .is_err(),
             "not where it stopped"
         );
         assert!(
             request
-                .accept(8, 6, vec![Outcome::False], &mut work)
+                .accept(8, 6, std::iter::once(Outcome::False).collect(), &mut work)
                 .is_err(),
             "another request"
         );
         request
-            .accept(7, 6, vec![Outcome::True; 3], &mut work)
+            .accept(
+                7,
+                6,
+                vec![Outcome::True; 3].into_iter().collect(),
+                &mut work,
+            )
             .unwrap();
         assert!(request.is_answered());
         assert!(
             request
-                .accept(7, 9, vec![Outcome::False], &mut work)
+                .accept(7, 9, std::iter::once(Outcome::False).collect(), &mut work)
                 .is_err(),
             "more than asked"
         );
         assert_eq!(work.missing, 0);
+        let mut out = Vec::new();
+        work.finish(&mut out);
+        assert_eq!(
+            out,
+            [
+                Outcome::True,
+                Outcome::True,
+                Outcome::False,
+                Outcome::Error("e".into()),
+                Outcome::True,
+                timeout,
+                Outcome::True,
+                Outcome::True,
+                Outcome::True,
+                Outcome::True
+            ]
+        );
+    }
+
+    #[test]
+    fn outcomes_past_the_request_or_without_their_detail_are_refused() {
+        let mut work = Work::new(4);
+        let mut request = InFlight::new(1, work.missing_ranges(1, usize::MAX));
+        let lying = Outcomes {
+            codes: vec![CODE_DETAIL],
+            details: Vec::new(),
+        };
+        assert!(request.accept(1, 0, lying, &mut work).is_err());
+        let unknown = Outcomes {
+            codes: vec![7],
+            details: Vec::new(),
+        };
+        assert!(request.accept(1, 0, unknown, &mut work).is_err());
+        let five = vec![Outcome::True; 5].into_iter().collect();
+        assert!(request.accept(1, 0, five, &mut work).is_err());
     }
 }

@@ -38,7 +38,8 @@ enum Fault {
     Protocol,
     Garbage,
     Exit,
-    KillOnId(String),
+    /// The id's `rules::random_key_hash`: all a worker is sent of a row's id.
+    KillOnId(u64),
 }
 
 impl Fault {
@@ -51,7 +52,7 @@ impl Fault {
             "garbage" => Fault::Garbage,
             "exit" => Fault::Exit,
             other => match other.strip_prefix("kill-on-id:") {
-                Some(id) => Fault::KillOnId(id.to_string()),
+                Some(id) => Fault::KillOnId(rules::random_key_hash(id)),
                 None => Fault::None,
             },
         }
@@ -185,8 +186,8 @@ impl WorkerLoop {
         };
         let mut evaluator = Evaluator::with_options(&set, &setup.columns, setup.seed, options)
             .map_err(|errors| anyhow::anyhow!("rules: {}", rules::one_line(&errors)))?;
-        // Raw fields are typed as the supervisor's lanes check them: the same columns,
-        // and the same nullable ones, from the same rules.
+        // Kept fields are read as the supervisor's lanes kept them: the same columns, and
+        // the same nullable ones, from the same rules.
         let nullable: Vec<bool> = setup
             .columns
             .names
@@ -209,16 +210,23 @@ impl WorkerLoop {
                     batch.rules
                 );
             }
-            if let Some(row) = batch
+            if let Some((i, row)) = batch
                 .rows
                 .iter()
-                .find(|r| r.values.len() != setup.columns.names.len())
+                .enumerate()
+                .find(|(_, r)| r.values.len() != setup.columns.names.len())
             {
                 bail!(
-                    "row {:?} has {} values for {} columns",
-                    row.id,
+                    "row {i} has {} values for {} columns",
                     row.values.len(),
                     setup.columns.names.len()
+                );
+            }
+            if batch.id_hashes.len() != batch.rows.len() {
+                bail!(
+                    "{} id hashes for {} rows",
+                    batch.id_hashes.len(),
+                    batch.rows.len()
                 );
             }
             if self.fault == Fault::Garbage {
@@ -235,17 +243,17 @@ impl WorkerLoop {
         let rules = u64::from(batch.rules);
         let mut encoder = OutcomesEncoder::new(batch.request);
         let mut last_write = monotonic_ns();
-        let mut hashed = (u64::MAX, 0);
         // Native evaluations share clock readings (`start_clock` says how far).
         let mut clock = StartClock::new();
         for range in &batch.ranges {
+            // Row and rule of each index, by counting (not a division per evaluation).
+            let (mut row_index, mut rule) = (range.start / rules, (range.start % rules) as usize);
             for index in range.clone() {
-                let row_index = index / rules;
-                let rule = (index % rules) as usize;
-                let row = &batch.rows[(row_index - batch.row_base) as usize];
-                if hashed.0 != row_index {
-                    hashed = (row_index, rules::random_key_hash(&row.id));
+                if rule == rules as usize {
+                    (row_index, rule) = (row_index + 1, 0);
                 }
+                let at = (row_index - batch.row_base) as usize;
+                let (row, id_hash) = (&batch.rows[at], batch.id_hashes[at]);
                 let native_size = evaluator.native_size(rule);
                 let mut now = clock.start(native_size, monotonic_ns);
                 if !self.buf.is_empty() && now.saturating_sub(last_write) >= FLUSH_EVERY_NS {
@@ -261,7 +269,7 @@ impl WorkerLoop {
                 }
                 if let Fault::KillOnId(id) = &self.fault
                     && rule == 0
-                    && row.id == *id
+                    && id_hash == *id
                 {
                     let _ = rustix::process::kill_process(
                         rustix::process::getpid(),
@@ -269,12 +277,13 @@ impl WorkerLoop {
                     );
                 }
                 let natives = evaluator.native_evaluations();
-                let outcome = evaluator.evaluate(rule, row, hashed.1);
+                let outcome = evaluator.evaluate(rule, row, id_hash);
                 clock.ended(evaluator.native_evaluations() > natives);
                 if let Some(slot) = &mut self.slot {
                     slot.end(batch.request, index);
                 }
                 encoder.push(&mut self.buf, index, &outcome);
+                rule += 1;
                 if encoder.is_closed() && self.buf.len() >= FLUSH_BYTES {
                     self.write_out()?;
                     last_write = now;

@@ -1,10 +1,15 @@
-//! One worker process, as its supervisor holds it: the child, its progress slot, and three
-//! small threads that keep its pipes moving so the supervisor never blocks on them:
-//! - a writer feeds stdin (a worker that stops reading cannot block the supervisor);
-//! - a reader turns stdout frames into `Message`s on a channel, so the supervisor waits
-//!   for answers with `recv_timeout` and every read of the worker has a deadline;
-//! - a drain empties stderr (a full pipe must never block the worker) and keeps its tail
-//!   for error messages.
+//! One worker process, as its supervisor holds it: the child, its progress slot, its pipes,
+//! none of which can block the supervisor:
+//! - stdin does not block: a request goes straight into the pipe when it fits (it does,
+//!   as a rule: the pipe holds 1 MiB), and whatever does not fit goes to a writer thread
+//!   that waits for room, so a worker that stops reading cannot block the supervisor;
+//! - stdout is read by the supervisor itself, and only once `poll` says there is
+//!   something to read (`reply_reader`): `recv_timeout` gives the next frame as a
+//!   `Message` within a deadline. No thread stands between the two processes on the way
+//!   of a batch (each hop through a thread was a wake-up, and wake-ups were much of a
+//!   batch's cost);
+//! - a drain thread empties stderr (a full pipe must never block the worker) and keeps
+//!   its tail for error messages.
 //!
 //! A worker dies with its supervisor: `PR_SET_PDEATHSIG` (set in the child, fired when the
 //! spawning thread exits, and lanes spawn from their own long-lived thread), a `getppid`
@@ -12,11 +17,12 @@
 //! its own process group, so a kill of `-pid` takes anything it started. Every kill is
 //! followed by a bounded reap: no zombies.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -26,26 +32,17 @@ use rustix::process::{self, Pid, Signal};
 use wait_timeout::ChildExt;
 
 use super::progress_slot::{ProgressSlot, SLOT_FD_ENV};
+pub use super::reply_reader::Message;
+use super::reply_reader::ReplyReader;
 use super::{Plan, Shared};
-use crate::exec::protocol::{self, FrameError, ProtocolError, Reply};
+use crate::exec::protocol;
 
 /// Longest wait for a killed worker to be reaped; past it the run fails rather than leak.
 const REAP_BOUND: Duration = Duration::from_secs(5);
 /// How much of a worker's stderr is kept for messages.
 const STDERR_KEPT: usize = 8 << 10;
-/// Stack of the pipe threads: they decode frames, nothing deep.
+/// Stack of the pipe threads: they copy bytes, nothing deep.
 const PIPE_THREAD_STACK: usize = 256 << 10;
-
-/// What the reader thread saw on a worker's stdout.
-#[derive(Debug)]
-pub enum Message {
-    Reply(Reply),
-    /// Bytes that do not follow the protocol (fatal to the run).
-    Bad(String),
-    /// The stream ended (perhaps inside a frame): the worker exited or died.
-    Eof,
-}
-
 /// The last bytes a worker wrote on stderr, and whether its stderr has closed.
 #[derive(Default)]
 struct StderrTail {
@@ -53,13 +50,25 @@ struct StderrTail {
     closed: Condvar,
 }
 
+/// The worker's stdin, non-blocking: requests go straight in while they fit, the rest
+/// through a writer thread (`feed`), in order.
+struct Input {
+    stdin: Arc<ChildStdin>,
+    /// Bytes for the writer thread.
+    rest: Sender<Vec<u8>>,
+    /// Buffers sent to the writer thread and not yet written out: while there are any,
+    /// the next bytes must queue behind them.
+    queued: Arc<AtomicUsize>,
+}
+
 pub struct Worker {
     child: Child,
     pub pid: u32,
     pub slot: ProgressSlot,
-    /// Frames for the writer thread; `None` once stdin is closed.
-    input: Option<Sender<Vec<u8>>>,
-    replies: Receiver<Message>,
+    /// `None` once stdin is closed (the writer thread closes its copy once its queue is
+    /// written out).
+    input: Option<Input>,
+    output: ReplyReader,
     stderr: Arc<StderrTail>,
     /// `Ready` has been received.
     pub ready: bool,
@@ -121,17 +130,26 @@ impl Worker {
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
-        // A batch fits in the pipe at once, so the writer makes few system calls; the
-        // default is kept if the system refuses.
+        // A batch fits in the pipe at once, so it is written with one system call and no
+        // thread; the default is kept if the system refuses.
         let _ = rustix::pipe::fcntl_setpipe_size(&stdin, 1 << 20);
+        rustix::fs::fcntl_setfl(&stdin, rustix::fs::OFlags::NONBLOCK)
+            .context("cannot make a worker's stdin non-blocking")?;
 
         let stderr = Arc::new(StderrTail::default());
+        let (rest_tx, rest_rx) = mpsc::channel::<Vec<u8>>();
+        let stdin = Arc::new(stdin);
+        let queued = Arc::new(AtomicUsize::new(0));
         let mut worker = Worker {
             child,
             pid,
             slot,
-            input: None,
-            replies: mpsc::channel().1,
+            input: Some(Input {
+                stdin: Arc::clone(&stdin),
+                rest: rest_tx,
+                queued: Arc::clone(&queued),
+            }),
+            output: ReplyReader::new(stdout),
             stderr: Arc::clone(&stderr),
             ready: false,
             status: None,
@@ -141,35 +159,44 @@ impl Worker {
             // Shutdown began while we were spawning: this one goes too (Drop reaps it).
             return Err(anyhow!("the run is stopping: no new worker"));
         }
-        let (input_tx, input_rx) = mpsc::channel::<Vec<u8>>();
-        let (reply_tx, reply_rx) = mpsc::channel::<Message>();
-        worker.input = Some(input_tx);
-        worker.replies = reply_rx;
-        spawn_pipe_thread(format!("worker-{pid}-in"), move || feed(stdin, &input_rx))?;
-        spawn_pipe_thread(format!("worker-{pid}-out"), move || {
-            read_replies(stdout, &reply_tx)
+        spawn_pipe_thread(format!("worker-{pid}-in"), move || {
+            feed(&stdin, &rest_rx, &queued)
         })?;
         spawn_pipe_thread(format!("worker-{pid}-err"), move || {
             drain_stderr(stderr_pipe, &stderr)
         })?;
-        worker.send(plan.setup_frame.to_vec());
+        worker.send(&plan.setup_frame);
         Ok(worker)
     }
 
-    /// Queues a frame for the worker's stdin. A worker that died is noticed on its stdout.
-    pub fn send(&self, frame: Vec<u8>) {
-        if let Some(input) = &self.input {
-            let _ = input.send(frame);
+    /// Writes a frame to the worker's stdin: at once as far as the pipe takes it, the rest
+    /// through the writer thread. A worker that died is noticed on its stdout.
+    pub fn send(&mut self, frame: &[u8]) {
+        let Some(input) = &self.input else { return };
+        let mut written = 0;
+        // Straight in, unless earlier bytes still wait for the writer thread.
+        if input.queued.load(Ordering::Acquire) == 0 {
+            while written < frame.len() {
+                match (&*input.stdin).write(&frame[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // Gone: its stdout says how.
+                    Err(_) => return,
+                }
+            }
+        }
+        if written < frame.len() {
+            input.queued.fetch_add(1, Ordering::AcqRel);
+            if input.rest.send(frame[written..].to_vec()).is_err() {
+                input.queued.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
     /// The next message, or `None` if none came within `wait`.
-    pub fn recv_timeout(&self, wait: Duration) -> Option<Message> {
-        match self.replies.recv_timeout(wait) {
-            Ok(message) => Some(message),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(Message::Eof),
-        }
+    pub fn recv_timeout(&mut self, wait: Duration) -> Option<Message> {
+        self.output.recv_timeout(wait)
     }
 
     /// The exit status, if the worker has already exited (reaping it).
@@ -254,7 +281,8 @@ impl Worker {
         threads_blocked(self.pid)
     }
 
-    /// Closes the worker's stdin: a healthy worker exits 0 on that EOF.
+    /// Closes the worker's stdin: a healthy worker exits 0 on that EOF (once the writer
+    /// thread has written what it still holds, and closed its copy).
     pub fn close_input(&mut self) {
         self.input = None;
     }
@@ -314,35 +342,27 @@ fn spawn_pipe_thread(name: String, body: impl FnOnce() + Send + 'static) -> Resu
         .context("cannot start a worker's pipe thread")
 }
 
-/// The writer thread: frames to stdin until the channel closes or the worker is gone;
-/// dropping `stdin` at the end is the worker's EOF.
-fn feed(mut stdin: std::process::ChildStdin, frames: &Receiver<Vec<u8>>) {
-    for frame in frames {
-        if stdin.write_all(&frame).is_err() {
-            return;
+/// The writer thread: what did not fit in the pipe at once, to stdin, in order, until the
+/// channel closes or the worker is gone; dropping the last `stdin` is the worker's EOF.
+fn feed(stdin: &ChildStdin, rest: &Receiver<Vec<u8>>, queued: &AtomicUsize) {
+    for bytes in rest {
+        let mut written = 0;
+        while written < bytes.len() {
+            match (&*stdin).write(&bytes[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Wait for room (or for the worker to be gone: then the write fails).
+                    let mut fds = [rustix::event::PollFd::new(
+                        stdin,
+                        rustix::event::PollFlags::OUT,
+                    )];
+                    let _ = rustix::event::poll(&mut fds, None);
+                }
+                Err(_) => return,
+            }
         }
-    }
-}
-
-/// The reader thread: frames from stdout to messages, until the end or a bad frame.
-fn read_replies(stdout: std::process::ChildStdout, replies: &Sender<Message>) {
-    let mut reader = BufReader::with_capacity(256 << 10, stdout);
-    let mut payload = Vec::new();
-    loop {
-        let message =
-            match protocol::read_frame(&mut reader, protocol::MAX_FROM_WORKER, &mut payload) {
-                Ok(None) => Message::Eof,
-                Ok(Some(kind)) => match protocol::decode_reply(kind, &payload) {
-                    Ok(reply) => Message::Reply(reply),
-                    Err(e) => Message::Bad(e.to_string()),
-                },
-                Err(FrameError::Protocol(ProtocolError::TruncatedFrame { .. })) => Message::Eof,
-                Err(e) => Message::Bad(e.to_string()),
-            };
-        let last = !matches!(message, Message::Reply(_));
-        if replies.send(message).is_err() || last {
-            return;
-        }
+        queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

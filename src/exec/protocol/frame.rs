@@ -125,20 +125,16 @@ pub fn read_frame(
     let kind = header[4];
     let want = length - 1;
     payload.clear();
-    const STEP: usize = 256 << 10;
-    while payload.len() < want {
-        let start = payload.len();
-        let take = (want - start).min(STEP);
-        payload.resize(start + take, 0);
-        let n = read_full(r, &mut payload[start..]).map_err(FrameError::Io)?;
-        payload.truncate(start + n);
-        if n < take {
-            return Err(ProtocolError::TruncatedFrame {
-                expected: length + 4,
-                got: 5 + payload.len(),
-            }
-            .into());
+    // Into the buffer's spare room, not zeroed first, and grown only as bytes arrive.
+    r.take(want as u64)
+        .read_to_end(payload)
+        .map_err(FrameError::Io)?;
+    if payload.len() < want {
+        return Err(ProtocolError::TruncatedFrame {
+            expected: length + 4,
+            got: 5 + payload.len(),
         }
+        .into());
     }
     Ok(Some(kind))
 }

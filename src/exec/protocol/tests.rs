@@ -60,8 +60,9 @@ fn frame(bytes: &[u8]) -> (u8, Vec<u8>) {
     (kind, payload)
 }
 
-fn same_row(a: &Row, b: &Row) -> bool {
-    a.id == b.id
+/// Whether a worker's row `b` (id hash `hash`) is the supervisor's `a`.
+fn same_row(a: &Row, b: &Row, hash: u64) -> bool {
+    crate::rules::random_key_hash(&a.id) == hash
         && a.values.len() == b.values.len()
         && a.values.iter().zip(&b.values).all(|(x, y)| {
             x.type_name() == y.type_name()
@@ -114,8 +115,9 @@ fn batches_round_trip_with_every_value_type() {
     assert_eq!((back.request, back.rules, back.row_base), (42, 3, 7));
     assert_eq!(back.ranges, vec![21..23, 24..30]);
     assert_eq!(back.rows.len(), 3);
-    for (a, b) in rows.iter().zip(&back.rows) {
-        assert!(same_row(a, b), "{a:?} != {b:?}");
+    for ((a, b), &hash) in rows.iter().zip(&back.rows).zip(&back.id_hashes) {
+        assert!(same_row(a, b, hash), "{a:?} != {b:?}");
+        assert!(b.id.is_empty(), "ids are not sent, their hashes are");
     }
     assert!(
         back.rows[1].values[1]
@@ -149,8 +151,8 @@ fn a_worker_decoder_refills_recycled_rows_with_the_next_batch_exactly() {
         .unwrap();
         let back = decoder.decode(&frame(&out).1).unwrap();
         assert_eq!(back.rows.len(), rows.len());
-        for (a, b) in rows.iter().zip(&back.rows) {
-            assert_eq!(a.id, b.id);
+        for ((a, b), &hash) in rows.iter().zip(&back.rows).zip(&back.id_hashes) {
+            assert_eq!(crate::rules::random_key_hash(&a.id), hash);
             assert!(b.values[1].is_unit() != sent[1]);
             assert_eq!(b.values[3].to_string(), a.values[3].to_string());
             assert_eq!(b.values[2].to_string(), a.values[2].to_string());
@@ -175,8 +177,8 @@ fn columns_not_sent_arrive_as_unit() {
     )
     .unwrap();
     let back = decode_batch(&frame(&out).1).unwrap();
-    for (a, b) in rows.iter().zip(&back.rows) {
-        assert_eq!(a.id, b.id);
+    for ((a, b), &hash) in rows.iter().zip(&back.rows).zip(&back.id_hashes) {
+        assert_eq!(crate::rules::random_key_hash(&a.id), hash);
         assert!(b.values[0].is_unit() && b.values[2].is_unit());
         assert_eq!(a.values[1].as_float(), b.values[1].as_float());
         assert_eq!(a.values[3].to_string(), b.values[3].to_string());
@@ -274,7 +276,7 @@ fn replies_round_trip_across_chunks() {
             } => {
                 assert_eq!(request, 9);
                 assert_eq!(first, 100 + back.len() as u64);
-                back.extend(outcomes);
+                back.extend(outcomes.into_vec());
                 frames += 1;
             }
             Reply::Fatal(m) => fatal = Some(m),
@@ -430,9 +432,9 @@ fn unknown_kinds_tags_magic_and_versions_are_errors() {
     )
     .unwrap();
     let (_, mut payload) = frame(&out);
-    // The first value tag follows the header (8+4+8+4+16+4), the sent columns (4+4×4),
-    // the row count (4) and the id ("000").
-    let tag_at = 44 + 20 + 4 + 4 + 3;
+    // The first value tag follows the header (8+4+8+4+16+4), the sent columns (4+4×5),
+    // the row count (4) and the id's hash (8).
+    let tag_at = 44 + 24 + 4 + 8;
     assert_eq!(payload[tag_at], VALUE_INT);
     payload[tag_at] = 0xee;
     assert_eq!(
@@ -527,7 +529,7 @@ fn no_outcome_makes_a_reply_frame_pass_its_limit() {
     while let Some(kind) = read_frame(&mut reader, MAX_FROM_WORKER, &mut payload).unwrap() {
         match decode_reply(kind, &payload).unwrap() {
             Reply::Outcomes { outcomes, .. } => {
-                for o in outcomes {
+                for o in outcomes.into_vec() {
                     let Outcome::Error(m) = o else { panic!() };
                     assert!(m.len() <= crate::model::DETAIL_MAX_BYTES + 3 && m.ends_with('…'));
                     seen += 1;
@@ -540,15 +542,18 @@ fn no_outcome_makes_a_reply_frame_pass_its_limit() {
     assert_eq!(seen, 100);
 }
 
-/// Raw fields of `amount` (nullable) and `country` for the three rows of `rows()`.
+/// The input fields of `amount` (nullable) and `country` for the three rows of `rows()`.
+const FIELDS: [(&str, &str); 3] = [("2.5", "Zürich, \"0\"\n"), ("", "IR"), ("-0.0", "")];
+
+/// `FIELDS` as a lane keeps them.
 fn raw_fields() -> RawFields {
     let mut raw = RawFields {
         columns: vec![1, 3],
         ..RawFields::default()
     };
-    for (amount, country) in [("2.5", "Zürich, \"0\"\n"), ("", "IR"), ("-0.0", "")] {
-        raw.push(amount.as_bytes());
-        raw.push(country.as_bytes());
+    for (amount, country) in FIELDS {
+        crate::typing::keep_field(&mut raw, ColumnType::Float, true, amount.as_bytes()).unwrap();
+        crate::typing::keep_field(&mut raw, ColumnType::String, false, country.as_bytes()).unwrap();
     }
     raw
 }
@@ -570,14 +575,14 @@ fn raw_fields_arrive_typed_as_a_thread_lane_types_them() {
     assert_eq!(back.row_base, 1);
     let mut cache = StringCache::new();
     for (i, (a, b)) in rows[1..].iter().zip(&back.rows).enumerate() {
-        assert_eq!(a.id, b.id);
+        assert_eq!(crate::rules::random_key_hash(&a.id), back.id_hashes[i]);
         assert_eq!(
             a.values[0].as_int(),
             b.values[0].as_int(),
             "typed values stay"
         );
         for (k, &c) in raw.columns.iter().enumerate() {
-            let field = raw.field(i + 1, k);
+            let field = [FIELDS[i + 1].0, FIELDS[i + 1].1][k].as_bytes();
             let lane = crate::typing::field_value(
                 columns().types[c],
                 NULLABLE[c],
@@ -655,15 +660,26 @@ fn raw_fields_need_a_decoder_that_knows_the_columns_and_valid_fields() {
     // A field the supervisor should never have sent: an error naming row and column.
     let mut bad = raw.clone();
     bad.truncate_fields(0);
-    for field in ["12x", "IR", "1", "IR", "1", "IR"] {
-        bad.push(field.as_bytes());
+    for field in [&b"12x"[..], b"IR", &[0; 8], b"IR", &[0; 8], b"\xff"] {
+        bad.push(field);
     }
     let mut out = Vec::new();
     encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &bad, &[true; 4]).unwrap();
     let err = decoder().decode(&frame(&out).1).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "row \"000\", column 2: raw field \"12x\" is not a float"
+        "row 0, column 2: kept field \"12x\" is not 8 bytes"
+    );
+    bad.truncate_fields(0);
+    for field in [&[0; 8][..], b"IR", &[0; 8], b"IR", &[0; 8], b"\xff"] {
+        bad.push(field);
+    }
+    let mut out = Vec::new();
+    encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &bad, &[true; 4]).unwrap();
+    let err = decoder().decode(&frame(&out).1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "row 2, column 4: kept field \"\u{fffd}\" is not valid UTF-8"
     );
     // Rows that hold no value (a lane that built none): only raw columns can be sent.
     let mut bare = raw.clone();
