@@ -58,7 +58,10 @@ const EMPTY: Slot = Slot {
 /// Numbers the keys of one key column (their canonical bytes: the text of a string
 /// column, the value's bits for a number; see `pipeline::windows`), 0, 1, 2, … in order
 /// of first appearance, so results never depend on the hasher. An open-addressing table
-/// (linear probing, at most half full) of keys hashed by the caller (`hash`).
+/// (linear probing, at most three quarters full) of keys hashed by the caller (`hash`).
+/// Half full at most doubled the table's memory on inputs of millions of distinct keys
+/// (3M keys: 256 MiB of slots, against 132 MiB for main's `HashMap`), for no speed seen:
+/// most lookups find their key in the first slot or the next.
 #[derive(Debug)]
 pub struct Keys {
     slots: Vec<Slot>,
@@ -96,7 +99,7 @@ impl Keys {
         assert!(id < FREE - 1, "fewer than 2^32 - 1 keys");
         self.slots[at] = self.slot(key, hash, id);
         self.count += 1;
-        if self.count as usize * 2 > self.slots.len() {
+        if self.count as usize * 4 > self.slots.len() * 3 {
             self.grow();
         }
         id as usize
@@ -306,6 +309,19 @@ mod tests {
         assert_eq!(keys.slots.len(), 2048);
         let longest = keys.longest_run();
         assert!(longest < 100, "a run of {longest} slots");
+    }
+
+    /// Memory: a table grows only past three quarters full (3,000,050 distinct accounts
+    /// take 4 Mi slots of 32 bytes, not 8 Mi).
+    #[test]
+    fn the_table_grows_only_past_three_quarters_full() {
+        let mut keys = Keys::default();
+        for i in 0..3072u32 {
+            id(&mut keys, &i.to_le_bytes());
+        }
+        assert_eq!(keys.slots.len(), 4096);
+        id(&mut keys, b"one more");
+        assert_eq!(keys.slots.len(), 8192);
     }
 
     #[test]
