@@ -25,6 +25,7 @@
 pub mod keys;
 mod rows;
 pub mod time;
+mod values;
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -37,6 +38,7 @@ use ahash::RandomState;
 use rhai::{Dynamic, INT, ImmutableString};
 
 pub use keys::{Keys, Texts};
+pub use values::Values;
 
 use crate::rules::lists_windows::Function;
 
@@ -302,22 +304,20 @@ impl Window {
     /// has an `of` value; `value`: that value, of the window's kind) and returns the
     /// window's value for it.
     pub fn push(&mut self, key: usize, time: i64, matching: bool, value: Value<'_>) -> Dynamic {
-        let mut out = Vec::with_capacity(1);
+        let mut out = Values::default();
         self.push_into(key, time, matching, value, &mut out);
-        out.pop().expect("a value").to_dynamic()
+        out.dynamic(0)
     }
 
-    /// `push`, the value appended to `out` as a `Val`: the caller builds the `Dynamic`
-    /// later, on a lane. (Building one here stalled every row: Rhai's values are put
-    /// together on the stack and copied out, a wide load that waits for narrow stores,
-    /// and those wait behind the windows' cache misses.)
+    /// `push`, the value appended to `out` (the caller builds the `Dynamic` later, on a
+    /// lane: see `Values`).
     pub fn push_into(
         &mut self,
         key: usize,
         time: i64,
         matching: bool,
         value: Value<'_>,
-        out: &mut Vec<Val>,
+        out: &mut Values,
     ) {
         if key >= self.keys.len() {
             self.keys.resize_with(key + 1, || KeyState {
@@ -344,7 +344,7 @@ impl Window {
             self.current(key, out);
         } else {
             let late = self.late(key, time, matching, value);
-            out.push(Val::exactly(&late));
+            out.val(Val::exactly(&late));
         }
         self.rows = self.rows + self.keys[key].rows.len() - before;
     }
@@ -540,19 +540,20 @@ impl Window {
     /// The aggregate of every kept row of `key` (all at or before its newest time),
     /// appended to `out`.
     #[inline]
-    fn current(&self, key: usize, out: &mut Vec<Val>) {
+    fn current(&self, key: usize, out: &mut Values) {
         let state = &self.keys[key];
         let n = state.rows.len();
-        out.push(match self.function {
-            Function::Count => Val::Int(n as INT),
-            Function::Distinct => Val::Int(state.agg.0[0] as INT),
-            Function::Sum => Val::Float(if n == 0 { 0.0 } else { self.sum(key).value() }),
-            Function::Avg if n == 0 => Val::Unit,
-            Function::Avg => Val::Float(self.sum(key).value() / n as f64),
-            Function::Min | Function::Max => self.extremes[key]
-                .front()
-                .map_or(Val::Unit, |&(_, code)| self.val(code)),
-        });
+        match self.function {
+            Function::Count => out.int(n as INT),
+            Function::Distinct => out.int(state.agg.0[0] as INT),
+            Function::Sum => out.float(if n == 0 { 0.0 } else { self.sum(key).value() }),
+            Function::Avg if n == 0 => out.unit(),
+            Function::Avg => out.float(self.sum(key).value() / n as f64),
+            Function::Min | Function::Max => match self.extremes[key].front() {
+                Some(&(_, code)) => out.val(self.val(code)),
+                None => out.unit(),
+            },
+        }
     }
 
     /// A row earlier than the key's newest time: kept if younger than the horizon; its

@@ -25,7 +25,7 @@ use crate::model::{BadRow, ColumnType, Row, WindowStats};
 use crate::rules::lists_windows::{self, Derived, Function, WindowDecl};
 use crate::rules::{Evaluator, RuleSet};
 use crate::typing::{Schema, Typer};
-use crate::windows::{Kind, Val, Window};
+use crate::windows::{Kind, Values, Window};
 
 pub use prep::Prep;
 use prep::{Recipe, Spec};
@@ -243,7 +243,7 @@ impl WindowStage {
         bad: &mut Vec<BadRow>,
     ) {
         typer.type_records_then(records, rows, bad, |_, body, _| prep.row(body));
-        let mut values = Vec::new();
+        let mut values = Values::default();
         self.sequencer
             .feed(&self.recipe.specs, &mut prep.fed, &mut values);
         append(rows, &values, self.sequencer.windows.len());
@@ -291,9 +291,10 @@ impl WindowStage {
 }
 
 /// Appends to each of `rows` its `width` values of `values` (rows and values in order).
-fn append(rows: &mut [Row], values: &[Val], width: usize) {
-    for (row, values) in rows.iter_mut().zip(values.chunks_exact(width)) {
-        row.values.extend(values.iter().map(Val::to_dynamic));
+fn append(rows: &mut [Row], values: &Values, width: usize) {
+    for (r, row) in rows.iter_mut().enumerate() {
+        row.values
+            .extend((r * width..(r + 1) * width).map(|i| values.dynamic(i)));
     }
 }
 
@@ -309,7 +310,7 @@ impl RunWindows {
         Ok(LaneWindows {
             prep: self.recipe.prep()?,
             run: Arc::clone(self),
-            values: Vec::new(),
+            values: Values::default(),
         })
     }
 
@@ -331,7 +332,7 @@ impl RunWindows {
 pub struct LaneWindows {
     prep: Prep,
     run: Arc<RunWindows>,
-    values: Vec<Val>,
+    values: Values,
 }
 
 impl LaneWindows {
@@ -555,7 +556,7 @@ when = "tx_24h > 10"
             typing_and_prep: Duration::ZERO,
             sequential: Duration::ZERO,
         };
-        let mut values = Vec::new();
+        let mut values = Values::default();
         for task in tasks() {
             values.clear();
             let started = cpu();
@@ -573,11 +574,9 @@ when = "tx_24h > 10"
             let width = stage.sequencer.windows.len();
             assert_eq!(values.len(), rows.len() * width);
             let wanted = keep.saturating_sub(measured.rows).saturating_mul(width);
-            measured.values.extend(
-                values[..wanted.min(values.len())]
-                    .iter()
-                    .map(Val::to_dynamic),
-            );
+            measured
+                .values
+                .extend((0..wanted.min(values.len())).map(|i| values.dynamic(i)));
             measured.rows += rows.len();
         }
         measured

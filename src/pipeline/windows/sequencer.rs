@@ -3,7 +3,7 @@
 //! is all that runs one row after another; checking and parsing ran on the lanes.
 
 use crate::model::WindowStats;
-use crate::windows::{Keys, Val, Value, Window};
+use crate::windows::{Keys, Value, Values, Window};
 
 use super::prep::{Fed, Spec, Waiting};
 
@@ -43,7 +43,7 @@ impl Sequencer {
 
     /// Feeds `fed`'s rows to the windows, in order, appending their values (one per window
     /// per row) to `values`, and empties `fed`.
-    pub(super) fn feed(&mut self, specs: &[Spec], fed: &mut Fed, values: &mut Vec<Val>) {
+    pub(super) fn feed(&mut self, specs: &[Spec], fed: &mut Fed, values: &mut Values) {
         let (width, numberings) = (self.windows.len(), self.keys.len());
         // Numbers first, in input order: the windows' state of the rows ahead can then be
         // asked for before it is needed.
