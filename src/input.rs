@@ -19,6 +19,9 @@ use crate::rules::RuleSet;
 use crate::shard::{ShardBounds, ShardSpec};
 use crate::typing::{Schema, Typer, flaw_reason};
 
+/// The records of a chunk a sample reads: past the header, up to the sample's size.
+pub type Sample<'a> = std::iter::Take<std::iter::Skip<crate::framer::Records<'a>>>;
+
 /// The input once its header is read: the framer, the chunk holding the header and the
 /// records after it, and the schema the header gives. The pipeline takes it apart.
 pub struct InputReader {
@@ -231,6 +234,18 @@ impl InputReader {
     /// Types the first `limit` rows, and the bad rows met on the way (`txguard check
     /// --input`): what the run's lanes do, on a sample, in the calling thread.
     pub fn first_rows(self, limit: usize) -> Result<(Vec<Row>, Vec<BadRow>)> {
+        self.first_rows_typed(limit, |typer, records, rows, bad| {
+            typer.type_records(records, rows, bad);
+        })
+    }
+
+    /// `first_rows`, each chunk's records typed by `type_records(typer, records, rows,
+    /// bad)` (with windows, the stage types them in order and adds their values).
+    pub fn first_rows_typed(
+        self,
+        limit: usize,
+        mut type_records: impl FnMut(&mut Typer, Sample<'_>, &mut Vec<Row>, &mut Vec<BadRow>),
+    ) -> Result<(Vec<Row>, Vec<BadRow>)> {
         let InputReader {
             mut framer,
             config,
@@ -247,11 +262,8 @@ impl InputReader {
         while let Some(current) = chunk.take() {
             let mut typed = Vec::new();
             let wanted = limit - rows.len();
-            typer.type_records(
-                current.records().skip(skip).take(wanted),
-                &mut typed,
-                &mut bad,
-            );
+            let records = current.records().skip(skip).take(wanted);
+            type_records(&mut typer, records, &mut typed, &mut bad);
             rows.append(&mut typed);
             if rows.len() >= limit {
                 break;

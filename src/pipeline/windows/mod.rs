@@ -398,38 +398,10 @@ pub fn first_rows(
 ) -> Result<(Vec<Row>, Vec<BadRow>)> {
     let stage = WindowStage::for_input(set, &input, seed)?;
     let mut stage = stage.ok_or_else(|| anyhow!("internal error: no windows"))?;
-    let InputReader {
-        mut framer,
-        config,
-        first,
-        name,
-        schema,
-        ..
-    } = input;
-    let mut typer = Typer::new(Arc::new(schema), &config);
     let mut prep = stage.prep()?;
-    let (mut rows, mut bad) = (Vec::new(), Vec::new());
-    let (mut chunk, mut skip) = (Some(first), 1);
-    while let Some(current) = chunk.take() {
-        let mut typed = Vec::new();
-        let wanted = limit - rows.len();
-        stage.type_in_order(
-            &mut prep,
-            &mut typer,
-            current.records().skip(skip).take(wanted),
-            &mut typed,
-            &mut bad,
-        );
-        rows.append(&mut typed);
-        if rows.len() >= limit {
-            break;
-        }
-        skip = 0;
-        chunk = framer
-            .next_chunk()
-            .map_err(|e| anyhow!("cannot read {name}: {e}"))?;
-    }
-    Ok((rows, bad))
+    input.first_rows_typed(limit, |typer, records, rows, bad| {
+        stage.type_in_order(&mut prep, typer, records, rows, bad);
+    })
 }
 
 /// `--shard` cannot split an input whose rules have `[windows]`: a key's rows would be
