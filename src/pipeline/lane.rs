@@ -153,7 +153,8 @@ impl Work<'_> {
             |_, body, _| windows.as_mut().map_or(Ok(()), |w| w.row(body)),
         );
         // Each row gets its window values after its columns, once every earlier task's
-        // rows are in the windows. The wait is not this task's cost (`sizer`).
+        // rows are in the windows. The turn (its wait, then the windows' sequential work)
+        // depends on the other lanes: it is left out of this task's cost (`sizer`).
         let mut waited = Duration::ZERO;
         if let Some(windows) = windows {
             let turn = Instant::now();
