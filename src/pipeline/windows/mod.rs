@@ -22,8 +22,8 @@ use anyhow::{Result, anyhow, bail};
 use crate::framer::{self, Fields, Record};
 use crate::input::InputReader;
 use crate::model::{BadRow, ColumnType, Row, WindowStats};
+use crate::rules::RuleSet;
 use crate::rules::lists_windows::{self, Derived, Function, WindowDecl};
-use crate::rules::{Evaluator, RuleSet};
 use crate::typing::{Schema, Typer};
 use crate::windows::{Kind, Values, Window};
 
@@ -152,17 +152,7 @@ impl WindowStage {
             None
         } else {
             // Compiled here once for the error message; each lane compiles its own.
-            let rules = &filter_set.rules;
-            Evaluator::new(&filter_set, &columns, seed).map_err(|errors| {
-                let errors: Vec<_> = errors
-                    .into_iter()
-                    .map(|e| lists_windows::filter_error(e, rules))
-                    .collect();
-                anyhow!(
-                    "a window's `where` does not compile: {}",
-                    crate::rules::one_line(&errors)
-                )
-            })?;
+            prep::compile_filters(&filter_set, &columns, seed)?;
             Some((Arc::new(filter_set), columns, seed))
         };
         let sequencer = Sequencer::new(keys.len(), windows);

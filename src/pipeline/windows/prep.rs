@@ -52,14 +52,7 @@ impl Recipe {
     pub fn prep(&self) -> anyhow::Result<Prep> {
         let filters = match &self.filters {
             None => None,
-            Some((set, columns, seed)) => {
-                Some(Evaluator::new(set, columns, *seed).map_err(|errors| {
-                    anyhow::anyhow!(
-                        "a window's `where` does not compile: {}",
-                        crate::rules::one_line(&errors)
-                    )
-                })?)
-            }
+            Some((set, columns, seed)) => Some(compile_filters(set, columns, *seed)?),
         };
         Ok(Prep {
             specs: Arc::clone(&self.specs),
@@ -76,6 +69,25 @@ impl Recipe {
             fed: Fed::default(),
         })
     }
+}
+
+/// The windows' `where` filters (`set`: one rule per filter) compiled against `columns`;
+/// an error names the windows whose filter does not compile.
+pub(super) fn compile_filters(
+    set: &RuleSet,
+    columns: &Columns,
+    seed: u64,
+) -> anyhow::Result<Evaluator> {
+    Evaluator::new(set, columns, seed).map_err(|errors| {
+        let errors: Vec<_> = errors
+            .into_iter()
+            .map(|e| crate::rules::lists_windows::filter_error(e, &set.rules))
+            .collect();
+        anyhow::anyhow!(
+            "a window's `where` does not compile: {}",
+            crate::rules::one_line(&errors)
+        )
+    })
 }
 
 /// A row's `of` value while it waits in `Fed`: a text is a range of `Fed::texts` (the
@@ -108,10 +120,6 @@ pub struct Fed {
 }
 
 impl Fed {
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     pub(super) fn clear(&mut self) {
         self.rows = 0;
         self.keys.clear();
