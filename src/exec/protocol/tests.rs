@@ -658,27 +658,22 @@ fn raw_fields_need_a_decoder_that_knows_the_columns_and_valid_fields() {
     huge[columns_at..columns_at + 4].copy_from_slice(&1_000_000_000u32.to_le_bytes());
     assert!(decode_batch(&huge).is_err());
     // A field the supervisor should never have sent: an error naming row and column.
-    let mut bad = raw.clone();
-    bad.truncate_fields(0);
-    for field in [&b"12x"[..], b"IR", &[0; 8], b"IR", &[0; 8], b"\xff"] {
-        bad.push(field);
-    }
-    let mut out = Vec::new();
-    encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &bad, &[true; 4]).unwrap();
-    let err = decoder().decode(&frame(&out).1).unwrap_err();
+    let decode_error = |fields: [&[u8]; 6]| {
+        let mut bad = raw.clone();
+        bad.truncate_fields(0);
+        for field in fields {
+            bad.push(field);
+        }
+        let mut out = Vec::new();
+        encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &bad, &[true; 4]).unwrap();
+        decoder().decode(&frame(&out).1).unwrap_err().to_string()
+    };
     assert_eq!(
-        err.to_string(),
+        decode_error([b"12x", b"IR", &[0; 8], b"IR", &[0; 8], b"\xff"]),
         "row 0, column 2: kept field \"12x\" is not 8 bytes"
     );
-    bad.truncate_fields(0);
-    for field in [&[0; 8][..], b"IR", &[0; 8], b"IR", &[0; 8], b"\xff"] {
-        bad.push(field);
-    }
-    let mut out = Vec::new();
-    encode_batch(&mut out, 1, 1, 0, &[0..3], &rows, &bad, &[true; 4]).unwrap();
-    let err = decoder().decode(&frame(&out).1).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        decode_error([&[0; 8], b"IR", &[0; 8], b"IR", &[0; 8], b"\xff"]),
         "row 2, column 4: kept field \"\u{fffd}\" is not valid UTF-8"
     );
     // Rows that hold no value (a lane that built none): only raw columns can be sent.
