@@ -300,6 +300,14 @@ impl Window {
         }
     }
 
+    /// Asks for `key`'s spilled rows' ends to be brought into the cache (after `prefetch`
+    /// brought its state: this reads it).
+    pub fn prefetch_rows(&self, key: usize) {
+        if let Some(state) = self.keys.get(key) {
+            state.rows.prefetch_ends();
+        }
+    }
+
     /// Adds a row of key number `key` (`Keys::id`; `matching`: its `where` holds and it
     /// has an `of` value; `value`: that value, of the window's kind) and returns the
     /// window's value for it.

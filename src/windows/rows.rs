@@ -28,6 +28,16 @@ impl Default for Rows {
 }
 
 impl Rows {
+    /// Spilled rows only: asks for the oldest and the newest row (the ends a push reads
+    /// and writes) to be brought into the cache. Inline rows are in the state's own lines.
+    pub fn prefetch_ends(&self) {
+        if let Rows::Heap(ring) = self {
+            for end in [ring.front(), ring.back()].into_iter().flatten() {
+                super::prefetch(std::ptr::from_ref(end).cast());
+            }
+        }
+    }
+
     /// The rows as up to two slices, oldest first (a ring's two halves).
     pub fn as_slices(&self) -> (&[Kept], &[Kept]) {
         match self {

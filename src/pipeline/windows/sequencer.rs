@@ -10,6 +10,9 @@ use super::prep::{Fed, Spec, Waiting};
 /// How many rows ahead the windows' state is fetched into the cache: far enough to hide
 /// a memory access behind the rows in between, near enough to still be there.
 const AHEAD: usize = 8;
+/// How many rows ahead a key's spilled rows are fetched: its state, fetched `AHEAD` rows
+/// ahead, has arrived by then.
+const ROWS_AHEAD: usize = 4;
 /// How many keys ahead the key table's slot is fetched.
 const KEYS_AHEAD: usize = 24;
 
@@ -69,6 +72,14 @@ impl Sequencer {
                 let ahead = &ids[(r + AHEAD) * numberings..];
                 for (spec, window) in specs.iter().zip(&self.windows) {
                     window.prefetch(ahead[spec.numbering]);
+                }
+            }
+            // Then, nearer, the spilled rows of the row ROWS_AHEAD on, which its state
+            // (asked for AHEAD rows ago) says where to find.
+            if r + ROWS_AHEAD < fed.rows {
+                let ahead = &ids[(r + ROWS_AHEAD) * numberings..];
+                for (spec, window) in specs.iter().zip(&self.windows) {
+                    window.prefetch_rows(ahead[spec.numbering]);
                 }
             }
             for (n, (spec, window)) in specs.iter().zip(&mut self.windows).enumerate() {
