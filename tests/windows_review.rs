@@ -1,0 +1,142 @@
+//! What an adversarial review of `[windows.*]` and `--history` found: spans longer than
+//! a week, a history's bad rows (kept whole in memory, and read past under `fail`), and
+//! `check --input`'s sample of an input with bad rows among its first records.
+
+use std::io::Write;
+
+use crate::workdir::Workdir;
+
+/// A window over 30 days (or 90, or a year) is ordinary in transaction monitoring; the
+/// span was refused as "a time limit must be at most a week (7d)", a message about
+/// `--timeout`.
+#[test]
+fn a_span_may_be_longer_than_a_week() {
+    let wd = Workdir::new("review-long-span");
+    wd.rules(
+        "[windows.n_30d]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"30d\"\nfunction = \"count\"\n\
+         [windows.n_all]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1000000h\"\nfunction = \"count\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"true\"\nreason = \"{n_30d} {n_all}\"\n",
+    );
+    wd.create(
+        "tx.csv",
+        "id,account,timestamp\n1,A,2026-01-01T00:00:00Z\n2,A,2026-01-20T00:00:00Z\n\
+         3,A,2026-01-31T00:00:00Z\n4,A,2026-01-10T00:00:00Z\n",
+    );
+    wd.run(&["check", "rules.toml"]).expect_success();
+    // Row 3 is exactly 30 days after row 1: out of (t - 30d, t]. Row 4, back in time,
+    // sees the rows kept up to its own time: none over 30 days (row 1 left at row 3),
+    // row 1 over 1,000,000 hours (114 years).
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
+        .expect_success()
+        .expect_stdout(
+            "transaction_id,rule_id,result,detail\n1,1,true,1 1\n2,1,true,2 2\n\
+             3,1,true,2 3\n4,1,true,1 2\n",
+        );
+    wd.rules(
+        "[windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"soon\"\nfunction = \"count\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n",
+    );
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains("rules.toml:4: [windows.n]: span \"soon\": ")
+        .expect_stderr_contains("(expected e.g. 10m, 24h, 30d)")
+        .expect_stderr_lacks("time limit");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+const COUNT: &str = "[windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+                     [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n";
+
+/// Under `--bad-rows fail`, a history's bad row fails the run without the rest of the
+/// history being read: here the rest is a truncated gzip stream, whose error the run
+/// reported instead (it read the whole history first, keeping every bad row).
+#[test]
+fn a_bad_history_row_fails_the_run_before_the_rest_of_the_history_is_read() {
+    let wd = Workdir::new("review-history-bad-row");
+    wd.rules(COUNT);
+    let mut history = String::from("id,account,timestamp\n1,,2026-01-01T00:00:00Z\n");
+    // Past the framer's first chunk (1 MiB).
+    for i in 2..80_000 {
+        history.push_str(&format!("{i},A{},2026-01-01T00:00:00Z\n", i % 97));
+    }
+    let gz = gzip(history.as_bytes());
+    wd.create("old.csv.gz", &gz[..gz.len() * 3 / 4]);
+    wd.create("tx.csv", "id,account,timestamp\n1,A,2026-01-02T00:00:00Z\n");
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--history",
+        "old.csv.gz",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "-o",
+        "out.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr(
+        "txguard: error: old.csv.gz:2: column \"account\": \"\" is empty (the key of [windows.n])\n",
+    );
+    assert!(!wd.exists("out.csv"));
+    // Under `skip`, the bad rows are counted (not kept) and every good row is fed.
+    wd.create("old.csv", &history);
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--history",
+        "old.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "-o",
+        "out.csv",
+        "--bad-rows",
+        "skip",
+        "--summary",
+        "s.json",
+    ])
+    .expect_success();
+    let windows = &wd.json("s.json")["windows"];
+    assert_eq!(windows["history_rows"], 79_998);
+    assert_eq!(windows["history_bad_rows"], 1);
+    assert_eq!(wd.read("out.csv.rejects.csv"), "line,reason,raw\n");
+}
+
+/// `check --input` samples the input's first 100 rows: bad rows among the first 100
+/// records left the rest of that chunk out of the sample (the next chunk's first rows
+/// stood in, their windows missing every row in between).
+#[test]
+fn check_samples_the_first_rows_past_bad_ones() {
+    let wd = Workdir::new("review-check-sample");
+    let mut tx = String::from("id,account,timestamp,amount\n");
+    for i in 1..=150 {
+        let amount = if (2..=4).contains(&i) { "x" } else { "1.5" };
+        tx.push_str(&format!(
+            "{i},A,2026-01-01T00:{:02}:{:02}Z,{amount}\n",
+            i / 60,
+            i % 60
+        ));
+    }
+    wd.create("tx.csv", &tx);
+    wd.rules(
+        "[columns]\nid = \"int\"\namount = \"float\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\n\
+         when = 'if n >= 100 { throw \"row \" + n + \" is id \" + id }; false'\n",
+    );
+    wd.run(&["check", "rules.toml", "--input", "tx.csv"])
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: rules.toml has 4 errors:\n  \
+             rules.toml: tx.csv:3: column \"amount\": \"x\" is not a float\n  \
+             rules.toml: tx.csv:4: column \"amount\": \"x\" is not a float\n  \
+             rules.toml: tx.csv:5: column \"amount\": \"x\" is not a float\n  \
+             rules.toml:12: rule 1 \"r\": 1 of the first 100 rows of tx.csv give error or \
+             timeout (first: id 103: error (Runtime error: row 100 is id 103 (line 1, position 15)))\n",
+        );
+}
