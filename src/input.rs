@@ -269,7 +269,12 @@ impl InputReader {
             while rows.len() < limit && records.peek().is_some() {
                 let mut typed = Vec::new();
                 let wanted = limit - rows.len();
-                type_records(&mut typer, records.by_ref().take(wanted), &mut typed, &mut bad);
+                type_records(
+                    &mut typer,
+                    records.by_ref().take(wanted),
+                    &mut typed,
+                    &mut bad,
+                );
                 rows.append(&mut typed);
             }
             if rows.len() >= limit {

@@ -252,7 +252,10 @@ pub(super) fn parse(
             Ok(_) => {
                 errors.push(err(
                     line(raw.span.span().start),
-                    format!("[windows.{n}]: span must be more than 0"),
+                    format!(
+                        "[windows.{n}]: span {:?}: a span must be more than 0",
+                        raw.span.get_ref()
+                    ),
                 ));
                 1
             }
