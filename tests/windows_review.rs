@@ -140,3 +140,53 @@ fn check_samples_the_first_rows_past_bad_ones() {
              timeout (first: id 103: error (Runtime error: row 100 is id 103 (line 1, position 15)))\n",
         );
 }
+
+/// A `where` runs before the windows have values: one reading a window is refused by
+/// every run, and `check` (without an input) passed it.
+#[test]
+fn check_refuses_a_where_that_reads_a_window_as_the_run_does() {
+    let wd = Workdir::new("review-where-window");
+    wd.create("bl.csv", "country\nIR\n");
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [lists.bl]\nfile = \"bl.csv\"\nkey = \"country\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         [windows.s]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"sum\"\n\
+         of = \"amount\"\nwhere = \"amount > 1.0 && !(country in bl) && n > 1\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"s > 2.0\"\n",
+    );
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: rules.toml has 1 error:\n  \
+         rules.toml:11: [windows.s] where: line 1, column 37: variable \"n\" is neither a column \
+         of the input nor defined by the rule (columns: amount, country)\n",
+        );
+    wd.create(
+        "tx.csv",
+        "id,account,timestamp,amount,country\n1,A,2026-01-01T00:00:00Z,2.5,FR\n",
+    );
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "-o",
+        "out.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains("variable \"n\" is neither a column of the input");
+    // Lists and undeclared columns are what a `where` may read.
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [lists.bl]\nfile = \"bl.csv\"\nkey = \"country\"\n\
+         [windows.s]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"sum\"\n\
+         of = \"amount\"\nwhere = \"amount > 1.0 && !(country in bl)\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"s > 2.0\"\n",
+    );
+    wd.run(&["check", "rules.toml"]).expect_success();
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
+        .expect_success()
+        .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,\n");
+}
