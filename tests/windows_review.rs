@@ -190,3 +190,44 @@ fn check_refuses_a_where_that_reads_a_window_as_the_run_does() {
         .expect_success()
         .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,\n");
 }
+
+/// A quote left open in a list file made one key of every line after it: the blocklist
+/// below lost CU and SY without a word, and `check` passed it.
+#[test]
+fn a_quote_left_open_in_a_list_file_is_an_error_not_one_long_key() {
+    let wd = Workdir::new("review-list-open-quote");
+    wd.create("bl.csv", "country\nIR\n\"KP\nCU\nSY\n");
+    wd.create(
+        "fine.csv",
+        "country,note\n\"IR\",\"a \"\"q\"\" b\nc\"\nCU,\"\"\n",
+    );
+    wd.rules(
+        "[lists.bl]\nfile = \"bl.csv\"\nkey = \"country\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"country in bl\"\n",
+    );
+    wd.create("tx.csv", "id,country\n1,IR\n2,CU\n3,SY\n");
+    let said = "rules.toml:1: [lists.bl]: bl.csv:3: quote opened here is never closed";
+    wd.run(&["check", "rules.toml"])
+        .expect_code(1)
+        .expect_stderr_contains(said);
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "-o",
+        "out.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr_contains(said);
+    assert!(!wd.exists("out.csv"));
+    // Quotes closed, doubled quotes and line breaks inside them are fine.
+    wd.rules(
+        "[lists.bl]\nfile = \"fine.csv\"\nkey = \"country\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"country in bl && bl.len() == 2\"\n",
+    );
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
+        .expect_success()
+        .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,\n2,1,true,\n3,1,false,\n");
+}
