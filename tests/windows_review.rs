@@ -231,3 +231,49 @@ fn a_quote_left_open_in_a_list_file_is_an_error_not_one_long_key() {
         .expect_success()
         .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,\n2,1,true,\n3,1,false,\n");
 }
+
+/// An export sorted newest first makes every row of a key late: a min or max rebuilt its
+/// candidates from every kept row at each one, 100,000 rows of one account took 33 s
+/// (release build) where a sum took 0.06 s.
+#[test]
+fn an_input_sorted_newest_first_keeps_min_and_max_linear() {
+    let wd = Workdir::new("review-newest-first");
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [windows.top]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"24h\"\nfunction = \"max\"\nof = \"amount\"\n\
+         [windows.low]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"24h\"\nfunction = \"min\"\nof = \"amount\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"top > amount || low < amount\"\n",
+    );
+    let rows: u64 = 100_000;
+    let mut tx = String::from("id,account,timestamp,amount\n");
+    for i in 0..rows {
+        // Newest first, two rows a second; amounts of neighbours always differ.
+        let s = 86_000 - i / 2;
+        tx.push_str(&format!(
+            "{i},A,2026-01-01T{:02}:{:02}:{:02}Z,{}.5\n",
+            s / 3600,
+            s / 60 % 60,
+            s % 60,
+            i * 7919 % 1000
+        ));
+    }
+    wd.create("tx.csv", &tx);
+    let run = wd.run_within(
+        std::time::Duration::from_secs(120),
+        &[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "-q",
+            "--summary",
+            "s.json",
+        ],
+    );
+    run.expect_success();
+    // A row sees the rows read before it at or before its time: only the other row of
+    // its second, so the second row of each pair has an extreme other than its amount.
+    let summary = wd.json("s.json");
+    assert_eq!(summary["rules"][0]["true"], 50_000, "{summary}");
+    assert_eq!(summary["rules"][0]["false"], 50_000, "{summary}");
+}
