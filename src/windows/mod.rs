@@ -13,11 +13,10 @@
 //! sums are running sums, min and max monotonic deques, distinct a counted multiset (a
 //! key's few rows themselves while it keeps at most `FEW`, one table per window beyond).
 //! A row out of time order costs a binary search and O(rows kept for its key at or before
-//! its time), so an input sorted newest first stays cheap (min and max included). State is
-//! the rows kept (16
-//! bytes each: time and value, a text as its number in the window's `Texts`) plus one
-//! 128-byte record per key seen and window, which holds the key's first few rows
-//! itself; a key's record stays to the end of the run.
+//! its time), so an input sorted newest first stays cheap (min and max included). State
+//! is the rows kept (16 bytes each: time and value, a text as its number in the window's
+//! `Texts`) plus one 128-byte record per key seen and window, which holds the key's first
+//! few rows itself; a key's record stays to the end of the run.
 //!
 //! Sums of an int column are exact (128-bit). Sums of a float column are running
 //! compensated (Neumaier) sums, reset to exactly 0 whenever the window empties: the value
