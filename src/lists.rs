@@ -315,9 +315,8 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
 }
 
 /// Whether a record that starts `tail` (and everything after it) ends inside a quoted
-/// field: a quote opened at a field's start and never closed. Only a record that reaches
-/// the end of the file can, so each record is scanned at most once more whole, but the
-/// scan stops at the record's end (its first line break outside quotes).
+/// field: a quote opened at a field's start and never closed. The scan stops at the
+/// record's end (its first line break outside quotes): every record is read once more.
 fn ends_in_quotes(tail: &[u8]) -> bool {
     let (mut quoted, mut field_start) = (false, true);
     let mut i = 0;
