@@ -20,7 +20,8 @@ use crate::shard::{ShardBounds, ShardSpec};
 use crate::typing::{Schema, Typer, flaw_reason};
 
 /// The records of a chunk a sample reads: past the header, up to the sample's size.
-pub type Sample<'a> = std::iter::Take<std::iter::Skip<crate::framer::Records<'a>>>;
+pub type Sample<'s, 'c> =
+    std::iter::Take<&'s mut std::iter::Peekable<std::iter::Skip<crate::framer::Records<'c>>>>;
 
 /// The input once its header is read: the framer, the chunk holding the header and the
 /// records after it, and the schema the header gives. The pipeline takes it apart.
@@ -244,7 +245,7 @@ impl InputReader {
     pub fn first_rows_typed(
         self,
         limit: usize,
-        mut type_records: impl FnMut(&mut Typer, Sample<'_>, &mut Vec<Row>, &mut Vec<BadRow>),
+        mut type_records: impl FnMut(&mut Typer, Sample<'_, '_>, &mut Vec<Row>, &mut Vec<BadRow>),
     ) -> Result<(Vec<Row>, Vec<BadRow>)> {
         let InputReader {
             mut framer,
@@ -260,11 +261,22 @@ impl InputReader {
         // The header, if any, is the first record of the first chunk.
         let (mut chunk, mut skip) = (Some(first), header_records);
         while let Some(current) = chunk.take() {
-            let mut typed = Vec::new();
-            let wanted = limit - rows.len();
-            let records = current.records().skip(skip).take(wanted);
-            type_records(&mut typer, records, &mut typed, &mut bad);
-            rows.append(&mut typed);
+            // The chunk's records in order, each taken once: bad rows among the first
+            // `limit` records leave the next records of this chunk to sample, not those of
+            // the next chunk (the sample is the input's first rows, and windows see them
+            // all).
+            let mut records = current.records().skip(skip).peekable();
+            while rows.len() < limit && records.peek().is_some() {
+                let mut typed = Vec::new();
+                let wanted = limit - rows.len();
+                type_records(
+                    &mut typer,
+                    records.by_ref().take(wanted),
+                    &mut typed,
+                    &mut bad,
+                );
+                rows.append(&mut typed);
+            }
             if rows.len() >= limit {
                 break;
             }

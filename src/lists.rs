@@ -171,14 +171,13 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
     };
     // Flexible: a record with too few or too many fields is reported with its line, as
     // every other problem, rather than ending the reading with the csv crate's message.
+    let body = bytes
+        .strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .from_reader(
-            bytes
-                .strip_prefix(b"\xef\xbb\xbf".as_slice())
-                .unwrap_or(bytes),
-        );
+        .from_reader(body);
     let header = reader
         .byte_headers()
         .map_err(|e| vec![fail(format!("{shown}: {e}"))])?
@@ -234,6 +233,15 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
             }
         }
         let line = record.position().map_or(0, |p| p.line());
+        // The csv crate ends a quote left open at the end of the file there: one key
+        // holding every line after it, the list's other keys lost without a word.
+        let start = record.position().map_or(0, |p| p.byte());
+        if ends_in_quotes(body.get(start as usize..).unwrap_or_default()) {
+            errors.push(fail(format!(
+                "{shown}:{line}: quote opened here is never closed"
+            )));
+            break;
+        }
         if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
             continue;
         }
@@ -304,6 +312,36 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         entries,
         is_map: decl.value.is_some(),
     })
+}
+
+/// Whether a record that starts `tail` (and everything after it) ends inside a quoted
+/// field: a quote opened at a field's start and never closed. The scan stops at the
+/// record's end (its first line break outside quotes): every record is read once more.
+fn ends_in_quotes(tail: &[u8]) -> bool {
+    let (mut quoted, mut field_start) = (false, true);
+    let mut i = 0;
+    while i < tail.len() {
+        let b = tail[i];
+        if quoted {
+            if b == b'"' {
+                if tail.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+            field_start = false;
+        } else if b == b'"' && field_start {
+            quoted = true;
+            field_start = false;
+        } else if matches!(b, b'\n' | b'\r') {
+            return false;
+        } else {
+            field_start = b == b',';
+        }
+        i += 1;
+    }
+    quoted
 }
 
 /// The value rules see for a list: a shared, read-only handle.

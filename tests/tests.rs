@@ -20,3 +20,4 @@ mod run;
 mod shards;
 mod spark;
 mod windows;
+mod windows_review;

@@ -471,17 +471,61 @@ fn check_lists(set: &mut RuleSet, rules_path: &std::path::Path) -> Vec<RulesErro
     problems
 }
 
-/// Every window's `where`, compiled for syntax.
+/// Every window's `where`, compiled for syntax, then as the run compiles it: with the
+/// lists but no window (a `where` runs before the windows have values). A variable that is
+/// neither declared nor a window is taken for a string column, as in the rules.
 fn check_window_filters(set: &RuleSet) -> Vec<RulesError> {
     let rules = crate::rules::lists_windows::filter_rules(&set.derived.windows, set.max_timeout());
+    let said = |errors: Vec<RulesError>| -> Vec<RulesError> {
+        errors
+            .into_iter()
+            .map(|e| crate::rules::lists_windows::filter_error(e, &rules))
+            .collect()
+    };
     let filters = RuleSet {
         rules: rules.clone(),
         ..set.clone()
     };
-    engine::check_syntax(&filters)
-        .into_iter()
-        .map(|e| crate::rules::lists_windows::filter_error(e, &rules))
-        .collect()
+    let syntax = engine::check_syntax(&filters);
+    if !syntax.is_empty() || rules.is_empty() {
+        return said(syntax);
+    }
+    let mut derived = (*set.derived).clone();
+    derived.windows.clear();
+    let filters = RuleSet {
+        derived: std::sync::Arc::new(derived),
+        ..filters
+    };
+    let mut columns = Columns {
+        names: Vec::new(),
+        types: Vec::new(),
+    };
+    let mut declared: Vec<_> = set.columns.iter().collect();
+    declared.sort_by_key(|(name, _)| *name);
+    for (name, kind) in declared {
+        columns.names.push(name.clone());
+        columns.types.push(*kind);
+    }
+    loop {
+        let errors = match Evaluator::new(&filters, &columns, 0) {
+            Ok(_) => return Vec::new(),
+            Err(errors) => errors,
+        };
+        let mut more = false;
+        for name in errors
+            .iter()
+            .filter_map(|e| e.undefined_variable.as_deref())
+        {
+            if !set.derived.names(name) && columns.index(name).is_none() {
+                columns.names.push(name.to_string());
+                columns.types.push(ColumnType::String);
+                more = true;
+            }
+        }
+        if !more {
+            return said(errors);
+        }
+    }
 }
 
 /// For an example that gives some lists' contents (`row = { blocked = ["IR"] }`): an

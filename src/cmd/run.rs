@@ -636,20 +636,21 @@ fn feed_history(
         if let Some(reading) = WindowStage::for_input(rules, &history, config.seed)? {
             stage.continue_with(reading);
         }
-        let (rows, bad) = stage.feed_history(history)?;
-        if let Some(first) = bad.first()
-            && config.bad_rows == BadRows::Fail
+        let go_on = || match stop.signal() {
+            Some(signal) => Err(Interrupted(signal).into()),
+            None => Ok(()),
+        };
+        let fed = stage.feed_history(history, fail, go_on)?;
+        if let Some(first) = fed.first_bad
+            && fail
         {
             return Err(crate::input::BadRowError {
                 input: name,
-                row: first.clone(),
+                row: first,
             }
             .into());
         }
-        stage.count_history(rows, bad.len() as u64);
-        if let Some(signal) = stop.signal() {
-            return Err(Interrupted(signal).into());
-        }
+        stage.count_history(fed.rows, fed.bad);
     }
     Ok(stage)
 }

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Rule, RulesError};
-use crate::duration::parse_duration;
 use crate::lists::List;
 use crate::model::{ColumnType, is_identifier};
 
@@ -246,19 +245,27 @@ pub(super) fn parse(
             ));
             Function::Count
         });
-        let span_nanos = match parse_duration(raw.span.get_ref()) {
+        // Not `parse_duration`: that is for time limits, at most a week; a window may
+        // look back 30 or 90 days (any span past the times' range, 292 years, is all of it).
+        let span_nanos = match humantime::parse_duration(raw.span.get_ref().trim()) {
             Ok(d) if !d.is_zero() => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
             Ok(_) => {
                 errors.push(err(
                     line(raw.span.span().start),
-                    format!("[windows.{n}]: span must be more than 0"),
+                    format!(
+                        "[windows.{n}]: span {:?}: a span must be more than 0",
+                        raw.span.get_ref()
+                    ),
                 ));
                 1
             }
             Err(e) => {
                 errors.push(err(
                     line(raw.span.span().start),
-                    format!("[windows.{n}]: span {:?}: {e}", raw.span.get_ref()),
+                    format!(
+                        "[windows.{n}]: span {:?}: {e} (expected e.g. 10m, 24h, 30d)",
+                        raw.span.get_ref()
+                    ),
                 ));
                 1
             }

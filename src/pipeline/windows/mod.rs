@@ -244,10 +244,18 @@ impl WindowStage {
         self.recipe.prep()
     }
 
-    /// Feeds every row of `history` to the windows (its values are dropped); returns its
-    /// rows fed and its bad rows, in order. The stage must be the one for its header
+    /// Feeds every row of `history` to the windows (its values are dropped), chunk after
+    /// chunk. Its bad rows are counted, not kept (a history of millions of bad rows would
+    /// otherwise be held whole), but the first; with `stop_at_bad`, nothing is read past
+    /// the chunk holding it (the run fails there). `go_on` is asked after every chunk: a
+    /// signal ends a long history there. The stage must be the one for its header
     /// (`for_input`).
-    pub fn feed_history(&mut self, history: InputReader) -> Result<(u64, Vec<BadRow>)> {
+    pub fn feed_history(
+        &mut self,
+        history: InputReader,
+        stop_at_bad: bool,
+        go_on: impl Fn() -> Result<()>,
+    ) -> Result<HistoryFed> {
         let InputReader {
             mut framer,
             first,
@@ -259,7 +267,7 @@ impl WindowStage {
         let mut prep = self.prep()?;
         let mut typer = Typer::new(Arc::new(schema), &config);
         let (mut bad, mut rows) = (Vec::new(), Vec::new());
-        let mut fed = 0;
+        let mut fed = HistoryFed::default();
         let (mut chunk, mut skip) = (Some(first), 1);
         while let Some(current) = chunk.take() {
             self.type_in_order(
@@ -269,15 +277,35 @@ impl WindowStage {
                 &mut rows,
                 &mut bad,
             );
-            fed += rows.len() as u64;
+            fed.rows += rows.len() as u64;
+            fed.bad += bad.len() as u64;
+            if fed.first_bad.is_none() {
+                fed.first_bad = bad.first().cloned();
+            }
+            bad.clear();
+            if stop_at_bad && fed.first_bad.is_some() {
+                break;
+            }
+            go_on()?;
             skip = 0;
             framer.recycle(current);
             chunk = framer
                 .next_chunk()
                 .map_err(|e| anyhow!("cannot read {name}: {e}"))?;
         }
-        Ok((fed, bad))
+        Ok(fed)
     }
+}
+
+/// What a `--history` file gave the windows (`WindowStage::feed_history`).
+#[derive(Debug, Default)]
+pub struct HistoryFed {
+    /// Rows fed to the windows.
+    pub rows: u64,
+    /// Bad rows skipped.
+    pub bad: u64,
+    /// The first bad row, in input order.
+    pub first_bad: Option<BadRow>,
 }
 
 /// Appends to each of `rows` its `width` values of `values` (rows and values in order).
