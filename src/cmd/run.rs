@@ -395,10 +395,14 @@ fn execute(
         Err(err) => {
             if exit::is_broken_pipe(&err) {
                 let written = results.written();
+                // The inputs' figures (`run_all`) add up to the run's.
+                let inputs = &known.facts.inputs;
                 known.tally = Tally {
                     rows: written.rows,
                     counts: written.counts.clone(),
                     extra: written.extra.clone(),
+                    bytes: inputs.iter().map(|i| i.bytes).sum(),
+                    bad_rows: inputs.iter().map(|i| i.bad_rows).sum(),
                     ..Tally::default()
                 };
             }
@@ -524,7 +528,7 @@ impl Inputs<'_> {
                 rejects.set_input(input.name());
             }
             settings.progress.next_input(tally.bytes);
-            let (done, back) = pipeline::run(
+            let ran = pipeline::run(
                 input,
                 Arc::clone(self.executor),
                 format.clone(),
@@ -533,7 +537,18 @@ impl Inputs<'_> {
                 decisions.as_deref_mut(),
                 settings,
                 windows,
-            )?;
+            );
+            let (done, back) = match ran {
+                Ok(ran) => ran,
+                Err(err) => {
+                    // The reader of the streamed results went away during this input: the
+                    // summary counts what was written (`run`), this input's share too.
+                    if exit::is_broken_pipe(&err) {
+                        summary.transactions = results.written().rows.saturating_sub(tally.rows);
+                    }
+                    return Err(err);
+                }
+            };
             rejects = back;
             summary.bytes = done.bytes;
             summary.transactions = done.rows;
