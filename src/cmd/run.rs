@@ -426,13 +426,16 @@ fn execute(
                     decisions.map(SideWriter::finish),
                     Some(results.finish()),
                 ];
+                let mut cut_short = Vec::new();
                 for finished in files.into_iter().flatten() {
                     match finished {
-                        Ok(finished) => known.cut_short.push(finished),
+                        Ok(finished) => cut_short.push(finished),
                         Err(e) if exit::is_broken_pipe(&e) => {}
+                        // A failed run commits nothing but its summary.
                         Err(e) => return Err(e),
                     }
                 }
+                known.cut_short = cut_short;
             }
             return Err(err);
         }
