@@ -418,13 +418,13 @@ fn execute(
                     bad_rows: inputs.iter().map(|i| i.bad_rows).sum(),
                     ..Tally::default()
                 };
-                // Exit 0 commits every file output, as written until then (rejects first,
-                // as `commit_all` wants them): yesterday's must not stay beside this
-                // summary. The stream that broke has nothing to commit.
+                // Exit 0 commits every file output, as written until then, in the order
+                // of a run that completes (rejects first): yesterday's must not stay
+                // beside this summary. The stream that broke has nothing to commit.
                 let files = [
                     rejects.map(RejectsWriter::finish),
-                    decisions.map(SideWriter::finish),
                     Some(results.finish()),
+                    decisions.map(SideWriter::finish),
                 ];
                 let mut cut_short = Vec::new();
                 for finished in files.into_iter().flatten() {
