@@ -508,6 +508,8 @@ pub struct RejectsWriter {
     csv: csv::Writer<Sink>,
     /// Several inputs: the input the next rows come from, written first (`input,line,…`).
     input: Option<String>,
+    /// Rows written so far.
+    rows: u64,
 }
 
 impl RejectsWriter {
@@ -516,7 +518,11 @@ impl RejectsWriter {
         let mut csv = csv::Writer::from_writer(sink);
         csv.write_record(["line", "reason", "raw"])
             .with_context(|| format!("cannot write {label}"))?;
-        Ok(RejectsWriter { csv, input: None })
+        Ok(RejectsWriter {
+            csv,
+            input: None,
+            rows: 0,
+        })
     }
 
     /// The rejects of a run over several inputs: `input,line,reason,raw`, the input as
@@ -529,6 +535,7 @@ impl RejectsWriter {
         Ok(RejectsWriter {
             csv,
             input: Some(String::new()),
+            rows: 0,
         })
     }
 
@@ -552,7 +559,14 @@ impl RejectsWriter {
                 &bad.raw,
             ]),
         };
-        written.with_context(|| format!("cannot write {}", self.csv.get_ref().label()))
+        written.with_context(|| format!("cannot write {}", self.csv.get_ref().label()))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// How many rows were written: a run cut short counts its bad rows with it.
+    pub fn rows(&self) -> u64 {
+        self.rows
     }
 
     /// Flushes and syncs, leaving the rename to `Finished::commit`.

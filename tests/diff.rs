@@ -323,6 +323,8 @@ fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() 
     wd.create("old.toml", OLD);
     wd.create("new.toml", new_rules());
     wd.generate("tx.csv", 100_000, 1);
+    // Exit 0 commits the rejects too: the old ones stayed beside the new summary.
+    wd.create("rejects.csv", "old\n");
     let (first, run) = wd.first_line_then_close(
         std::time::Duration::from_secs(60),
         &[
@@ -332,6 +334,10 @@ fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() 
             "tx.csv",
             "--summary",
             "s.json",
+            "--bad-rows",
+            "skip",
+            "--rejects",
+            "rejects.csv",
         ],
     );
     assert_eq!(first, "transaction_id,rule_id,old,new\n");
@@ -349,4 +355,6 @@ fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() 
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(decided, transactions, "{s}");
+    assert_eq!(wd.read("rejects.csv"), "line,reason,raw\n");
+    assert_eq!(s["bad_rows"], 0, "{s}");
 }

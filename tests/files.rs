@@ -740,6 +740,58 @@ fn the_summary_after_a_broken_pipe_agrees_with_the_exit_code() {
     assert_eq!(json["evaluations"], transactions, "{json}");
 }
 
+/// After a broken pipe (exit 0) every figure of the summary adds up: the input read
+/// whole keeps its own, the one being read when the reader went away gets the rest of
+/// what was written (they stayed 0 beside `transactions` and `bad_rows` counting more);
+/// and the run's files are committed with the summary, as written until then (the old
+/// rejects and decisions stayed beside the new summary).
+#[test]
+fn a_broken_pipe_commits_the_files_with_a_summary_whose_inputs_add_up() {
+    let wd = Workdir::new("broken-pipe-inputs");
+    wd.create(
+        "small.csv",
+        "id,timestamp,account,amount,currency,country,merchant\n\
+         1,t,a,5,EUR,FR,x\nbad\n2,t,a,6,EUR,FR,x\n",
+    );
+    wd.generate("tx.csv", 200_000, 0);
+    wd.rules(
+        "[decision]\nthresholds = { review = 1 }\n\
+         [[rule]]\nid = 1\nname = \"a\"\nwhen = \"true\"\nscore = 1\n",
+    );
+    wd.create("rejects.csv", "old\n");
+    wd.create("decisions.csv", "old\n");
+    // The reader goes away once past the small input's results, inside tx.csv's.
+    wd.output_of(&mut wd.sh(
+        "{ \"$TXGUARD\" run small.csv tx.csv --rules rules.toml --bad-rows skip \
+         --rejects rejects.csv --decisions decisions.csv --summary s.json -q; echo $? > rc; } \
+         | head -c 100000 >/dev/null",
+    ))
+    .expect_success();
+    assert_eq!(
+        wd.read("rc"),
+        "0\n",
+        "a reader that goes away ends the run quietly"
+    );
+    let json = wd.json("s.json");
+    let transactions = json["transactions"].as_u64().unwrap();
+    assert!(transactions > 2 && transactions < 200_002, "{json}");
+    let inputs = json["inputs"].as_array().unwrap();
+    assert_eq!(inputs[0]["transactions"], 2, "{json}");
+    assert_eq!(inputs[0]["bad_rows"], 1, "{json}");
+    assert_eq!(inputs[1]["transactions"], transactions - 2, "{json}");
+    assert_eq!(inputs[1]["bad_rows"], 0, "{json}");
+    assert_eq!(json["bad_rows"], 1, "{json}");
+    let bytes = inputs[0]["bytes"].as_u64().unwrap() + inputs[1]["bytes"].as_u64().unwrap();
+    assert_eq!(json["input_bytes"], bytes, "{json}");
+    assert_eq!(
+        wd.read("rejects.csv"),
+        "input,line,reason,raw\nsmall.csv,3,\"expected 7 fields, found 1\",bad\n"
+    );
+    let decisions = wd.read("decisions.csv");
+    assert!(decisions.starts_with("transaction_id,score,decision,reasons\n1,1,review,1:a\n"));
+    assert_eq!(decisions.lines().count() as u64, transactions + 1, "{json}");
+}
+
 // 17. A closed standard output.
 
 #[test]

@@ -173,7 +173,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         ids.len(),
         b"transaction_id,rule_id,old,new\n",
     )?;
-    let rejects = match &outputs.rejects {
+    let mut rejects = match &outputs.rejects {
         None => None,
         Some(dest) => Some(RejectsWriter::new(Sink::create(dest)?)?),
     };
@@ -195,7 +195,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         input,
         Arc::clone(&executor) as Arc<dyn Executor>,
         format,
-        rejects,
+        rejects.as_mut(),
         &mut results,
         None,
         &settings,
@@ -219,23 +219,31 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         wall_seconds: clock.elapsed().as_secs_f64(),
         exit_code: code,
     };
-    let (tally, rejects) = match ran {
+    let bad_rows = rejects.as_ref().map_or(0, RejectsWriter::rows);
+    let tally = match ran {
         Ok(done) => done,
         Err(err) if exit::is_broken_pipe(&err) => {
             // The reader of the streamed changes went away (`| head`): it wanted no
             // more, and the diff ends quietly (exit 0). As `run`'s, its summary counts
             // what was written.
+            // Exit 0 commits every file, the rejects of the rows read until then too:
+            // yesterday's must not stay beside this summary.
+            let mut finished = Vec::new();
+            if let Some(rejects) = rejects {
+                finished.push(rejects.finish()?);
+            }
             if let Some(dest) = &outputs.summary {
                 let written = results.written();
                 let tally = Tally {
                     rows: written.rows,
                     counts: written.counts.clone(),
                     extra: written.extra.clone(),
+                    bad_rows,
                     ..Tally::default()
                 };
-                let summary = write_summary(dest, &summarize(&tally, exit::SUCCESS))?;
-                commit_all(vec![summary], None)?;
+                finished.push(write_summary(dest, &summarize(&tally, exit::SUCCESS))?);
             }
+            commit_all(finished, None)?;
             return Err(err);
         }
         // What a stream received cannot be taken back (as `run` says of its results).

@@ -45,6 +45,9 @@ struct Known {
     streaming: bool,
     /// `--decisions` is being streamed, likewise.
     streaming_decisions: bool,
+    /// The file outputs of a run whose reader of streamed output went away (exit 0),
+    /// finished: committed with its summary, which counts what they hold.
+    cut_short: Vec<Finished>,
 }
 
 /// A run that completed: its exit code, and its outputs, finished but not yet renamed.
@@ -81,6 +84,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         lock: None,
         streaming: false,
         streaming_decisions: false,
+        cut_short: Vec::new(),
     };
     let result = execute(&config, &outputs, &mut known, &stop);
     known.facts.wall = known.clock.elapsed();
@@ -127,8 +131,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
             // A failed run commits its summary alone (it says why the run failed), and
             // reports its own error; a summary that cannot be written is said too, but
             // under -q the run's own error is the one line printed.
-            if let Some(Err(also)) =
-                summary_json.map(|s| s.and_then(|finished| commit_all(vec![finished], None)))
+            // After a broken pipe (exit 0) its other files go too, before the summary.
+            let mut files = std::mem::take(&mut known.cut_short);
+            let committed = match summary_json {
+                Some(summary) => summary.and_then(|finished| {
+                    files.push(finished);
+                    commit_all(files, None)
+                }),
+                None if !files.is_empty() => commit_all(files, None),
+                None => Ok(()),
+            };
+            if let Err(also) = committed
                 && !config.quiet
             {
                 exit::say(&format!("txguard: also: {also:#}"));
@@ -318,7 +331,7 @@ fn execute(
     };
     known.streaming = outputs.results.file().is_none();
     let several = config.inputs.len() > 1;
-    let rejects = match &outputs.rejects {
+    let mut rejects = match &outputs.rejects {
         None => None,
         // Several inputs: each rejected row names its input.
         Some(dest) if several => Some(RejectsWriter::with_inputs(Sink::create(dest)?)?),
@@ -381,7 +394,7 @@ fn execute(
     let outcome = inputs.run_all(
         input,
         format,
-        rejects,
+        &mut rejects,
         &mut results,
         decisions.as_mut(),
         &settings,
@@ -390,17 +403,39 @@ fn execute(
     );
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
-    let (mut tally, rejects) = match outcome {
+    let mut tally = match outcome {
         Ok(done) => done,
         Err(err) => {
             if exit::is_broken_pipe(&err) {
                 let written = results.written();
+                // The inputs' figures (`run_all`) add up to the run's.
+                let inputs = &known.facts.inputs;
                 known.tally = Tally {
                     rows: written.rows,
                     counts: written.counts.clone(),
                     extra: written.extra.clone(),
+                    bytes: inputs.iter().map(|i| i.bytes).sum(),
+                    bad_rows: inputs.iter().map(|i| i.bad_rows).sum(),
                     ..Tally::default()
                 };
+                // Exit 0 commits every file output, as written until then, in the order
+                // of a run that completes (rejects first): yesterday's must not stay
+                // beside this summary. The stream that broke has nothing to commit.
+                let files = [
+                    rejects.map(RejectsWriter::finish),
+                    Some(results.finish()),
+                    decisions.map(SideWriter::finish),
+                ];
+                let mut cut_short = Vec::new();
+                for finished in files.into_iter().flatten() {
+                    match finished {
+                        Ok(finished) => cut_short.push(finished),
+                        Err(e) if exit::is_broken_pipe(&e) => {}
+                        // A failed run commits nothing but its summary.
+                        Err(e) => return Err(e),
+                    }
+                }
+                known.cut_short = cut_short;
             }
             return Err(err);
         }
@@ -481,13 +516,13 @@ impl Inputs<'_> {
         &self,
         first: InputReader,
         format: ResultsFormat,
-        mut rejects: Option<RejectsWriter>,
+        rejects: &mut Option<RejectsWriter>,
         results: &mut ResultsWriter,
         mut decisions: Option<&mut SideWriter>,
         settings: &Settings,
         summaries: &mut [crate::inputs::InputSummary],
         windows: &mut Option<WindowStage>,
-    ) -> Result<(Tally, Option<RejectsWriter>)> {
+    ) -> Result<Tally> {
         let mut tally = Tally {
             counts: vec![[0; 4]; self.rule_ids.len()],
             ..Tally::default()
@@ -524,17 +559,29 @@ impl Inputs<'_> {
                 rejects.set_input(input.name());
             }
             settings.progress.next_input(tally.bytes);
-            let (done, back) = pipeline::run(
+            let ran = pipeline::run(
                 input,
                 Arc::clone(self.executor),
                 format.clone(),
-                rejects,
+                rejects.as_mut(),
                 results,
                 decisions.as_deref_mut(),
                 settings,
                 windows,
-            )?;
-            rejects = back;
+            );
+            let done = match ran {
+                Ok(ran) => ran,
+                Err(err) => {
+                    // The reader of the streamed results went away during this input: the
+                    // summary counts what was written (`run`), this input's share too.
+                    if exit::is_broken_pipe(&err) {
+                        summary.transactions = results.written().rows.saturating_sub(tally.rows);
+                        let rejected = rejects.as_ref().map_or(0, RejectsWriter::rows);
+                        summary.bad_rows = rejected.saturating_sub(tally.bad_rows);
+                    }
+                    return Err(err);
+                }
+            };
             summary.bytes = done.bytes;
             summary.transactions = done.rows;
             summary.bad_rows = done.bad_rows;
@@ -556,7 +603,7 @@ impl Inputs<'_> {
             // The stage goes on from input to input: its last stats cover them all.
             tally.windows = done.windows;
         }
-        Ok((tally, rejects))
+        Ok(tally)
     }
 }
 

@@ -58,18 +58,19 @@ pub struct Settings {
 }
 
 /// Runs the whole pipeline; on success the results are written (not yet committed).
-/// Rejected rows go to `rejects`, which is handed back so the caller can commit it.
+/// Rejected rows go to `rejects`, which stays the caller's to commit, also after a failure
+/// (a reader of streamed results that went away ends a run that commits its files).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     input: InputReader,
     executor: Arc<dyn Executor>,
     format: ResultsFormat,
-    mut rejects: Option<RejectsWriter>,
+    rejects: Option<&mut RejectsWriter>,
     results: &mut ResultsWriter,
     side: Option<&mut SideWriter>,
     settings: &Settings,
     windows: &mut Option<windows::WindowStage>,
-) -> Result<(Tally, Option<RejectsWriter>)> {
+) -> Result<Tally> {
     // The windows stage runs on the lanes (its sequential part in task order), and comes
     // back for the next input.
     let stage = windows.take().map(windows::WindowStage::start);
@@ -188,7 +189,7 @@ pub fn run(
     let mut outputs = Outputs {
         results,
         side,
-        rejects: rejects.as_mut(),
+        rejects,
         bad_rows: settings.bad_rows,
         input: &name,
         progress: &settings.progress,
@@ -220,7 +221,7 @@ pub fn run(
     if !complete {
         return Err(anyhow!("internal error: some tasks were never written"));
     }
-    Ok((tally, rejects))
+    Ok(tally)
 }
 
 #[cfg(test)]
@@ -335,7 +336,7 @@ mod tests {
         let rejected = dir.path().join("rejects.csv");
         let mut results =
             ResultsWriter::new(Sink::create(&Destination::File(path.clone())).unwrap(), 1).unwrap();
-        let rejects = (bad_rows == BadRows::Skip).then(|| {
+        let mut rejects = (bad_rows == BadRows::Skip).then(|| {
             RejectsWriter::new(Sink::create(&Destination::File(rejected.clone())).unwrap()).unwrap()
         });
         let settings = Settings {
@@ -349,21 +350,20 @@ mod tests {
             input,
             Arc::new(executor),
             ResultsFormat::new(&[1]),
-            rejects,
+            rejects.as_mut(),
             &mut results,
             None,
             &settings,
             &mut None,
         );
-        let tally = ran.map(|(tally, rejects)| {
+        if ran.is_ok() {
             results.commit().unwrap();
             if let Some(rejects) = rejects {
                 rejects.commit().unwrap();
             }
-            tally
-        });
+        }
         let read = |p| std::fs::read_to_string(p).unwrap_or_default();
-        (tally, read(&path), read(&rejected))
+        (ran, read(&path), read(&rejected))
     }
 
     fn ids(rows: u64) -> String {
