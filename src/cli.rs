@@ -323,6 +323,9 @@ pub struct WorkerArgs {
     /// Protocol version the supervisor speaks; a mismatch is refused.
     #[arg(long)]
     pub protocol: u32,
+    /// Largest frame the supervisor sends (`exec::protocol::max_to_worker`).
+    #[arg(long, default_value_t = crate::exec::protocol::MAX_TO_WORKER)]
+    pub max_frame: usize,
 }
 
 #[derive(Debug, Args)]

@@ -206,3 +206,33 @@ fn a_huge_number_field_is_evaluated_by_workers_as_by_threads() {
         .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,\n2,1,false,\n");
     }
 }
+
+/// A read string field of 90 MiB (allowed by a larger `--max-record-size`) is more than a
+/// worker's default 80 MiB frame: the frame limit follows the record size, so the process
+/// executor evaluates the row as the thread executor does, not as an `error`.
+#[test]
+fn a_huge_string_field_is_evaluated_by_workers_as_by_threads() {
+    let wd = Workdir::new("parity_long_string");
+    let mut csv = b"id,note\n1,".to_vec();
+    csv.resize(csv.len() + (90 << 20), b'x');
+    csv.extend_from_slice(b"\n2,short\n");
+    wd.create("in.csv", csv);
+    wd.rules(rule(1, "note.len() > 1000"));
+    for executor in ["threads", "processes"] {
+        wd.run(&[
+            "run",
+            "in.csv",
+            "--rules",
+            "rules.toml",
+            "--executor",
+            executor,
+            "-j",
+            "1",
+            "--max-record-size",
+            "100MiB",
+            "-q",
+        ])
+        .expect_success()
+        .expect_stdout("transaction_id,rule_id,result,detail\n1,1,true,\n2,1,false,\n");
+    }
+}

@@ -376,6 +376,7 @@ fn executor(args: &DiffArgs, loaded: &LoadedRules, columns: &Columns) -> Result<
                 columns: columns.clone(),
                 seed: args.seed,
                 list_files: loaded.list_files.clone(),
+                max_record: args.max_record_size,
             },
         )?),
     })

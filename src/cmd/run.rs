@@ -368,6 +368,7 @@ fn execute(
                 memory_limit: rules.memory_limit(),
                 columns,
                 seed: config.seed,
+                max_record: config.max_record_size,
             };
             let executor = Arc::new(ProcessesExecutor::new(&rules, setup)?);
             processes = Some(Arc::clone(&executor));

@@ -7,5 +7,5 @@ use crate::cli::WorkerArgs;
 use crate::exec::processes::worker_loop;
 
 pub fn run(args: &WorkerArgs) -> Result<i32> {
-    worker_loop::serve(args.protocol)
+    worker_loop::serve(args.protocol, args.max_frame)
 }

@@ -40,12 +40,22 @@ pub const VERSION: u32 = 5;
 /// Opens `Setup` and `Ready`: a worker that is not a txguard worker is told apart at once.
 pub const MAGIC: [u8; 4] = *b"TXGW";
 
-/// Largest frame the supervisor sends. A batch request is split by the supervisor until
-/// its frame fits (`supervisor`), so this bounds what a worker holds, whatever the batch
-/// size; it must hold one row of the largest record the input allows (64 MiB, `framer`),
-/// plus its encoding's few bytes per field — a row that still does not fit is an `error`.
-/// Workers' hard memory limit makes room for it (`budget::worker_data_limit`).
+/// Largest frame the supervisor sends with the default `--max-record-size` (64 MiB). A
+/// batch request is split by the supervisor until its frame fits (`supervisor`), so this
+/// bounds what a worker holds, whatever the batch size; it must hold one row of the
+/// largest record the input allows plus its encoding's few bytes per field: a row that
+/// still does not fit is an `error`. Workers' hard memory limit makes room for it
+/// (`budget::worker_data_limit`).
 pub const MAX_TO_WORKER: usize = 80 << 20;
+
+/// The largest frame the supervisor sends, and its workers read (`txguard worker
+/// --max-frame`), when a record may be `max_record` bytes: a quarter more than the record
+/// (a read field is at most its bytes, or 8 for a number, plus a 4-byte length), and
+/// never less than `MAX_TO_WORKER`. With a raised `--max-record-size` a row as large as
+/// the thread executor takes is then evaluated by workers too.
+pub fn max_to_worker(max_record: usize) -> usize {
+    MAX_TO_WORKER.max(max_record.saturating_add(max_record / 4))
+}
 /// Largest frame a worker sends. Its frames are bounded by construction: an `Outcomes`
 /// frame closes once past `OUTCOMES_CHUNK`, and one outcome is at most a capped detail
 /// (`model::DETAIL_MAX_BYTES`, re-capped by `put_outcome`); a `Fatal` message is cut at

@@ -61,6 +61,8 @@ pub struct WorkerSetup {
     pub seed: u64,
     /// The `[lists.*]` files' bytes, read once (`rules::LoadedRules::list_files`).
     pub list_files: Vec<Vec<u8>>,
+    /// `--max-record-size`: the frames to workers make room for one such row.
+    pub max_record: usize,
 }
 
 /// What every lane needs to start and supervise workers; built once per run.
@@ -73,6 +75,8 @@ pub struct Plan {
     arg0: OsString,
     /// The `Setup` frame, encoded once.
     setup_frame: Vec<u8>,
+    /// The largest frame sent to a worker (`protocol::max_to_worker`), which it is told.
+    max_frame: usize,
     rules: usize,
     /// Per rule (file order): its time limit in nanoseconds.
     limit_ns: Vec<u64>,
@@ -191,24 +195,21 @@ impl ProcessesExecutor {
             },
         );
         // The lists travel in the setup frame, read under the worker's frame limit.
-        if setup_frame.len() > protocol::MAX_TO_WORKER {
+        let max_frame = protocol::max_to_worker(setup.max_record);
+        if setup_frame.len() > max_frame {
             anyhow::bail!(
                 "the rules and their lists take {} bytes: more than worker processes accept \
-                 ({} bytes); use --executor threads",
+                 ({max_frame} bytes); use --executor threads",
                 setup_frame.len(),
-                protocol::MAX_TO_WORKER
             );
         }
         let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
         let hard = rustix::process::getrlimit(rustix::process::Resource::Data).maximum;
-        let data_limit = budget::worker_data_limit(
-            setup.memory_limit,
-            crate::exec::LANE_STACK_BYTES,
-            protocol::MAX_TO_WORKER,
-        )
-        // The lists, parsed: their maps hold a few times their files' bytes.
-        .saturating_add(8 * setup_frame.len() as u64)
-        .min(hard.unwrap_or(u64::MAX));
+        let data_limit =
+            budget::worker_data_limit(setup.memory_limit, crate::exec::LANE_STACK_BYTES, max_frame)
+                // The lists, parsed: their maps hold a few times their files' bytes.
+                .saturating_add(8 * setup_frame.len() as u64)
+                .min(hard.unwrap_or(u64::MAX));
         let memory_limit = setup.memory_limit;
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let limit_ns = timeouts.iter().map(|&t| nanos(t)).collect();
@@ -216,6 +217,7 @@ impl ProcessesExecutor {
             program,
             arg0: exe.into_os_string(),
             setup_frame,
+            max_frame,
             rules: rules.rules.len(),
             limit_ns,
             blocked_margin_ns: nanos(BLOCKED_MARGIN),

@@ -20,8 +20,9 @@
 //! of the cooperative budget) is replaced and the evaluation it was running is recorded as
 //! `error` at once: retrying it would only exhaust the next worker's memory too.
 //!
-//! A request is sized by bytes as well as rows: one whose frame would pass
-//! `MAX_TO_WORKER` is split in halves until it fits, and a single row that cannot fit
+//! A request is sized by bytes as well as rows: one whose frame would pass the workers'
+//! frame limit (`protocol::max_to_worker` of `--max-record-size`) is split in halves until
+//! it fits, and a single row that still cannot fit (none the framer lets through should)
 //! gets an `error` for each of its evaluations instead of failing the run.
 
 use std::sync::Arc;
@@ -357,7 +358,7 @@ impl Lane for ProcessLane {
                 &batch.raw,
                 &self.plan.sent_columns,
             )?;
-            if frame.len() > protocol::MAX_TO_WORKER {
+            if frame.len() > self.plan.max_frame {
                 let rows = row_end - row_base;
                 if rows > 1 {
                     // Too many bytes for one frame: half the rows, until it fits.
@@ -367,7 +368,7 @@ impl Lane for ProcessLane {
                 let cause = format!(
                     "the row is too large to send to a worker process ({} bytes; at most {})",
                     frame.len(),
-                    protocol::MAX_TO_WORKER
+                    self.plan.max_frame
                 );
                 for range in &request.ranges {
                     for index in range.clone() {

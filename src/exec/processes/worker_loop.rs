@@ -60,8 +60,9 @@ impl Fault {
 }
 
 /// Serves one supervisor over stdin/stdout until stdin ends; `protocol` is the version
-/// the supervisor speaks (from the command line). Returns the exit code.
-pub fn serve(protocol: u32) -> Result<i32> {
+/// the supervisor speaks and `max_frame` the largest frame it sends (from the command
+/// line). Returns the exit code.
+pub fn serve(protocol: u32, max_frame: usize) -> Result<i32> {
     let fault = Fault::from_env();
     let ours = if fault == Fault::Protocol {
         protocol::VERSION + 1
@@ -92,6 +93,7 @@ pub fn serve(protocol: u32) -> Result<i32> {
         out: File::from(out),
         buf: Vec::with_capacity(FLUSH_BYTES * 2),
         payload: Vec::new(),
+        max_frame,
         decoder: BatchDecoder::default(),
         slot: match std::env::var(SLOT_FD_ENV) {
             Ok(fd) => {
@@ -135,6 +137,8 @@ struct WorkerLoop {
     /// Frames not yet written out.
     buf: Vec<u8>,
     payload: Vec<u8>,
+    /// The largest frame the supervisor sends.
+    max_frame: usize,
     /// Decodes batches into the rows of the batch before.
     decoder: BatchDecoder,
     slot: Option<SlotWriter>,
@@ -143,7 +147,7 @@ struct WorkerLoop {
 
 impl WorkerLoop {
     fn read(&mut self) -> Result<Option<Request>> {
-        match protocol::read_frame(&mut self.input, protocol::MAX_TO_WORKER, &mut self.payload)
+        match protocol::read_frame(&mut self.input, self.max_frame, &mut self.payload)
             .context("cannot read a request")?
         {
             None => Ok(None),

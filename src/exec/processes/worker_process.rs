@@ -90,6 +90,8 @@ impl Worker {
             .arg("worker")
             .arg("--protocol")
             .arg(protocol::VERSION.to_string())
+            .arg("--max-frame")
+            .arg(plan.max_frame.to_string())
             .env(SLOT_FD_ENV, slot.raw_fd().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
