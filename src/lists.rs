@@ -235,10 +235,18 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         let line = record.position().map_or(0, |p| p.line());
         // The csv crate ends a quote left open at the end of the file there: one key
         // holding every line after it, the list's other keys lost without a word.
+        // A record's position is where its reading began: before the blank lines the csv
+        // crate skips ahead of it.
         let start = record.position().map_or(0, |p| p.byte());
-        if ends_in_quotes(body.get(start as usize..).unwrap_or_default()) {
+        let tail = body.get(start as usize..).unwrap_or_default();
+        let blank = tail
+            .iter()
+            .position(|b| !matches!(b, b'\n' | b'\r'))
+            .unwrap_or(tail.len());
+        if ends_in_quotes(&tail[blank..]) {
+            let opens = line + tail[..blank].iter().filter(|&&b| b == b'\n').count() as u64;
             errors.push(fail(format!(
-                "{shown}:{line}: quote opened here is never closed"
+                "{shown}:{opens}: quote opened here is never closed"
             )));
             break;
         }
@@ -401,6 +409,36 @@ mod tests {
             value: value.map(str::to_string),
             kind,
             line: 3,
+        }
+    }
+
+    /// A quote left open after blank lines is found (the csv crate's record position is
+    /// where the blank lines begin), on the line where it opens; quotes that close, escaped
+    /// or spanning lines, after a BOM and blank lines, are no error.
+    #[test]
+    fn a_quote_left_open_after_blank_lines_is_an_error() {
+        // A quote left open after blank lines: the csv crate's record starts at them.
+        let set = decl(None, ColumnType::String);
+        for bytes in [
+            &b"merchant\na\n\n\n\"b\nc\nd\n"[..],
+            b"merchant\r\na\r\n\r\n\"b\r\nc\r\n",
+        ] {
+            let errors = parse(&set, "r.csv", bytes).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert_eq!(
+                shown,
+                [format!(
+                    "[lists.risk]: r.csv:{}: quote opened here is never closed",
+                    if bytes.contains(&b'\r') { 4 } else { 5 }
+                )]
+            );
+        }
+        // Valid lists with quotes: escaped, spanning lines, after a BOM.
+        for bytes in [
+            &b"\xef\xbb\xbfmerchant\n\"a\"\"b\"\n\nc\n"[..],
+            b"\xef\xbb\xbf\"merchant\"\r\n\r\n\"a\r\nb\"\r\nc\r\n",
+        ] {
+            assert_eq!(parse(&set, "r.csv", bytes).unwrap().len(), 2);
         }
     }
 
