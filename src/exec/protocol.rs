@@ -50,11 +50,14 @@ pub const MAX_TO_WORKER: usize = 80 << 20;
 
 /// The largest frame the supervisor sends, and its workers read (`txguard worker
 /// --max-frame`), when a record may be `max_record` bytes: a quarter more than the record
-/// (a read field is at most its bytes, or 8 for a number, plus a 4-byte length), and
-/// never less than `MAX_TO_WORKER`. With a raised `--max-record-size` a row as large as
-/// the thread executor takes is then evaluated by workers too.
+/// (a read field is at most its bytes, or 8 for a number, plus a 4-byte length), never
+/// less than `MAX_TO_WORKER` nor more than a frame's u32 length says. With a raised
+/// `--max-record-size` a row as large as the thread executor takes is then evaluated by
+/// workers too (up to 4 GiB).
 pub fn max_to_worker(max_record: usize) -> usize {
-    MAX_TO_WORKER.max(max_record.saturating_add(max_record / 4))
+    MAX_TO_WORKER
+        .max(max_record.saturating_add(max_record / 4))
+        .min(u32::MAX as usize)
 }
 /// Largest frame a worker sends. Its frames are bounded by construction: an `Outcomes`
 /// frame closes once past `OUTCOMES_CHUNK`, and one outcome is at most a capped detail
@@ -276,6 +279,17 @@ pub fn encode_batch(
     }
     put_u32(out, rows.len() as u32);
     let fields = first_raw * width..(first_raw + rows.len()) * width;
+    // A frame's length is a u32: rows whose kept fields alone pass it (possible only with
+    // a `--max-record-size` of gigabytes) are refused as too large, as the supervisor
+    // refuses a frame past `max_to_worker`, not encoded into a length that wraps.
+    let kept_bytes = raw.start(fields.end) - raw.start(fields.start);
+    if !kept.is_empty() && kept_bytes > u32::MAX as usize {
+        out.truncate(at);
+        return Err(ProtocolError::Oversize {
+            length: kept_bytes,
+            max: u32::MAX as usize,
+        });
+    }
     out.reserve(rows.len() * 8 + fields.len() * 4 + 4);
     for row in rows {
         put_u64(out, crate::rules::random_key_hash(&row.id));
@@ -329,6 +343,14 @@ pub fn encode_batch(
             put_value(out, value)?;
         }
     }
+    let length = out.len() - at - 4;
+    if length > u32::MAX as usize {
+        out.truncate(at);
+        return Err(ProtocolError::Oversize {
+            length,
+            max: u32::MAX as usize,
+        });
+    }
     end_frame(out, at);
     Ok(())
 }
@@ -338,6 +360,12 @@ fn put_value(out: &mut Vec<u8>, value: &Dynamic) -> Result<(), ProtocolError> {
     if value.is_string()
         && let Ok(s) = value.as_immutable_string_ref()
     {
+        if s.len() > u32::MAX as usize {
+            return Err(ProtocolError::Oversize {
+                length: s.len(),
+                max: u32::MAX as usize,
+            });
+        }
         out.push(VALUE_STRING);
         put_str(out, s.as_str());
     } else if value.is_int()

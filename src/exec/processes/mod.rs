@@ -182,6 +182,20 @@ impl ProcessesExecutor {
             exe.clone()
         };
         let sent_columns = rules.columns_read(&setup.columns);
+        // The lists travel in the setup frame, read under the worker's frame limit; lists
+        // past it are refused before they are copied into a frame (whose u32 length could
+        // not say 4 GiB of them).
+        let max_frame = protocol::max_to_worker(setup.max_record);
+        let listed = setup.list_files.iter().map(Vec::len).sum::<usize>();
+        let too_large = |bytes: usize| {
+            anyhow::anyhow!(
+                "the rules and their lists take {bytes} bytes: more than worker processes \
+                 accept ({max_frame} bytes); use --executor threads"
+            )
+        };
+        if listed.saturating_add(setup.rules_text.len()) > max_frame {
+            return Err(too_large(listed.saturating_add(setup.rules_text.len())));
+        }
         let mut setup_frame = Vec::new();
         protocol::encode_setup(
             &mut setup_frame,
@@ -194,14 +208,8 @@ impl ProcessesExecutor {
                 list_files: setup.list_files,
             },
         );
-        // The lists travel in the setup frame, read under the worker's frame limit.
-        let max_frame = protocol::max_to_worker(setup.max_record);
         if setup_frame.len() > max_frame {
-            anyhow::bail!(
-                "the rules and their lists take {} bytes: more than worker processes accept \
-                 ({max_frame} bytes); use --executor threads",
-                setup_frame.len(),
-            );
+            return Err(too_large(setup_frame.len()));
         }
         let timeouts: Vec<Duration> = rules.rules.iter().map(|r| r.timeout).collect();
         let hard = rustix::process::getrlimit(rustix::process::Resource::Data).maximum;

@@ -348,7 +348,7 @@ impl Lane for ProcessLane {
                 row_base..row_end,
                 &self.plan.sent_columns,
             ));
-            protocol::encode_batch(
+            let encoded = protocol::encode_batch(
                 &mut frame,
                 request.id,
                 rules as u32,
@@ -357,8 +357,13 @@ impl Lane for ProcessLane {
                 &batch.rows[row_base..row_end],
                 &batch.raw,
                 &self.plan.sent_columns,
-            )?;
-            if frame.len() > self.plan.max_frame {
+            );
+            // Past a frame's u32 length: too large, as a frame past the limit is.
+            let length = match encoded {
+                Err(protocol::ProtocolError::Oversize { length, .. }) => length,
+                encoded => encoded.map(|()| frame.len())?,
+            };
+            if length > self.plan.max_frame {
                 let rows = row_end - row_base;
                 if rows > 1 {
                     // Too many bytes for one frame: half the rows, until it fits.
@@ -366,8 +371,7 @@ impl Lane for ProcessLane {
                     continue;
                 }
                 let cause = format!(
-                    "the row is too large to send to a worker process ({} bytes; at most {})",
-                    frame.len(),
+                    "the row is too large to send to a worker process ({length} bytes; at most {})",
                     self.plan.max_frame
                 );
                 for range in &request.ranges {

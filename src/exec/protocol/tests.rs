@@ -742,3 +742,15 @@ fn a_request_of_one_row_of_a_very_wide_input_is_encoded_in_one_pass() {
     // The last sent column is the raw field of column 199,996: its number.
     assert!(out.ends_with(b"199996"));
 }
+
+/// The workers' frame limit follows `--max-record-size` up to what a frame's u32 length
+/// says: a record size of gigabytes (`--max-record-size 5GiB`) made it 6.25 GiB, past
+/// which the length wrapped (or the encoder panicked) instead of the row being too large.
+#[test]
+fn the_workers_frame_limit_stays_within_a_frames_length() {
+    assert_eq!(max_to_worker(1 << 10), MAX_TO_WORKER);
+    assert_eq!(max_to_worker(64 << 20), MAX_TO_WORKER);
+    assert_eq!(max_to_worker(100 << 20), 125 << 20);
+    assert_eq!(max_to_worker(5 << 30), u32::MAX as usize);
+    assert_eq!(max_to_worker(isize::MAX as usize), u32::MAX as usize);
+}
