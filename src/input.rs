@@ -232,8 +232,9 @@ impl InputReader {
         &self.name
     }
 
-    /// Types the first `limit` rows, and the bad rows met on the way (`txguard check
-    /// --input`): what the run's lanes do, on a sample, in the calling thread.
+    /// Types the first `limit` rows, and the bad rows met on the way, at most `limit` of
+    /// them (`txguard check --input`): what the run's lanes do, on a sample, in the calling
+    /// thread.
     pub fn first_rows(self, limit: usize) -> Result<(Vec<Row>, Vec<BadRow>)> {
         self.first_rows_typed(limit, |typer, records, rows, bad| {
             typer.type_records(records, rows, bad);
@@ -265,10 +266,12 @@ impl InputReader {
             // `limit` records leave the next records of this chunk to sample, not those of
             // the next chunk (the sample is the input's first rows, and windows see them
             // all).
+            // At most `limit` bad rows too: an input of bad rows (a wrong delimiter) is not
+            // read, nor reported, to its end.
             let mut records = current.records().skip(skip).peekable();
-            while rows.len() < limit && records.peek().is_some() {
+            while rows.len() < limit && bad.len() < limit && records.peek().is_some() {
                 let mut typed = Vec::new();
-                let wanted = limit - rows.len();
+                let wanted = (limit - rows.len()).min(limit - bad.len());
                 type_records(
                     &mut typer,
                     records.by_ref().take(wanted),
@@ -277,7 +280,7 @@ impl InputReader {
                 );
                 rows.append(&mut typed);
             }
-            if rows.len() >= limit {
+            if rows.len() >= limit || bad.len() >= limit {
                 break;
             }
             skip = 0;

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use crate::workdir::Workdir;
+use crate::workdir::{Workdir, rule, rules_with_columns};
 
 /// A window over 30 days (or 90, or a year) is ordinary in transaction monitoring; the
 /// span was refused as "a time limit must be at most a week (7d)", a message about
@@ -276,4 +276,28 @@ fn an_input_sorted_newest_first_keeps_min_and_max_linear() {
     let summary = wd.json("s.json");
     assert_eq!(summary["rules"][0]["true"], 50_000, "{summary}");
     assert_eq!(summary["rules"][0]["false"], 50_000, "{summary}");
+}
+
+/// `check --input` reports at most 100 bad rows and stops reading there: sampling past
+/// bad rows in a chunk read (and reported) every bad row of an input whose rows are all
+/// bad (a wrong delimiter), to its end.
+#[test]
+fn check_stops_after_the_first_hundred_bad_rows() {
+    let wd = Workdir::new("review-check-bad-sample");
+    let mut tx = String::from("id,amount\n");
+    for _ in 0..300 {
+        tx.push_str("x\n");
+    }
+    tx.push_str("1,1.5\n2,2.5\n");
+    wd.create("tx.csv", &tx);
+    wd.rules(rules_with_columns(&rule(1, "amount > 1.0")));
+    let mut want = String::from("txguard: error: rules.toml has 100 errors:\n");
+    for line in 2..=101 {
+        want.push_str(&format!(
+            "  rules.toml: tx.csv:{line}: expected 2 fields, found 1\n"
+        ));
+    }
+    wd.run(&["check", "rules.toml", "--input", "tx.csv"])
+        .expect_code(1)
+        .expect_stderr(&want);
 }
