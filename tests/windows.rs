@@ -306,7 +306,7 @@ fn history_gives_the_results_of_the_concatenated_input_without_its_rows() {
     .expect_stderr_contains("--history old.csv: the rules declare no [windows.*]");
 }
 
-const SIMPLE: &str = "[windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+pub(crate) const SIMPLE: &str = "[windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
                       [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n";
 
 #[test]

@@ -2,9 +2,8 @@
 //! a week, a history's bad rows (kept whole in memory, and read past under `fail`), and
 //! `check --input`'s sample of an input with bad rows among its first records.
 
-use std::io::Write;
-
-use crate::workdir::{Workdir, rule, rules_with_columns};
+use crate::windows::SIMPLE as COUNT;
+use crate::workdir::{Workdir, gzip, rule, rules_with_columns};
 
 /// A window over 30 days (or 90, or a year) is ordinary in transaction monitoring; the
 /// span was refused as "a time limit must be at most a week (7d)", a message about
@@ -42,15 +41,6 @@ fn a_span_may_be_longer_than_a_week() {
         .expect_stderr_contains("(expected e.g. 10m, 24h, 30d)")
         .expect_stderr_lacks("time limit");
 }
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
-
-const COUNT: &str = "[windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
-                     [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 1\"\n";
 
 /// Under `--bad-rows fail`, a history's bad row fails the run without the rest of the
 /// history being read: here the rest is a truncated gzip stream, whose error the run

@@ -636,3 +636,11 @@ impl Run {
         self
     }
 }
+
+/// `bytes` gzip-compressed, as a compressed input or history.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}

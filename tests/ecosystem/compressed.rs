@@ -1,15 +1,7 @@
 //! Compressed inputs: gzip and zstd, recognised by their first bytes (files and standard
 //! input alike); `input_bytes` counts the compressed bytes read.
 
-use std::io::Write;
-
-use crate::workdir::{Workdir, rule, rules_with_columns};
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
+use crate::workdir::{Workdir, gzip, rule, rules_with_columns};
 
 #[test]
 fn gzip_and_zstd_files_and_stdin_give_the_results_of_the_plain_file() {
