@@ -295,21 +295,13 @@ fn sample_input(
 /// of the input; `run` checks that against the real header). Only rules whose syntax is
 /// right (`syntax_ok`) are looked at.
 fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
-    let mut columns = Columns {
-        names: Vec::new(),
-        types: Vec::new(),
-    };
+    let mut columns = declared_columns(set);
     let mut add = |name: &str, kind: ColumnType| {
         if columns.index(name).is_none() {
             columns.names.push(name.to_string());
             columns.types.push(kind);
         }
     };
-    let mut declared: Vec<_> = set.columns.iter().collect();
-    declared.sort_by_key(|(name, _)| *name);
-    for (name, kind) in declared {
-        add(name, *kind);
-    }
     // Windows are variables of their own type; examples give their values.
     for w in &set.derived.windows {
         add(&w.name, set.derived.window_type(w, &set.columns));
@@ -351,27 +343,48 @@ fn columns_of(set: &RuleSet, syntax_ok: &[bool]) -> Columns {
             add(name, set.column_type(name));
         }
     }
-    // Compile until no new variable is unknown, adding each unknown one as a string
-    // column. Rhai reports one unknown variable per rule and compile, and several rules
-    // may report the same one: only a round that adds nothing ends the search (each round
-    // adds at least one column, and the rules name finitely many).
+    compile_with_unknowns_as_strings(&compiled, &mut columns, |_| false);
+    columns
+}
+
+/// The declared columns (`[columns]`), by name.
+fn declared_columns(set: &RuleSet) -> Columns {
+    let mut declared: Vec<_> = set.columns.iter().collect();
+    declared.sort_by_key(|(name, _)| *name);
+    Columns {
+        names: declared.iter().map(|(name, _)| (*name).clone()).collect(),
+        types: declared.iter().map(|(_, kind)| **kind).collect(),
+    }
+}
+
+/// Compiles `set` against `columns` until no new variable is unknown, adding each unknown
+/// one that is not `reserved` as a string column (what an undeclared column of the input
+/// is); returns the last compile's errors, none when it compiled. Rhai reports one unknown
+/// variable per rule and compile, and several rules may report the same one: only a round
+/// that adds nothing ends the search (each round adds at least one column, and the rules
+/// name finitely many).
+fn compile_with_unknowns_as_strings(
+    set: &RuleSet,
+    columns: &mut Columns,
+    reserved: impl Fn(&str) -> bool,
+) -> Vec<RulesError> {
     loop {
-        let Err(errors) = Evaluator::new(&compiled, &columns, 0) else {
-            return columns;
+        let Err(errors) = Evaluator::new(set, columns, 0) else {
+            return Vec::new();
         };
         let mut added = false;
         for name in errors
             .iter()
             .filter_map(|e| e.undefined_variable.as_deref())
         {
-            if columns.index(name).is_none() {
+            if !reserved(name) && columns.index(name).is_none() {
                 columns.names.push(name.to_string());
                 columns.types.push(ColumnType::String);
                 added = true;
             }
         }
         if !added {
-            return columns;
+            return errors;
         }
     }
 }
@@ -496,36 +509,13 @@ fn check_window_filters(set: &RuleSet) -> Vec<RulesError> {
         derived: std::sync::Arc::new(derived),
         ..filters
     };
-    let mut columns = Columns {
-        names: Vec::new(),
-        types: Vec::new(),
-    };
-    let mut declared: Vec<_> = set.columns.iter().collect();
-    declared.sort_by_key(|(name, _)| *name);
-    for (name, kind) in declared {
-        columns.names.push(name.clone());
-        columns.types.push(*kind);
-    }
-    loop {
-        let errors = match Evaluator::new(&filters, &columns, 0) {
-            Ok(_) => return Vec::new(),
-            Err(errors) => errors,
-        };
-        let mut more = false;
-        for name in errors
-            .iter()
-            .filter_map(|e| e.undefined_variable.as_deref())
-        {
-            if !set.derived.names(name) && columns.index(name).is_none() {
-                columns.names.push(name.to_string());
-                columns.types.push(ColumnType::String);
-                more = true;
-            }
-        }
-        if !more {
-            return said(errors);
-        }
-    }
+    // A window's name is no column: the `where` that reads one is an error.
+    let mut columns = declared_columns(set);
+    said(compile_with_unknowns_as_strings(
+        &filters,
+        &mut columns,
+        |name| set.derived.names(name),
+    ))
 }
 
 /// For an example that gives some lists' contents (`row = { blocked = ["IR"] }`): an
