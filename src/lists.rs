@@ -234,11 +234,16 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         }
         let line = record.position().map_or(0, |p| p.line());
         // The csv crate ends a quote left open at the end of the file there: one key
-        // holding every line after it, the list's other keys lost without a word.
-        // A record's position is where its reading began: before the blank lines the csv
-        // crate skips ahead of it.
+        // holding every line after it, the list's other keys lost without a word. Only
+        // the record that reached the end of the file can hold one, so only it is scanned
+        // again. A record's position is where its reading began: before the blank lines
+        // the csv crate skips ahead of it.
         let start = record.position().map_or(0, |p| p.byte());
-        let tail = body.get(start as usize..).unwrap_or_default();
+        let tail = if reader.position().byte() as usize >= body.len() {
+            body.get(start as usize..).unwrap_or_default()
+        } else {
+            &[]
+        };
         let blank = tail
             .iter()
             .position(|b| !matches!(b, b'\n' | b'\r'))
@@ -324,7 +329,7 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
 
 /// Whether a record that starts `tail` (and everything after it) ends inside a quoted
 /// field: a quote opened at a field's start and never closed. The scan stops at the
-/// record's end (its first line break outside quotes): every record is read once more.
+/// record's end (its first line break outside quotes).
 fn ends_in_quotes(tail: &[u8]) -> bool {
     let (mut quoted, mut field_start) = (false, true);
     let mut i = 0;
