@@ -30,6 +30,13 @@ const CPU8_ROWS: u64 = 1_000_000;
 const SEEDLIKE_ROWS: [u64; 2] = [200, 1000];
 /// Lanes of the seedlike part, as the target states it.
 const SEEDLIKE_JOBS: u64 = 2;
+/// The scale-up part (`-- --scale-up`): simple3's rows, as the 16-core target
+/// states them; the rows whose peak RSS must stay under 100 MB; the seedlike rows at N
+/// lanes; rounds of every variant.
+const SCALE_ROWS: u64 = 4_000_000;
+const MEMORY_ROWS: u64 = 10_000_000;
+const SEEDLIKE_SCALE_ROWS: u64 = 4000;
+const SCALE_ROUNDS: usize = 3;
 /// Rounds of the simple3 variants: five, so that their spread is the stability
 /// figure (five runs of the same job).
 const ROUNDS: usize = 5;
@@ -297,8 +304,12 @@ fn tx(label: String, args: Vec<String>, compared: bool) -> Variant {
     }
 }
 
+/// The binary measured: `TXGUARD_BENCH_BIN` when set (the bench binary run on another
+/// machine, beside a copy of txguard), else the one cargo built with this bench.
 fn txguard() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_txguard"))
+    std::env::var_os("TXGUARD_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_txguard")))
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -466,22 +477,17 @@ fn main() {
     std::fs::write(root.join("simple3.toml"), SIMPLE3).expect("write rules");
     std::fs::write(root.join("cpu8.toml"), CPU8).expect("write rules");
     std::fs::write(root.join("seedlike.toml"), SEEDLIKE).expect("write rules");
+    if std::env::args().any(|a| a == "--scale-up") {
+        scale_up(&root, jobs);
+        return;
+    }
     for (rows, file) in [
         (ROWS, "tx.csv"),
         (CPU8_ROWS, "tx-cpu8.csv"),
         (SEEDLIKE_ROWS[0], "tx-seedlike-200.csv"),
         (SEEDLIKE_ROWS[1], "tx-seedlike-1000.csv"),
     ] {
-        let generate = strings(&[
-            "generate",
-            "-n",
-            &rows.to_string(),
-            "--seed",
-            "2",
-            "-o",
-            file,
-        ]);
-        timed(&txguard(), &generate, &root).expect("generate the input");
+        generate(&root, rows, file);
     }
     let input_mb = std::fs::metadata(root.join("tx.csv")).expect("input").len() as f64 / 1e6;
     // A forked child's peak RSS starts at the bench's resident size at the fork.
@@ -606,17 +612,173 @@ fn main() {
     check_identical(&measured);
 
     for rows in SEEDLIKE_ROWS {
-        seedlike(&root, rows);
+        seedlike(&root, rows, SEEDLIKE_JOBS);
+    }
+}
+
+/// `txguard generate -n ROWS --seed 2 -o FILE` in `root`.
+fn generate(root: &Path, rows: u64, file: &str) {
+    let args = strings(&[
+        "generate",
+        "-n",
+        &rows.to_string(),
+        "--seed",
+        "2",
+        "-o",
+        file,
+    ]);
+    timed(&txguard(), &args, root).expect("generate the input");
+}
+
+/// `cargo bench --bench throughput -- --scale-up`: the many-core targets, for a
+/// machine with many cores. simple3 on 4,000,000 rows (target: 8M tx/s at -j N) and cpu8 on
+/// 1,000,000 rows (target: -j N at least 12 times -j 1), each at -j 1, 2, 4, … N, with the
+/// floor, the process executor and DuckDB at N; the seedlike rules on 4,000 rows and N
+/// lanes, both executors; and the peak RSS of simple3 on 10,000,000 rows at -j N (target:
+/// under 100 MB). Every output is compared as in the 2-core part.
+fn scale_up(root: &Path, jobs: usize) {
+    let n = jobs.to_string();
+    let mut lanes: Vec<usize> = std::iter::successors(Some(1), |j| Some(j * 2))
+        .take_while(|&j| j < jobs)
+        .collect();
+    lanes.push(jobs);
+    generate(root, SCALE_ROWS, "tx-scale.csv");
+    generate(root, CPU8_ROWS, "tx-cpu8.csv");
+    generate(
+        root,
+        SEEDLIKE_SCALE_ROWS,
+        &format!("tx-seedlike-{SEEDLIKE_SCALE_ROWS}.csv"),
+    );
+    let input_mb = std::fs::metadata(root.join("tx-scale.csv"))
+        .expect("input")
+        .len() as f64
+        / 1e6;
+
+    let mut variants = vec![tx(
+        format!("floor -j {n}"),
+        run("tx-scale.csv", "simple3.toml", &["--floor", "-j", &n]),
+        false,
+    )];
+    for j in &lanes {
+        let j = j.to_string();
+        variants.push(tx(
+            format!("threads -j {j}"),
+            run("tx-scale.csv", "simple3.toml", &["-j", &j]),
+            true,
+        ));
+    }
+    variants.push(tx(
+        format!("processes -j {n}"),
+        run(
+            "tx-scale.csv",
+            "simple3.toml",
+            &["--executor", "processes", "-j", &n],
+        ),
+        true,
+    ));
+    match duckdb() {
+        Ok((python, script)) => variants.push(Variant {
+            label: format!("duckdb {n} threads"),
+            program: python,
+            args: vec![
+                script.display().to_string(),
+                "tx-scale.csv".into(),
+                "duck.csv".into(),
+                n.clone(),
+            ],
+            output: Some(("duck.csv", Compare::WithoutDetail)),
+        }),
+        Err(why) => println!("  (DuckDB not measured: {why})"),
+    }
+    println!(
+        "scale-up: {SCALE_ROWS} rows ({input_mb:.1} MB) x 3 rules (simple3), best of {SCALE_ROUNDS} interleaved rounds, {jobs} CPUs"
+    );
+    let measured = measure(root, &variants, SCALE_ROUNDS);
+    print_table(&measured, SCALE_ROWS, 3, input_mb);
+    let one = wall_of(&measured, "threads -j 1");
+    for j in &lanes[1..] {
+        if let (Some(one), Some(many)) = (one, wall_of(&measured, &format!("threads -j {j}"))) {
+            println!("  threads -j {j} speed-up over -j 1 = {:.2}", one / many);
+        }
+    }
+    let many = wall_of(&measured, &format!("threads -j {n}"));
+    if let Some(many) = many {
+        println!(
+            "  threads -j {n}: {:.2}M tx/s (target: 8M)",
+            SCALE_ROWS as f64 / many / 1e6
+        );
+    }
+    if let (Some(many), Some(processes)) = (many, wall_of(&measured, "processes")) {
+        println!("  processes tx/s / threads tx/s = {:.2}", many / processes);
+    }
+    if let (Some(many), Some(duck)) = (many, wall_of(&measured, "duckdb")) {
+        println!(
+            "  txguard -j {n} wall / DuckDB wall (with Python's start) = {:.2}",
+            many / duck
+        );
+    }
+    check_identical(&measured);
+
+    let cpu8: Vec<Variant> = lanes
+        .iter()
+        .map(|j| {
+            let j = j.to_string();
+            tx(
+                format!("cpu8 threads -j {j}"),
+                run("tx-cpu8.csv", "cpu8.toml", &["-j", &j]),
+                true,
+            )
+        })
+        .collect();
+    println!(
+        "\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {SCALE_ROUNDS} interleaved rounds"
+    );
+    let measured = measure(root, &cpu8, SCALE_ROUNDS);
+    let cpu8_mb = std::fs::metadata(root.join("tx-cpu8.csv"))
+        .expect("input")
+        .len() as f64
+        / 1e6;
+    print_table(&measured, CPU8_ROWS, 8, cpu8_mb);
+    let one = wall_of(&measured, "cpu8 threads -j 1");
+    for j in &lanes[1..] {
+        if let (Some(one), Some(many)) = (one, wall_of(&measured, &format!("cpu8 threads -j {j}")))
+        {
+            println!("  threads -j {j} speed-up over -j 1 = {:.2}", one / many);
+        }
+    }
+    println!("  (target at 16 cores: -j 16 at least 12 times -j 1)");
+    check_identical(&measured);
+
+    seedlike(root, SEEDLIKE_SCALE_ROWS, jobs as u64);
+
+    generate(root, MEMORY_ROWS, "tx-memory.csv");
+    let memory = [tx(
+        format!("threads -j {n}"),
+        run("tx-memory.csv", "simple3.toml", &["-j", &n]),
+        false,
+    )];
+    println!("\nmemory: {MEMORY_ROWS} rows x 3 rules (simple3), one round");
+    let measured = measure(root, &memory, 1);
+    let memory_mb = std::fs::metadata(root.join("tx-memory.csv"))
+        .expect("input")
+        .len() as f64
+        / 1e6;
+    print_table(&measured, MEMORY_ROWS, 3, memory_mb);
+    for m in &measured {
+        println!(
+            "  {}: peak RSS {:.1} MB (target: under 100 MB)",
+            m.label, m.rss_mb
+        );
     }
 }
 
 /// The original program's hanging rules on `rows` transactions, both executors, one round
 /// each, against their floor: ids are 1..=rows and every fifth hangs to its 200 ms limit,
 /// so the lanes cannot finish before hangs × 200 ms / lanes.
-fn seedlike(root: &Path, rows: u64) {
+fn seedlike(root: &Path, rows: u64, jobs: u64) {
     let hangs = rows / 5;
-    let floor = hangs as f64 * 0.2 / SEEDLIKE_JOBS as f64;
-    let j = SEEDLIKE_JOBS.to_string();
+    let floor = hangs as f64 * 0.2 / jobs as f64;
+    let j = jobs.to_string();
     let input = format!("tx-seedlike-{rows}.csv");
     let variants = [
         tx(
