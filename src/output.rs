@@ -8,6 +8,7 @@
 mod lock;
 pub mod paths;
 mod stdio;
+mod writeback;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -97,8 +98,10 @@ impl Destination {
 enum Inner {
     Stdout(io::Stdout),
     Stderr(io::Stderr),
-    /// A device or pipe opened by name, or the temporary file of a regular file.
+    /// A device or pipe opened by name.
     File(File),
+    /// The temporary file of a regular file: handed to the disk as it grows.
+    Temp(writeback::Writeback),
 }
 
 impl Write for Inner {
@@ -107,6 +110,7 @@ impl Write for Inner {
             Inner::Stdout(w) => w.write(buf),
             Inner::Stderr(w) => w.write(buf),
             Inner::File(w) => w.write(buf),
+            Inner::Temp(w) => w.write(buf),
         }
     }
 
@@ -115,6 +119,7 @@ impl Write for Inner {
             Inner::Stdout(w) => w.flush(),
             Inner::Stderr(w) => w.flush(),
             Inner::File(w) => w.flush(),
+            Inner::Temp(w) => w.flush(),
         }
     }
 }
@@ -156,7 +161,7 @@ impl Sink {
                 }
                 Ok(Resolved::Replace { target, existing }) => {
                     let (file, pending) = create_temporary(p, target, existing.as_ref())?;
-                    (Inner::File(file), Some(pending))
+                    (Inner::Temp(writeback::Writeback::new(file)), Some(pending))
                 }
                 Err(problem) => return Err(anyhow!("cannot write {label}: {problem}")),
             },
@@ -186,8 +191,9 @@ impl Sink {
         inner
             .flush()
             .with_context(|| format!("cannot write {label}"))?;
-        if let (Inner::File(file), Some(_)) = (&inner, &self.pending) {
-            file.sync_all()
+        if let Inner::Temp(temp) = &inner {
+            temp.file()
+                .sync_all()
                 .with_context(|| format!("cannot write {label}"))?;
         }
         Ok(Finished {
