@@ -18,7 +18,9 @@
 //!
 //! DuckDB: `TXGUARD_BENCH_PYTHON` names the Python (default: `.venv/bin/python` of this
 //! checkout if present, else `python3`); `TXGUARD_BENCH_DUCKDB` the script (default:
-//! `/work/shared/bench/duckdb_rules.py`).
+//! `/work/shared/bench/duckdb_rules.py`). `TXGUARD_BENCH_BIN` names the txguard to measure
+//! (default: the one built with this bench). Relative paths in them are taken from where
+//! the bench was started. `-- --scale-up` runs the many-core part instead (`scale_up`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -307,9 +309,20 @@ fn tx(label: String, args: Vec<String>, compared: bool) -> Variant {
 /// The binary measured: `TXGUARD_BENCH_BIN` when set (the bench binary run on another
 /// machine, beside a copy of txguard), else the one cargo built with this bench.
 fn txguard() -> PathBuf {
-    std::env::var_os("TXGUARD_BENCH_BIN")
-        .map(PathBuf::from)
+    program_from_env("TXGUARD_BENCH_BIN")
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_txguard")))
+}
+
+/// A program named by the environment variable `var`, as the user meant it: the runs start
+/// in a temporary directory, where `./txguard` would name nothing, so a relative path is
+/// taken from where the bench was started. A bare name is left to the `PATH` lookup.
+fn program_from_env(var: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(var)?);
+    if path.components().count() > 1 {
+        Some(std::path::absolute(&path).unwrap_or(path))
+    } else {
+        Some(path)
+    }
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -319,15 +332,15 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// A Python that can `import duckdb`, and the script, or why not.
 fn duckdb() -> Result<(PathBuf, PathBuf), String> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let python = std::env::var_os("TXGUARD_BENCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or(if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        });
+    let python = program_from_env("TXGUARD_BENCH_PYTHON").unwrap_or(if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    });
+    // An argument, not a program: relative to where the bench was started, like the
+    // `exists` check here, not to the run's directory.
     let script = std::env::var_os("TXGUARD_BENCH_DUCKDB")
-        .map(PathBuf::from)
+        .map(|s| std::path::absolute(PathBuf::from(&s)).unwrap_or_else(|_| s.into()))
         .unwrap_or_else(|| PathBuf::from("/work/shared/bench/duckdb_rules.py"));
     if !script.exists() {
         return Err(format!("{} not found", script.display()));
@@ -435,15 +448,19 @@ fn print_table(measured: &[Measured], rows: u64, rules: u64, input_mb: f64) {
     }
 }
 
-fn find<'a>(measured: &'a [Measured], prefix: &str) -> Option<&'a Measured> {
-    measured.iter().find(|m| m.label.starts_with(prefix))
+/// The variant whose label is `name` or starts with `name` and a space (`processes` finds
+/// `processes -j 16`): `threads -j 1` never finds `threads -j 16`, even when `-j 1` failed
+/// and was not measured.
+fn find<'a>(measured: &'a [Measured], name: &str) -> Option<&'a Measured> {
+    measured.iter().find(|m| {
+        m.label
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    })
 }
 
-fn wall_of(measured: &[Measured], prefix: &str) -> Option<f64> {
-    measured
-        .iter()
-        .find(|m| m.label.starts_with(prefix))
-        .map(|m| m.wall.as_secs_f64())
+fn wall_of(measured: &[Measured], name: &str) -> Option<f64> {
+    find(measured, name).map(|m| m.wall.as_secs_f64())
 }
 
 /// Whether every compared output is the same; exits the bench when not.
@@ -635,7 +652,8 @@ fn generate(root: &Path, rows: u64, file: &str) {
 /// 1,000,000 rows (target: -j N at least 12 times -j 1), each at -j 1, 2, 4, … N, with the
 /// floor, the process executor and DuckDB at N; the seedlike rules on 4,000 rows and N
 /// lanes, both executors; and the peak RSS of simple3 on 10,000,000 rows at -j N (target:
-/// under 100 MB). Every output is compared as in the 2-core part.
+/// under 100 MB). Every output is compared as in the 2-core part, but the memory run's:
+/// nothing else runs on its input.
 fn scale_up(root: &Path, jobs: usize) {
     let n = jobs.to_string();
     let mut lanes: Vec<usize> = std::iter::successors(Some(1), |j| Some(j * 2))
