@@ -506,7 +506,7 @@ fn main() {
     ] {
         generate(&root, rows, file);
     }
-    let input_mb = std::fs::metadata(root.join("tx.csv")).expect("input").len() as f64 / 1e6;
+    let input_mb = megabytes(&root, "tx.csv");
     // A forked child's peak RSS starts at the bench's resident size at the fork.
     let own = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -516,67 +516,12 @@ fn main() {
         })
         .map_or("?".to_string(), |kib| format!("{:.1}", kib * 1024.0 / 1e6));
     println!("(a run's peak RSS includes the bench's own resident size when it forks: {own} MB)");
-    let n = jobs.to_string();
-
-    let mut variants = vec![
-        tx(
-            format!("floor -j {n}"),
-            run("tx.csv", "simple3.toml", &["--floor", "-j", &n]),
-            false,
-        ),
-        tx(
-            "threads -j 1".into(),
-            run("tx.csv", "simple3.toml", &["-j", "1"]),
-            true,
-        ),
-        tx(
-            format!("threads -j {n}"),
-            run("tx.csv", "simple3.toml", &["-j", &n]),
-            true,
-        ),
-        tx(
-            format!("processes -j {n}"),
-            run(
-                "tx.csv",
-                "simple3.toml",
-                &["--executor", "processes", "-j", &n],
-            ),
-            true,
-        ),
-    ];
-    match duckdb() {
-        Ok((python, script)) => variants.push(Variant {
-            label: format!("duckdb {n} threads"),
-            program: python,
-            args: vec![
-                script.display().to_string(),
-                "tx.csv".into(),
-                "duck.csv".into(),
-                n.clone(),
-            ],
-            output: Some(("duck.csv", Compare::WithoutDetail)),
-        }),
-        Err(why) => println!("  (DuckDB not measured: {why})"),
-    }
+    let lanes = [1, jobs];
     println!(
         "throughput: {ROWS} rows ({input_mb:.1} MB) x 3 rules (simple3), best of {ROUNDS} interleaved rounds, {jobs} CPUs"
     );
-    let measured = measure(&root, &variants, ROUNDS);
-    print_table(&measured, ROWS, 3, input_mb);
-    let one = wall_of(&measured, "threads -j 1");
-    let many = wall_of(&measured, &format!("threads -j {n}"));
-    if let (Some(one), Some(many)) = (one, many) {
-        println!("  threads -j {n} speed-up over -j 1 = {:.2}", one / many);
-    }
-    if let (Some(many), Some(processes)) = (many, wall_of(&measured, "processes")) {
-        println!("  processes tx/s / threads tx/s = {:.2}", many / processes);
-    }
-    if let (Some(many), Some(duck)) = (many, wall_of(&measured, "duckdb")) {
-        println!(
-            "  txguard -j {n} wall / DuckDB wall (with Python's start) = {:.2}",
-            many / duck
-        );
-    }
+    let measured = simple3(&root, "tx.csv", ROWS, &lanes, ROUNDS);
+    let n = jobs.to_string();
     if let (Some(many), Some(duck)) = (
         find(&measured, &format!("threads -j {n}")),
         find(&measured, "duckdb"),
@@ -599,38 +544,109 @@ fn main() {
     }
     check_identical(&measured);
 
-    let cpu8 = [
-        tx(
-            "cpu8 threads -j 1".into(),
-            run("tx-cpu8.csv", "cpu8.toml", &["-j", "1"]),
-            true,
-        ),
-        tx(
-            format!("cpu8 threads -j {n}"),
-            run("tx-cpu8.csv", "cpu8.toml", &["-j", &n]),
-            true,
-        ),
-    ];
     println!(
         "\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {CPU8_ROUNDS} interleaved rounds"
     );
-    let measured = measure(&root, &cpu8, CPU8_ROUNDS);
-    let cpu8_mb = std::fs::metadata(root.join("tx-cpu8.csv"))
-        .expect("input")
-        .len() as f64
-        / 1e6;
-    print_table(&measured, CPU8_ROWS, 8, cpu8_mb);
-    if let (Some(one), Some(many)) = (
-        wall_of(&measured, "cpu8 threads -j 1"),
-        wall_of(&measured, &format!("cpu8 threads -j {n}")),
-    ) {
-        println!("  threads -j {n} speed-up over -j 1 = {:.2}", one / many);
-    }
-    check_identical(&measured);
+    cpu8(&root, &lanes, CPU8_ROUNDS);
 
     for rows in SEEDLIKE_ROWS {
         seedlike(&root, rows, SEEDLIKE_JOBS);
     }
+}
+
+/// simple3 on `input` (`rows` rows): the floor at N (the last of `lanes`), threads at each
+/// of `lanes` (the first is 1), processes and DuckDB at N, `rounds` interleaved rounds;
+/// prints the table, each speed-up over -j 1, processes against threads and txguard
+/// against DuckDB at N. The caller checks the outputs (after printing what it adds).
+fn simple3(root: &Path, input: &str, rows: u64, lanes: &[usize], rounds: usize) -> Vec<Measured> {
+    let n = lanes.last().expect("lanes").to_string();
+    let mut variants = vec![tx(
+        format!("floor -j {n}"),
+        run(input, "simple3.toml", &["--floor", "-j", &n]),
+        false,
+    )];
+    for j in lanes {
+        let j = j.to_string();
+        variants.push(tx(
+            format!("threads -j {j}"),
+            run(input, "simple3.toml", &["-j", &j]),
+            true,
+        ));
+    }
+    variants.push(tx(
+        format!("processes -j {n}"),
+        run(
+            input,
+            "simple3.toml",
+            &["--executor", "processes", "-j", &n],
+        ),
+        true,
+    ));
+    match duckdb() {
+        Ok((python, script)) => variants.push(Variant {
+            label: format!("duckdb {n} threads"),
+            program: python,
+            args: vec![
+                script.display().to_string(),
+                input.into(),
+                "duck.csv".into(),
+                n.clone(),
+            ],
+            output: Some(("duck.csv", Compare::WithoutDetail)),
+        }),
+        Err(why) => println!("  (DuckDB not measured: {why})"),
+    }
+    let measured = measure(root, &variants, rounds);
+    let input_mb = megabytes(root, input);
+    print_table(&measured, rows, 3, input_mb);
+    print_speed_ups(&measured, "threads", lanes);
+    let many = wall_of(&measured, &format!("threads -j {n}"));
+    if let (Some(many), Some(processes)) = (many, wall_of(&measured, "processes")) {
+        println!("  processes tx/s / threads tx/s = {:.2}", many / processes);
+    }
+    if let (Some(many), Some(duck)) = (many, wall_of(&measured, "duckdb")) {
+        println!(
+            "  txguard -j {n} wall / DuckDB wall (with Python's start) = {:.2}",
+            many / duck
+        );
+    }
+    measured
+}
+
+/// cpu8 on `tx-cpu8.csv`, threads at each of `lanes` (the first is 1), `rounds`
+/// interleaved rounds: the table, each speed-up over -j 1, the outputs checked.
+fn cpu8(root: &Path, lanes: &[usize], rounds: usize) {
+    let variants: Vec<Variant> = lanes
+        .iter()
+        .map(|j| {
+            let j = j.to_string();
+            tx(
+                format!("cpu8 threads -j {j}"),
+                run("tx-cpu8.csv", "cpu8.toml", &["-j", &j]),
+                true,
+            )
+        })
+        .collect();
+    let measured = measure(root, &variants, rounds);
+    let input_mb = megabytes(root, "tx-cpu8.csv");
+    print_table(&measured, CPU8_ROWS, 8, input_mb);
+    print_speed_ups(&measured, "cpu8 threads", lanes);
+    check_identical(&measured);
+}
+
+/// `PREFIX -j J` against `PREFIX -j 1`, for each J of `lanes` but the first (1).
+fn print_speed_ups(measured: &[Measured], prefix: &str, lanes: &[usize]) {
+    let one = wall_of(measured, &format!("{prefix} -j 1"));
+    for j in &lanes[1..] {
+        if let (Some(one), Some(many)) = (one, wall_of(measured, &format!("{prefix} -j {j}"))) {
+            println!("  threads -j {j} speed-up over -j 1 = {:.2}", one / many);
+        }
+    }
+}
+
+/// The size of `root/file` in MB.
+fn megabytes(root: &Path, file: &str) -> f64 {
+    std::fs::metadata(root.join(file)).expect("input").len() as f64 / 1e6
 }
 
 /// `txguard generate -n ROWS --seed 2 -o FILE` in `root`.
@@ -667,105 +683,24 @@ fn scale_up(root: &Path, jobs: usize) {
         SEEDLIKE_SCALE_ROWS,
         &format!("tx-seedlike-{SEEDLIKE_SCALE_ROWS}.csv"),
     );
-    let input_mb = std::fs::metadata(root.join("tx-scale.csv"))
-        .expect("input")
-        .len() as f64
-        / 1e6;
-
-    let mut variants = vec![tx(
-        format!("floor -j {n}"),
-        run("tx-scale.csv", "simple3.toml", &["--floor", "-j", &n]),
-        false,
-    )];
-    for j in &lanes {
-        let j = j.to_string();
-        variants.push(tx(
-            format!("threads -j {j}"),
-            run("tx-scale.csv", "simple3.toml", &["-j", &j]),
-            true,
-        ));
-    }
-    variants.push(tx(
-        format!("processes -j {n}"),
-        run(
-            "tx-scale.csv",
-            "simple3.toml",
-            &["--executor", "processes", "-j", &n],
-        ),
-        true,
-    ));
-    match duckdb() {
-        Ok((python, script)) => variants.push(Variant {
-            label: format!("duckdb {n} threads"),
-            program: python,
-            args: vec![
-                script.display().to_string(),
-                "tx-scale.csv".into(),
-                "duck.csv".into(),
-                n.clone(),
-            ],
-            output: Some(("duck.csv", Compare::WithoutDetail)),
-        }),
-        Err(why) => println!("  (DuckDB not measured: {why})"),
-    }
+    let input_mb = megabytes(root, "tx-scale.csv");
     println!(
         "scale-up: {SCALE_ROWS} rows ({input_mb:.1} MB) x 3 rules (simple3), best of {SCALE_ROUNDS} interleaved rounds, {jobs} CPUs"
     );
-    let measured = measure(root, &variants, SCALE_ROUNDS);
-    print_table(&measured, SCALE_ROWS, 3, input_mb);
-    let one = wall_of(&measured, "threads -j 1");
-    for j in &lanes[1..] {
-        if let (Some(one), Some(many)) = (one, wall_of(&measured, &format!("threads -j {j}"))) {
-            println!("  threads -j {j} speed-up over -j 1 = {:.2}", one / many);
-        }
-    }
-    let many = wall_of(&measured, &format!("threads -j {n}"));
-    if let Some(many) = many {
+    let measured = simple3(root, "tx-scale.csv", SCALE_ROWS, &lanes, SCALE_ROUNDS);
+    if let Some(many) = wall_of(&measured, &format!("threads -j {n}")) {
         println!(
             "  threads -j {n}: {:.2}M tx/s (target: 8M)",
             SCALE_ROWS as f64 / many / 1e6
         );
     }
-    if let (Some(many), Some(processes)) = (many, wall_of(&measured, "processes")) {
-        println!("  processes tx/s / threads tx/s = {:.2}", many / processes);
-    }
-    if let (Some(many), Some(duck)) = (many, wall_of(&measured, "duckdb")) {
-        println!(
-            "  txguard -j {n} wall / DuckDB wall (with Python's start) = {:.2}",
-            many / duck
-        );
-    }
     check_identical(&measured);
 
-    let cpu8: Vec<Variant> = lanes
-        .iter()
-        .map(|j| {
-            let j = j.to_string();
-            tx(
-                format!("cpu8 threads -j {j}"),
-                run("tx-cpu8.csv", "cpu8.toml", &["-j", &j]),
-                true,
-            )
-        })
-        .collect();
     println!(
         "\nheavier rules: {CPU8_ROWS} rows x 8 rules (cpu8), best of {SCALE_ROUNDS} interleaved rounds"
     );
-    let measured = measure(root, &cpu8, SCALE_ROUNDS);
-    let cpu8_mb = std::fs::metadata(root.join("tx-cpu8.csv"))
-        .expect("input")
-        .len() as f64
-        / 1e6;
-    print_table(&measured, CPU8_ROWS, 8, cpu8_mb);
-    let one = wall_of(&measured, "cpu8 threads -j 1");
-    for j in &lanes[1..] {
-        if let (Some(one), Some(many)) = (one, wall_of(&measured, &format!("cpu8 threads -j {j}")))
-        {
-            println!("  threads -j {j} speed-up over -j 1 = {:.2}", one / many);
-        }
-    }
+    cpu8(root, &lanes, SCALE_ROUNDS);
     println!("  (target at 16 cores: -j 16 at least 12 times -j 1)");
-    check_identical(&measured);
 
     seedlike(root, SEEDLIKE_SCALE_ROWS, jobs as u64);
 
@@ -777,10 +712,7 @@ fn scale_up(root: &Path, jobs: usize) {
     )];
     println!("\nmemory: {MEMORY_ROWS} rows x 3 rules (simple3), one round");
     let measured = measure(root, &memory, 1);
-    let memory_mb = std::fs::metadata(root.join("tx-memory.csv"))
-        .expect("input")
-        .len() as f64
-        / 1e6;
+    let memory_mb = megabytes(root, "tx-memory.csv");
     print_table(&measured, MEMORY_ROWS, 3, memory_mb);
     for m in &measured {
         println!(
