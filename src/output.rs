@@ -21,7 +21,7 @@ pub use lock::OutputLock;
 pub use stdio::{check_stdout_open, record_stdout_at_start};
 
 use crate::exit::Usage;
-use crate::model::BadRow;
+use crate::model::{BadRow, Tally};
 use paths::{Problem, Resolved};
 
 /// Where one output stream goes.
@@ -425,6 +425,19 @@ pub struct Written {
     pub counts: Vec<[u64; 4]>,
     /// The format's own counters of those rows (the decisions: `Tally::extra`).
     pub extra: Vec<u64>,
+}
+
+impl Written {
+    /// What was written, as a run's counts: what the summary of a run cut short (its reader
+    /// went away) reports. Bytes and bad rows are the caller's to add.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            rows: self.rows,
+            counts: self.counts.clone(),
+            extra: self.extra.clone(),
+            ..Tally::default()
+        }
+    }
 }
 
 impl ResultsWriter {

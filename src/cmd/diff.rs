@@ -233,13 +233,9 @@ pub fn run(args: DiffArgs) -> Result<i32> {
                 finished.push(rejects.finish()?);
             }
             if let Some(dest) = &outputs.summary {
-                let written = results.written();
                 let tally = Tally {
-                    rows: written.rows,
-                    counts: written.counts.clone(),
-                    extra: written.extra.clone(),
                     bad_rows,
-                    ..Tally::default()
+                    ..results.written().tally()
                 };
                 finished.push(write_summary(dest, &summarize(&tally, exit::SUCCESS))?);
             }

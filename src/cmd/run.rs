@@ -408,16 +408,12 @@ fn execute(
         Ok(done) => done,
         Err(err) => {
             if exit::is_broken_pipe(&err) {
-                let written = results.written();
                 // The inputs' figures (`run_all`) add up to the run's.
                 let inputs = &known.facts.inputs;
                 known.tally = Tally {
-                    rows: written.rows,
-                    counts: written.counts.clone(),
-                    extra: written.extra.clone(),
                     bytes: inputs.iter().map(|i| i.bytes).sum(),
                     bad_rows: inputs.iter().map(|i| i.bad_rows).sum(),
-                    ..Tally::default()
+                    ..results.written().tally()
                 };
                 // Exit 0 commits every file output, as written until then, in the order
                 // of a run that completes (rejects first): yesterday's must not stay
