@@ -198,6 +198,10 @@ pub struct DiffArgs {
     /// recall and F1 of every rule and decision, old and new.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+    /// Earlier transactions (same columns as the input) read first, in order, only to fill
+    /// the `[windows]` both files declare, as `run --history` does. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub history: Vec<PathBuf>,
     /// Exit 3 when any result or decision changed.
     #[arg(long)]
     pub fail_on_change: bool,

@@ -339,22 +339,27 @@ impl Summary {
             );
         }
         if let Some(w) = &self.windows {
-            // Two short lines: the table fits 80 columns.
-            let _ = writeln!(
-                s,
-                "  windows: at most {} rows inside the spans, {} keys",
-                count(w.peak_rows),
-                count(w.keys)
-            );
-            if w.history_rows > 0 || w.history_bad_rows > 0 {
-                let _ = writeln!(
-                    s,
-                    "  history: {} rows read into the windows, {} bad rows skipped",
-                    count(w.history_rows),
-                    count(w.history_bad_rows)
-                );
-            }
+            s.push_str(&windows_lines(w, count));
         }
         s
     }
+}
+
+/// The report's lines on the windows (`run`'s and `diff`'s): their peak state, and the
+/// history read into them when there was one, each number written by `count`. Two short
+/// lines: the table fits 80 columns.
+pub fn windows_lines(w: &crate::model::WindowStats, count: impl Fn(u64) -> String) -> String {
+    let mut s = format!(
+        "  windows: at most {} rows inside the spans, {} keys\n",
+        count(w.peak_rows),
+        count(w.keys)
+    );
+    if w.history_rows > 0 || w.history_bad_rows > 0 {
+        s.push_str(&format!(
+            "  history: {} rows read into the windows, {} bad rows skipped\n",
+            count(w.history_rows),
+            count(w.history_bad_rows)
+        ));
+    }
+    s
 }

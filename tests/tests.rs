@@ -7,6 +7,7 @@ mod check_generate;
 mod cron;
 mod decisions;
 mod diff;
+mod diff_history;
 mod ecosystem;
 mod executor_parity;
 mod files;

@@ -47,6 +47,9 @@ struct DiffSummary {
     bad_rows: u64,
     #[serde(flatten)]
     report: Report,
+    /// The windows' peak state and the history read, as in `run`'s summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    windows: Option<crate::model::WindowStats>,
     wall_seconds: f64,
     exit_code: i32,
 }
@@ -80,7 +83,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         no_output_header: false,
         csv: args.csv.config(args.max_record_size),
         inputs: vec![args.input.clone()],
-        history: Vec::new(),
+        history: args.history.clone(),
     };
     // The files a diff reads besides its input, before `check`: its messages would name
     // NEW_RULES `--rules`, a flag `diff` does not have.
@@ -183,7 +186,8 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         old_rules: old.set.rules.len(),
         new_rules: new.set.rules.len(),
     });
-    let mut windows = crate::pipeline::windows::WindowStage::for_input(&merged, &input, args.seed)?;
+    // With `--history`, the windows start from yesterday's rows, as the run's did.
+    let mut windows = super::run::windows_stage(&config, &merged, &input, &stop)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: args.bad_rows,
@@ -215,6 +219,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         seed: args.seed,
         transactions: tally.rows,
         bad_rows: tally.bad_rows,
+        windows: tally.windows,
         report: DiffFormat::new(&old.set, &new.set, None).report(&tally.extra, labels.as_deref()),
         wall_seconds: clock.elapsed().as_secs_f64(),
         exit_code: code,
@@ -289,7 +294,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     }
     if !args.quiet {
         exit::say(&format!(
-            "txguard diff: {} transactions, {} × {} rules, {:.2} s, {} -j {}\n{}  bad rows: {}",
+            "txguard diff: {} transactions, {} × {} rules, {:.2} s, {} -j {}\n{}  bad rows: {}\n{}",
             tally.rows,
             old.set.rules.len(),
             new.set.rules.len(),
@@ -297,7 +302,12 @@ pub fn run(args: DiffArgs) -> Result<i32> {
             summary.executor,
             config.jobs,
             summary.report.render(),
-            tally.bad_rows
+            tally.bad_rows,
+            tally
+                .windows
+                .as_ref()
+                .map_or_else(String::new, |w| crate::summary::windows_lines(w, |n| n
+                    .to_string()))
         ));
     }
     if code == exit::FAIL_ON {

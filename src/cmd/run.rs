@@ -606,8 +606,9 @@ impl Inputs<'_> {
 
 /// The windows stage of a run, when the rules have `[windows]`, with every `--history`
 /// file fed to it in order (their bad rows fail the run under `--bad-rows fail`, and are
-/// skipped and counted under `skip`: the rejects file is the input's).
-fn windows_stage(
+/// skipped and counted under `skip`: the rejects file is the input's). `diff` builds its
+/// stage here too, so that a backtest sees the windows a run saw.
+pub(crate) fn windows_stage(
     config: &RunConfig,
     rules: &Arc<RuleSet>,
     input: &InputReader,
