@@ -160,31 +160,25 @@ fn a_diff_history_is_checked_as_a_run_checks_it() {
     // A bad history row fails the diff, or is skipped and counted.
     let bad = yesterday.replace("2026-03-01T00:07:00Z", "yesterday");
     wd.create("bad.csv", &bad);
-    wd.run(&[
-        "diff",
-        "old.toml",
-        "new.toml",
-        "today.csv",
-        "--history",
-        "bad.csv",
-        "-o",
-        "c.csv",
-    ])
-    .expect_code(1)
-    .expect_stderr_contains("bad.csv:9");
+    let with_bad_history = |policy: &str| {
+        wd.run(&[
+            "diff",
+            "old.toml",
+            "new.toml",
+            "today.csv",
+            "--history",
+            "bad.csv",
+            "--bad-rows",
+            policy,
+            "-o",
+            "c.csv",
+        ])
+    };
+    with_bad_history("fail")
+        .expect_code(1)
+        .expect_stderr_contains("bad.csv:9");
     assert!(!wd.exists("c.csv"));
-    wd.run(&[
-        "diff",
-        "old.toml",
-        "new.toml",
-        "today.csv",
-        "--history",
-        "bad.csv",
-        "--bad-rows",
-        "skip",
-        "-o",
-        "c.csv",
-    ])
-    .expect_success()
-    .expect_stderr_contains("  history: 29 rows read into the windows, 1 bad rows skipped\n");
+    with_bad_history("skip")
+        .expect_success()
+        .expect_stderr_contains("  history: 29 rows read into the windows, 1 bad rows skipped\n");
 }
