@@ -358,3 +358,58 @@ fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() 
     assert_eq!(wd.read("rejects.csv"), "line,reason,raw\n");
     assert_eq!(s["bad_rows"], 0, "{s}");
 }
+
+#[test]
+fn windows_whose_where_reads_a_list_the_files_hold_differently_are_refused() {
+    // The windows are computed once, with NEW's lists: a `where` reading a list that OLD
+    // holds with other keys gave OLD the windows of NEW's list, so the diff reported no
+    // change where `run OLD` and `run NEW` compared differ.
+    let wd = Workdir::new("diff-windows-lists");
+    wd.mkdir("old");
+    wd.mkdir("new");
+    wd.create("old/listed.csv", "country\nPL\n");
+    wd.create("new/listed.csv", "country\nUS\n");
+    let rules = "[lists.listed]\nfile = \"listed.csv\"\nkey = \"country\"\n\
+                 [windows.n]\nkey = \"account\"\ntime = \"ts\"\nspan = \"1h\"\n\
+                 function = \"count\"\nwhere = \"country in listed\"\n\
+                 [[rule]]\nid = 1\nname = \"twice\"\nwhen = \"n >= 2\"\n";
+    wd.create("old/rules.toml", rules);
+    wd.create("new/rules.toml", rules);
+    wd.create(
+        "tx.csv",
+        "id,account,ts,country\n1,A,2026-01-01T00:00:01Z,PL\n2,A,2026-01-01T00:00:02Z,PL\n\
+         3,B,2026-01-01T00:00:03Z,US\n4,B,2026-01-01T00:00:04Z,US\n",
+    );
+    let run = |rules: &str| {
+        wd.run(&["run", "tx.csv", "--rules", rules, "-q"])
+            .expect_success()
+            .stdout()
+    };
+    assert_eq!(
+        run("old/rules.toml"),
+        "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,true,\n3,1,false,\n4,1,false,\n"
+    );
+    assert_eq!(
+        run("new/rules.toml"),
+        "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,false,\n3,1,false,\n4,1,true,\n"
+    );
+    for (a, b) in [("old", "new"), ("new", "old")] {
+        let (a, b) = (format!("{a}/rules.toml"), format!("{b}/rules.toml"));
+        wd.run(&["diff", &a, &b, "tx.csv", "-o", "changes.csv", "-q"])
+            .expect_code(2)
+            .expect_stderr_contains("a [windows.*] `where` reads [lists.listed], which ");
+        assert!(!wd.exists("changes.csv"));
+    }
+    // The same list contents in other bytes (a quoted key) are alike.
+    wd.create("new/listed.csv", "country\n\"PL\"\n");
+    wd.run(&[
+        "diff",
+        "old/rules.toml",
+        "new/rules.toml",
+        "tx.csv",
+        "--fail-on-change",
+        "-q",
+    ])
+    .expect_success()
+    .expect_stdout("transaction_id,rule_id,old,new\n");
+}

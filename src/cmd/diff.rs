@@ -344,6 +344,16 @@ fn merged_columns(old: &RuleSet, new: &RuleSet, args: &DiffArgs) -> Result<RuleS
         ))
         .into());
     }
+    // Their `where` filters run once, with NEW's lists: OLD's must hold the same.
+    if let Some(list) = new.derived.filter_list_differing(&old.derived) {
+        return Err(Usage(format!(
+            "a [windows.*] `where` reads [lists.{list}], which {} and {} do not hold alike: \
+             diff computes the windows once for both, with one file's lists",
+            show(&args.old_rules),
+            show(&args.new_rules)
+        ))
+        .into());
+    }
     let mut nullable = old.nullable.clone();
     nullable.extend(new.nullable.iter().cloned());
     Ok(RuleSet {
