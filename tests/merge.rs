@@ -293,3 +293,40 @@ fn a_signal_during_merge_leaves_no_output_and_the_parts_intact() {
         );
     }
 }
+
+#[test]
+fn a_summary_naming_the_output_or_a_file_the_shards_read_is_refused() {
+    // `merge out.csv --summary ./out.csv` compared spellings only: the summary, renamed
+    // last, replaced the merged results (exit 0); `--summary tx.csv` replaced the input.
+    let wd = setup("merge-summary-clash");
+    all_shards(&wd, 2);
+    let root = wd.root().display().to_string();
+    for (summary, message) in [
+        ("./out.csv".to_string(), "would replace the merged output"),
+        (format!("{root}/out.csv"), "would replace the merged output"),
+        (
+            "./out.csv.rejects.csv".to_string(),
+            "would replace the merged output",
+        ),
+        ("./tx.csv".to_string(), "is tx.csv, a file the shards read"),
+        (
+            format!("{root}/rules.toml"),
+            "is rules.toml, a file the shards read",
+        ),
+    ] {
+        let before = files(&wd);
+        wd.run(&["merge", "out.csv", "--summary", &summary, "-q"])
+            .expect_code(2)
+            .expect_stderr_contains(message);
+        assert!(files(&wd) == before, "--summary {summary} changed files");
+        assert!(!wd.exists("out.csv"));
+    }
+    // Once the merged output exists, a hard link to it is the output too.
+    wd.run(&["merge", "out.csv", "-q"]).expect_success();
+    let merged = wd.read("out.csv");
+    std::fs::hard_link(wd.path("out.csv"), wd.path("linked.csv")).unwrap();
+    wd.run(&["merge", "out.csv", "--summary", "linked.csv", "-q"])
+        .expect_code(2)
+        .expect_stderr_contains("would replace the merged output");
+    assert_eq!(wd.read("out.csv"), merged);
+}

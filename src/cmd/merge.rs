@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -39,7 +40,10 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     let summary_dest = args.summary.as_deref().map(|p| Destination::of(Some(p)));
     if let Some(dest) = &summary_dest {
         dest.check("--summary", false)?;
-        if dest.path() == Some(output.as_path()) || dest.path() == Some(rejects_path.as_path()) {
+        // By identity, not spelling: `./OUT` or an absolute path is OUT too, and the
+        // summary renamed last would replace the merged results.
+        let id = dest.path().and_then(identity);
+        if id.is_some() && (id == identity(&output) || id == identity(&rejects_path)) {
             return Err(Usage(format!(
                 "--summary {} would replace the merged output",
                 show(dest.path().unwrap_or(&output))
@@ -72,6 +76,21 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
         if let Some(file) = clash {
             return Err(Usage(format!(
                 "--summary {} is {}, a part of this run",
+                show(summary),
+                show(file)
+            ))
+            .into());
+        }
+        // The input and rules file the shards read, as they named them (checked where
+        // that names a file from here): the summary must not replace them.
+        let first = &parts[0].summary;
+        let read = [Path::new(&first.input), Path::new(&first.rules_file)];
+        let clash = read
+            .into_iter()
+            .find(|file| file.is_file() && id.is_some() && identity(file) == id);
+        if let Some(file) = clash {
+            return Err(Usage(format!(
+                "--summary {} is {}, a file the shards read",
                 show(summary),
                 show(file)
             ))
