@@ -413,3 +413,39 @@ fn windows_whose_where_reads_a_list_the_files_hold_differently_are_refused() {
     .expect_success()
     .expect_stdout("transaction_id,rule_id,old,new\n");
 }
+
+#[test]
+fn control_characters_of_rule_names_never_reach_the_terminal() {
+    // The diff table printed rule names raw: an escape sequence or a newline written in
+    // the rules file reached the operator's terminal and broke the table's lines.
+    let wd = Workdir::new("diff-control-names");
+    let rules = "[[rule]]\nid = 1\nname = \"a\\u001b[2Jb\\nc\"\nwhen = \"true\"\n";
+    wd.create("old.toml", rules);
+    wd.create("new.toml", rules.replace("\"true\"", "\"false\""));
+    wd.create("tx.csv", "id\n1\n");
+    wd.create("labels.csv", "transaction_id,label\n1,true\n");
+    let run = wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "--labels",
+        "labels.csv",
+        "-o",
+        "changes.csv",
+    ]);
+    run.expect_success()
+        .expect_stderr_contains("\n       1  a?[2Jb?c          1          0          1\n")
+        .expect_stderr_contains(
+            "\n       1  a?[2Jb?c   1.000  1.000  1.000       -  0.000  0.000\n",
+        );
+    assert!(
+        !run.stderr().contains('\u{1b}'),
+        "an escape reached stderr\n{}",
+        run.describe()
+    );
+    assert_eq!(
+        wd.read("changes.csv"),
+        "transaction_id,rule_id,old,new\n1,1,true,false\n"
+    );
+}
