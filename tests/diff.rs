@@ -449,3 +449,25 @@ fn control_characters_of_rule_names_never_reach_the_terminal() {
         "transaction_id,rule_id,old,new\n1,1,true,false\n"
     );
 }
+
+#[test]
+fn changes_streamed_into_a_device_that_fails_name_the_device() {
+    // A failed write into a device named by `-o` was said to be on standard output.
+    let wd = Workdir::new("diff-full-device");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    let run = wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "/dev/full",
+        "-q",
+    ]);
+    run.expect_code(1).expect_stderr(
+        "txguard: error: the changes written to /dev/full are incomplete: cannot write \
+         /dev/full: No space left on device (os error 28)\n",
+    );
+}

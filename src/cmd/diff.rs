@@ -247,7 +247,11 @@ pub fn run(args: DiffArgs) -> Result<i32> {
             if outputs.results.file().is_none()
                 && err.downcast_ref::<exit::Interrupted>().is_none() =>
         {
-            return Err(err.context("the changes written to standard output are incomplete"));
+            let shown = match outputs.results.path() {
+                Some(path) => show(path),
+                None => "standard output".to_string(),
+            };
+            return Err(err.context(format!("the changes written to {shown} are incomplete")));
         }
         Err(err) => return Err(err),
     };
