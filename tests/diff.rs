@@ -471,3 +471,31 @@ fn changes_streamed_into_a_device_that_fails_name_the_device() {
          /dev/full: No space left on device (os error 28)\n",
     );
 }
+
+#[test]
+fn a_labels_file_without_line_ends_is_refused_not_read_into_memory() {
+    // `--labels` read one endless record from a file without line ends (`/dev/zero`)
+    // until memory ran out (an abort, exit 134, or the machine's memory).
+    let wd = Workdir::new("diff-endless-labels");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    let args = [
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "--labels",
+        "/dev/zero",
+        "-o",
+        "changes.csv",
+        "-q",
+    ];
+    wd.run_within(std::time::Duration::from_secs(60), &args)
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: cannot read --labels /dev/zero: a line longer than 1 MiB \
+             (not a labels file?)\n",
+        );
+    assert!(!wd.exists("changes.csv"));
+}
