@@ -330,3 +330,32 @@ fn a_summary_naming_the_output_or_a_file_the_shards_read_is_refused() {
         .expect_stderr_contains("would replace the merged output");
     assert_eq!(wd.read("out.csv"), merged);
 }
+
+#[test]
+fn a_part_summary_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    // A part's results that are a FIFO were refused, but its summary was read whole as it
+    // was: a FIFO blocked the merge until a signal, a link to /dev/zero filled memory.
+    let wd = setup("merge-summary-special");
+    all_shards(&wd, 2);
+    let summary = "out.csv.part-00001-of-00002.summary.json";
+    std::fs::remove_file(wd.path(summary)).unwrap();
+    let fifo =
+        std::ffi::CString::new(wd.path(summary).into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let needle = format!("part 1 of 2: {summary} is not a regular file");
+    let refused_within_a_minute = || {
+        let before = files(&wd);
+        wd.run_within(
+            std::time::Duration::from_secs(60),
+            &["merge", "out.csv", "-q"],
+        )
+        .expect_code(1)
+        .expect_stderr_contains(&needle);
+        assert!(files(&wd) == before && !wd.exists("out.csv"));
+    };
+    refused_within_a_minute();
+    std::fs::remove_file(wd.path(summary)).unwrap();
+    wd.symlink("/dev/zero", summary);
+    refused_within_a_minute();
+}
