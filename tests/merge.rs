@@ -359,3 +359,57 @@ fn a_part_summary_that_is_a_fifo_or_a_device_is_refused_at_once() {
     wd.symlink("/dev/zero", summary);
     refused_within_a_minute();
 }
+
+#[test]
+fn an_out_that_is_the_input_or_the_rules_is_refused_by_the_shards_and_by_merge() {
+    // `run tx.csv -o tx.csv --shard 0/1` passed (its parts are other files), and
+    // `merge tx.csv` then replaced the input with the merged results.
+    let wd = setup("merge-out-is-input");
+    let input = wd.read("tx.csv");
+    let rules = wd.read("rules.toml");
+    for (out, extra, message) in [
+        (
+            "tx.csv",
+            None,
+            "INPUT tx.csv would be replaced by `txguard merge`",
+        ),
+        ("./rules.toml", None, "--rules rules.toml would be replaced"),
+        ("tx", Some("skip"), "which writes tx.rejects.csv"),
+    ] {
+        if extra.is_some() {
+            std::fs::rename(wd.path("tx.csv"), wd.path("tx.rejects.csv")).unwrap();
+        }
+        let input_name = if extra.is_some() {
+            "tx.rejects.csv"
+        } else {
+            "tx.csv"
+        };
+        let mut args = vec!["run", input_name, "--rules", "rules.toml", "-o", out];
+        args.extend(["--shard", "0/1", "-q"]);
+        if let Some(policy) = extra {
+            args.extend(["--bad-rows", policy]);
+        }
+        let before = wd.snapshot();
+        let run = wd.run(&args);
+        run.expect_code(2).expect_stderr_contains(message);
+        wd.expect_unchanged(&before, &run);
+        if extra.is_some() {
+            std::fs::rename(wd.path("tx.rejects.csv"), wd.path("tx.csv")).unwrap();
+        }
+    }
+    // Parts that exist all the same (written by an earlier version, or by hand): merge
+    // refuses to write OUT over the input the shards read.
+    all_shards(&wd, 1);
+    for f in ["", ".summary.json"] {
+        std::fs::rename(
+            wd.path(&format!("out.csv.part-00000-of-00001{f}")),
+            wd.path(&format!("tx.csv.part-00000-of-00001{f}")),
+        )
+        .unwrap();
+    }
+    wd.run(&["merge", "tx.csv", "-q"])
+        .expect_code(2)
+        .expect_stderr_contains("OUT tx.csv is tx.csv, a file the shards read");
+    assert_eq!(wd.read("tx.csv"), input);
+    assert_eq!(wd.read("rules.toml"), rules);
+}

@@ -16,7 +16,7 @@ use crate::config::FailOn;
 use crate::exit::{self, Usage};
 use crate::merge::{Part, REJECTS_HEADER, RESULTS_HEADER, find_parts};
 use crate::model::Tally;
-use crate::output::paths::{LOCK_SUFFIX, identity, show, with_suffix};
+use crate::output::paths::{Identity, LOCK_SUFFIX, identity, show, with_suffix};
 use crate::output::{Destination, OutputLock, Sink, commit_all};
 use crate::shard::Digester;
 use crate::signals::StopFlag;
@@ -81,17 +81,27 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
             ))
             .into());
         }
-        // The input and rules file the shards read, as they named them (checked where
-        // that names a file from here): the summary must not replace them.
-        let first = &parts[0].summary;
-        let read = [Path::new(&first.input), Path::new(&first.rules_file)];
-        let clash = read
-            .into_iter()
-            .find(|file| file.is_file() && id.is_some() && identity(file) == id);
-        if let Some(file) = clash {
+        if let Some(file) = read_by_shards(&parts, id.as_ref()) {
             return Err(Usage(format!(
                 "--summary {} is {}, a file the shards read",
                 show(summary),
+                show(file)
+            ))
+            .into());
+        }
+    }
+    // Nor may OUT (or its rejects) be one of them: `run -o tx.csv --shard` writes only
+    // parts beside tx.csv, and the merge would replace the input with the results.
+    let skip_mode = parts[0].rejects.is_some();
+    let merged = [
+        Some(output.as_path()),
+        skip_mode.then_some(rejects_path.as_path()),
+    ];
+    for out in merged.into_iter().flatten() {
+        if let Some(file) = read_by_shards(&parts, identity(out).as_ref()) {
+            return Err(Usage(format!(
+                "OUT {} is {}, a file the shards read: merge would replace it",
+                show(out),
                 show(file)
             ))
             .into());
@@ -108,7 +118,6 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
         &stop,
     )?;
     finished.push(sink.finish()?);
-    let skip_mode = parts[0].rejects.is_some();
     if skip_mode {
         let mut sink = Sink::create(&Destination::of(Some(&rejects_path)))?;
         join(
@@ -149,6 +158,15 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
         ));
     }
     Ok(code)
+}
+
+/// The input or rules file the shards read (as they named them, where that names a
+/// regular file from here) whose identity is `id`.
+fn read_by_shards<'a>(parts: &'a [Part], id: Option<&Identity>) -> Option<&'a Path> {
+    let first = &parts[0].summary;
+    let read = [Path::new(&first.input), Path::new(&first.rules_file)];
+    read.into_iter()
+        .find(|file| file.is_file() && id.is_some() && identity(file).as_ref() == id)
 }
 
 /// Writes `header`, then each part's file after its own header, in shard order. Each
