@@ -160,12 +160,27 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The input or rules file the shards read (as they named them, where that names a
-/// regular file from here) whose identity is `id`.
+/// The input or rules file the shards read whose identity is `id`: as they named them,
+/// where that names a regular file from here (the input only with the size and
+/// modification time they recorded: from another directory, the name may be another
+/// file's).
 fn read_by_shards<'a>(parts: &'a [Part], id: Option<&Identity>) -> Option<&'a Path> {
     let first = &parts[0].summary;
-    let read = [Path::new(&first.input), Path::new(&first.rules_file)];
+    let facts = parts[0].facts();
+    let is_input = |file: &Path| {
+        std::fs::metadata(file).is_ok_and(|meta| {
+            let mtime = meta.modified().map(humantime::format_rfc3339_nanos);
+            meta.len() == facts.input_size
+                && mtime.is_ok_and(|t| t.to_string() == facts.input_mtime)
+        })
+    };
+    let input = Path::new(&first.input);
+    let read = [
+        is_input(input).then_some(input),
+        Some(Path::new(&first.rules_file)),
+    ];
     read.into_iter()
+        .flatten()
         .find(|file| file.is_file() && id.is_some() && identity(file).as_ref() == id)
 }
 
