@@ -210,9 +210,12 @@ impl RunConfig {
         self = crate::shard::part_config(self)?;
         let outputs = self.outputs();
         one_standard_output(&outputs, self.output.is_none())?;
+        let locked = outputs.covered_by_lock();
         for (flag, dest) in outputs.named() {
-            // The results file is locked: its lock file's name must fit too.
-            dest.check(flag, flag == "--output" || flag == "--decisions")?;
+            // The files the lock covers (results, decisions, the default rejects file)
+            // are locked each: their lock files' names must fit too.
+            let is_locked = dest.file().is_some_and(|file| locked.contains(&file));
+            dest.check(flag, is_locked)?;
         }
         distinct_files(&self, &outputs)?;
         Ok(self)

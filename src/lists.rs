@@ -33,6 +33,20 @@ impl List {
         self.entries.is_empty()
     }
 
+    /// Whether `other` holds exactly these keys and values, of the same types.
+    pub fn same_contents(&self, other: &List) -> bool {
+        let same = |a: &Dynamic, b: &Dynamic| match (a.as_float(), b.as_float()) {
+            (Ok(x), Ok(y)) => x.to_bits() == y.to_bits(),
+            _ => a.type_name() == b.type_name() && a.to_string() == b.to_string(),
+        };
+        self.is_map == other.is_map
+            && self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .all(|(k, v)| other.entries.get(k).is_some_and(|w| same(v, w)))
+    }
+
     fn get(&self, key: &str) -> Option<&Dynamic> {
         self.entries.get(key)
     }

@@ -255,9 +255,28 @@ fn check_file(path: &Path, digest: Option<&PartDigest>, what: &str, part: &Part)
     Ok(())
 }
 
+/// A part summary is a few kilobytes; a larger file is no summary txguard wrote.
+const MAX_SUMMARY_BYTES: u64 = 16 << 20;
+
 fn read_summary(path: &Path, label: &str) -> Result<PartSummary> {
-    let text =
-        fs::read(path).map_err(|e| anyhow::anyhow!("{label}: cannot read {}: {e}", show(path)))?;
+    let cannot = |e: std::io::Error| anyhow::anyhow!("{label}: cannot read {}: {e}", show(path));
+    // A FIFO would block the open, a device (a link to /dev/zero) never end.
+    if !fs::metadata(path).map_err(cannot)?.is_file() {
+        bail!(
+            "{label}: {} is not a regular file: not the summary its shard wrote",
+            show(path)
+        );
+    }
+    let mut text = Vec::new();
+    fs::File::open(path)
+        .and_then(|file| file.take(MAX_SUMMARY_BYTES + 1).read_to_end(&mut text))
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_SUMMARY_BYTES {
+        bail!(
+            "{label}: {} is larger than a summary txguard writes",
+            show(path)
+        );
+    }
     serde_json::from_slice(&text)
         .map_err(|e| anyhow::anyhow!("{label}: {} is not a txguard summary: {e}", show(path)))
 }

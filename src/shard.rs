@@ -239,6 +239,25 @@ pub fn part_config(mut config: RunConfig) -> Result<RunConfig, Usage> {
             show(&config.input)
         ));
     }
+    // OUT itself is what `merge` writes (and OUT.rejects.csv in skip mode): neither may
+    // be the input or the rules, which a run without --shard refuses as its output too.
+    let mut merged = vec![output.clone()];
+    if config.bad_rows == crate::config::BadRows::Skip {
+        merged.push(with_suffix(&output, ".rejects.csv"));
+    }
+    for out in &merged {
+        let id = crate::output::paths::identity(out);
+        for (what, file) in [("INPUT", &config.input), ("--rules", &config.rules)] {
+            if id.is_some() && crate::output::paths::identity(file) == id {
+                return refuse(format!(
+                    "{what} {} would be replaced by `txguard merge`, which writes {}: \
+                     name another -o OUT",
+                    show(file),
+                    show(out)
+                ));
+            }
+        }
+    }
     let part = spec.part_path(&output);
     config.summary = Some(with_suffix(&part, SUMMARY_SUFFIX));
     config.output = Some(part);

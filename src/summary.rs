@@ -75,7 +75,7 @@ fn cut_front(text: &str, width: usize) -> String {
 
 /// A rule name as one line of text: control characters (a newline in a TOML string)
 /// shown as `?`, so the table keeps its shape.
-fn printable(name: &str) -> String {
+pub(crate) fn printable(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

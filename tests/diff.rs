@@ -358,3 +358,144 @@ fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() 
     assert_eq!(wd.read("rejects.csv"), "line,reason,raw\n");
     assert_eq!(s["bad_rows"], 0, "{s}");
 }
+
+#[test]
+fn windows_whose_where_reads_a_list_the_files_hold_differently_are_refused() {
+    // The windows are computed once, with NEW's lists: a `where` reading a list that OLD
+    // holds with other keys gave OLD the windows of NEW's list, so the diff reported no
+    // change where `run OLD` and `run NEW` compared differ.
+    let wd = Workdir::new("diff-windows-lists");
+    wd.mkdir("old");
+    wd.mkdir("new");
+    wd.create("old/listed.csv", "country\nPL\n");
+    wd.create("new/listed.csv", "country\nUS\n");
+    let rules = "[lists.listed]\nfile = \"listed.csv\"\nkey = \"country\"\n\
+                 [windows.n]\nkey = \"account\"\ntime = \"ts\"\nspan = \"1h\"\n\
+                 function = \"count\"\nwhere = \"country in listed\"\n\
+                 [[rule]]\nid = 1\nname = \"twice\"\nwhen = \"n >= 2\"\n";
+    wd.create("old/rules.toml", rules);
+    wd.create("new/rules.toml", rules);
+    wd.create(
+        "tx.csv",
+        "id,account,ts,country\n1,A,2026-01-01T00:00:01Z,PL\n2,A,2026-01-01T00:00:02Z,PL\n\
+         3,B,2026-01-01T00:00:03Z,US\n4,B,2026-01-01T00:00:04Z,US\n",
+    );
+    let run = |rules: &str| {
+        wd.run(&["run", "tx.csv", "--rules", rules, "-q"])
+            .expect_success()
+            .stdout()
+    };
+    assert_eq!(
+        run("old/rules.toml"),
+        "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,true,\n3,1,false,\n4,1,false,\n"
+    );
+    assert_eq!(
+        run("new/rules.toml"),
+        "transaction_id,rule_id,result,detail\n1,1,false,\n2,1,false,\n3,1,false,\n4,1,true,\n"
+    );
+    for (a, b) in [("old", "new"), ("new", "old")] {
+        let (a, b) = (format!("{a}/rules.toml"), format!("{b}/rules.toml"));
+        wd.run(&["diff", &a, &b, "tx.csv", "-o", "changes.csv", "-q"])
+            .expect_code(2)
+            .expect_stderr_contains("a [windows.*] `where` reads [lists.listed], which ");
+        assert!(!wd.exists("changes.csv"));
+    }
+    // The same list contents in other bytes (a quoted key) are alike.
+    wd.create("new/listed.csv", "country\n\"PL\"\n");
+    wd.run(&[
+        "diff",
+        "old/rules.toml",
+        "new/rules.toml",
+        "tx.csv",
+        "--fail-on-change",
+        "-q",
+    ])
+    .expect_success()
+    .expect_stdout("transaction_id,rule_id,old,new\n");
+}
+
+#[test]
+fn control_characters_of_rule_names_never_reach_the_terminal() {
+    // The diff table printed rule names raw: an escape sequence or a newline written in
+    // the rules file reached the operator's terminal and broke the table's lines.
+    let wd = Workdir::new("diff-control-names");
+    let rules = "[[rule]]\nid = 1\nname = \"a\\u001b[2Jb\\nc\"\nwhen = \"true\"\n";
+    wd.create("old.toml", rules);
+    wd.create("new.toml", rules.replace("\"true\"", "\"false\""));
+    wd.create("tx.csv", "id\n1\n");
+    wd.create("labels.csv", "transaction_id,label\n1,true\n");
+    let run = wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "--labels",
+        "labels.csv",
+        "-o",
+        "changes.csv",
+    ]);
+    run.expect_success()
+        .expect_stderr_contains("\n       1  a?[2Jb?c          1          0          1\n")
+        .expect_stderr_contains(
+            "\n       1  a?[2Jb?c   1.000  1.000  1.000       -  0.000  0.000\n",
+        );
+    assert!(
+        !run.stderr().contains('\u{1b}'),
+        "an escape reached stderr\n{}",
+        run.describe()
+    );
+    assert_eq!(
+        wd.read("changes.csv"),
+        "transaction_id,rule_id,old,new\n1,1,true,false\n"
+    );
+}
+
+#[test]
+fn changes_streamed_into_a_device_that_fails_name_the_device() {
+    // A failed write into a device named by `-o` was said to be on standard output.
+    let wd = Workdir::new("diff-full-device");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    let run = wd.run(&[
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "-o",
+        "/dev/full",
+        "-q",
+    ]);
+    run.expect_code(1).expect_stderr(
+        "txguard: error: the changes written to /dev/full are incomplete: cannot write \
+         /dev/full: No space left on device (os error 28)\n",
+    );
+}
+
+#[test]
+fn a_labels_file_without_line_ends_is_refused_not_read_into_memory() {
+    // `--labels` read one endless record from a file without line ends (`/dev/zero`)
+    // until memory ran out (an abort, exit 134, or the machine's memory).
+    let wd = Workdir::new("diff-endless-labels");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    let args = [
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "--labels",
+        "/dev/zero",
+        "-o",
+        "changes.csv",
+        "-q",
+    ];
+    wd.run_within(std::time::Duration::from_secs(60), &args)
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: cannot read --labels /dev/zero: a line longer than 1 MiB \
+             (not a labels file?)\n",
+        );
+    assert!(!wd.exists("changes.csv"));
+}

@@ -1206,6 +1206,37 @@ fn names_too_long_for_a_temporary_or_lock_file_are_handled_before_any_work() {
 }
 
 #[test]
+fn a_default_rejects_file_whose_lock_name_is_too_long_is_refused_before_any_work() {
+    // `OUT.rejects.csv` fitted, but its own lock `OUT.rejects.csv.lock` was not checked:
+    // exit 1 after OUT.lock was created (and, for a shard, a failed part summary written).
+    let wd = batch("long-rejects-lock");
+    let fits = "a".repeat(238);
+    wd.txguard_run(&["-o", &fits, "--bad-rows", "skip", "-q"])
+        .expect_success();
+    assert_eq!(wd.read(&fits), RESULTS);
+    let too_long = "b".repeat(239);
+    let shard_too_long = "c".repeat(219);
+    let before = wd.snapshot();
+    for run in [
+        wd.txguard_run(&["-o", &too_long, "--bad-rows", "skip", "-q"]),
+        wd.txguard_run(&[
+            "-o",
+            &shard_too_long,
+            "--bad-rows",
+            "skip",
+            "--shard",
+            "0/1",
+            "-q",
+        ]),
+    ] {
+        run.expect_code(2)
+            .expect_stderr_contains("the default rejects file (see --rejects)")
+            .expect_stderr_contains("its lock file's name (NAME.lock) would exceed");
+        wd.expect_unchanged(&before, &run);
+    }
+}
+
+#[test]
 fn a_path_ending_in_a_slash_names_a_directory() {
     let wd = batch("trailing-slash");
     let before = wd.snapshot();

@@ -293,3 +293,123 @@ fn a_signal_during_merge_leaves_no_output_and_the_parts_intact() {
         );
     }
 }
+
+#[test]
+fn a_summary_naming_the_output_or_a_file_the_shards_read_is_refused() {
+    // `merge out.csv --summary ./out.csv` compared spellings only: the summary, renamed
+    // last, replaced the merged results (exit 0); `--summary tx.csv` replaced the input.
+    let wd = setup("merge-summary-clash");
+    all_shards(&wd, 2);
+    let root = wd.root().display().to_string();
+    for (summary, message) in [
+        ("./out.csv".to_string(), "would replace the merged output"),
+        (format!("{root}/out.csv"), "would replace the merged output"),
+        (
+            "./out.csv.rejects.csv".to_string(),
+            "would replace the merged output",
+        ),
+        ("./tx.csv".to_string(), "is tx.csv, a file the shards read"),
+        (
+            format!("{root}/rules.toml"),
+            "is rules.toml, a file the shards read",
+        ),
+    ] {
+        let before = files(&wd);
+        wd.run(&["merge", "out.csv", "--summary", &summary, "-q"])
+            .expect_code(2)
+            .expect_stderr_contains(message);
+        assert!(files(&wd) == before, "--summary {summary} changed files");
+        assert!(!wd.exists("out.csv"));
+    }
+    // Once the merged output exists, a hard link to it is the output too.
+    wd.run(&["merge", "out.csv", "-q"]).expect_success();
+    let merged = wd.read("out.csv");
+    std::fs::hard_link(wd.path("out.csv"), wd.path("linked.csv")).unwrap();
+    wd.run(&["merge", "out.csv", "--summary", "linked.csv", "-q"])
+        .expect_code(2)
+        .expect_stderr_contains("would replace the merged output");
+    assert_eq!(wd.read("out.csv"), merged);
+}
+
+#[test]
+fn a_part_summary_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    // A part's results that are a FIFO were refused, but its summary was read whole as it
+    // was: a FIFO blocked the merge until a signal, a link to /dev/zero filled memory.
+    let wd = setup("merge-summary-special");
+    all_shards(&wd, 2);
+    let summary = "out.csv.part-00001-of-00002.summary.json";
+    std::fs::remove_file(wd.path(summary)).unwrap();
+    let fifo =
+        std::ffi::CString::new(wd.path(summary).into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let needle = format!("part 1 of 2: {summary} is not a regular file");
+    let refused_within_a_minute = || {
+        let before = files(&wd);
+        wd.run_within(
+            std::time::Duration::from_secs(60),
+            &["merge", "out.csv", "-q"],
+        )
+        .expect_code(1)
+        .expect_stderr_contains(&needle);
+        assert!(files(&wd) == before && !wd.exists("out.csv"));
+    };
+    refused_within_a_minute();
+    std::fs::remove_file(wd.path(summary)).unwrap();
+    wd.symlink("/dev/zero", summary);
+    refused_within_a_minute();
+}
+
+#[test]
+fn an_out_that_is_the_input_or_the_rules_is_refused_by_the_shards_and_by_merge() {
+    // `run tx.csv -o tx.csv --shard 0/1` passed (its parts are other files), and
+    // `merge tx.csv` then replaced the input with the merged results.
+    let wd = setup("merge-out-is-input");
+    let input = wd.read("tx.csv");
+    let rules = wd.read("rules.toml");
+    for (out, extra, message) in [
+        (
+            "tx.csv",
+            None,
+            "INPUT tx.csv would be replaced by `txguard merge`",
+        ),
+        ("./rules.toml", None, "--rules rules.toml would be replaced"),
+        ("tx", Some("skip"), "which writes tx.rejects.csv"),
+    ] {
+        if extra.is_some() {
+            std::fs::rename(wd.path("tx.csv"), wd.path("tx.rejects.csv")).unwrap();
+        }
+        let input_name = if extra.is_some() {
+            "tx.rejects.csv"
+        } else {
+            "tx.csv"
+        };
+        let mut args = vec!["run", input_name, "--rules", "rules.toml", "-o", out];
+        args.extend(["--shard", "0/1", "-q"]);
+        if let Some(policy) = extra {
+            args.extend(["--bad-rows", policy]);
+        }
+        let before = wd.snapshot();
+        let run = wd.run(&args);
+        run.expect_code(2).expect_stderr_contains(message);
+        wd.expect_unchanged(&before, &run);
+        if extra.is_some() {
+            std::fs::rename(wd.path("tx.rejects.csv"), wd.path("tx.csv")).unwrap();
+        }
+    }
+    // Parts that exist all the same (written by an earlier version, or by hand): merge
+    // refuses to write OUT over the input the shards read.
+    all_shards(&wd, 1);
+    for f in ["", ".summary.json"] {
+        std::fs::rename(
+            wd.path(&format!("out.csv.part-00000-of-00001{f}")),
+            wd.path(&format!("tx.csv.part-00000-of-00001{f}")),
+        )
+        .unwrap();
+    }
+    wd.run(&["merge", "tx.csv", "-q"])
+        .expect_code(2)
+        .expect_stderr_contains("OUT tx.csv is tx.csv, a file the shards read");
+    assert_eq!(wd.read("tx.csv"), input);
+    assert_eq!(wd.read("rules.toml"), rules);
+}

@@ -468,3 +468,28 @@ fn results_waiting_behind_a_slow_row_hold_no_more_than_the_byte_budget() {
     let lines = out.iter().filter(|&&b| b == b'\n').count();
     assert_eq!(lines, 1 + 5 * rows, "every result is written");
 }
+
+#[test]
+fn a_rules_file_without_end_is_refused_not_read_into_memory() {
+    // `--rules` read its file whole, whatever its size: `--rules /dev/zero`, or the
+    // input named in its place (`run rules.toml --rules tx.csv`), filled memory until the
+    // kernel killed the run.
+    let wd = Workdir::new("endless-rules");
+    wd.create("tx.csv", "id\n1\n");
+    let limit = std::time::Duration::from_secs(60);
+    let message = "/dev/zero: cannot read: larger than 64 MiB: not a rules file\n";
+    wd.run_within(
+        limit,
+        &["run", "tx.csv", "--rules", "/dev/zero", "-o", "out.csv"],
+    )
+    .expect_code(1)
+    .expect_stderr(&format!(
+        "txguard: error: /dev/zero has 1 error:\n  {message}"
+    ));
+    wd.run_within(limit, &["check", "/dev/zero"])
+        .expect_code(1)
+        .expect_stderr(&format!(
+            "txguard: error: /dev/zero has 1 error:\n  {message}"
+        ));
+    assert!(!wd.exists("out.csv"));
+}

@@ -252,7 +252,11 @@ pub fn run(args: DiffArgs) -> Result<i32> {
             if outputs.results.file().is_none()
                 && err.downcast_ref::<exit::Interrupted>().is_none() =>
         {
-            return Err(err.context("the changes written to standard output are incomplete"));
+            let shown = match outputs.results.path() {
+                Some(path) => show(path),
+                None => "standard output".to_string(),
+            };
+            return Err(err.context(format!("the changes written to {shown} are incomplete")));
         }
         Err(err) => return Err(err),
     };
@@ -349,6 +353,16 @@ fn merged_columns(old: &RuleSet, new: &RuleSet, args: &DiffArgs) -> Result<RuleS
         return Err(Usage(format!(
             "{} and {} declare different [windows.*]: diff computes the windows once for \
              both, so they must be the same (a rule change may still use them differently)",
+            show(&args.old_rules),
+            show(&args.new_rules)
+        ))
+        .into());
+    }
+    // Their `where` filters run once, with NEW's lists: OLD's must hold the same.
+    if let Some(list) = new.derived.filter_list_differing(&old.derived) {
+        return Err(Usage(format!(
+            "a [windows.*] `where` reads [lists.{list}], which {} and {} do not hold alike: \
+             diff computes the windows once for both, with one file's lists",
             show(&args.old_rules),
             show(&args.new_rules)
         ))

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -15,7 +16,7 @@ use crate::config::FailOn;
 use crate::exit::{self, Usage};
 use crate::merge::{Part, REJECTS_HEADER, RESULTS_HEADER, find_parts};
 use crate::model::Tally;
-use crate::output::paths::{LOCK_SUFFIX, identity, show, with_suffix};
+use crate::output::paths::{Identity, LOCK_SUFFIX, identity, show, with_suffix};
 use crate::output::{Destination, OutputLock, Sink, commit_all};
 use crate::shard::Digester;
 use crate::signals::StopFlag;
@@ -39,7 +40,10 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     let summary_dest = args.summary.as_deref().map(|p| Destination::of(Some(p)));
     if let Some(dest) = &summary_dest {
         dest.check("--summary", false)?;
-        if dest.path() == Some(output.as_path()) || dest.path() == Some(rejects_path.as_path()) {
+        // By identity, not spelling: `./OUT` or an absolute path is OUT too, and the
+        // summary renamed last would replace the merged results.
+        let id = dest.path().and_then(identity);
+        if id.is_some() && (id == identity(&output) || id == identity(&rejects_path)) {
             return Err(Usage(format!(
                 "--summary {} would replace the merged output",
                 show(dest.path().unwrap_or(&output))
@@ -77,6 +81,31 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
             ))
             .into());
         }
+        if let Some(file) = read_by_shards(&parts, id.as_ref()) {
+            return Err(Usage(format!(
+                "--summary {} is {}, a file the shards read",
+                show(summary),
+                show(file)
+            ))
+            .into());
+        }
+    }
+    // Nor may OUT (or its rejects) be one of them: `run -o tx.csv --shard` writes only
+    // parts beside tx.csv, and the merge would replace the input with the results.
+    let skip_mode = parts[0].rejects.is_some();
+    let merged = [
+        Some(output.as_path()),
+        skip_mode.then_some(rejects_path.as_path()),
+    ];
+    for out in merged.into_iter().flatten() {
+        if let Some(file) = read_by_shards(&parts, identity(out).as_ref()) {
+            return Err(Usage(format!(
+                "OUT {} is {}, a file the shards read: merge would replace it",
+                show(out),
+                show(file)
+            ))
+            .into());
+        }
     }
 
     let mut finished = Vec::new();
@@ -89,7 +118,6 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
         &stop,
     )?;
     finished.push(sink.finish()?);
-    let skip_mode = parts[0].rejects.is_some();
     if skip_mode {
         let mut sink = Sink::create(&Destination::of(Some(&rejects_path)))?;
         join(
@@ -130,6 +158,30 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
         ));
     }
     Ok(code)
+}
+
+/// The input or rules file the shards read whose identity is `id`: as they named them,
+/// where that names a regular file from here (the input only with the size and
+/// modification time they recorded: from another directory, the name may be another
+/// file's).
+fn read_by_shards<'a>(parts: &'a [Part], id: Option<&Identity>) -> Option<&'a Path> {
+    let first = &parts[0].summary;
+    let facts = parts[0].facts();
+    let is_input = |file: &Path| {
+        std::fs::metadata(file).is_ok_and(|meta| {
+            let mtime = meta.modified().map(humantime::format_rfc3339_nanos);
+            meta.len() == facts.input_size
+                && mtime.is_ok_and(|t| t.to_string() == facts.input_mtime)
+        })
+    };
+    let input = Path::new(&first.input);
+    let read = [
+        is_input(input).then_some(input),
+        Some(Path::new(&first.rules_file)),
+    ];
+    read.into_iter()
+        .flatten()
+        .find(|file| file.is_file() && id.is_some() && identity(file).as_ref() == id)
 }
 
 /// Writes `header`, then each part's file after its own header, in shard order. Each

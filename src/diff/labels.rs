@@ -51,9 +51,12 @@ impl Labels {
 pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
     use anyhow::Context;
     let shown = crate::output::paths::show(path);
-    let mut reader = csv::ReaderBuilder::new()
-        .from_path(path)
-        .with_context(|| format!("cannot read --labels {shown}"))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read --labels {shown}"))?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(ShortLines {
+        inner: file,
+        run: 0,
+    });
     let headers = reader
         .headers()
         .with_context(|| format!("cannot read --labels {shown}"))?
@@ -84,4 +87,35 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
         }
     }
     Ok(labels)
+}
+
+/// The longest line a labels file may have (an id and a word): a file without line
+/// ends (`/dev/zero`, a binary file named by mistake) is refused instead of filling
+/// memory with one endless record.
+pub const MAX_LABELS_LINE: usize = 1 << 20;
+
+/// A reader that fails once a line runs past `MAX_LABELS_LINE` bytes (checked per read,
+/// so within a read's length of it).
+struct ShortLines<R> {
+    inner: R,
+    /// Bytes since the last line end.
+    run: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for ShortLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = &buf[..n];
+        self.run = match read.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+            Some(end) => n - end - 1,
+            None => self.run + n,
+        };
+        if self.run > MAX_LABELS_LINE {
+            return Err(std::io::Error::other(format!(
+                "a line longer than {} (not a labels file?)",
+                crate::size::display_size(MAX_LABELS_LINE)
+            )));
+        }
+        Ok(n)
+    }
 }

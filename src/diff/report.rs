@@ -179,10 +179,17 @@ impl Report {
     /// The table printed on stderr.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let width = self
+        // A rule name as one line, control characters shown as `?` (as `run`'s table
+        // does): an escape sequence or a newline in the rules file must not reach the
+        // terminal.
+        let names: Vec<String> = self
             .rules
             .iter()
-            .map(|r| r.name.chars().count())
+            .map(|r| crate::summary::printable(&r.name))
+            .collect();
+        let width = names
+            .iter()
+            .map(|name| name.chars().count())
             .max()
             .unwrap_or(4)
             .max(4);
@@ -192,12 +199,12 @@ impl Report {
             "  {:>6}  {:<width$}  {:>9}  {:>9}  {:>9}",
             "rule", "name", "true old", "true new", "changed"
         );
-        for r in &self.rules {
+        for (r, name) in self.rules.iter().zip(&names) {
             let _ = writeln!(
                 s,
                 "  {:>6}  {:<width$}  {:>9}  {:>9}  {:>9}",
                 r.id,
-                r.name,
+                name,
                 count(r.true_old),
                 count(r.true_new),
                 r.changed
@@ -249,12 +256,12 @@ impl Report {
                 "  {:>6}  {:<width$}  {:>20}  {:>20}",
                 "rule", "name", "old P / R / F1", "new P / R / F1"
             );
-            for r in &self.rules {
+            for (r, name) in self.rules.iter().zip(&names) {
                 let _ = writeln!(
                     s,
                     "  {:>6}  {:<width$}  {:>20}  {:>20}",
                     r.id,
-                    r.name,
+                    name,
                     prf(&r.scores_old),
                     prf(&r.scores_new)
                 );

@@ -120,6 +120,24 @@ impl Derived {
         self.lists.iter().any(|l| l.name == name) || self.windows.iter().any(|w| w.name == name)
     }
 
+    /// The first list a window's `where` reads (over-approximated by its words) that
+    /// `other` lacks or holds with other contents. `diff` computes the windows once, with
+    /// one file's lists: both files must give their filters the same lists.
+    pub fn filter_list_differing(&self, other: &Derived) -> Option<&str> {
+        let contents = |d: &Derived, name: &str| {
+            let i = d.lists.iter().position(|l| l.name == name)?;
+            d.loaded.get(i).cloned()
+        };
+        let filters = self.windows.iter().filter_map(|w| w.filter.as_deref());
+        filters
+            .flat_map(super::engine::identifiers)
+            .filter(|word| self.lists.iter().any(|l| l.name == *word))
+            .find(|name| match (contents(self, name), contents(other, name)) {
+                (Some(a), Some(b)) => !a.same_contents(&b),
+                _ => true,
+            })
+    }
+
     /// The window's variable type: `of`'s declared type for min/max.
     pub fn window_type(&self, w: &WindowDecl, columns: &HashMap<String, ColumnType>) -> ColumnType {
         let of =

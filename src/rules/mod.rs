@@ -261,7 +261,7 @@ pub fn read_text(path: &Path) -> Result<String, RulesErrors> {
         path: path.to_path_buf(),
         errors,
     };
-    std::fs::read(path)
+    read_capped(path)
         .map_err(|e| format!("cannot read: {e}"))
         .and_then(|bytes| {
             String::from_utf8(bytes).map_err(|e| {
@@ -272,6 +272,27 @@ pub fn read_text(path: &Path) -> Result<String, RulesErrors> {
             })
         })
         .map_err(|message| fail(vec![RulesError::file(message)]))
+}
+
+/// The largest rules file, far above any real one: a larger file (an input named by
+/// mistake, `/dev/zero`) is refused instead of being read into memory whole.
+pub const MAX_RULES_BYTES: u64 = 64 << 20;
+
+/// Reads at most `MAX_RULES_BYTES` of `path` (a file, or a pipe such as `<(cat r.toml)`);
+/// more is an error.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_RULES_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_RULES_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {}: not a rules file",
+            crate::size::display_size(MAX_RULES_BYTES as usize)
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Lower-case hex SHA-256.
