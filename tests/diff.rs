@@ -359,6 +359,40 @@ fn a_reader_going_away_ends_a_diff_quietly_with_a_summary_of_what_was_written() 
     assert_eq!(s["bad_rows"], 0, "{s}");
 }
 
+/// `--fail-on-change` answers for what the reader was sent: a gate reading `| head` must
+/// not pass a change it was shown (exit 3; `run --fail-on` tests the other way round too).
+#[test]
+fn a_reader_going_away_after_a_change_gets_exit_3_under_fail_on_change() {
+    let wd = Workdir::new("diff-broken-pipe-fail-on");
+    wd.generate("tx.csv", 100_000, 1);
+    wd.create("old.toml", crate::workdir::rule(1, "false"));
+    // Every row a change: the pipe fills long before the end.
+    wd.create("new.toml", crate::workdir::rule(1, "true"));
+    let (lines, run) = wd.lines_then_close(
+        std::time::Duration::from_secs(60),
+        2,
+        &[
+            "diff",
+            "old.toml",
+            "new.toml",
+            "tx.csv",
+            "--fail-on-change",
+            "--summary",
+            "s.json",
+            "-q",
+        ],
+    );
+    assert_eq!(lines, "transaction_id,rule_id,old,new\n1,1,false,true\n");
+    run.expect_code(3);
+    let s = wd.json("s.json");
+    assert_eq!(s["exit_code"], 3);
+    let changed = s["pairs_changed"].as_u64().unwrap();
+    assert!(changed > 0 && changed < 100_000, "{s}");
+    run.expect_stderr(&format!(
+        "txguard: exit 3: {changed} results changed in {changed} transactions (--fail-on-change)\n"
+    ));
+}
+
 #[test]
 fn windows_whose_where_reads_a_list_the_files_hold_differently_are_refused() {
     // The windows are computed once, with NEW's lists: a `where` reading a list that OLD

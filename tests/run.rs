@@ -317,6 +317,47 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
     run.expect_success().expect_stderr("");
 }
 
+/// `--fail-on` answers for what the reader was sent: a gate reading `| head` must not pass
+/// a hit it was shown (exit 3), nor fail on one it was not (exit 0).
+#[test]
+fn a_reader_going_away_after_a_fail_on_hit_gets_exit_3() {
+    let wd = Workdir::new("broken-pipe-fail-on");
+    wd.generate("tx.csv", 200000, 0);
+    let last = wd.first_column("tx.csv").pop().unwrap();
+    for (errs_on, code) in [("1".to_string(), 3), (last, 0)] {
+        wd.rules(rules_with_columns(&rule(
+            1,
+            &format!("if id == {errs_on} {{ throw \"x\" }} true"),
+        )));
+        // The header and the first row's result: the first task (one row) was written.
+        let (lines, run) = wd.lines_then_close(
+            std::time::Duration::from_secs(60),
+            2,
+            &[
+                "run",
+                "tx.csv",
+                "--rules",
+                "rules.toml",
+                "--fail-on",
+                "error",
+                "--summary",
+                "s.json",
+                "-q",
+            ],
+        );
+        assert!(lines.starts_with(RESULTS_HEADER), "{lines}");
+        run.expect_code(code);
+        assert_eq!(wd.json("s.json")["exit_code"], code);
+        if code == 3 {
+            run.expect_stderr(
+                "txguard: exit 3: a result named by --fail-on occurred: 1 error (--fail-on error)\n",
+            );
+        } else {
+            run.expect_stderr("");
+        }
+    }
+}
+
 #[test]
 fn standard_input_can_be_the_input() {
     let wd = Workdir::new("stdin");

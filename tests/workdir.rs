@@ -312,15 +312,23 @@ impl Workdir {
     /// pipe as `| head -1` does; the run must end within `limit` ("did not hang" bound).
     /// Returns that line and the run (stdout empty: the rest had no reader; stderr kept).
     pub fn first_line_then_close(&self, limit: Duration, args: &[&str]) -> (String, Run) {
+        self.lines_then_close(limit, 1, args)
+    }
+
+    /// `first_line_then_close`, reading the first `n` lines (as `| head -n N`): the
+    /// results on them were written whole before the pipe closed.
+    pub fn lines_then_close(&self, limit: Duration, n: usize, args: &[&str]) -> (String, Run) {
         use std::io::{BufRead, BufReader};
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn txguard");
         let stderr = drain(child.stderr.take());
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .expect("read the first line");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        for _ in 0..n {
+            stdout.read_line(&mut first).expect("read a line");
+        }
+        drop(stdout);
         // The reader (our end of the pipe) is dropped here, like `| head -1` exiting.
         let running = Running {
             command: format!("{cmd:?}"),

@@ -229,22 +229,33 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         Ok(done) => done,
         Err(err) if exit::is_broken_pipe(&err) => {
             // The reader of the streamed changes went away (`| head`): it wanted no
-            // more, and the diff ends quietly (exit 0). As `run`'s, its summary counts
-            // what was written.
-            // Exit 0 commits every file, the rejects of the rows read until then too:
+            // more, and the diff ends quietly (exit 0, or 3 under `--fail-on-change`
+            // when it was sent a change: a gate reading `| head` must not pass what it
+            // was shown). As `run`'s, its summary counts what was written.
+            // It commits every file, the rejects of the rows read until then too:
             // yesterday's must not stay beside this summary.
+            let tally = Tally {
+                bad_rows,
+                ..results.written().tally()
+            };
+            let written = summarize(&tally, exit::SUCCESS);
+            let code = fail_on_change(&args, &written.report);
+            let written = DiffSummary {
+                exit_code: code,
+                ..written
+            };
             let mut finished = Vec::new();
             if let Some(rejects) = rejects {
                 finished.push(rejects.finish()?);
             }
             if let Some(dest) = &outputs.summary {
-                let tally = Tally {
-                    bad_rows,
-                    ..results.written().tally()
-                };
-                finished.push(write_summary(dest, &summarize(&tally, exit::SUCCESS))?);
+                finished.push(write_summary(dest, &written)?);
             }
             commit_all(finished, None)?;
+            if code == exit::FAIL_ON {
+                say_fail_on_change(&written.report);
+                return Ok(code);
+            }
             return Err(err);
         }
         // What a stream received cannot be taken back (as `run` says of its results).
@@ -264,12 +275,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         return Err(exit::Interrupted(signal).into());
     }
     let summary = summarize(&tally, exit::SUCCESS);
-    let changed = summary.report.pairs_changed > 0 || summary.report.transactions_changed > 0;
-    let code = if changed && args.fail_on_change {
-        exit::FAIL_ON
-    } else {
-        exit::SUCCESS
-    };
+    let code = fail_on_change(&args, &summary.report);
     let summary = DiffSummary {
         exit_code: code,
         ..summary
@@ -315,12 +321,27 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         ));
     }
     if code == exit::FAIL_ON {
-        exit::say(&format!(
-            "txguard: exit 3: {} results changed in {} transactions (--fail-on-change)",
-            summary.report.pairs_changed, summary.report.transactions_changed
-        ));
+        say_fail_on_change(&summary.report);
     }
     Ok(code)
+}
+
+/// 3 under `--fail-on-change` when `report` counts a change, else 0.
+fn fail_on_change(args: &DiffArgs, report: &Report) -> i32 {
+    let changed = report.pairs_changed > 0 || report.transactions_changed > 0;
+    if changed && args.fail_on_change {
+        exit::FAIL_ON
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// The line every exit 3 of a diff prints, even under -q.
+fn say_fail_on_change(report: &Report) {
+    exit::say(&format!(
+        "txguard: exit 3: {} results changed in {} transactions (--fail-on-change)",
+        report.pairs_changed, report.transactions_changed
+    ));
 }
 
 /// The columns of both files, for reading the input once: a column both declare must

@@ -89,12 +89,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let result = execute(&config, &outputs, &mut known, &stop);
     known.facts.wall = known.clock.elapsed();
     let result = result.map_err(|err| incomplete_stream(err, &outputs, &known));
+    // A reader of streamed results that went away (`| head`) wanted no more: the run
+    // ends quietly with exit 0, and its summary counts what was written. What it was sent
+    // still answers `--fail-on` (exit 3): a gate reading `| head` must not pass a hit it
+    // was shown.
     let code = match &result {
         Ok(completed) => completed.code,
+        Err(err) if exit::is_broken_pipe(err) => {
+            known.rules.as_deref().map_or(exit::SUCCESS, |rules| {
+                exit_code(&config.fail_on, &known.tally, rules)
+            })
+        }
         Err(err) => exit::code_of(err),
     };
-    // A reader of streamed results that went away (`| head`) wanted no more: the run
-    // ends quietly with exit 0, and its summary counts what was written.
     let error = match &result {
         Err(err) if !exit::is_broken_pipe(err) => Some(format!("{err:#}")),
         _ => None,
@@ -145,6 +152,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 && !config.quiet
             {
                 exit::say(&format!("txguard: also: {also:#}"));
+            }
+            if code == exit::FAIL_ON {
+                exit::say(&format!(
+                    "txguard: exit 3: {}",
+                    fail_on_hit(&config.fail_on, &known.tally, known.rules.as_deref())
+                ));
+                return Ok(code);
             }
             return Err(err);
         }
