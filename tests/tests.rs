@@ -20,4 +20,5 @@ mod run;
 mod shards;
 mod spark;
 mod windows;
+mod windows_attack;
 mod windows_review;

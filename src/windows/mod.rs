@@ -21,7 +21,8 @@
 //! Sums of an int column are exact (128-bit). Sums of a float column are running
 //! compensated (Neumaier) sums, reset to exactly 0 whenever the window empties: the value
 //! depends only on the input (same bytes, same value on every executor and `-j`), and is
-//! within a few units in the last place of the exact sum.
+//! within a few units in the last place of the exact sum (see `Sum` for values past
+//! `f64::MAX` together, and the README for values far larger than the window's others).
 
 pub mod keys;
 mod rows;
@@ -145,7 +146,15 @@ struct Sum {
     c: f64,
     /// How many +inf and -inf values are in.
     infinities: [i64; 2],
+    /// Whether `s` and `c` hold the sum times `SCALED`: finite values that add up past
+    /// `f64::MAX` (two of 1e308) made the running sum inf and its compensation -inf, a
+    /// NaN that stayed until the window emptied, long after those values had left.
+    scaled: bool,
 }
+
+/// The factor of a scaled sum: a power of two, so scaling a value is exact (for any value
+/// above 1e-288), and a scaled sum cannot overflow.
+const SCALED: f64 = 1.0 / 18_446_744_073_709_551_616.0;
 
 impl Sum {
     fn add(&mut self, v: &Val, sign: f64) {
@@ -165,8 +174,20 @@ impl Sum {
             self.infinities[usize::from(x < 0.0)] += sign as i64;
             return;
         }
-        let x = sign * x;
+        let x = if self.scaled {
+            sign * x * SCALED
+        } else {
+            sign * x
+        };
         let t = self.s + x;
+        if t.is_infinite() {
+            // Finite values past `f64::MAX`: from here until the window empties, the sum
+            // is kept scaled down (exactly), and only its value may be inf.
+            self.scaled = true;
+            self.s *= SCALED;
+            self.c *= SCALED;
+            return self.add_float(x, 1.0);
+        }
         if self.s.abs() >= x.abs() {
             self.c += (self.s - t) + x;
         } else {
@@ -177,6 +198,7 @@ impl Sum {
 
     fn value(&self) -> f64 {
         match self.infinities {
+            [0, 0] if self.scaled => (self.s + self.c) / SCALED,
             [0, 0] => self.ints as f64 + (self.s + self.c),
             [_, 0] => f64::INFINITY,
             [0, _] => f64::NEG_INFINITY,
@@ -221,11 +243,15 @@ impl Value<'_> {
 }
 
 /// One key's running aggregates, by function: the float sum's `s` and `c` (bits) and its
-/// infinities (+ in the low half, − in the high half), or the int sum (low, high), or the
+/// infinities (+ in the low 32 bits, − in the next 31) and whether it is scaled (the top
+/// bit), or the int sum (low, high), or the
 /// number of distinct values and whether they are counted in `Window::distinct` (1) or
 /// found among the key's few rows (0).
 #[derive(Debug, Clone, Copy, Default)]
 struct Agg([u64; 3]);
+
+/// In the high half of a float sum's third word: the sum is scaled (`Sum::scaled`).
+const SCALED_BIT: u32 = 1 << 31;
 
 /// One key's state in one window: 128 bytes, two adjacent cache lines (fetched together),
 /// whatever the function, holding its first few rows itself (`Rows`).
@@ -402,19 +428,25 @@ impl Window {
             _ => Sum {
                 s: f64::from_bits(a),
                 c: f64::from_bits(b),
-                infinities: [i64::from(c as u32), i64::from((c >> 32) as u32)],
+                infinities: [
+                    i64::from(c as u32),
+                    i64::from((c >> 32) as u32 & !SCALED_BIT),
+                ],
+                scaled: c >> 32 & u64::from(SCALED_BIT) != 0,
                 ..Sum::default()
             },
         }
     }
 
     fn set_sum(&mut self, key: usize, sum: &Sum) {
+        let scaled = if sum.scaled { SCALED_BIT } else { 0 };
         self.keys[key].agg.0 = match self.kind {
             Kind::Int => [sum.ints as u64, (sum.ints as u128 >> 64) as u64, 0],
             _ => [
                 sum.s.to_bits(),
                 sum.c.to_bits(),
-                u64::from(sum.infinities[0] as u32) | u64::from(sum.infinities[1] as u32) << 32,
+                u64::from(sum.infinities[0] as u32)
+                    | u64::from(sum.infinities[1] as u32 & !SCALED_BIT | scaled) << 32,
             ],
         };
     }
@@ -871,6 +903,31 @@ mod tests {
             .collect();
         // At 12 s the rows of 0 to 2 s are out (2 s is exactly the span old): 4.0, not NaN.
         assert_eq!(sums, ["1.5", "inf", "inf", "4.0", "5.0"]);
+    }
+
+    /// Finite values past `f64::MAX` make the sum inf (not NaN), in order and late, and
+    /// leave nothing behind once they are out of the window.
+    #[test]
+    fn a_sum_past_the_largest_float_is_inf_while_its_rows_are_in() {
+        let mut w = Window::new(Function::Sum, 10 * S, Kind::Float);
+        let sums: Vec<String> = [(0, 1e308), (1, 1e308), (2, -1e308), (3, 0.5), (12, 1.0)]
+            .iter()
+            .map(|&(t, v)| w.push(0, t * S, true, Value::Float(v)).to_string())
+            .collect();
+        assert_eq!(sums, ["1e308", "inf", "1e308", "1e308", "1.5"]);
+        // A late row over kept rows that overflow.
+        let _ = w.push(1, 5 * S, true, Value::Float(-1e308));
+        let _ = w.push(1, 6 * S, true, Value::Float(-1e308));
+        assert_eq!(w.push(1, 4 * S, true, Value::Float(1.0)).to_string(), "1.0");
+        assert_eq!(
+            w.push(1, 6 * S, true, Value::Float(2.0)).to_string(),
+            "-inf"
+        );
+        let values = [Val::Float(1e308), Val::Float(1e308), Val::Float(-1e308)];
+        assert_eq!(
+            aggregate(Function::Avg, values.iter()).to_string(),
+            "3.333333333333333e307"
+        );
     }
 
     #[test]
