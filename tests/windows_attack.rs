@@ -44,3 +44,29 @@ fn a_float_sum_past_the_largest_float_is_inf_and_comes_back_when_its_rows_leave(
              9,1,true,-inf -inf\n",
         );
 }
+
+/// A list keeps the first lines of its first 65,536 keys only (a million-key list would
+/// otherwise hold its keys twice): a duplicate of a later key said "(first on line 0)".
+#[test]
+fn a_duplicate_key_past_the_first_65536_names_the_line_of_its_first() {
+    let wd = Workdir::new("attack-list-duplicate-line");
+    let mut list = String::from("merchant,risk\n");
+    for i in 0..70_000 {
+        list.push_str(&format!("m{i},{}\n", i % 100));
+    }
+    // Line 70,001 holds m69999. A key first on a line whose value is bad (m70000 on line
+    // 70,004) is first taken on its next line.
+    list.push_str("m69999,5\nm42,1\nm70000,high\nm70000,1\nm70000,2\n");
+    wd.create("risk.csv", list);
+    wd.rules(
+        "[lists.risk]\nfile = \"risk.csv\"\nkey = \"merchant\"\nvalue = \"risk\"\ntype = \"int\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"(risk[merchant] ?? 0) > 50\"\n",
+    );
+    wd.run(&["check", "rules.toml"]).expect_code(1).expect_stderr(
+        "txguard: error: rules.toml has 4 errors:\n  \
+         rules.toml:1: [lists.risk]: risk.csv:70002: column \"merchant\": duplicate key \"m69999\" (first on line 70001)\n  \
+         rules.toml:1: [lists.risk]: risk.csv:70003: column \"merchant\": duplicate key \"m42\" (first on line 44)\n  \
+         rules.toml:1: [lists.risk]: risk.csv:70004: column \"risk\": \"high\" is not an int\n  \
+         rules.toml:1: [lists.risk]: risk.csv:70006: column \"merchant\": duplicate key \"m70000\" (first on line 70005)\n",
+    );
+}
