@@ -13,7 +13,9 @@
 //! sums are running sums, min and max monotonic deques, distinct a counted multiset (a
 //! key's few rows themselves while it keeps at most `FEW`, one table per window beyond).
 //! A row out of time order costs a binary search and O(rows kept for its key at or before
-//! its time), so an input sorted newest first stays cheap (min and max included). State
+//! its time), so an input sorted newest first stays cheap (min and max included); a sum,
+//! average or distinct takes the fewer of the rows up to its time and those after it (an
+//! input sorted oldest first after one row dated ahead stays cheap too). State
 //! is the rows kept (16 bytes each: time and value, a text as its number in the window's
 //! `Texts`) plus one 128-byte record per key seen and window, which holds the key's first
 //! few rows itself; a key's record stays to the end of the run.
@@ -657,6 +659,9 @@ impl Window {
     /// order, computed on the kept numbers (no value built per row: the late path is
     /// O(rows kept for the key) with a small constant).
     fn aggregate_kept(&self, key: usize, upto: usize) -> Dynamic {
+        if let Some(value) = self.aggregate_kept_from_the_end(key, upto) {
+            return value;
+        }
         let codes = self.keys[key].rows.prefix(upto).map(|&(_, code)| code);
         match self.function {
             Function::Count => Dynamic::from_int(upto as INT),
@@ -695,6 +700,53 @@ impl Window {
                 seen.extend(codes);
                 Dynamic::from_int(seen.len() as INT)
             }
+        }
+    }
+}
+
+impl Window {
+    /// `aggregate_kept` from the key's running aggregate, less its rows after the first
+    /// `upto`, when those are fewer (a sum, an average, or a distinct counted in the
+    /// table); `None` otherwise. One row dated ahead of its key's others (a clock off by
+    /// days) made each later row of the key late, and each cost O(rows kept): 50,000 rows
+    /// of one account in a 30-day span, after one row 29 days ahead, took 1.5 s for a sum
+    /// and 3.6 s for a distinct, against 0.04 s for a count.
+    fn aggregate_kept_from_the_end(&self, key: usize, upto: usize) -> Option<Dynamic> {
+        let rows = &self.keys[key].rows;
+        if rows.len() - upto >= upto {
+            return None;
+        }
+        let after = rows.suffix(upto).map(|&(_, code)| code);
+        match self.function {
+            Function::Sum | Function::Avg => {
+                // As the rows leaving the window are taken out of the running sum.
+                let mut sum = self.sum(key);
+                for code in after {
+                    match self.kind {
+                        Kind::Int => sum.add_int(code as i64, -1.0),
+                        _ => sum.add_float(f64::from_bits(code), -1.0),
+                    }
+                }
+                Some(Dynamic::from_float(match self.function {
+                    Function::Sum => sum.value(),
+                    _ => sum.value() / upto as f64,
+                }))
+            }
+            Function::Distinct if self.keys[key].agg.0[1] != 0 => {
+                // A value held by the later rows only is no value of the first `upto`.
+                let mut later: HashMap<u64, u32, RandomState> = HashMap::default();
+                for code in after {
+                    *later.entry(code).or_insert(0) += 1;
+                }
+                let only_later = later
+                    .iter()
+                    .filter(|&(&code, &n)| self.distinct.get(&(key as u32, code)) == Some(&n))
+                    .count();
+                Some(Dynamic::from_int(
+                    (self.keys[key].agg.0[0] as usize - only_later) as INT,
+                ))
+            }
+            _ => None,
         }
     }
 }

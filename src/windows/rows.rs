@@ -84,6 +84,16 @@ impl Rows {
         self.iter().take(upto)
     }
 
+    /// The rows after the first `from` (at most `len`).
+    pub fn suffix(&self, from: usize) -> impl Iterator<Item = &Kept> {
+        let (a, b) = self.as_slices();
+        let (a, b) = match a.get(from..) {
+            Some(rest) => (rest, b),
+            None => (&a[..0], &b[from - a.len()..]),
+        };
+        a.iter().chain(b)
+    }
+
     pub fn push_back(&mut self, row: Kept) {
         let at = self.len();
         self.insert(at, row);
