@@ -14,8 +14,9 @@
 //! key's few rows themselves while it keeps at most `FEW`, one table per window beyond).
 //! A row out of time order costs a binary search and O(rows kept for its key at or before
 //! its time), so an input sorted newest first stays cheap (min and max included); a sum,
-//! average or distinct takes the fewer of the rows up to its time and those after it (an
-//! input sorted oldest first after one row dated ahead stays cheap too). State
+//! average or distinct takes the fewer of the rows up to its time and those after it, a
+//! min or max starts from the best of the rows up to the previous late row's time (so an
+//! input sorted oldest first behind one row dated ahead stays cheap too). State
 //! is the rows kept (16 bytes each: time and value, a text as its number in the window's
 //! `Texts`) plus one 128-byte record per key seen and window, which holds the key's first
 //! few rows itself; a key's record stays to the end of the run.
@@ -284,6 +285,11 @@ pub struct Window {
     /// Min or max only, by key: candidates, a subsequence of the key's rows monotonic in
     /// value.
     extremes: Vec<VecDeque<(i64, u64)>>,
+    /// Min or max only, by key that had late rows: the best of its first `n` kept rows, as
+    /// `(n, value)`, until a row leaves its front. After one row dated ahead of its key's
+    /// others, every later row of the key is late, and each scanned every kept row up to
+    /// its time (quadratic: 50,000 rows of one account, 2.2 s for a max).
+    prefix_best: HashMap<usize, (usize, u64), RandomState>,
     /// Distinct only: (key, value) → how many of the key's kept rows hold the value.
     distinct: HashMap<(u32, u64), u32, RandomState>,
     /// The texts the kept rows hold (a string `of` column).
@@ -302,6 +308,7 @@ impl Window {
             span: span_nanos.max(1),
             keys: Vec::new(),
             extremes: Vec::new(),
+            prefix_best: HashMap::default(),
             distinct: HashMap::default(),
             texts: Texts::default(),
             rows: 0,
@@ -532,12 +539,18 @@ impl Window {
 
     /// Drops `key`'s rows at or before `horizon`.
     fn evict(&mut self, key: usize, horizon: i64) {
+        let mut left = false;
         while let Some(&(t, code)) = self.keys[key].rows.front() {
             if t > horizon {
                 break;
             }
             self.keys[key].rows.pop_front();
             self.forget(key, code);
+            left = true;
+        }
+        if left && !self.prefix_best.is_empty() {
+            // Its first rows are others now.
+            self.prefix_best.remove(&key);
         }
         if let Some(extremes) = self.extremes.get_mut(key) {
             while extremes.front().is_some_and(|(t, _)| *t <= horizon) {
@@ -650,9 +663,43 @@ impl Window {
                 let mut extremes = std::mem::take(&mut self.extremes[key]);
                 self.insert_candidate(&mut extremes, time, code);
                 self.extremes[key] = extremes;
+                // Inserted among the first `n` rows (or just after them): the first
+                // `n + 1` rows are those and this one.
+                if let Some(&(n, best)) = self.prefix_best.get(&key)
+                    && upto <= n
+                {
+                    let best = if self.beaten(best, code) { code } else { best };
+                    self.prefix_best.insert(key, (n + 1, best));
+                }
             }
         }
-        self.aggregate_kept(key, upto + usize::from(matching))
+        let upto = upto + usize::from(matching);
+        if matches!(self.function, Function::Min | Function::Max) {
+            return self.best_kept(key, upto);
+        }
+        self.aggregate_kept(key, upto)
+    }
+
+    /// Min or max of `key`'s first `upto` kept rows, as `aggregate_kept` (the first of the
+    /// best values wins), from the best of a shorter prefix when known, which it then
+    /// becomes: rows arriving in time order behind one row dated ahead cost O(1) each.
+    fn best_kept(&mut self, key: usize, upto: usize) -> Dynamic {
+        let (from, mut best) = match self.prefix_best.get(&key) {
+            Some(&(n, best)) if n <= upto => (n, Some(best)),
+            _ => (0, None),
+        };
+        for &(_, code) in self.keys[key].rows.suffix(from).take(upto - from) {
+            if best.is_none_or(|b| self.beaten(b, code)) {
+                best = Some(code);
+            }
+        }
+        match best {
+            Some(code) => {
+                self.prefix_best.insert(key, (upto, code));
+                self.val(code).to_dynamic()
+            }
+            None => Dynamic::UNIT,
+        }
     }
 
     /// The aggregate of `key`'s first `upto` kept rows: `aggregate` of their values, in
