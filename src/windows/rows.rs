@@ -190,6 +190,8 @@ mod tests {
             assert_eq!(rows.front(), deque.front());
             assert_eq!(rows.back(), deque.back());
             assert!(rows.iter().eq(deque.iter()));
+            let from = next(deque.len() as u64 + 1) as usize;
+            assert!(rows.suffix(from).eq(deque.range(from..)));
             let cut = next(20_000) as i64;
             assert_eq!(
                 rows.partition_point(|r| r.0 < cut),
