@@ -235,6 +235,8 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
     let mut entries: HashMap<Box<str>, Dynamic> = HashMap::new();
     // Where each key was first seen, to report a duplicate with both lines.
     let mut first_line: HashMap<Box<str>, u64> = HashMap::new();
+    // Duplicates of keys whose first line was not kept: (index in `errors`, key).
+    let mut unplaced: Vec<(usize, Box<str>)> = Vec::new();
     let mut record = csv::ByteRecord::new();
     const MAX_REPORTED: usize = 20;
     loop {
@@ -316,11 +318,16 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         };
         if entries.contains_key(key) {
             if errors.len() < MAX_REPORTED {
-                let first = first_line.get(key).copied().unwrap_or(0);
-                errors.push(fail(format!(
-                    "{shown}:{line}: column {:?}: duplicate key {key:?} (first on line {first})",
+                let mut message = format!(
+                    "{shown}:{line}: column {:?}: duplicate key {key:?}",
                     decl.key
-                )));
+                );
+                match first_line.get(key) {
+                    Some(first) => message.push_str(&format!(" (first on line {first})")),
+                    // Past the first keys: found by a second reading, once the file is read.
+                    None => unplaced.push((errors.len(), key.into())),
+                }
+                errors.push(fail(message));
             }
             continue;
         }
@@ -331,6 +338,17 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         }
         entries.insert(key.into(), value);
     }
+    if !unplaced.is_empty() {
+        let value_at = value_at.map(|(_, at)| at);
+        let found = first_lines(body, key_at, value_at, decl.kind, &unplaced);
+        for ((at, _), first) in unplaced.iter().zip(found) {
+            if first > 0 {
+                errors[*at]
+                    .message
+                    .push_str(&format!(" (first on line {first})"));
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -339,6 +357,41 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         entries,
         is_map: decl.value.is_some(),
     })
+}
+
+/// The line where each of `keys` (duplicates) was first taken into the list, reading the
+/// list's `body` again as `parse` reads it: a record of the header's width, its key at
+/// `key_at`, and a value of type `kind` at `value_at` (a map). `parse` keeps the first
+/// lines of a list's first 65,536 keys only, so a duplicate of a later key said "first on
+/// line 0".
+fn first_lines(
+    body: &[u8],
+    key_at: usize,
+    value_at: Option<usize>,
+    kind: ColumnType,
+    keys: &[(usize, Box<str>)],
+) -> Vec<u64> {
+    let mut lines = vec![0; keys.len()];
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(body);
+    let width = reader.byte_headers().map_or(0, csv::ByteRecord::len);
+    let mut record = csv::ByteRecord::new();
+    while lines.contains(&0) && matches!(reader.read_byte_record(&mut record), Ok(true)) {
+        if record.len() != width
+            || value_at.is_some_and(|at| kind.value(record.get(at).unwrap_or_default()).is_err())
+        {
+            continue;
+        }
+        let key = record.get(key_at).unwrap_or_default();
+        for (line, (_, wanted)) in lines.iter_mut().zip(keys) {
+            if *line == 0 && wanted.as_bytes() == key {
+                *line = record.position().map_or(0, |p| p.line());
+            }
+        }
+    }
+    lines
 }
 
 /// Whether a record that starts `tail` (and everything after it) ends inside a quoted

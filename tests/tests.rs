@@ -21,4 +21,5 @@ mod run;
 mod shards;
 mod spark;
 mod windows;
+mod windows_attack;
 mod windows_review;

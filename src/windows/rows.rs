@@ -84,6 +84,16 @@ impl Rows {
         self.iter().take(upto)
     }
 
+    /// The rows after the first `from` (at most `len`).
+    pub fn suffix(&self, from: usize) -> impl Iterator<Item = &Kept> {
+        let (a, b) = self.as_slices();
+        let (a, b) = match a.get(from..) {
+            Some(rest) => (rest, b),
+            None => (&a[..0], &b[from - a.len()..]),
+        };
+        a.iter().chain(b)
+    }
+
     pub fn push_back(&mut self, row: Kept) {
         let at = self.len();
         self.insert(at, row);
@@ -180,6 +190,8 @@ mod tests {
             assert_eq!(rows.front(), deque.front());
             assert_eq!(rows.back(), deque.back());
             assert!(rows.iter().eq(deque.iter()));
+            let from = next(deque.len() as u64 + 1) as usize;
+            assert!(rows.suffix(from).eq(deque.range(from..)));
             let cut = next(20_000) as i64;
             assert_eq!(
                 rows.partition_point(|r| r.0 < cut),
