@@ -359,6 +359,7 @@ impl RunArgs {
             inputs: self.input,
             rules: self.rules,
             history: self.history,
+            merged: Vec::new(),
             output: self.output,
             executor: self.executor,
             timeout: self.timeout,

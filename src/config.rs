@@ -105,6 +105,10 @@ pub struct RunConfig {
     pub rules: PathBuf,
     /// `--history`: files read into the windows before the input, in order.
     pub history: Vec<PathBuf>,
+    /// A shard's: the files `txguard merge` will write from its parts (OUT, and
+    /// OUT.rejects.csv under `--bad-rows skip`), set by `shard::part_config`. No list the
+    /// rules read may be one of them (checked once the rules are read).
+    pub merged: Vec<PathBuf>,
     /// Results; `None` or `-` is standard output.
     pub output: Option<PathBuf>,
     pub executor: ExecutorKind,
@@ -384,21 +388,45 @@ pub fn lists_are_not_outputs(
     rules_files: &[(&Path, &crate::rules::RuleSet)],
     outputs: &Outputs,
 ) -> Result<()> {
+    let named = outputs.named();
+    let paths = named
+        .iter()
+        .filter_map(|(flag, dest)| Some((*flag, dest.path()?)));
+    lists_are_not(rules_files, paths, "every file of a run must be distinct")
+}
+
+/// A shard's check of its rules' lists against the files `txguard merge` will write from
+/// its parts (`RunConfig::merged`): merge would replace such a list with results.
+pub fn lists_are_not_merged(
+    rules: (&Path, &crate::rules::RuleSet),
+    merged: &[PathBuf],
+) -> Result<()> {
+    let what = [
+        "-o OUT, which `txguard merge` writes,",
+        "OUT.rejects.csv, which `txguard merge` writes,",
+    ];
+    let paths = what.into_iter().zip(merged).map(|(w, p)| (w, p.as_path()));
+    lists_are_not(&[rules], paths, "name another -o OUT")
+}
+
+/// Refuses (exit 2) any list of `rules_files` that is one of `outputs` (flag, path).
+fn lists_are_not<'a>(
+    rules_files: &[(&Path, &crate::rules::RuleSet)],
+    outputs: impl Iterator<Item = (&'a str, &'a Path)> + Clone,
+    why: &str,
+) -> Result<()> {
     for (rules_path, rules) in rules_files {
         for decl in &rules.derived.lists {
             let list = crate::lists::path_of(decl, rules_path);
             let Some(id) = raw_identity(&list) else {
                 continue;
             };
-            for (flag, dest) in outputs.named() {
-                let same = dest
-                    .path()
-                    .and_then(raw_identity)
-                    .is_some_and(|out| (out.dev, out.ino) == (id.dev, id.ino));
+            for (flag, path) in outputs.clone() {
+                let same =
+                    raw_identity(path).is_some_and(|out| (out.dev, out.ino) == (id.dev, id.ino));
                 if same {
                     return Err(Usage(format!(
-                        "[lists.{}] and {flag} name the same file: {}; every file of a run \
-                         must be distinct",
+                        "[lists.{}] and {flag} name the same file: {}; {why}",
                         decl.name,
                         show(&list)
                     ))

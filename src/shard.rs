@@ -258,6 +258,7 @@ pub fn part_config(mut config: RunConfig) -> Result<RunConfig, Usage> {
             }
         }
     }
+    config.merged = merged;
     let part = spec.part_path(&output);
     config.summary = Some(with_suffix(&part, SUMMARY_SUFFIX));
     config.output = Some(part);

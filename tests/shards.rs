@@ -520,3 +520,50 @@ fn columns_feed_windows_as_a_header_row_would() {
     run("body.csv").expect_stdout(&with_header.stdout());
     run("empty.csv").expect_stdout(RESULTS_HEADER);
 }
+
+/// `txguard merge OUT` replaces OUT (and OUT.rejects.csv under skip) with the parts'
+/// results: a shard whose OUT is a list its rules read is refused, the list untouched.
+#[test]
+fn a_shard_whose_merged_output_is_a_list_of_its_rules_is_refused() {
+    let wd = Workdir::new("shard-out-is-a-list");
+    wd.mkdir("lists");
+    let list = "country\nKP\n";
+    wd.create("lists/blocked.csv", list);
+    wd.rules(
+        "[lists.blocked]\nfile = \"lists/blocked.csv\"\nkey = \"country\"\n\
+         [[rule]]\nid = 1\nname = \"b\"\nwhen = \"country in blocked\"\n",
+    );
+    wd.create("tx.csv", "id,country\n1,KP\n2,FR\n");
+    wd.create("lists/out.csv.rejects.csv", list);
+    for (out, which) in [
+        ("lists/blocked.csv", "-o OUT"),
+        ("lists/out.csv", "OUT.rejects.csv"),
+    ] {
+        let listed = if which == "-o OUT" {
+            "lists/blocked.csv"
+        } else {
+            "lists/out.csv.rejects.csv"
+        };
+        wd.rules(wd.read("rules.toml").replace("lists/blocked.csv", listed));
+        wd.run(&[
+            "run",
+            "tx.csv",
+            "--rules",
+            "rules.toml",
+            "--shard",
+            "0/2",
+            "-o",
+            out,
+            "--bad-rows",
+            "skip",
+            "-q",
+        ])
+        .expect_code(2)
+        .expect_stderr(&format!(
+            "txguard: error: [lists.blocked] and {which}, which `txguard merge` writes, name \
+             the same file: {listed}; name another -o OUT\n"
+        ));
+        assert_eq!(wd.read(listed), list);
+        assert!(!wd.exists(&format!("{out}.part-00000-of-00002")));
+    }
+}

@@ -84,6 +84,7 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         csv: args.csv.config(args.max_record_size),
         inputs: vec![args.input.clone()],
         history: args.history.clone(),
+        merged: Vec::new(),
     };
     // The files a diff reads besides its input, before `check`: its messages would name
     // NEW_RULES `--rules`, a flag `diff` does not have.

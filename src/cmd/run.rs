@@ -293,6 +293,7 @@ fn execute(
     let rules = Arc::new(set);
     known.rules = Some(Arc::clone(&rules));
     crate::config::lists_are_not_outputs(&[(&config.rules, &rules)], &config.outputs())?;
+    crate::config::lists_are_not_merged((&config.rules, &rules), &config.merged)?;
 
     // Under `fail` the first bad row ends the run: reading past a record too long to keep
     // (perhaps one without end) is useless.
