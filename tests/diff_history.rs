@@ -182,3 +182,42 @@ fn a_diff_history_is_checked_as_a_run_checks_it() {
         .expect_success()
         .expect_stderr_contains("  history: 29 rows read into the windows, 1 bad rows skipped\n");
 }
+
+/// A history that is OLD_RULES or `--labels` was read as rows (exit 1, "no `id` column"),
+/// and one that is NEW_RULES was refused as `--rules`, a flag `diff` does not have: each
+/// is refused by the name the diff gives it, under any spelling, the file untouched.
+#[test]
+fn a_diff_history_that_is_a_rules_or_labels_file_is_refused_by_its_name() {
+    let wd = Workdir::new("diff-history-is-a-read-file");
+    wd.create("old.toml", rules(700));
+    wd.create("new.toml", rules(800));
+    wd.create("today.csv", rows(30, 10));
+    wd.create("labels.csv", "transaction_id,label\n30,true\n");
+    wd.mkdir("sub");
+    for (history, flag, shown) in [
+        ("old.toml", "OLD_RULES", "old.toml"),
+        ("./sub/../old.toml", "OLD_RULES", "old.toml"),
+        ("new.toml", "NEW_RULES", "new.toml"),
+        ("labels.csv", "--labels", "labels.csv"),
+    ] {
+        wd.run(&[
+            "diff",
+            "old.toml",
+            "new.toml",
+            "today.csv",
+            "--labels",
+            "labels.csv",
+            "--history",
+            history,
+            "-o",
+            "c.csv",
+        ])
+        .expect_code(2)
+        .expect_stderr(&format!(
+            "txguard: error: --history and {flag} name the same file: {shown}; \
+             every file of a diff must be distinct\n"
+        ));
+        assert!(!wd.exists("c.csv"));
+    }
+    assert_eq!(wd.read("old.toml"), rules(700));
+}

@@ -113,6 +113,16 @@ pub fn run(args: DiffArgs) -> Result<i32> {
             ))
             .into());
         }
+        // A history that is a rules or labels file would be read as rows (OLD_RULES and
+        // --labels were not checked at all, NEW_RULES was called `--rules`).
+        if id.is_some() && args.history.iter().any(|h| identity(h) == id) {
+            return Err(Usage(format!(
+                "--history and {flag} name the same file: {}; every file of a diff must be \
+                 distinct",
+                show(path)
+            ))
+            .into());
+        }
     }
     let config = config.check()?;
     if outputs.uses_stdout() {
