@@ -161,18 +161,7 @@ pub const MAX_LIST_BYTES: u64 = 1 << 30;
 /// Reads a list file, refusing one over `MAX_LIST_BYTES` (or one without end, such as a
 /// device) instead of filling memory.
 pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_LIST_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_LIST_BYTES {
-        return Err(std::io::Error::other(format!(
-            "larger than {} bytes: too large for a list",
-            MAX_LIST_BYTES
-        )));
-    }
-    Ok(bytes)
+    crate::size::read_capped(path, MAX_LIST_BYTES, "too large for a list")
 }
 
 /// Parses one list file's bytes (`shown` names it in messages). Every problem of the file

@@ -57,6 +57,24 @@ pub fn display_size(bytes: usize) -> String {
     format!("{} {unit}", bytes / scale)
 }
 
+/// Reads at most `max` bytes of `path` (a file, or a pipe such as `<(cat r.toml)`); more
+/// is an error saying `larger than {max}: {why}`, so that a file named by mistake (an
+/// input, `/dev/zero`) is refused instead of read into memory.
+pub fn read_capped(path: &std::path::Path, max: u64, why: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "larger than {}: {why}",
+            display_size(max as usize)
+        )));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

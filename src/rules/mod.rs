@@ -281,18 +281,7 @@ pub const MAX_RULES_BYTES: u64 = 64 << 20;
 /// Reads at most `MAX_RULES_BYTES` of `path` (a file, or a pipe such as `<(cat r.toml)`);
 /// more is an error.
 fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_RULES_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_RULES_BYTES {
-        return Err(std::io::Error::other(format!(
-            "larger than {}: not a rules file",
-            crate::size::display_size(MAX_RULES_BYTES as usize)
-        )));
-    }
-    Ok(bytes)
+    crate::size::read_capped(path, MAX_RULES_BYTES, "not a rules file")
 }
 
 /// Lower-case hex SHA-256.
