@@ -232,7 +232,10 @@ impl RunConfig {
             (BadRows::Fail, _, _) => (None, false),
             (BadRows::Skip, Some(path), _) => (Some(Destination::of(Some(path))), false),
             (BadRows::Skip, None, Some(out)) => (
-                Some(Destination::of(Some(&with_suffix(out, ".rejects.csv")))),
+                Some(Destination::of(Some(&with_suffix(
+                    out,
+                    crate::shard::REJECTS_SUFFIX,
+                )))),
                 true,
             ),
             (BadRows::Skip, None, None) => (Some(Destination::Stderr), true),

@@ -267,16 +267,8 @@ fn read_summary(path: &Path, label: &str) -> Result<PartSummary> {
             show(path)
         );
     }
-    let mut text = Vec::new();
-    fs::File::open(path)
-        .and_then(|file| file.take(MAX_SUMMARY_BYTES + 1).read_to_end(&mut text))
+    let text = crate::size::read_capped(path, MAX_SUMMARY_BYTES, "not a summary txguard wrote")
         .map_err(cannot)?;
-    if text.len() as u64 > MAX_SUMMARY_BYTES {
-        bail!(
-            "{label}: {} is larger than a summary txguard writes",
-            show(path)
-        );
-    }
     serde_json::from_slice(&text)
         .map_err(|e| anyhow::anyhow!("{label}: {} is not a txguard summary: {e}", show(path)))
 }

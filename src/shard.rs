@@ -243,7 +243,7 @@ pub fn part_config(mut config: RunConfig) -> Result<RunConfig, Usage> {
     // be the input or the rules, which a run without --shard refuses as its output too.
     let mut merged = vec![output.clone()];
     if config.bad_rows == crate::config::BadRows::Skip {
-        merged.push(with_suffix(&output, ".rejects.csv"));
+        merged.push(with_suffix(&output, REJECTS_SUFFIX));
     }
     for out in &merged {
         let id = crate::output::paths::identity(out);
@@ -267,7 +267,8 @@ pub fn part_config(mut config: RunConfig) -> Result<RunConfig, Usage> {
 
 /// A part's summary: `OUT.part-IIIII-of-NNNNN.summary.json`.
 pub const SUMMARY_SUFFIX: &str = ".summary.json";
-/// A part's rejects: `OUT.part-IIIII-of-NNNNN.rejects.csv` (the default rejects name).
+/// The default rejects file's suffix: a run's `OUT.rejects.csv`, a part's
+/// `OUT.part-IIIII-of-NNNNN.rejects.csv`, and what merge writes from them.
 pub const REJECTS_SUFFIX: &str = ".rejects.csv";
 
 /// Every option of a run that changes its results or their layout, as text: the parts of

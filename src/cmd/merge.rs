@@ -36,7 +36,7 @@ pub fn run(args: &MergeArgs) -> Result<i32> {
     }
     let results = Destination::of(Some(&output));
     results.check("OUT", true)?;
-    let rejects_path = with_suffix(&output, ".rejects.csv");
+    let rejects_path = with_suffix(&output, crate::shard::REJECTS_SUFFIX);
     let summary_dest = args.summary.as_deref().map(|p| Destination::of(Some(p)));
     if let Some(dest) = &summary_dest {
         dest.check("--summary", false)?;
@@ -404,7 +404,10 @@ fn remove_parts(parts: &[Part], quiet: bool) {
         // one now fails at once (exit 75) rather than waiting on a removed file.
         let locks = [
             with_suffix(&part.results, LOCK_SUFFIX),
-            with_suffix(&with_suffix(&part.results, ".rejects.csv"), LOCK_SUFFIX),
+            with_suffix(
+                &with_suffix(&part.results, crate::shard::REJECTS_SUFFIX),
+                LOCK_SUFFIX,
+            ),
         ];
         for path in part
             .files()
