@@ -2,7 +2,6 @@
 //! `of` value) become a small number, so that window state lives in flat vectors and
 //! tables of numbers, and a row's key is hashed once however many windows read it.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
@@ -26,6 +25,27 @@ fn random_seeds() -> RandomState {
     let os = std::collections::hash_map::RandomState::new();
     let seed = |i: u64| os.hash_one(i);
     RandomState::with_seeds(seed(0), seed(1), seed(2), seed(3))
+}
+
+/// Whether `a` and `b` are the same bytes. Keys and texts are mostly short (an account
+/// number, a merchant's name): up to 16 bytes they are compared in two overlapping words
+/// each, a few instructions where `==` calls the C library's `memcmp` (a third of a
+/// lookup).
+#[inline]
+pub fn equal(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    match n {
+        0 => true,
+        1..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// Bytes of a key held in its slot; longer keys are kept apart (`Keys::long`).
@@ -112,7 +132,7 @@ impl Keys {
     }
 
     fn holds(&self, slot: &Slot, key: &[u8]) -> bool {
-        self.bytes_of(slot) == key
+        equal(self.bytes_of(slot), key)
     }
 
     fn bytes_of<'a>(&'a self, slot: &'a Slot) -> &'a [u8] {
@@ -180,36 +200,47 @@ impl Keys {
 
 /// The texts of a string `of` column held by a window's rows, each under a number while
 /// some kept row holds it: a text no kept row holds any more is forgotten (its number is
-/// given again later), so memory follows the rows inside the span.
+/// given again later), so memory follows the rows inside the span. Looked up by the hash
+/// the lane computed (`hash`): hashing the text again here, one row after another, was a
+/// third of a distinct window's push.
 #[derive(Debug, Default)]
 pub struct Texts {
-    ids: HashMap<ImmutableString, u32, RandomState>,
-    /// By number: the text (none once forgotten: taking it out allocates nothing) and how
-    /// many kept rows hold it.
-    texts: Vec<(Option<ImmutableString>, u32)>,
+    /// The numbers of the texts held, under their hashes.
+    ids: hashbrown::HashTable<u32>,
+    /// By number: the text (none once forgotten: taking it out allocates nothing), how
+    /// many kept rows hold it, and its hash.
+    texts: Vec<(Option<ImmutableString>, u32, u64)>,
     /// Numbers free to give again.
     free: Vec<u32>,
 }
 
 impl Texts {
-    /// The number of `text`, held once more.
-    pub fn hold(&mut self, text: &str) -> u64 {
-        if let Some(&id) = self.ids.get(text) {
+    /// The number of `text` (whose hash is `hash(text)`), held once more.
+    pub fn hold(&mut self, text: &str, hash: u64) -> u64 {
+        let texts = &self.texts;
+        let same = |&id: &u32| {
+            texts[id as usize]
+                .0
+                .as_ref()
+                .is_some_and(|held| equal(held.as_bytes(), text.as_bytes()))
+        };
+        if let Some(&id) = self.ids.find(hash, same) {
             self.texts[id as usize].1 += 1;
             return u64::from(id);
         }
-        let text = ImmutableString::from(text);
+        let text = Some(ImmutableString::from(text));
         let id = match self.free.pop() {
             Some(id) => {
-                self.texts[id as usize] = (Some(text.clone()), 1);
+                self.texts[id as usize] = (text, 1, hash);
                 id
             }
             None => {
-                self.texts.push((Some(text.clone()), 1));
+                self.texts.push((text, 1, hash));
                 u32::try_from(self.texts.len() - 1).expect("fewer than 2^32 texts")
             }
         };
-        self.ids.insert(text, id);
+        let texts = &self.texts;
+        self.ids.insert_unique(hash, id, |&id| texts[id as usize].2);
         u64::from(id)
     }
 
@@ -218,9 +249,12 @@ impl Texts {
         let slot = &mut self.texts[id as usize];
         slot.1 -= 1;
         if slot.1 == 0 {
-            let text = slot.0.take().expect("a held text");
-            self.ids.remove(&text);
-            self.free.push(id as u32);
+            slot.0 = None;
+            let id = id as u32;
+            if let Ok(entry) = self.ids.find_entry(slot.2, |&held| held == id) {
+                entry.remove();
+            }
+            self.free.push(id);
         }
     }
 
@@ -325,17 +359,32 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_equal_exactly_when_they_are_the_same_at_every_length() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(equal(&a, &a.clone()));
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x80;
+                assert!(!equal(&a, &b), "{n} bytes, differing at {at}");
+            }
+            assert!(!equal(&a, &[a.as_slice(), b"x"].concat()));
+        }
+    }
+
+    #[test]
     fn a_text_no_row_holds_is_forgotten_and_its_number_given_again() {
         let mut texts = Texts::default();
-        let a = texts.hold("a");
-        assert_eq!(texts.hold("a"), a);
-        let b = texts.hold("b");
+        let hold = |texts: &mut Texts, text: &str| texts.hold(text, hash(text.as_bytes()));
+        let a = hold(&mut texts, "a");
+        assert_eq!(hold(&mut texts, "a"), a);
+        let b = hold(&mut texts, "b");
         assert_ne!(a, b);
         texts.release(a);
         assert_eq!(texts.len(), 2);
         texts.release(a);
         assert_eq!(texts.len(), 1);
-        let c = texts.hold("c");
+        let c = hold(&mut texts, "c");
         assert_eq!(c, a, "the number is free again");
         assert_eq!(texts.text(c).as_str(), "c");
         assert_eq!(texts.text(b).as_str(), "b");

@@ -229,7 +229,8 @@ pub enum Value<'a> {
     Int(i64),
     Float(f64),
     Bool(bool),
-    Text(&'a str),
+    /// A text and its hash (`keys::hash` of its bytes).
+    Text(&'a str, u64),
 }
 
 impl Value<'_> {
@@ -240,7 +241,7 @@ impl Value<'_> {
             // -0.0 is 0.0, as Rhai's `==` says: one distinct value.
             Value::Float(f) => Val::Float(if f == 0.0 { 0.0 } else { f }),
             Value::Bool(b) => Val::Bool(b),
-            Value::Text(s) => Val::Str(s.into()),
+            Value::Text(s, _) => Val::Str(s.into()),
         }
     }
 }
@@ -372,7 +373,6 @@ impl Window {
                 self.extremes.resize_with(key + 1, VecDeque::new);
             }
         }
-        let before = self.keys[key].rows.len();
         if time >= self.keys[key].newest {
             self.keys[key].newest = time;
             self.evict(key, time.saturating_sub(self.span));
@@ -383,17 +383,20 @@ impl Window {
                     self.push_extreme(key, time, code);
                 }
                 self.keys[key].rows.push_back((time, code));
+                self.rows += 1;
             }
-            self.settle(key);
+            if self.function == Function::Distinct {
+                self.settle(key);
+            }
             self.current(key, out);
         } else {
             let late = self.late(key, time, matching, value);
             out.val(Val::exactly(&late));
         }
-        self.rows = self.rows + self.keys[key].rows.len() - before;
     }
 
     /// `value` as the window keeps it (a text held once more).
+    #[inline]
     fn hold(&mut self, value: Value<'_>) -> u64 {
         if self.function == Function::Count {
             return 0;
@@ -403,7 +406,7 @@ impl Window {
             Value::Int(i) => i as u64,
             Value::Float(f) => (if f == 0.0 { 0.0 } else { f }).to_bits(),
             Value::Bool(b) => u64::from(b),
-            Value::Text(s) => self.texts.hold(s),
+            Value::Text(s, hash) => self.texts.hold(s, hash),
         }
     }
 
@@ -461,11 +464,13 @@ impl Window {
     }
 
     /// Adds a kept value to `key`'s aggregates.
+    #[inline(always)]
     fn remember(&mut self, key: usize, code: u64) {
         self.account(key, code, 1.0);
     }
 
     /// Takes a value that leaves `key`'s rows out of its aggregates (a text held once less).
+    #[inline(always)]
     fn forget(&mut self, key: usize, code: u64) {
         self.account(key, code, -1.0);
         if self.kind == Kind::Text && self.function != Function::Count {
@@ -473,8 +478,12 @@ impl Window {
         }
     }
 
+    /// Adds (`sign` 1) or takes out (-1) a kept value. Inlined into the push: a count (or
+    /// min, max) does nothing here, a sum a few adds; only a distinct calls out.
+    #[inline(always)]
     fn account(&mut self, key: usize, code: u64, sign: f64) {
         match self.function {
+            Function::Count | Function::Min | Function::Max => {}
             Function::Sum | Function::Avg => {
                 let mut sum = self.sum(key);
                 match self.kind {
@@ -483,35 +492,37 @@ impl Window {
                 }
                 self.set_sum(key, &sum);
             }
-            Function::Distinct if self.keys[key].agg.0[1] == 0 => {
-                // A few rows: the key's own rows say whether the value is new (added, the
-                // row is not in yet) or gone (taken out, it is out already).
-                let state = &mut self.keys[key];
-                if !state.rows.iter().any(|&(_, c)| c == code) {
-                    if sign > 0.0 {
-                        state.agg.0[0] += 1;
-                    } else {
-                        state.agg.0[0] -= 1;
-                    }
+            Function::Distinct => self.account_distinct(key, code, sign > 0.0),
+        }
+    }
+
+    fn account_distinct(&mut self, key: usize, code: u64, added: bool) {
+        let state = &mut self.keys[key];
+        if state.agg.0[1] == 0 {
+            // A few rows: the key's own rows say whether the value is new (added, the row
+            // is not in yet) or gone (taken out, it is out already).
+            if !state.rows.iter().any(|&(_, c)| c == code) {
+                if added {
+                    state.agg.0[0] += 1;
+                } else {
+                    state.agg.0[0] -= 1;
                 }
             }
-            Function::Distinct => {
-                let pair = (key as u32, code);
-                if sign > 0.0 {
-                    let n = self.distinct.entry(pair).or_insert(0);
-                    *n += 1;
-                    if *n == 1 {
-                        self.keys[key].agg.0[0] += 1;
-                    }
-                } else if let Some(n) = self.distinct.get_mut(&pair) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.distinct.remove(&pair);
-                        self.keys[key].agg.0[0] -= 1;
-                    }
-                }
+            return;
+        }
+        let pair = (key as u32, code);
+        if added {
+            let n = self.distinct.entry(pair).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                self.keys[key].agg.0[0] += 1;
             }
-            _ => {}
+        } else if let Some(n) = self.distinct.get_mut(&pair) {
+            *n -= 1;
+            if *n == 0 {
+                self.distinct.remove(&pair);
+                self.keys[key].agg.0[0] -= 1;
+            }
         }
     }
 
@@ -545,6 +556,7 @@ impl Window {
                 break;
             }
             self.keys[key].rows.pop_front();
+            self.rows -= 1;
             self.forget(key, code);
             left = true;
         }
@@ -658,6 +670,7 @@ impl Window {
             let code = self.hold(value);
             self.remember(key, code);
             self.keys[key].rows.insert(upto, (time, code));
+            self.rows += 1;
             self.settle(key);
             if matches!(self.function, Function::Min | Function::Max) {
                 let mut extremes = std::mem::take(&mut self.extremes[key]);
@@ -961,7 +974,13 @@ mod tests {
                 let got: Vec<String> = rows
                     .iter()
                     .map(|&(k, t, m, v)| {
-                        w.push(k as usize, t, m, Value::Text(&text(v))).to_string()
+                        w.push(
+                            k as usize,
+                            t,
+                            m,
+                            Value::Text(&text(v), keys::hash(text(v).as_bytes())),
+                        )
+                        .to_string()
                     })
                     .collect();
                 let want = reference_of(function, span, &rows, |v| Val::Str(text(v).into()));

@@ -46,6 +46,7 @@ impl Rows {
         }
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         match self {
             Rows::Inline { len, .. } => usize::from(*len),
@@ -57,6 +58,7 @@ impl Rows {
         self.len() == 0
     }
 
+    #[inline]
     pub fn front(&self) -> Option<&Kept> {
         match self {
             Rows::Inline { len: 0, .. } => None,
@@ -94,9 +96,20 @@ impl Rows {
         a.iter().chain(b)
     }
 
+    /// Appends the newest row (the in-order path: every row of an input sorted by time).
+    #[inline]
     pub fn push_back(&mut self, row: Kept) {
-        let at = self.len();
-        self.insert(at, row);
+        match self {
+            Rows::Inline { len, rows } if usize::from(*len) < INLINE => {
+                rows[usize::from(*len)] = row;
+                *len += 1;
+            }
+            Rows::Heap(ring) => ring.push_back(row),
+            Rows::Inline { len, .. } => {
+                let at = usize::from(*len);
+                self.insert(at, row);
+            }
+        }
     }
 
     /// Inserts `row` at `at` (0 ≤ `at` ≤ len), spilling to the heap when inline is full.
@@ -120,12 +133,15 @@ impl Rows {
 
     /// Takes out the oldest row. A ring buffer that empties is freed: the key's rows live
     /// inline again (a key that went quiet holds no heap memory).
+    #[inline]
     pub fn pop_front(&mut self) -> Option<Kept> {
         match self {
             Rows::Inline { len: 0, .. } => None,
             Rows::Inline { len, rows } => {
                 let first = rows[0];
-                rows.copy_within(1..usize::from(*len), 0);
+                // All the slots, not the first `len`: a copy of fixed size is a few moves,
+                // one of variable size a call to memmove (the slots past `len` are unused).
+                rows.copy_within(1..INLINE, 0);
                 *len -= 1;
                 Some(first)
             }

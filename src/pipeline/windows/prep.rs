@@ -91,14 +91,15 @@ pub(super) fn compile_filters(
 }
 
 /// A row's `of` value while it waits in `Fed`: a text is a range of `Fed::texts` (the
-/// field may live in the splitter's scratch buffer, reused by the next record).
+/// field may live in the splitter's scratch buffer, reused by the next record) and its
+/// hash (`keys::hash`), computed here rather than in the sequential part.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Waiting {
     None,
     Int(i64),
     Float(f64),
     Bool(bool),
-    Text(usize, usize),
+    Text(usize, usize, u64),
 }
 
 /// A task's good rows as the windows take them, row after row: per row, the bytes of each
@@ -311,7 +312,11 @@ fn waiting(kind: ColumnType, field: &[u8], texts: &mut String) -> Waiting {
         Ok(Parsed::Str(text)) => {
             let from = texts.len();
             texts.push_str(text);
-            Waiting::Text(from, texts.len())
+            Waiting::Text(
+                from,
+                texts.len(),
+                crate::windows::keys::hash(text.as_bytes()),
+            )
         }
         Err(_) => Waiting::None,
     }

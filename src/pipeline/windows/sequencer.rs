@@ -91,7 +91,7 @@ impl Sequencer {
                     Waiting::Int(i) => Value::Int(i),
                     Waiting::Float(f) => Value::Float(f),
                     Waiting::Bool(b) => Value::Bool(b),
-                    Waiting::Text(from, to) => Value::Text(&fed.texts[from..to]),
+                    Waiting::Text(from, to, hash) => Value::Text(&fed.texts[from..to], hash),
                 };
                 window.push_into(key, fed.times[at], fed.matching[at], value, values);
                 self.rows_now = self.rows_now + window.rows() - before;
