@@ -529,10 +529,18 @@ impl Window {
     /// Distinct only: moves `key`'s values into the shared table once it keeps more than
     /// `FEW` rows (its own rows are then too many to scan), and out again once it keeps
     /// `FEW / 4` or fewer (the gap: a key near the bound does not move back and forth).
+    #[inline]
     fn settle(&mut self, key: usize) {
-        if self.function != Function::Distinct {
-            return;
+        let state = &self.keys[key];
+        let (n, in_table) = (state.rows.len(), state.agg.0[1] != 0);
+        // Checked here, inlined into every push; the moves, rare, are out of line.
+        if (!in_table && n > FEW) || (in_table && n <= FEW / 4) {
+            self.move_distinct(key);
         }
+    }
+
+    #[inline(never)]
+    fn move_distinct(&mut self, key: usize) {
         let state = &mut self.keys[key];
         let (n, in_table) = (state.rows.len(), state.agg.0[1] != 0);
         if !in_table && n > FEW {
