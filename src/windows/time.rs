@@ -89,7 +89,7 @@ pub fn parse_rfc3339(text: &[u8]) -> Result<i64, &'static str> {
     seconds
         .checked_mul(1_000_000_000)
         .and_then(|s| s.checked_add(nanos))
-        .ok_or("is a time out of range (years 1678 to 2261)")
+        .ok_or("is a time out of range (1677-09-21T00:12:44Z to 2262-04-11T23:47:16.854775807Z: nanoseconds in 64 bits)")
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -123,6 +123,22 @@ mod tests {
             Ok(1_709_251_199_123_456_789 + 1800 * 1_000_000_000)
         );
         assert_eq!(parse_rfc3339(b"1969-12-31T23:59:59Z"), Ok(-1_000_000_000));
+        // The ends of the range the message names.
+        assert_eq!(
+            parse_rfc3339(b"2262-04-11T23:47:16.854775807Z"),
+            Ok(i64::MAX)
+        );
+        assert_eq!(
+            parse_rfc3339(b"1677-09-21T00:12:44Z"),
+            Ok(-9_223_372_036_000_000_000)
+        );
+        for outside in [
+            &b"2262-04-11T23:47:16.854775808Z"[..],
+            b"1677-09-21T00:12:43.9Z",
+        ] {
+            let why = parse_rfc3339(outside).unwrap_err();
+            assert!(why.contains("1677-09-21T00:12:44Z to 2262-04-11T23:47:16.854775807Z"));
+        }
         for bad in [
             &b""[..],
             b"2026-01-01",
