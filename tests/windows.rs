@@ -354,7 +354,28 @@ fn bad_keys_and_times_are_bad_rows_naming_line_column_and_value() {
     wd.run(&["run", "w.csv", "--rules", "w.toml", "-q"])
         .expect_code(1)
         .expect_stderr_contains(
-            "w.csv:2: [windows.n] where: error (Runtime error: boom (line 1, position 16))",
+            "w.csv:2: [windows.n] where: error (Runtime error: boom (line 1, position 16)); it read id=\"4\"\n",
+        );
+    // It names the values the filter read, as a bad field is named by its value: here an
+    // empty optional column, `()`, that the filter did not expect.
+    wd.create(
+        "n.toml",
+        format!(
+            "[columns]\nnote = \"string?\"\n{}",
+            SIMPLE.replace(
+                "function = \"count\"\n",
+                "function = \"count\"\nwhere = \"note.len() > 2 && account != note\"\n",
+            )
+        ),
+    );
+    wd.create(
+        "n.csv",
+        "id,account,timestamp,note\n1,A,2026-01-01T00:00:00Z,abc\n2,A,2026-01-01T00:00:01Z,\n",
+    );
+    wd.run(&["run", "n.csv", "--rules", "n.toml", "-q"])
+        .expect_code(1)
+        .expect_stderr_contains(
+            "n.csv:3: [windows.n] where: error (Function not found: len (()) (line 1, position 6)); it read note=() account=\"A\"\n",
         );
 
     // A bad history row fails the run naming the history file; under skip it is counted.

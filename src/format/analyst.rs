@@ -135,19 +135,13 @@ pub fn rule_details(
                 None
             }
         };
-        let mut read: Vec<(String, usize)> = Vec::new();
-        if explain {
-            for word in crate::rules::engine::identifiers(&rule.script) {
-                if let Some(column) = columns.index(word)
-                    && !read.iter().any(|(_, c)| *c == column)
-                {
-                    read.push((word.to_string(), column));
-                }
-            }
-        }
         details.push(RuleDetail {
             reason,
-            explain: read,
+            explain: if explain {
+                crate::rules::engine::read_by(&rule.script, columns)
+            } else {
+                Vec::new()
+            },
         });
     }
     if errors.is_empty() {

@@ -383,6 +383,20 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The columns `script` reads, each once, in the order it first names them, with their
+/// indices in `columns`: the names the evaluator binds (`identifiers`).
+pub fn read_by(script: &str, columns: &Columns) -> Vec<(String, usize)> {
+    let mut read: Vec<(String, usize)> = Vec::new();
+    for word in identifiers(script) {
+        if let Some(column) = columns.index(word)
+            && !read.iter().any(|(_, c)| *c == column)
+        {
+            read.push((word.to_string(), column));
+        }
+    }
+    read
+}
+
 /// Every identifier-shaped word of a script (an over-approximation of the variables it
 /// reads: binding a column the script does not read costs a clone, nothing more).
 pub(crate) fn identifiers(script: &str) -> impl Iterator<Item = &str> {

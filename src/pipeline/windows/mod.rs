@@ -139,6 +139,9 @@ impl WindowStage {
                 same_time: specs.iter().position(|s| s.time == time),
                 of,
                 filter: filter_rules.iter().position(|f| f.id == i as i64),
+                filter_reads: w.filter.as_deref().map_or_else(Vec::new, |script| {
+                    crate::rules::engine::read_by(script, &columns)
+                }),
             });
             let kind = match of.map(|(_, kind, _)| kind) {
                 Some(ColumnType::Float) => Kind::Float,

@@ -32,6 +32,9 @@ pub(super) struct Spec {
     pub of: Option<(usize, ColumnType, bool)>,
     /// Its rule index in the filter evaluator.
     pub filter: Option<usize>,
+    /// The columns its `where` reads (name, index in the filters' rows): a filter that
+    /// fails names their values, as a bad field is named by its value.
+    pub filter_reads: Vec<(String, usize)>,
 }
 
 /// What every lane's `Prep` is built from (one per input: field indices follow its header).
@@ -239,8 +242,14 @@ fn queue(
                         other => {
                             let mut detail = String::new();
                             other.write_detail(&mut detail);
+                            let mut read = String::new();
+                            for (i, (name, column)) in spec.filter_reads.iter().enumerate() {
+                                read.push_str(if i == 0 { "; it read " } else { " " });
+                                let value = row.values.get(*column).cloned().unwrap_or_default();
+                                crate::rules::decision::explain_value(name, &value, &mut read);
+                            }
                             return Err(format!(
-                                "[windows.{}] where: {} ({detail})",
+                                "[windows.{}] where: {} ({detail}){read}",
                                 spec.name,
                                 other.kind().as_str()
                             ));
