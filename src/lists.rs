@@ -284,6 +284,18 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
             )));
             continue;
         };
+        if key.is_empty() {
+            // In a list, "" would match every empty value of the column looked up (a
+            // `string` column gives "" for an empty field): a row left without its key is
+            // a mistake, as an empty key is a bad row to a window.
+            if errors.len() < MAX_REPORTED {
+                errors.push(fail(format!(
+                    "{shown}:{line}: column {:?}: \"\" is an empty key",
+                    decl.key
+                )));
+            }
+            continue;
+        }
         let value = match value_at {
             None => Dynamic::TRUE,
             Some((name, at)) => {
@@ -521,6 +533,15 @@ mod tests {
             [
                 "[lists.risk]: r.csv:3: column \"risk\": \"high\" is not an int",
                 "[lists.risk]: r.csv:4: column \"merchant\": duplicate key \"casino\" (first on line 2)",
+            ]
+        );
+        let errors = parse(&d, "r.csv", b"merchant,risk\n,5\nok,3\n\"\",6\n").unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "[lists.risk]: r.csv:2: column \"merchant\": \"\" is an empty key",
+                "[lists.risk]: r.csv:4: column \"merchant\": \"\" is an empty key",
             ]
         );
         let errors = parse(&d, "r.csv", b"merchant,risk\nshop\nbar,1,2\nok,3\n").unwrap_err();
