@@ -15,12 +15,17 @@ use rhai::{Dynamic, Engine, INT, ImmutableString};
 use crate::model::ColumnType;
 use crate::rules::lists_windows::ListDecl;
 
+/// Key → value, hashed with ahash under seeds drawn per process: std's SipHash was a fifth
+/// of loading a million-key list, and seeds a list's author cannot know keep its keys from
+/// being chosen to collide.
+type Entries = HashMap<Box<str>, Dynamic, ahash::RandomState>;
+
 /// One list's contents.
 #[derive(Debug)]
 pub struct List {
     pub name: String,
     /// Key → value; a set's values are `true`.
-    entries: HashMap<Box<str>, Dynamic>,
+    entries: Entries,
     is_map: bool,
 }
 
@@ -54,7 +59,7 @@ impl List {
     /// A list given directly by a `txguard check` example: an array of keys for a set, a
     /// table of key = value for a map.
     pub fn from_toml(decl: &ListDecl, value: &toml::Value) -> Result<List, String> {
-        let mut entries = HashMap::new();
+        let mut entries = Entries::with_hasher(crate::windows::keys::random_seeds());
         let key_text = |v: &toml::Value| match v {
             toml::Value::String(s) => Some(s.clone()),
             toml::Value::Integer(i) => Some(i.to_string()),
@@ -221,9 +226,13 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
     let Some(key_at) = key_at.filter(|_| errors.is_empty()) else {
         return Err(errors);
     };
-    let mut entries: HashMap<Box<str>, Dynamic> = HashMap::new();
+    // Sized for a key per line: a million keys grew the table twenty times over.
+    let lines = memchr::memchr_iter(b'\n', body).count();
+    let mut entries =
+        Entries::with_capacity_and_hasher(lines, crate::windows::keys::random_seeds());
     // Where each key was first seen, to report a duplicate with both lines.
-    let mut first_line: HashMap<Box<str>, u64> = HashMap::new();
+    let mut first_line: HashMap<Box<str>, u64, ahash::RandomState> =
+        HashMap::with_hasher(crate::windows::keys::random_seeds());
     // Duplicates of keys whose first line was not kept: (index in `errors`, key).
     let mut unplaced: Vec<(usize, Box<str>)> = Vec::new();
     let mut record = csv::ByteRecord::new();
@@ -317,7 +326,9 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
                 }
             }
         };
-        if entries.contains_key(key) {
+        // Inserted first and found a duplicate after: one lookup per key. A duplicate
+        // fails the list, so which of its values the table keeps does not matter.
+        if entries.insert(key.into(), value).is_some() {
             if errors.len() < MAX_REPORTED {
                 let mut message = format!(
                     "{shown}:{line}: column {:?}: duplicate key {key:?}",
@@ -337,7 +348,6 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
             // person wrote, without doubling the memory of a million-key list.
             first_line.insert(key.into(), line);
         }
-        entries.insert(key.into(), value);
     }
     if !unplaced.is_empty() {
         let value_at = value_at.map(|(_, at)| at);

@@ -233,6 +233,14 @@ pub fn attach_lists(
     Ok(())
 }
 
+/// Binds lists already parsed (`lists::parse`, one per declaration, in order) to `set`'s
+/// list names, as `attach_lists` does with their files' bytes.
+pub fn install_lists(set: &mut RuleSet, loaded: Vec<std::sync::Arc<crate::lists::List>>) {
+    let mut derived = (*set.derived).clone();
+    derived.loaded = loaded;
+    set.derived = std::sync::Arc::new(derived);
+}
+
 /// The summary's `rules_sha256`: of the rules file alone when it declares no list, else
 /// of the file and then, per list in declaration order, its name, its file's length and
 /// bytes — a changed list file changes the hash.

@@ -21,7 +21,7 @@ pub fn hash(key: &[u8]) -> u64 {
 
 /// A hasher with seeds from the operating system (std's `RandomState` draws its keys there;
 /// ahash's own, built without its `runtime-rng` feature, would not).
-fn random_seeds() -> RandomState {
+pub(crate) fn random_seeds() -> RandomState {
     let os = std::collections::hash_map::RandomState::new();
     let seed = |i: u64| os.hash_one(i);
     RandomState::with_seeds(seed(0), seed(1), seed(2), seed(3))
