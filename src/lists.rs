@@ -226,8 +226,9 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
     let Some(key_at) = key_at.filter(|_| errors.is_empty()) else {
         return Err(errors);
     };
-    // Sized for a key per line: a million keys grew the table twenty times over.
-    let lines = memchr::memchr_iter(b'\n', body).count();
+    // Sized for a key per line: a million keys grew the table twenty times over. At most a
+    // million ahead (36 MB): a file of blank lines is no list of keys.
+    let lines = memchr::memchr_iter(b'\n', body).count().min(1 << 20);
     let mut entries =
         Entries::with_capacity_and_hasher(lines, crate::windows::keys::random_seeds());
     // Where each key was first seen, to report a duplicate with both lines.
