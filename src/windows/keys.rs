@@ -372,6 +372,63 @@ mod tests {
         }
     }
 
+    /// Texts whose hashes collide (all one hash, or a few) keep one number each while
+    /// held, told apart by their bytes alone (lengths 0 to 40, equal in their first and
+    /// last bytes, multi-byte), through many holds and releases that free and reuse
+    /// numbers: the same as a map from text to (number, holders).
+    #[test]
+    fn texts_under_colliding_hashes_keep_one_number_each_while_held() {
+        let pool: Vec<String> = (0..60usize)
+            .map(|i| {
+                let mut s: Vec<char> = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+                    .chars()
+                    .take(i % 41)
+                    .collect();
+                if !s.is_empty() {
+                    let at = i % s.len();
+                    s[at] = 'é';
+                }
+                s.into_iter().collect()
+            })
+            .collect();
+        let hashes: [fn(&str) -> u64; 3] = [|_| 7, |t| t.len() as u64 % 3, |t| hash(t.as_bytes())];
+        for hash_of in hashes {
+            let mut x = 12_345u64;
+            let mut next = |n: usize| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (x >> 33) as usize % n
+            };
+            let mut texts = Texts::default();
+            let mut held: Vec<(u64, &str)> = Vec::new();
+            let mut model: std::collections::HashMap<&str, (u64, u32)> = Default::default();
+            for _ in 0..20_000 {
+                if held.is_empty() || next(3) != 0 {
+                    let text = pool[next(pool.len())].as_str();
+                    let id = texts.hold(text, hash_of(text));
+                    let (number, holders) = model.entry(text).or_insert((id, 0));
+                    assert_eq!(*number, id, "{text:?}");
+                    *holders += 1;
+                    held.push((id, text));
+                } else {
+                    let (id, text) = held.swap_remove(next(held.len()));
+                    assert_eq!(texts.text(id).as_str(), text);
+                    texts.release(id);
+                    let holders = &mut model.get_mut(text).expect("held").1;
+                    *holders -= 1;
+                    if *holders == 0 {
+                        model.remove(text);
+                    }
+                }
+                assert_eq!(texts.len(), model.len());
+                let numbers: std::collections::HashSet<u64> =
+                    model.values().map(|&(n, _)| n).collect();
+                assert_eq!(numbers.len(), model.len(), "one number per held text");
+            }
+        }
+    }
+
     #[test]
     fn a_text_no_row_holds_is_forgotten_and_its_number_given_again() {
         let mut texts = Texts::default();
