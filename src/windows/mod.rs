@@ -531,6 +531,12 @@ impl Window {
     /// `FEW / 4` or fewer (the gap: a key near the bound does not move back and forth).
     #[inline]
     fn settle(&mut self, key: usize) {
+        // Only a distinct keeps its values' table flag in `agg`: a sum keeps its
+        // compensation there, which this would clear or set (a late row is settled whatever
+        // the function).
+        if self.function != Function::Distinct {
+            return;
+        }
         let state = &self.keys[key];
         let (n, in_table) = (state.rows.len(), state.agg.0[1] != 0);
         // Checked here, inlined into every push; the moves, rare, are out of line.
@@ -1029,6 +1035,38 @@ mod tests {
             .collect();
         // At 12 s the rows of 0 to 2 s are out (2 s is exactly the span old): 4.0, not NaN.
         assert_eq!(sums, ["1.5", "inf", "inf", "4.0", "5.0"]);
+    }
+
+    /// A late row of a sum keeps the running sum's compensation: settling it as a distinct
+    /// (the table flag shares the compensation's word) cleared it, and the small values
+    /// absorbed by a large one were lost; with more rows it set the flag and filled the
+    /// distinct table of a window that is no distinct.
+    #[test]
+    fn a_late_row_leaves_a_sum_exact() {
+        for function in [Function::Sum, Function::Avg] {
+            let mut w = Window::new(function, 100 * S, Kind::Float);
+            let mut push = |t: i64, v: f64| w.push(0, t * S, true, Value::Float(v)).to_string();
+            // 1.0 added to 1e16 rounds away (the compensation keeps it): once late, once
+            // in order, 1e16 + 2.0 exactly; without the first one, 1e16 (ties to even).
+            push(3, 1e16);
+            push(2, 1.0);
+            let last = push(4, 1.0);
+            let want = if function == Function::Sum {
+                (1e16 + 2.0).to_string()
+            } else {
+                ((1e16 + 2.0) / 3.0).to_string()
+            };
+            assert_eq!(
+                last.parse::<f64>().unwrap().to_string(),
+                want,
+                "{function:?}"
+            );
+            for t in 5..20 {
+                push(t, 1.0);
+                push(t - 4, 1.0);
+            }
+            assert!(w.distinct.is_empty(), "{function:?}: no distinct table");
+        }
     }
 
     /// Finite values past `f64::MAX` make the sum inf (not NaN), in order and late, and
