@@ -210,26 +210,25 @@ pub fn attach_lists(
     files: &[Vec<u8>],
     shown: impl Fn(&lists_windows::ListDecl) -> String,
 ) -> Result<(), Vec<RulesError>> {
-    let mut derived = (*set.derived).clone();
     let mut errors = Vec::new();
-    derived.loaded.clear();
-    for (decl, bytes) in derived.lists.iter().zip(files) {
+    let mut loaded = Vec::with_capacity(files.len());
+    for (decl, bytes) in set.derived.lists.iter().zip(files) {
         match crate::lists::parse(decl, &shown(decl), bytes) {
-            Ok(list) => derived.loaded.push(std::sync::Arc::new(list)),
+            Ok(list) => loaded.push(std::sync::Arc::new(list)),
             Err(e) => errors.extend(e.into_iter().map(list_error)),
         }
     }
-    if files.len() != derived.lists.len() {
+    if files.len() != set.derived.lists.len() {
         errors.push(RulesError::file(format!(
             "internal error: {} list files for {} lists",
             files.len(),
-            derived.lists.len()
+            set.derived.lists.len()
         )));
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    set.derived = std::sync::Arc::new(derived);
+    install_lists(set, loaded);
     Ok(())
 }
 
