@@ -702,11 +702,34 @@ fn a_where_that_does_not_compile_is_named_as_its_window() {
             "txguard: error: rules.toml has 1 error:\n  \
          rules.toml:8: [windows.s] where: line 1, column 9: Script is incomplete\n",
         );
-    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q", "-o", "out.csv"])
-        .expect_code(1)
-        .expect_stderr_contains(
-            "a window's `where` does not compile: line 8: [windows.s] where: line 1, column 9: Script is incomplete",
-        );
+    // `run` names the rules file as `check` does (it once said only "line 8").
+    let said = "txguard: error: rules.toml has 1 error: \
+         rules.toml:8: [windows.s] where: line 1, column 9: Script is incomplete\n";
+    wd.run(&[
+        "run",
+        "tx.csv",
+        "--rules",
+        "rules.toml",
+        "-q",
+        "-o",
+        "out.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr(said);
+    assert!(!wd.exists("out.csv"));
+    // `diff` computes the windows once, from the proposed rules' file.
+    wd.create("new.toml", wd.read("rules.toml"));
+    wd.run(&[
+        "diff",
+        "rules.toml",
+        "new.toml",
+        "tx.csv",
+        "-q",
+        "-o",
+        "diff.csv",
+    ])
+    .expect_code(1)
+    .expect_stderr(&said.replace("rules.toml", "new.toml"));
 }
 
 /// Several inputs are one input to the windows, whatever their column order: the results

@@ -629,7 +629,14 @@ pub(crate) fn windows_stage(
     input: &InputReader,
     stop: &StopFlag,
 ) -> Result<Option<WindowStage>> {
-    let Some(stage) = WindowStage::for_input(rules, input, config.seed)? else {
+    // A `where` that does not compile is the rules file's error, named as `check` names it.
+    let first = WindowStage::for_input(rules, input, config.seed).map_err(|e| {
+        match e.downcast::<crate::pipeline::windows::FilterErrors>() {
+            Ok(filters) => RulesErrors::of(&config.rules, filters.0).into(),
+            Err(e) => e,
+        }
+    })?;
+    let Some(stage) = first else {
         if let Some(first) = config.history.first() {
             return Err(exit::Usage(format!(
                 "--history {}: the rules declare no [windows.*] for history to fill",

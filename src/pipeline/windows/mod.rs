@@ -27,7 +27,7 @@ use crate::rules::lists_windows::{self, Derived, Function, WindowDecl};
 use crate::typing::{Schema, Typer};
 use crate::windows::{Kind, Values, Window};
 
-pub use prep::Prep;
+pub use prep::{FilterErrors, Prep};
 use prep::{Recipe, Spec};
 pub use sequencer::Sequencer;
 pub use turns::Turns;

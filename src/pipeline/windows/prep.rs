@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::framer::{self, Fields};
 use crate::model::{ColumnType, Columns, Outcome, Parsed, Row};
-use crate::rules::{Evaluator, RuleSet, random_key_hash};
+use crate::rules::{Evaluator, RuleSet, RulesError, random_key_hash};
 use crate::typing::{Schema, Typer};
 use crate::windows::time::parse_rfc3339;
 
@@ -75,7 +75,7 @@ impl Recipe {
 }
 
 /// The windows' `where` filters (`set`: one rule per filter) compiled against `columns`;
-/// an error names the windows whose filter does not compile.
+/// an error (`FilterErrors`) names the windows whose filter does not compile.
 pub(super) fn compile_filters(
     set: &RuleSet,
     columns: &Columns,
@@ -86,12 +86,26 @@ pub(super) fn compile_filters(
             .into_iter()
             .map(|e| crate::rules::lists_windows::filter_error(e, &set.rules))
             .collect();
-        anyhow::anyhow!(
-            "a window's `where` does not compile: {}",
-            crate::rules::one_line(&errors)
-        )
+        anyhow::Error::new(FilterErrors(errors))
     })
 }
+
+/// Windows' `where` filters that do not compile against the input's columns: errors of
+/// the rules file, which the command names (`RulesErrors::of`), as `check` does.
+#[derive(Debug)]
+pub struct FilterErrors(pub Vec<RulesError>);
+
+impl std::fmt::Display for FilterErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a window's `where` does not compile: {}",
+            crate::rules::one_line(&self.0)
+        )
+    }
+}
+
+impl std::error::Error for FilterErrors {}
 
 /// A row's `of` value while it waits in `Fed`: a text is a range of `Fed::texts` (the
 /// field may live in the splitter's scratch buffer, reused by the next record) and its
