@@ -53,6 +53,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod csv_lines;
 pub mod decompress;
 pub mod dialect;
 pub mod diff;

@@ -247,30 +247,25 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
                 break;
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let start =
+            crate::csv_lines::record_start(body, record.position(), reader.position().byte());
+        let line = start.line;
         // The csv crate ends a quote left open at the end of the file there: one key
         // holding every line after it, the list's other keys lost without a word. Only
         // the record that reached the end of the file can hold one, so only it is scanned
-        // again. A record's position is where its reading began: before the blank lines
-        // the csv crate skips ahead of it.
-        let start = record.position().map_or(0, |p| p.byte());
-        let tail = if reader.position().byte() as usize >= body.len() {
-            body.get(start as usize..).unwrap_or_default()
-        } else {
-            &[]
-        };
-        let blank = tail
-            .iter()
-            .position(|b| !matches!(b, b'\n' | b'\r'))
-            .unwrap_or(tail.len());
-        if ends_in_quotes(&tail[blank..]) {
-            let opens = line + tail[..blank].iter().filter(|&&b| b == b'\n').count() as u64;
+        // again.
+        if start.at_end && ends_in_quotes(start.raw) {
             errors.push(fail(format!(
-                "{shown}:{opens}: quote opened here is never closed"
+                "{shown}:{line}: quote opened here is never closed"
             )));
             break;
         }
-        if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
+        // A line the csv crate reads as one empty field is blank, unless it is `""`: a
+        // quoted empty key, said as the empty key it is rather than skipped.
+        if record.len() == 1
+            && record.get(0).is_some_and(<[u8]>::is_empty)
+            && !start.raw.contains(&b'"')
+        {
             continue;
         }
         if record.len() != header.len() {
@@ -555,6 +550,42 @@ mod tests {
                 "[lists.risk]: r.csv:4: column \"merchant\": \"\" is an empty key",
             ]
         );
+        // A one-column list's `""` line is a quoted empty key, not a blank line.
+        let set = decl(None, ColumnType::String);
+        for bytes in [
+            &b"merchant\na\n\"\"\nb\n"[..],
+            b"merchant\r\na\r\n\r\n\"\"\r\nb\r\n",
+        ] {
+            let errors = parse(&set, "r.csv", bytes).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let line = if bytes.contains(&b'\r') { 4 } else { 3 };
+            assert_eq!(
+                shown,
+                [format!(
+                    "[lists.risk]: r.csv:{line}: column \"merchant\": \"\" is an empty key"
+                )]
+            );
+        }
+        // Errors name each record's own line, after blank lines and with CRLF (the csv
+        // crate's positions are where reading began: lines 2 and 5 here, once).
+        for bytes in [
+            &b"merchant,risk\r\nok,3\r\n\r\n\r\nbad\r\nx,notint\r\n"[..],
+            b"merchant,risk\nok,3\n\n\nbad\nx,notint\n",
+        ] {
+            let errors = parse(&d, "r.csv", bytes).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert_eq!(
+                shown,
+                [
+                    "[lists.risk]: r.csv:5: expected 2 fields, found 1",
+                    "[lists.risk]: r.csv:6: column \"risk\": \"notint\" is not an int",
+                ]
+            );
+        }
+        // In a map, a `""` line is a row short of its value.
+        let errors = parse(&d, "r.csv", b"merchant,risk\nok,3\n\"\"\n").unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["[lists.risk]: r.csv:3: expected 2 fields, found 1"]);
         let errors = parse(&d, "r.csv", b"merchant,risk\nshop\nbar,1,2\nok,3\n").unwrap_err();
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(

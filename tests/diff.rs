@@ -533,3 +533,41 @@ fn a_labels_file_without_line_ends_is_refused_not_read_into_memory() {
         );
     assert!(!wd.exists("changes.csv"));
 }
+
+/// A bad label is named on its own line, after blank lines and in a CRLF file: the csv
+/// crate's record position is where its reading began, and said as is it named an earlier
+/// line (line 2 for line 4 below).
+#[test]
+fn a_bad_label_names_its_own_line_after_blank_lines_and_crlf() {
+    let wd = Workdir::new("diff-label-lines");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    for (labels, said) in [
+        (
+            "transaction_id,label\r\n1,true\r\n\r\n2,maybe\r\n",
+            "labels.csv:4: column \"label\": \"maybe\" is not true or false",
+        ),
+        (
+            "transaction_id,label\n1,true\n\n\n1,false\n",
+            "labels.csv:5: transaction \"1\" is labelled twice",
+        ),
+    ] {
+        wd.create("labels.csv", labels);
+        let args = [
+            "diff",
+            "old.toml",
+            "new.toml",
+            "tx.csv",
+            "--labels",
+            "labels.csv",
+            "-o",
+            "changes.csv",
+            "-q",
+        ];
+        wd.run(&args)
+            .expect_code(1)
+            .expect_stderr(&format!("txguard: error: --labels {said}\n"));
+        assert!(!wd.exists("changes.csv"));
+    }
+}

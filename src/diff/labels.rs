@@ -53,10 +53,18 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
     let shown = crate::output::paths::show(path);
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read --labels {shown}"))?;
-    let mut reader = csv::ReaderBuilder::new().from_reader(ShortLines {
-        inner: file,
-        run: 0,
-    });
+    // Read whole (the labels are all kept anyway), so that errors name each record's own
+    // line (`csv_lines`).
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut ShortLines {
+            inner: file,
+            run: 0,
+        },
+        &mut body,
+    )
+    .with_context(|| format!("cannot read --labels {shown}"))?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(&body[..]);
     let headers = reader
         .headers()
         .with_context(|| format!("cannot read --labels {shown}"))?
@@ -70,9 +78,13 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
         anyhow::bail!("--labels {shown}: the header must name `transaction_id` and `label`");
     };
     let mut labels = Labels::default();
-    for record in reader.records() {
-        let record = record.with_context(|| format!("cannot read --labels {shown}"))?;
-        let line = record.position().map_or(0, |p| p.line());
+    let mut record = csv::StringRecord::new();
+    while reader
+        .read_record(&mut record)
+        .with_context(|| format!("cannot read --labels {shown}"))?
+    {
+        let line =
+            crate::csv_lines::record_start(&body, record.position(), reader.position().byte()).line;
         let value = record.get(label).unwrap_or_default();
         let fraud = match value {
             "true" | "1" => true,
