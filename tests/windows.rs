@@ -717,6 +717,11 @@ fn a_where_that_does_not_compile_is_named_as_its_window() {
     .expect_code(1)
     .expect_stderr(said);
     assert!(!wd.exists("out.csv"));
+    // Found before any output is opened: standard output gets no header.
+    wd.run(&["run", "tx.csv", "--rules", "rules.toml", "-q"])
+        .expect_code(1)
+        .expect_stdout("")
+        .expect_stderr(said);
     // `diff` computes the windows once, from the proposed rules' file.
     wd.create("new.toml", wd.read("rules.toml"));
     wd.run(&[
@@ -730,6 +735,10 @@ fn a_where_that_does_not_compile_is_named_as_its_window() {
     ])
     .expect_code(1)
     .expect_stderr(&said.replace("rules.toml", "new.toml"));
+    wd.run(&["diff", "rules.toml", "new.toml", "tx.csv", "-q"])
+        .expect_code(1)
+        .expect_stdout("")
+        .expect_stderr(&said.replace("rules.toml", "new.toml"));
 }
 
 /// Several inputs are one input to the windows, whatever their column order: the results

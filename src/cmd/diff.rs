@@ -173,6 +173,10 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         .transpose()?
         .map(Arc::new);
 
+    // With `--history`, the windows start from yesterday's rows, as the run's did; before
+    // any output is opened, as in `run`.
+    let mut windows = super::run::windows_stage(&config, &merged, &input, &stop)?;
+
     let format = DiffFormat::new(&old.set, &new.set, labels.clone());
     let ids: Vec<i64> = old
         .set
@@ -197,8 +201,6 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         old_rules: old.set.rules.len(),
         new_rules: new.set.rules.len(),
     });
-    // With `--history`, the windows start from yesterday's rows, as the run's did.
-    let mut windows = super::run::windows_stage(&config, &merged, &input, &stop)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: args.bad_rows,

@@ -337,6 +337,10 @@ fn execute(
     )
     .map_err(|errors| RulesErrors::of(&config.rules, errors))?;
 
+    // The windows (and `--history`) before any output is opened: a `where` that does not
+    // compile, or a bad history file, then leaves standard output without a header.
+    let mut windows = windows_stage(config, &rules, &input, stop)?;
+
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
     let sink = Sink::create(&outputs.results)?;
     let mut results = if config.no_output_header {
@@ -390,7 +394,6 @@ fn execute(
             executor
         }
     };
-    let mut windows = windows_stage(config, &rules, &input, stop)?;
     let settings = Settings {
         jobs: config.jobs,
         bad_rows: config.bad_rows,
