@@ -571,3 +571,67 @@ fn a_bad_label_names_its_own_line_after_blank_lines_and_crlf() {
         assert!(!wd.exists("changes.csv"));
     }
 }
+
+/// A label row the csv crate itself refuses (a field too many or too few, invalid UTF-8)
+/// is named on its own line too: the crate's message named where its reading began (line
+/// 2 for line 4 of a CRLF file, line 3 for line 5 after blank lines).
+#[test]
+fn a_label_row_of_the_wrong_width_or_not_utf8_names_its_own_line() {
+    let wd = Workdir::new("diff-label-rows");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    for (labels, said) in [
+        (
+            &b"transaction_id,label\r\n1,true\r\n\r\n2,false,x\r\n"[..],
+            "labels.csv:4: expected 2 fields, found 3",
+        ),
+        (
+            b"transaction_id,label\n1,true\n\n\n2\n",
+            "labels.csv:5: expected 2 fields, found 1",
+        ),
+        (
+            b"transaction_id,label,note\r\n1,true,\r\n\r\n2,false,\xff\r\n",
+            "labels.csv:4: not valid UTF-8",
+        ),
+    ] {
+        wd.create("labels.csv", labels);
+        let args = [
+            "diff",
+            "old.toml",
+            "new.toml",
+            "tx.csv",
+            "--labels",
+            "labels.csv",
+            "-o",
+            "changes.csv",
+            "-q",
+        ];
+        wd.run(&args)
+            .expect_code(1)
+            .expect_stderr(&format!("txguard: error: --labels {said}\n"));
+        assert!(!wd.exists("changes.csv"));
+    }
+}
+
+/// An endless stream with line ends that is no labels file is refused at its header, as
+/// before `--labels` was read whole: it was read until memory ran out (bounded here by
+/// `ulimit -v`, an abort).
+#[test]
+fn an_endless_stream_that_is_no_labels_file_is_refused_at_its_header() {
+    let wd = Workdir::new("diff-endless-stream-labels");
+    wd.create("old.toml", OLD);
+    wd.create("new.toml", new_rules());
+    wd.create("tx.csv", TX);
+    let mut sh = wd.sh(
+        "ulimit -v 4000000; yes x | \"$TXGUARD\" diff old.toml new.toml tx.csv \
+         --labels /dev/stdin -o changes.csv -q",
+    );
+    wd.output_within(std::time::Duration::from_secs(60), &mut sh)
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: --labels /dev/stdin: the header must name `transaction_id` and \
+             `label`\n",
+        );
+    assert!(!wd.exists("changes.csv"));
+}

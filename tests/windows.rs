@@ -741,6 +741,47 @@ fn a_where_that_does_not_compile_is_named_as_its_window() {
         .expect_stderr(&said.replace("rules.toml", "new.toml"));
 }
 
+/// A `where` that compiles alone but not against the input's columns is said by
+/// `check --input` as `check` says every error of the rules file, with the others: it
+/// ended the check with a line naming no file, and every other problem went unsaid.
+#[test]
+fn check_input_says_a_where_that_does_not_compile_against_the_input_with_the_others() {
+    let wd = Workdir::new("windows-where-input-check");
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         where = 'nosuch == \"x\"'\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 0\"\n\
+         [[rule.example]]\nrow = { amount = 1.0, n = 1 }\nexpect = false\n",
+    );
+    wd.create(
+        "tx.csv",
+        "id,account,timestamp,amount\n1,A,2026-01-01T00:00:00Z,1\n",
+    );
+    wd.run(&["check", "rules.toml", "--input", "tx.csv"])
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: rules.toml has 2 errors:\n  \
+             rules.toml:3: [windows.n] where: line 1, column 1: variable \"nosuch\" is neither \
+             a column of the input nor defined by the rule (columns: id, account, timestamp, \
+             amount)\n  \
+             rules.toml:13: rule 1 \"r\": example 1: expected false, got true\n",
+        );
+    // Broken for its syntax, a `where` is said once, not again for the input.
+    wd.rules(
+        "[columns]\namount = \"float\"\n\
+         [windows.n]\nkey = \"account\"\ntime = \"timestamp\"\nspan = \"1h\"\nfunction = \"count\"\n\
+         where = \"amount >\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 0\"\n",
+    );
+    wd.run(&["check", "rules.toml", "--input", "tx.csv"])
+        .expect_code(1)
+        .expect_stderr(
+            "txguard: error: rules.toml has 1 error:\n  \
+             rules.toml:3: [windows.n] where: line 1, column 9: Script is incomplete\n",
+        );
+}
+
 /// Several inputs are one input to the windows, whatever their column order: the results
 /// are those of the concatenated file on every executor and `-j` (a second input's rows
 /// once got their window values after as many empty values as there are windows).

@@ -180,12 +180,27 @@ fn check(args: &CheckArgs) -> Result<i32> {
     let mut sampled = 0;
     let sample_of = input.as_ref().map(|input| input.name().to_string());
     if let (Some(input), Some(name)) = (input, &sample_of) {
-        let (rows, bad) = if set.derived.windows.is_empty() {
-            input.first_rows(SAMPLE_ROWS)?
+        let first = if set.derived.windows.is_empty() {
+            input.first_rows(SAMPLE_ROWS)
         } else {
-            crate::pipeline::windows::first_rows(input, &set, SAMPLE_ROWS, args.seed)?
+            crate::pipeline::windows::first_rows(input, &set, SAMPLE_ROWS, args.seed)
         };
-        sampled = sample_input(name, &rows, &bad, &set, &mut evaluators, &mut problems);
+        // A `where` that does not compile against the input's columns is an error of the
+        // rules file, said with the others (once: its syntax errors are said already).
+        match first.map_err(|e| e.downcast::<crate::pipeline::windows::FilterErrors>()) {
+            Ok((rows, bad)) => {
+                sampled = sample_input(name, &rows, &bad, &set, &mut evaluators, &mut problems);
+            }
+            Err(Ok(filters)) => {
+                for error in filters.0 {
+                    let said = error.to_string();
+                    if !problems.iter().any(|p| p.to_string() == said) {
+                        problems.push(error);
+                    }
+                }
+            }
+            Err(Err(e)) => return Err(e),
+        }
     }
     if !problems.is_empty() {
         // In file order: a file's problems read top to bottom.

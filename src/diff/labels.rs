@@ -54,21 +54,32 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read --labels {shown}"))?;
     // Read whole (the labels are all kept anyway), so that errors name each record's own
-    // line (`csv_lines`).
+    // line (`csv_lines`); the header first, so that a file that is no labels file (a
+    // binary one with line ends, `/dev/urandom`) is refused before it fills memory.
+    let mut lines = ShortLines {
+        inner: file,
+        run: 0,
+    };
     let mut body = Vec::new();
-    std::io::Read::read_to_end(
-        &mut ShortLines {
-            inner: file,
-            run: 0,
-        },
-        &mut body,
-    )
-    .with_context(|| format!("cannot read --labels {shown}"))?;
-    let mut reader = csv::ReaderBuilder::new().from_reader(&body[..]);
-    let headers = reader
-        .headers()
-        .with_context(|| format!("cannot read --labels {shown}"))?
-        .clone();
+    let headers = loop {
+        // Twice what is read so far each time: a header after many blank lines is parsed
+        // again a few times, not once a chunk.
+        let ahead = body.len().max(64 << 10) as u64;
+        let read =
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut lines, ahead), &mut body)
+                .with_context(|| format!("cannot read --labels {shown}"))?;
+        let mut reader = csv::ReaderBuilder::new().from_reader(&body[..]);
+        let header = reader
+            .byte_headers()
+            .with_context(|| format!("cannot read --labels {shown}"))?;
+        // Complete once bytes follow it, or the file has ended.
+        if !header.is_empty() && reader.position().byte() < body.len() as u64 || read == 0 {
+            break reader
+                .headers()
+                .with_context(|| format!("cannot read --labels {shown}"))?
+                .clone();
+        }
+    };
     let column = |name: &str| {
         headers
             .iter()
@@ -77,15 +88,39 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
     let (Some(id), Some(label)) = (column("transaction_id"), column("label")) else {
         anyhow::bail!("--labels {shown}: the header must name `transaction_id` and `label`");
     };
+    // Sized for the rest when it is a file: not grown by doubling, copied at each step.
+    let size = lines.inner.metadata().map_or(0, |m| m.len()) as usize;
+    body.reserve(size.saturating_sub(body.len()));
+    std::io::Read::read_to_end(&mut lines, &mut body)
+        .with_context(|| format!("cannot read --labels {shown}"))?;
+    // Flexible, and UTF-8 checked here: the csv crate's own errors for a short row or
+    // invalid UTF-8 name the line where its reading began (`csv_lines`), not the row's.
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(&body[..]);
+    reader
+        .byte_headers()
+        .with_context(|| format!("cannot read --labels {shown}"))?;
     let mut labels = Labels::default();
-    let mut record = csv::StringRecord::new();
+    let mut record = csv::ByteRecord::new();
     while reader
-        .read_record(&mut record)
+        .read_byte_record(&mut record)
         .with_context(|| format!("cannot read --labels {shown}"))?
     {
         let line =
             crate::csv_lines::record_start(&body, record.position(), reader.position().byte()).line;
-        let value = record.get(label).unwrap_or_default();
+        if record.len() != headers.len() {
+            anyhow::bail!(
+                "--labels {shown}:{line}: expected {} fields, found {}",
+                headers.len(),
+                record.len()
+            );
+        }
+        if record.iter().any(|f| std::str::from_utf8(f).is_err()) {
+            anyhow::bail!("--labels {shown}:{line}: not valid UTF-8");
+        }
+        let field = |at: usize| std::str::from_utf8(&record[at]).unwrap_or_default();
+        let (tx, value) = (field(id), field(label));
         let fraud = match value {
             "true" | "1" => true,
             "false" | "0" => false,
@@ -93,7 +128,7 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
                 "--labels {shown}:{line}: column \"label\": {other:?} is not true or false"
             ),
         };
-        let tx = record.get(id).unwrap_or_default().to_string();
+        let tx = tx.to_string();
         if !labels.insert(tx.clone(), fraud) {
             anyhow::bail!("--labels {shown}:{line}: transaction {tx:?} is labelled twice");
         }
