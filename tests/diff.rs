@@ -634,4 +634,13 @@ fn an_endless_stream_that_is_no_labels_file_is_refused_at_its_header() {
              `label`\n",
         );
     assert!(!wd.exists("changes.csv"));
+    // Endless blank lines: no header within a line's worth of bytes.
+    let mut sh = wd.sh(
+        "ulimit -v 4000000; yes '' | \"$TXGUARD\" diff old.toml new.toml tx.csv \
+         --labels /dev/stdin -o changes.csv -q",
+    );
+    wd.output_within(std::time::Duration::from_secs(60), &mut sh)
+        .expect_code(1)
+        .expect_stderr("txguard: error: --labels /dev/stdin: no header in its first 1 MiB\n");
+    assert!(!wd.exists("changes.csv"));
 }

@@ -72,6 +72,14 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
         let header = reader
             .byte_headers()
             .with_context(|| format!("cannot read --labels {shown}"))?;
+        // Blank lines and no header past a line's worth of bytes: no labels file (an endless
+        // `yes ""` would otherwise be read into memory for ever).
+        if header.is_empty() && body.len() > MAX_LABELS_LINE {
+            anyhow::bail!(
+                "--labels {shown}: no header in its first {}",
+                crate::size::display_size(MAX_LABELS_LINE)
+            );
+        }
         // Complete once bytes follow it, or the file has ended.
         if !header.is_empty() && reader.position().byte() < body.len() as u64 || read == 0 {
             break reader
