@@ -1,34 +1,73 @@
 //! The line a record read by the `csv` crate is on, for error messages. The crate's record
 //! position is where its reading began: before the blank lines it skips ahead of the
 //! record and, after a CRLF line end, before that line's `\n`, which it reads as the start
-//! of the next record. Said as is, an error after blank lines named an earlier line, and
-//! every error of a CRLF file the line above its own.
+//! of the next record; and it counts only `\n`. Said as is, an error after blank lines
+//! named an earlier line, every error of a CRLF file the line above its own, and every
+//! error of a file with lone-CR line ends line 1. Lines are counted here instead, as an
+//! editor shows them: `\n`, `\r\n` and a lone `\r` each end one.
 
-/// Where the record that `reader` has just read from `body` (at `position`, the record's
-/// own `position()`) begins: its line (1-based) and the byte of `body` its first field
-/// starts at. `end` is `reader.position().byte()` after the read.
-pub fn record_start<'a>(body: &'a [u8], position: Option<&csv::Position>, end: u64) -> Start<'a> {
-    let start = position.map_or(0, csv::Position::byte) as usize;
-    let end = (end as usize).min(body.len());
-    let raw = body.get(start..end).unwrap_or_default();
-    let blank = raw
-        .iter()
-        .position(|b| !matches!(b, b'\n' | b'\r'))
-        .unwrap_or(raw.len());
-    let skipped = raw[..blank].iter().filter(|&&b| b == b'\n').count() as u64;
-    Start {
-        line: position.map_or(0, csv::Position::line) + skipped,
-        raw: &raw[blank..],
-        at_end: end >= body.len(),
+/// Lines of `body` counted up to each record's first byte, records taken in order (one
+/// pass over the body for all of them).
+pub struct Lines<'a> {
+    body: &'a [u8],
+    /// Bytes before `at` are counted: `line` is the line byte `at` is on.
+    at: usize,
+    line: u64,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(body: &'a [u8]) -> Lines<'a> {
+        Lines {
+            body,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The record just read from `body`: `position` is the record's own `position()`, `end`
+    /// the reader's `position().byte()` after the read. Records must come in file order.
+    pub fn record(&mut self, position: Option<&csv::Position>, end: u64) -> Start<'a> {
+        let body = self.body;
+        let end = (end as usize).min(body.len());
+        let start = (position.map_or(0, csv::Position::byte) as usize).min(end);
+        let raw = &body[start..end];
+        let blank = raw
+            .iter()
+            .position(|b| !matches!(b, b'\n' | b'\r'))
+            .unwrap_or(raw.len());
+        // The record's first byte is no line end (or the end of the body), so no `\r\n`
+        // is split between two counts.
+        let first = (start + blank).max(self.at);
+        self.line += line_ends(body, self.at, first);
+        self.at = first;
+        Start {
+            line: self.line,
+            raw: &raw[blank..],
+            at_end: end >= body.len(),
+        }
     }
 }
 
-/// A record's line and bytes (see `record_start`).
+/// Line ends in `body[from..to]`: each `\n`, and each `\r` not followed by `\n`.
+fn line_ends(body: &[u8], from: usize, to: usize) -> u64 {
+    let mut n = 0;
+    for i in from..to {
+        match body[i] {
+            b'\n' => n += 1,
+            b'\r' if body.get(i + 1) != Some(&b'\n') => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
+/// A record's line and bytes (see `Lines::record`).
 pub struct Start<'a> {
+    /// The line its first field starts on (1-based).
     pub line: u64,
     /// The record's bytes, from its first field to the end of its line end.
     pub raw: &'a [u8],
-    /// Whether the record reached the end of `body`.
+    /// Whether the record reached the end of the body.
     pub at_end: bool,
 }
 
@@ -36,24 +75,32 @@ pub struct Start<'a> {
 mod tests {
     use super::*;
 
-    /// Every record's line as a user counts them, with LF, CRLF and blank lines of both.
+    /// Every record's line as a user counts them, with LF, CRLF, lone CR, mixed line ends,
+    /// blank lines, and a quoted field spanning lines.
     #[test]
-    fn lines_are_the_records_own_after_blank_lines_and_crlf() {
-        for (body, lines) in [
+    fn lines_are_the_records_own_whatever_the_line_ends() {
+        for (body, expected) in [
             (&b"h\na\n\n\nb\nc\n"[..], [2, 5, 6]),
             (b"h\r\na\r\n\r\n\r\nb\r\nc\r\n", [2, 5, 6]),
+            (b"h\ra\r\r\rb\rc", [2, 5, 6]),
+            (b"h\r\na\r\r\n\nb\rc\n", [2, 5, 6]),
             (b"h\n\"a\nx\"\n\nb\nc", [2, 5, 6]),
+            (b"h\r\n\"a\r\nx\"\r\n\rb\nc", [2, 5, 6]),
         ] {
             let mut reader = csv::ReaderBuilder::new().from_reader(body);
             let mut record = csv::ByteRecord::new();
+            let mut lines = Lines::new(body);
+            reader.byte_headers().unwrap();
+            let header = lines.record(Some(&csv::Position::new()), reader.position().byte());
+            assert_eq!(header.line, 1);
             let mut seen = Vec::new();
             while reader.read_byte_record(&mut record).unwrap() {
-                let start = record_start(body, record.position(), reader.position().byte());
+                let start = lines.record(record.position(), reader.position().byte());
                 // The record's own bytes: its first field, quoted or not.
                 assert!(matches!(start.raw.first(), Some(b'"' | b'a' | b'b' | b'c')));
                 seen.push(start.line);
             }
-            assert_eq!(seen, lines, "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(seen, expected, "{:?}", String::from_utf8_lossy(body));
         }
     }
 }

@@ -237,6 +237,7 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
     // Duplicates of keys whose first line was not kept: (index in `errors`, key).
     let mut unplaced: Vec<(usize, Box<str>)> = Vec::new();
     let mut record = csv::ByteRecord::new();
+    let mut line_of = crate::csv_lines::Lines::new(body);
     const MAX_REPORTED: usize = 20;
     loop {
         match reader.read_byte_record(&mut record) {
@@ -247,8 +248,7 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
                 break;
             }
         }
-        let start =
-            crate::csv_lines::record_start(body, record.position(), reader.position().byte());
+        let start = line_of.record(record.position(), reader.position().byte());
         let line = start.line;
         // The csv crate ends a quote left open at the end of the file there: one key
         // holding every line after it, the list's other keys lost without a word. Only
@@ -571,6 +571,7 @@ mod tests {
         for bytes in [
             &b"merchant,risk\r\nok,3\r\n\r\n\r\nbad\r\nx,notint\r\n"[..],
             b"merchant,risk\nok,3\n\n\nbad\nx,notint\n",
+            b"merchant,risk\rok,3\r\r\rbad\rx,notint\r",
         ] {
             let errors = parse(&d, "r.csv", bytes).unwrap_err();
             let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();

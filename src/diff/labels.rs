@@ -111,12 +111,14 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
         .with_context(|| format!("cannot read --labels {shown}"))?;
     let mut labels = Labels::default();
     let mut record = csv::ByteRecord::new();
+    let mut line_of = crate::csv_lines::Lines::new(&body);
     while reader
         .read_byte_record(&mut record)
         .with_context(|| format!("cannot read --labels {shown}"))?
     {
-        let line =
-            crate::csv_lines::record_start(&body, record.position(), reader.position().byte()).line;
+        let line = line_of
+            .record(record.position(), reader.position().byte())
+            .line;
         if record.len() != headers.len() {
             anyhow::bail!(
                 "--labels {shown}:{line}: expected {} fields, found {}",
