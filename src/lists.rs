@@ -385,7 +385,12 @@ fn first_lines(
         .from_reader(body);
     let width = reader.byte_headers().map_or(0, csv::ByteRecord::len);
     let mut record = csv::ByteRecord::new();
+    // Lines counted as `parse` counts them: the csv crate's own are not the user's.
+    let mut line_of = crate::csv_lines::Lines::new(body);
     while lines.contains(&0) && matches!(reader.read_byte_record(&mut record), Ok(true)) {
+        let this_line = line_of
+            .record(record.position(), reader.position().byte())
+            .line;
         if record.len() != width
             || value_at.is_some_and(|at| kind.value(record.get(at).unwrap_or_default()).is_err())
         {
@@ -394,7 +399,7 @@ fn first_lines(
         let key = record.get(key_at).unwrap_or_default();
         for (line, (_, wanted)) in lines.iter_mut().zip(keys) {
             if *line == 0 && wanted.as_bytes() == key {
-                *line = record.position().map_or(0, |p| p.line());
+                *line = this_line;
             }
         }
     }

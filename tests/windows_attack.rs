@@ -71,6 +71,36 @@ fn a_duplicate_key_past_the_first_65536_names_the_line_of_its_first() {
     );
 }
 
+/// The line of a duplicate's first past the first 65,536 keys is found by reading the list
+/// again, and that reading took the csv crate's lines: the line above with CRLF line ends,
+/// line 1 with lone CRs, and the line before blank lines ahead of the key.
+#[test]
+fn a_duplicate_key_past_the_first_65536_names_its_first_line_whatever_the_line_ends() {
+    let wd = Workdir::new("attack-list-duplicate-line-ends");
+    wd.rules(
+        "[lists.risk]\nfile = \"risk.csv\"\nkey = \"merchant\"\nvalue = \"risk\"\ntype = \"int\"\n\
+         [[rule]]\nid = 1\nname = \"r\"\nwhen = \"(risk[merchant] ?? 0) > 50\"\n",
+    );
+    // m69999 is first on line 70,001 (after two blank lines: 70,003), again on the next.
+    for (eol, blank, first) in [
+        ("\r\n", "", 70_001),
+        ("\r", "", 70_001),
+        ("\n", "\n\n", 70_003),
+    ] {
+        let mut list = format!("merchant,risk{eol}");
+        for i in 0..69_999 {
+            list.push_str(&format!("m{i},{}{eol}", i % 100));
+        }
+        list.push_str(&format!("{blank}m69999,1{eol}m69999,2{eol}"));
+        wd.create("risk.csv", list);
+        wd.run(&["check", "rules.toml"]).expect_code(1).expect_stderr(&format!(
+            "txguard: error: rules.toml has 1 error:\n  \
+             rules.toml:1: [lists.risk]: risk.csv:{}: column \"merchant\": duplicate key \"m69999\" (first on line {first})\n",
+            first + 1
+        ));
+    }
+}
+
 /// One row dated 29 days ahead of its account's others (a clock off by a month) makes each
 /// later row of the account late: each took O(rows kept) for a sum, an average, a
 /// distinct, a min or a max (50,000 rows: 1.5 s, 3.6 s and 2.2 s in a release build,
