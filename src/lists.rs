@@ -196,6 +196,11 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
             decl.key
         ))]);
     }
+    // The header's own line: blank lines may come before it.
+    let mut line_of = crate::csv_lines::Lines::new(body);
+    let header_line = line_of
+        .record(Some(&csv::Position::new()), reader.position().byte())
+        .line;
     let find = |name: &str| header.iter().position(|h| h == name.as_bytes());
     let shown_header = || {
         header
@@ -208,7 +213,7 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
     let key_at = find(&decl.key);
     if key_at.is_none() {
         errors.push(fail(format!(
-            "{shown}:1: no key column {:?} (found {})",
+            "{shown}:{header_line}: no key column {:?} (found {})",
             decl.key,
             shown_header()
         )));
@@ -218,7 +223,7 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         match find(v) {
             Some(at) => value_at = Some((v, at)),
             None => errors.push(fail(format!(
-                "{shown}:1: no value column {v:?} (found {})",
+                "{shown}:{header_line}: no value column {v:?} (found {})",
                 shown_header()
             ))),
         }
@@ -237,7 +242,6 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
     // Duplicates of keys whose first line was not kept: (index in `errors`, key).
     let mut unplaced: Vec<(usize, Box<str>)> = Vec::new();
     let mut record = csv::ByteRecord::new();
-    let mut line_of = crate::csv_lines::Lines::new(body);
     const MAX_REPORTED: usize = 20;
     loop {
         match reader.read_byte_record(&mut record) {
@@ -615,6 +619,24 @@ mod tests {
             errors[1].to_string(),
             "[lists.risk]: r.csv:1: no value column \"risk\" (found \"name\", \"score\")"
         );
+        // Blank lines before the header: the header's own line (it said line 1).
+        for bytes in [
+            &b"\n\nname,score\nx,1\n"[..],
+            b"\r\n\rname,score\rx,1\r",
+            b"\xef\xbb\xbf\r\r\nname,score\r\n",
+        ] {
+            let errors = parse(&d, "r.csv", bytes).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert_eq!(
+                shown,
+                [
+                    "[lists.risk]: r.csv:3: no key column \"merchant\" (found \"name\", \"score\")",
+                    "[lists.risk]: r.csv:3: no value column \"risk\" (found \"name\", \"score\")",
+                ],
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     #[test]
