@@ -413,7 +413,7 @@ fn first_lines(
 /// Whether a record that starts `tail` (and everything after it) ends inside a quoted
 /// field: a quote opened at a field's start and never closed. The scan stops at the
 /// record's end (its first line break outside quotes).
-fn ends_in_quotes(tail: &[u8]) -> bool {
+pub(crate) fn ends_in_quotes(tail: &[u8]) -> bool {
     let (mut quoted, mut field_start) = (false, true);
     let mut i = 0;
     while i < tail.len() {

@@ -116,9 +116,13 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
         .read_byte_record(&mut record)
         .with_context(|| format!("cannot read --labels {shown}"))?
     {
-        let line = line_of
-            .record(record.position(), reader.position().byte())
-            .line;
+        let start = line_of.record(record.position(), reader.position().byte());
+        let line = start.line;
+        // The csv crate ends a quote left open at the end of the file there (`1,"true`
+        // was a label), as in a list.
+        if start.at_end && crate::lists::ends_in_quotes(start.raw) {
+            anyhow::bail!("--labels {shown}:{line}: quote opened here is never closed");
+        }
         if record.len() != headers.len() {
             anyhow::bail!(
                 "--labels {shown}:{line}: expected {} fields, found {}",
