@@ -68,7 +68,47 @@ pub struct Start<'a> {
     /// The record's bytes, from its first field to the end of its line end.
     pub raw: &'a [u8],
     /// Whether the record reached the end of the body.
-    pub at_end: bool,
+    at_end: bool,
+}
+
+impl Start<'_> {
+    /// Whether the record runs to the end of the body inside a quoted field. The csv
+    /// crate ends a quote left open there: one field holding every line after it, the
+    /// records in those lines lost without a word. Only the record that reached the end
+    /// can hold one, so only it is scanned again.
+    pub fn leaves_a_quote_open(&self) -> bool {
+        self.at_end && ends_in_quotes(self.raw)
+    }
+}
+
+/// Whether a record that starts `tail` (and everything after it) ends inside a quoted
+/// field: a quote opened at a field's start and never closed. The scan stops at the
+/// record's end (its first line break outside quotes).
+fn ends_in_quotes(tail: &[u8]) -> bool {
+    let (mut quoted, mut field_start) = (false, true);
+    let mut i = 0;
+    while i < tail.len() {
+        let b = tail[i];
+        if quoted {
+            if b == b'"' {
+                if tail.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+            field_start = false;
+        } else if b == b'"' && field_start {
+            quoted = true;
+            field_start = false;
+        } else if matches!(b, b'\n' | b'\r') {
+            return false;
+        } else {
+            field_start = b == b',';
+        }
+        i += 1;
+    }
+    quoted
 }
 
 #[cfg(test)]

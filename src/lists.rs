@@ -254,11 +254,8 @@ pub fn parse(decl: &ListDecl, shown: &str, bytes: &[u8]) -> Result<List, Vec<Lis
         }
         let start = line_of.record(record.position(), reader.position().byte());
         let line = start.line;
-        // The csv crate ends a quote left open at the end of the file there: one key
-        // holding every line after it, the list's other keys lost without a word. Only
-        // the record that reached the end of the file can hold one, so only it is scanned
-        // again.
-        if start.at_end && ends_in_quotes(start.raw) {
+        // One key holding every line after it would lose the list's other keys.
+        if start.leaves_a_quote_open() {
             errors.push(fail(format!(
                 "{shown}:{line}: quote opened here is never closed"
             )));
@@ -408,36 +405,6 @@ fn first_lines(
         }
     }
     lines
-}
-
-/// Whether a record that starts `tail` (and everything after it) ends inside a quoted
-/// field: a quote opened at a field's start and never closed. The scan stops at the
-/// record's end (its first line break outside quotes).
-pub(crate) fn ends_in_quotes(tail: &[u8]) -> bool {
-    let (mut quoted, mut field_start) = (false, true);
-    let mut i = 0;
-    while i < tail.len() {
-        let b = tail[i];
-        if quoted {
-            if b == b'"' {
-                if tail.get(i + 1) == Some(&b'"') {
-                    i += 1;
-                } else {
-                    quoted = false;
-                }
-            }
-            field_start = false;
-        } else if b == b'"' && field_start {
-            quoted = true;
-            field_start = false;
-        } else if matches!(b, b'\n' | b'\r') {
-            return false;
-        } else {
-            field_start = b == b',';
-        }
-        i += 1;
-    }
-    quoted
 }
 
 /// The value rules see for a list: a shared, read-only handle.

@@ -120,7 +120,7 @@ pub fn read_labels(path: &std::path::Path) -> Result<Labels> {
         let line = start.line;
         // The csv crate ends a quote left open at the end of the file there (`1,"true`
         // was a label), as in a list.
-        if start.at_end && crate::lists::ends_in_quotes(start.raw) {
+        if start.leaves_a_quote_open() {
             anyhow::bail!("--labels {shown}:{line}: quote opened here is never closed");
         }
         if record.len() != headers.len() {
