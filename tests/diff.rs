@@ -543,6 +543,17 @@ fn a_bad_label_names_its_own_line_after_blank_lines_and_crlf() {
     wd.create("old.toml", OLD);
     wd.create("new.toml", new_rules());
     wd.create("tx.csv", TX);
+    let args = [
+        "diff",
+        "old.toml",
+        "new.toml",
+        "tx.csv",
+        "--labels",
+        "labels.csv",
+        "-o",
+        "changes.csv",
+        "-q",
+    ];
     for (labels, said) in [
         (
             &b"transaction_id,label\r\n1,true\r\n\r\n2,maybe\r\n"[..],
@@ -584,17 +595,6 @@ fn a_bad_label_names_its_own_line_after_blank_lines_and_crlf() {
         ),
     ] {
         wd.create("labels.csv", labels);
-        let args = [
-            "diff",
-            "old.toml",
-            "new.toml",
-            "tx.csv",
-            "--labels",
-            "labels.csv",
-            "-o",
-            "changes.csv",
-            "-q",
-        ];
         wd.run(&args)
             .expect_code(1)
             .expect_stderr(&format!("txguard: error: --labels {said}\n"));
@@ -602,18 +602,7 @@ fn a_bad_label_names_its_own_line_after_blank_lines_and_crlf() {
     }
     // Closed, the quote holds a label.
     wd.create("labels.csv", "transaction_id,label\r1,false\r2,\"true\"");
-    wd.run(&[
-        "diff",
-        "old.toml",
-        "new.toml",
-        "tx.csv",
-        "--labels",
-        "labels.csv",
-        "-o",
-        "changes.csv",
-        "-q",
-    ])
-    .expect_success();
+    wd.run(&args).expect_success();
 }
 
 /// An endless stream with line ends that is no labels file is refused at its header, as

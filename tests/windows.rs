@@ -724,6 +724,7 @@ fn a_where_that_does_not_compile_is_named_as_its_window() {
         .expect_stderr(said);
     // `diff` computes the windows once, from the proposed rules' file.
     wd.create("new.toml", wd.read("rules.toml"));
+    let said_new = said.replace("rules.toml", "new.toml");
     wd.run(&[
         "diff",
         "rules.toml",
@@ -734,11 +735,11 @@ fn a_where_that_does_not_compile_is_named_as_its_window() {
         "diff.csv",
     ])
     .expect_code(1)
-    .expect_stderr(&said.replace("rules.toml", "new.toml"));
+    .expect_stderr(&said_new);
     wd.run(&["diff", "rules.toml", "new.toml", "tx.csv", "-q"])
         .expect_code(1)
         .expect_stdout("")
-        .expect_stderr(&said.replace("rules.toml", "new.toml"));
+        .expect_stderr(&said_new);
 }
 
 /// A `where` that compiles alone but not against the input's columns is said by
