@@ -25,7 +25,7 @@ use crate::output::{
     Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
     commit_all,
 };
-use crate::pipeline::{self, Settings};
+use crate::pipeline::{self, Settings, Writers};
 use crate::progress::Progress;
 use crate::rules::{Evaluator, LoadedRules, RuleSet, RulesErrors};
 use crate::signals::StopFlag;
@@ -186,12 +186,12 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         .map(|r| r.id)
         .collect();
     let format = ResultsFormat::with(&ids, Extra::Diff(Box::new(format)));
-    let mut results = ResultsWriter::with_header(
+    let results = ResultsWriter::with_header(
         Sink::create(&outputs.results)?,
         ids.len(),
         b"transaction_id,rule_id,old,new\n",
     )?;
-    let mut rejects = match &outputs.rejects {
+    let rejects = match &outputs.rejects {
         None => None,
         Some(dest) => Some(RejectsWriter::new(Sink::create(dest)?)?),
     };
@@ -208,16 +208,23 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         progress: Progress::new(args.progress, input.total_bytes),
         stop: stop.clone(),
     };
+    let mut writers = Some(Writers {
+        results,
+        rejects,
+        side: None,
+    });
     let ran = pipeline::run(
         input,
         Arc::clone(&executor) as Arc<dyn Executor>,
         format,
-        rejects.as_mut(),
-        &mut results,
-        None,
+        &mut writers,
         &settings,
         &mut windows,
     );
+    // The pipeline gives the outputs back whatever becomes of the run.
+    let Writers {
+        results, rejects, ..
+    } = writers.ok_or_else(|| anyhow!("internal error: the outputs were not given back"))?;
     settings.progress.finish();
     let summarize = |tally: &Tally, code: i32| DiffSummary {
         txguard_version: env!("CARGO_PKG_VERSION"),

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::RunArgs;
 use crate::config::{BadRows, ExecutorKind, FailOn, Outputs, RunConfig};
@@ -27,7 +27,7 @@ use crate::output::{
 };
 use crate::pipeline::SideWriter;
 use crate::pipeline::windows::WindowStage;
-use crate::pipeline::{self, Settings};
+use crate::pipeline::{self, Settings, Writers};
 use crate::progress::Progress;
 use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
 use crate::signals::StopFlag;
@@ -343,20 +343,20 @@ fn execute(
 
     let rule_ids: Vec<i64> = rules.rules.iter().map(|r| r.id).collect();
     let sink = Sink::create(&outputs.results)?;
-    let mut results = if config.no_output_header {
+    let results = if config.no_output_header {
         ResultsWriter::without_header(sink, rule_ids.len())
     } else {
         ResultsWriter::new(sink, rule_ids.len())?
     };
     known.streaming = outputs.results.file().is_none();
     let several = config.inputs.len() > 1;
-    let mut rejects = match &outputs.rejects {
+    let rejects = match &outputs.rejects {
         None => None,
         // Several inputs: each rejected row names its input.
         Some(dest) if several => Some(RejectsWriter::with_inputs(Sink::create(dest)?)?),
         Some(dest) => Some(RejectsWriter::new(Sink::create(dest)?)?),
     };
-    let mut decisions = match &outputs.decisions {
+    let decisions = match &outputs.decisions {
         None => None,
         Some(dest) => Some(SideWriter::new(
             Sink::create(dest)?,
@@ -410,16 +410,25 @@ fn execute(
         stop_at_too_long,
         stop,
     };
+    let mut writers = Some(Writers {
+        results,
+        rejects,
+        side: decisions,
+    });
     let outcome = inputs.run_all(
         input,
         format,
-        &mut rejects,
-        &mut results,
-        decisions.as_mut(),
+        &mut writers,
         &settings,
         &mut known.facts.inputs,
         &mut windows,
     );
+    // The pipeline gives the outputs back whatever becomes of the run.
+    let Writers {
+        results,
+        rejects,
+        side: decisions,
+    } = writers.ok_or_else(|| anyhow!("internal error: the outputs were not given back"))?;
     settings.progress.finish();
     known.facts.workers = processes.as_deref().map(ProcessesExecutor::workers);
     let mut tally = match outcome {
@@ -531,9 +540,7 @@ impl Inputs<'_> {
         &self,
         first: InputReader,
         format: ResultsFormat,
-        rejects: &mut Option<RejectsWriter>,
-        results: &mut ResultsWriter,
-        mut decisions: Option<&mut SideWriter>,
+        writers: &mut Option<Writers>,
         settings: &Settings,
         summaries: &mut [crate::inputs::InputSummary],
         windows: &mut Option<WindowStage>,
@@ -570,7 +577,7 @@ impl Inputs<'_> {
                     input
                 }
             };
-            if let Some(rejects) = rejects.as_mut() {
+            if let Some(rejects) = writers.as_mut().and_then(|w| w.rejects.as_mut()) {
                 rejects.set_input(input.name());
             }
             settings.progress.next_input(tally.bytes);
@@ -578,9 +585,7 @@ impl Inputs<'_> {
                 input,
                 Arc::clone(self.executor),
                 format.clone(),
-                rejects.as_mut(),
-                results,
-                decisions.as_deref_mut(),
+                writers,
                 settings,
                 windows,
             );
@@ -589,9 +594,12 @@ impl Inputs<'_> {
                 Err(err) => {
                     // The reader of the streamed results went away during this input: the
                     // summary counts what was written (`run`), this input's share too.
-                    if exit::is_broken_pipe(&err) {
-                        summary.transactions = results.written().rows.saturating_sub(tally.rows);
-                        let rejected = rejects.as_ref().map_or(0, RejectsWriter::rows);
+                    if exit::is_broken_pipe(&err)
+                        && let Some(writers) = writers.as_ref()
+                    {
+                        let written = writers.results.written().rows;
+                        summary.transactions = written.saturating_sub(tally.rows);
+                        let rejected = writers.rejects.as_ref().map_or(0, RejectsWriter::rows);
                         summary.bad_rows = rejected.saturating_sub(tally.bad_rows);
                     }
                     return Err(err);

@@ -1,6 +1,6 @@
 //! Memory in flight is bounded by bytes, not rows: the reader takes a chunk's size from
 //! the budget before handing the chunk on, and the writer gives it back once the chunk's
-//! last results are written. Rows of 1 MB and rows of 60 bytes then hold the same memory.
+//! last results are written (both are roles the lanes take, not threads). Rows of 1 MB and rows of 60 bytes then hold the same memory.
 //!
 //! Formatted results count too: a lane charges a finished task's output before handing it
 //! to the writer, which gives it back once written. Behind one slow row, lanes stop when
@@ -59,6 +59,20 @@ impl ByteBudget {
         }
         state.used += bytes;
         true
+    }
+
+    /// Takes `bytes` if they fit now (as `acquire` would without waiting): `Some(true)`
+    /// taken, `Some(false)` the budget is closed, `None` no room.
+    pub fn try_acquire(&self, bytes: usize) -> Option<bool> {
+        let mut state = self.lock();
+        if state.closed {
+            return Some(false);
+        }
+        if state.used > 0 && state.used + bytes > self.limit {
+            return None;
+        }
+        state.used += bytes;
+        Some(true)
     }
 
     /// Waits until the `bytes` of task `seq`'s output fit, and takes them; false once the

@@ -1,6 +1,8 @@
-//! One lane's loop, on a pool thread: take a task, split and type its records, evaluate
-//! the rows on the executor's lane, format the results into bytes, hand them to the
-//! writer. Everything that scales with the input happens here, on every core.
+//! One lane's loop, on a thread of its own: take a task (framing the next chunk when none
+//! is left: `work`), split and type its records, evaluate the rows on the executor's lane,
+//! format the results into bytes, hand them to the writer (writing them, and whatever
+//! follows them in order, when they are next: `write`), read ahead. Every stage runs on
+//! the lanes, so `-j N` keeps N threads busy, and no more.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -18,12 +20,12 @@ use crate::model::{BadRow, Batch, Outcome};
 use crate::pipeline::budget::ByteBudget;
 use crate::pipeline::sizer::Sizer;
 use crate::pipeline::windows::LaneWindows;
-use crate::pipeline::work::{Task, WorkQueue};
+use crate::pipeline::work::{Taken, Task, WorkQueue};
+use crate::pipeline::write::{Entry, OrderedWriter};
 use crate::typing::Typer;
 
 /// A task's results, ready to write.
 pub struct Finished {
-    pub seq: u64,
     /// Result lines, formatted.
     pub results: Vec<u8>,
     /// The task's bad rows, in input order.
@@ -38,17 +40,6 @@ pub struct Finished {
     pub release: usize,
 }
 
-/// What a lane tells the writer.
-pub enum Done {
-    Task(Finished),
-    /// The lane failed: at task `seq` (the writer reports it once every task before it
-    /// is written, so an earlier bad row is reported first), or before taking any.
-    Failed {
-        seq: Option<u64>,
-        error: anyhow::Error,
-    },
-}
-
 /// What every lane shares.
 pub struct Shared<'a> {
     pub queue: &'a WorkQueue,
@@ -57,11 +48,13 @@ pub struct Shared<'a> {
     pub abort: &'a AtomicBool,
     /// Chunks no task holds any more go back to the reader for their buffers.
     pub recycle: Sender<Chunk>,
-    pub done: Sender<Done>,
+    pub writer: &'a OrderedWriter,
+    /// Wakes the run when this lane ends it (a failure); the run also learns that every
+    /// lane is done when the last one drops its sender.
+    pub ended: Sender<()>,
 }
 
-/// Drives lane `index` of `executor` until the work runs out, the run aborts or the
-/// writer goes away. A panic (a bug) fails the run like an error, not the process. With
+/// Drives lane `index` of `executor` until the work runs out or the run is over. A panic (a bug) fails the run like an error, not the process. With
 /// `windows`, each task's rows are fed to the windows stage in task order before they are
 /// evaluated.
 pub fn drive(
@@ -72,12 +65,22 @@ pub fn drive(
     mut windows: Option<LaneWindows>,
     shared: Shared<'_>,
 ) {
-    let failed = |windows: &Option<LaneWindows>, seq, error| {
+    // The lane failed: at task `seq` (the writer reports it once every task before it is
+    // written, so an earlier bad row is reported first), or before taking any.
+    let failed = |windows: &Option<LaneWindows>, seq: Option<u64>, error| {
         // A task this lane took may never have had its turn: nobody waits for it.
         if let Some(windows) = windows {
             windows.close();
         }
-        let _ = shared.done.send(Done::Failed { seq, error });
+        match seq {
+            Some(seq) => {
+                shared
+                    .writer
+                    .deposit(seq, Entry::Failed(error), shared.budget);
+            }
+            None => shared.writer.fail(error),
+        }
+        let _ = shared.ended.send(());
     };
     let started = panic::catch_unwind(AssertUnwindSafe(|| executor.lane(index)));
     let mut lane = match started {
@@ -89,8 +92,20 @@ pub fn drive(
     let mut outcomes = Vec::new();
     while !shared.abort.load(Ordering::Relaxed) {
         let asked = shared.sizer.records();
-        let Some(task) = shared.queue.take(asked) else {
-            return;
+        let task = match shared.queue.take(asked, shared.budget) {
+            None => return,
+            Some(Taken::Task(task)) => task,
+            // Reading failed: the last task of the input. The windows stay open (the tasks
+            // before it are still to take their turns).
+            Some(Taken::Failed { seq, error }) => {
+                if !shared
+                    .writer
+                    .deposit(seq, Entry::Failed(error), shared.budget)
+                {
+                    let _ = shared.ended.send(());
+                }
+                return;
+            }
         };
         let seq = task.seq;
         let done = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -111,9 +126,15 @@ pub fn drive(
             Ok(Err(e)) => return failed(&windows, Some(seq), e),
             Err(panic) => return failed(&windows, Some(seq), panicked(index, panic)),
         };
-        if shared.done.send(Done::Task(finished)).is_err() {
+        if !shared
+            .writer
+            .deposit(seq, Entry::Task(finished), shared.budget)
+        {
+            // The run failed (maybe here, writing): wake it.
+            let _ = shared.ended.send(());
             return;
         }
+        shared.queue.read_ahead(shared.budget);
     }
 }
 
@@ -205,7 +226,6 @@ impl Work<'_> {
             return Ok(None);
         }
         Ok(Some(Finished {
-            seq: task.seq,
             results,
             bad,
             rows: self.batch.rows.len() as u64,

@@ -1,17 +1,21 @@
-//! Wires the stages of a run so that every core is busy:
+//! Wires the stages of a run so that every core is busy, and no more than `-j` of them:
 //!
 //! ```text
-//!  reader thread          lanes (a thread per job)                     calling thread
-//!  frame into chunks ──► take a task of a few records: split, type, ──► write finished
-//!  (framer, budget)       evaluate (exec::Lane), format into bytes     buffers in order
+//!  lanes (a thread per job), each in turn:
+//!  frame the next chunk ──► take a task of a few records: split, type, ──► write finished
+//!  when none is left       evaluate (exec::Lane), format into bytes        tasks in order
+//!  (read, work, budget)    (lane)                                          (write)
 //! ```
 //!
-//! The reader only frames (`read`); lanes share chunks through the `work` queue, a few
-//! records at a time, sized by measured cost (`sizer`) so that slow rows never leave one
-//! lane busy while the others idle (`lane`); the writer puts tasks back in input order
-//! (`write`). Memory is bounded by bytes in flight (`budget`), not rows. With `[windows]`
-//! a lane feeds each task's rows to the windows between typing and evaluating them, in
-//! task order (`windows`).
+//! There is no reader or writer thread: a lane that finds no chunk framed frames one
+//! (`read`, through `work`), and reads ahead between tasks while others work; the lane that
+//! finishes the task the output waits for writes it and what follows it (`write`). So a
+//! `-j 1` run is one thread, and `-j 2` doubles it. Lanes share chunks through the `work`
+//! queue, a few records at a time, sized by measured cost (`sizer`) so that slow rows never
+//! leave one lane busy while the others idle (`lane`). Memory is bounded by bytes in
+//! flight (`budget`), not rows. With `[windows]` a lane feeds each task's rows to the
+//! windows between typing and evaluating them, in task order (`windows`). The calling
+//! thread only waits: for the lanes, a failure, or a signal.
 
 mod budget;
 mod lane;
@@ -21,30 +25,32 @@ pub mod windows;
 mod work;
 mod write;
 
-pub use write::SideWriter;
+pub use write::{SideWriter, Writers};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 
 use crate::config::BadRows;
 use crate::exec::Executor;
+use crate::exit::Interrupted;
 use crate::format::ResultsFormat;
 use crate::input::InputReader;
 use crate::model::Tally;
-use crate::output::{RejectsWriter, ResultsWriter};
 use crate::progress::Progress;
 use crate::signals::StopFlag;
 use crate::typing::Typer;
 
 use budget::ByteBudget;
-use lane::{Done, Shared};
+use lane::Shared;
+use read::Reader;
 use sizer::Sizer;
 use work::WorkQueue;
-use write::Outputs;
+use write::OrderedWriter;
 
 /// What a run needs besides its stages.
 pub struct Settings {
@@ -57,20 +63,21 @@ pub struct Settings {
     pub stop: StopFlag,
 }
 
-/// Runs the whole pipeline; on success the results are written (not yet committed).
-/// Rejected rows go to `rejects`, which stays the caller's to commit, also after a failure
-/// (a reader of streamed results that went away ends a run that commits its files).
-#[allow(clippy::too_many_arguments)]
+/// Runs the whole pipeline over `input` into `writers`, which it takes and puts back
+/// (also after a failure: rejected rows stay the caller's to commit, and a reader of
+/// streamed results that went away ends a run that commits its files). On success the
+/// results are written (not yet committed).
 pub fn run(
     input: InputReader,
     executor: Arc<dyn Executor>,
     format: ResultsFormat,
-    rejects: Option<&mut RejectsWriter>,
-    results: &mut ResultsWriter,
-    side: Option<&mut SideWriter>,
+    writers: &mut Option<Writers>,
     settings: &Settings,
     windows: &mut Option<windows::WindowStage>,
 ) -> Result<Tally> {
+    let lent = writers
+        .take()
+        .ok_or_else(|| anyhow!("internal error: the outputs are not there"))?;
     // The windows stage runs on the lanes (its sequential part in task order), and comes
     // back for the next input.
     let stage = windows.take().map(windows::WindowStage::start);
@@ -87,33 +94,45 @@ pub fn run(
     } = input;
     // Enough chunks in flight that every lane has work while the writer catches up.
     let budget = Arc::new(ByteBudget::new((2 * jobs + 2) * config.chunk_size()));
-    let (chunk_tx, chunk_rx) = mpsc::channel();
     let (recycle_tx, recycle_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let (ended_tx, ended_rx) = mpsc::channel::<()>();
     let abort = Arc::new(AtomicBool::new(false));
-
-    let reader = {
-        let budget = Arc::clone(&budget);
-        let progress = settings.progress.clone();
-        let name = name.clone();
-        thread::Builder::new()
-            .name("reader".into())
-            .spawn(move || {
-                read::read_chunks(
-                    framer,
-                    first,
-                    read::Source {
-                        name: &name,
-                        consumed: consumed.as_ref(),
-                        header_records,
-                    },
-                    &budget,
-                    &chunk_tx,
-                    &recycle_rx,
-                    &progress,
-                )
-            })
-            .context("cannot start the reader thread")?
+    let reader = Reader::new(
+        framer,
+        first,
+        header_records,
+        name.clone(),
+        consumed,
+        settings.progress.clone(),
+        recycle_rx,
+    );
+    let queue = Arc::new(WorkQueue::new(reader, header_records, jobs));
+    let writer = Arc::new(OrderedWriter::new(
+        lent,
+        settings.bad_rows,
+        name,
+        settings.progress.clone(),
+        Tally {
+            counts: vec![[0; 4]; format.rules()],
+            extra: vec![0; format.counters()],
+            ..Tally::default()
+        },
+    ));
+    // Ends the run early (a failure, a signal): whoever waits gives up, workers stop.
+    let stop_all = || {
+        abort.store(true, Ordering::Relaxed);
+        budget.close();
+        queue.close();
+        if let Some(stage) = &stage {
+            stage.close();
+        }
+        executor.shutdown();
+    };
+    // The outputs back where they came from, and what the writer made of the run.
+    let give_back = |writers: &mut Option<Writers>| {
+        let (back, done) = writer.finish(queue.tasks());
+        *writers = back;
+        done?.ok_or_else(|| anyhow!("internal error: some tasks were never written"))
     };
 
     // One thread per lane, for the whole run: a lane owns what is expensive to build (an
@@ -121,19 +140,19 @@ pub fn run(
     // lane blocks (on the work queue, the budget) instead of spinning to steal, which with
     // `-j 1000` kept every core busy doing nothing. Lanes are not joined: one stuck in a
     // rule must not delay the end of a failed or interrupted run.
-    let queue = Arc::new(WorkQueue::new(chunk_rx, header_records));
     let sizer = Arc::new(Sizer::new(settings.batch_size));
     let schema = Arc::new(schema);
     let mut started = Ok(());
     for index in 0..jobs {
         let executor = Arc::clone(&executor);
-        let (queue, sizer, budget, abort) = (
+        let (queue, sizer, budget, abort, writer) = (
             Arc::clone(&queue),
             Arc::clone(&sizer),
             Arc::clone(&budget),
             Arc::clone(&abort),
+            Arc::clone(&writer),
         );
-        let (done, recycle) = (done_tx.clone(), recycle_tx.clone());
+        let (ended, recycle) = (ended_tx.clone(), recycle_tx.clone());
         let mut typer = Typer::new(Arc::clone(&schema), &config);
         if executor.raw_fields() {
             typer = typer.with_raw_fields(format.reads_values());
@@ -158,7 +177,8 @@ pub fn run(
                     budget: &budget,
                     abort: &abort,
                     recycle,
-                    done,
+                    writer: &writer,
+                    ended,
                 };
                 lane::drive(&*executor, index, typer, format, lane_windows, shared);
             });
@@ -167,47 +187,38 @@ pub fn run(
             break;
         }
     }
-    drop((done_tx, recycle_tx));
-    let close_windows = || {
-        if let Some(stage) = &stage {
-            stage.close();
-        }
-    };
+    drop((ended_tx, recycle_tx));
     if let Err(e) = started {
-        abort.store(true, Ordering::Relaxed);
-        budget.close();
-        close_windows();
-        executor.shutdown();
+        stop_all();
+        let _ = give_back(writers);
         return Err(e);
     }
 
-    let mut tally = Tally {
-        counts: vec![[0; 4]; format.rules()],
-        extra: vec![0; format.counters()],
-        ..Tally::default()
-    };
-    let mut outputs = Outputs {
-        results,
-        side,
-        rejects,
-        bad_rows: settings.bad_rows,
-        input: &name,
-        progress: &settings.progress,
-    };
-    let written =
-        write::write_in_order(&done_rx, &mut outputs, &budget, &settings.stop, &mut tally);
-    if written.is_err() {
-        abort.store(true, Ordering::Relaxed);
-        budget.close();
-        close_windows();
-        executor.shutdown();
+    // Wait for every lane to end (the last drops the channel), a lane to fail the run, or
+    // a signal (the lanes are then left to the executor's shutdown).
+    loop {
+        if let Some(signal) = settings.stop.signal() {
+            stop_all();
+            let _ = give_back(writers);
+            return Err(Interrupted(signal).into());
+        }
+        if writer.failed() {
+            stop_all();
+            return give_back(writers);
+        }
+        match ended_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
     }
-    drop(done_rx);
-    let complete = written?;
-    let bytes = reader
-        .join()
-        .map_err(|_| anyhow!("the reader thread panicked"))??;
-    tally.bytes = bytes;
+    let mut tally = match give_back(writers) {
+        Ok(tally) => tally,
+        Err(e) => {
+            stop_all();
+            return Err(e);
+        }
+    };
+    tally.bytes = queue.bytes_read();
     // Every task is written: every task had its turn.
     *windows = match &stage {
         None => None,
@@ -218,9 +229,6 @@ pub fn run(
         ),
     };
     tally.windows = windows.as_ref().map(windows::WindowStage::stats);
-    if !complete {
-        return Err(anyhow!("internal error: some tasks were never written"));
-    }
     Ok(tally)
 }
 
@@ -229,7 +237,7 @@ mod tests {
     use super::*;
     use crate::exec::Lane;
     use crate::model::{Batch, Outcome};
-    use crate::output::{Destination, Sink};
+    use crate::output::{Destination, RejectsWriter, ResultsWriter, Sink};
     use std::sync::atomic::AtomicU64;
     use std::time::{Duration, Instant};
 
@@ -334,9 +342,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.csv");
         let rejected = dir.path().join("rejects.csv");
-        let mut results =
+        let results =
             ResultsWriter::new(Sink::create(&Destination::File(path.clone())).unwrap(), 1).unwrap();
-        let mut rejects = (bad_rows == BadRows::Skip).then(|| {
+        let rejects = (bad_rows == BadRows::Skip).then(|| {
             RejectsWriter::new(Sink::create(&Destination::File(rejected.clone())).unwrap()).unwrap()
         });
         let settings = Settings {
@@ -346,19 +354,23 @@ mod tests {
             progress: Progress::new(crate::config::ProgressWhen::Never, None),
             stop: StopFlag::never(),
         };
+        let mut writers = Some(Writers {
+            results,
+            rejects,
+            side: None,
+        });
         let ran = run(
             input,
             Arc::new(executor),
             ResultsFormat::new(&[1]),
-            rejects.as_mut(),
-            &mut results,
-            None,
+            &mut writers,
             &settings,
             &mut None,
         );
+        let writers = writers.expect("the outputs are given back");
         if ran.is_ok() {
-            results.commit().unwrap();
-            if let Some(rejects) = rejects {
+            writers.results.commit().unwrap();
+            if let Some(rejects) = writers.rejects {
                 rejects.commit().unwrap();
             }
         }

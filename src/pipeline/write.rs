@@ -1,91 +1,176 @@
-//! The writer stage, on the calling thread: it puts finished tasks back in input order
-//! and writes their bytes, handles bad rows in input order (the first fails the run under
-//! `--bad-rows fail`; under `skip` they go to the rejects file), counts, and gives each
-//! task's output (and its chunk's bytes, after the chunk's last task) back to the budget
-//! once written. A lane's failure is reported in its task's place, after the tasks
-//! before it: the first problem in input order is the one reported.
+//! The writer role: whichever lane finishes the task the output waits for writes it, and
+//! every finished task after it, in input order (a lane that finishes out of order leaves
+//! its task to be written). No thread of its own, so that `-j N` runs on N threads. The
+//! writer handles bad rows in input order (the first fails the run under `--bad-rows
+//! fail`; under `skip` they go to the rejects file), counts, and gives each task's output
+//! (and its chunk's bytes, after the chunk's last task) back to the budget once written.
+//! A lane's failure is reported in its task's place, after the tasks before it: the first
+//! problem in input order is the one reported.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
 
 use std::io::Write;
 
 use anyhow::{Context, Result, anyhow};
 
 use crate::config::BadRows;
-use crate::exit::Interrupted;
 use crate::input::BadRowError;
 use crate::model::Tally;
 use crate::output::{RejectsWriter, ResultsWriter, Sink};
 use crate::pipeline::budget::ByteBudget;
-use crate::pipeline::lane::{Done, Finished};
-use crate::signals::StopFlag;
+use crate::pipeline::lane::Finished;
 
-/// Where finished tasks go.
-pub struct Outputs<'a> {
-    pub results: &'a mut ResultsWriter,
+/// The outputs of a run: lent to the pipeline for one input, and given back.
+pub struct Writers {
+    pub results: ResultsWriter,
+    /// `--rejects` (under `--bad-rows skip`).
+    pub rejects: Option<RejectsWriter>,
     /// `--decisions`: the lines of `Finished::side`, in order.
-    pub side: Option<&'a mut SideWriter>,
-    pub rejects: Option<&'a mut RejectsWriter>,
-    pub bad_rows: BadRows,
-    /// The input's name, for the message of a bad row.
-    pub input: &'a str,
-    /// Told every transaction written, and its `error` and `timeout` results.
-    pub progress: &'a crate::progress::Progress,
+    pub side: Option<SideWriter>,
 }
 
-/// Writes every task in order until the lanes are done; `tally` counts what was written.
-/// Returns whether every task handed out was written.
-pub fn write_in_order(
-    done: &Receiver<Done>,
-    out: &mut Outputs<'_>,
-    budget: &ByteBudget,
-    stop: &StopFlag,
-    tally: &mut Tally,
-) -> Result<bool> {
-    let mut next = 0u64;
-    let mut pending: BTreeMap<u64, Finished> = BTreeMap::new();
-    // The earliest failed task: reported once every task before it is written, so that
-    // the first problem in input order is the one reported.
-    let mut failed: Option<(u64, anyhow::Error)> = None;
-    loop {
-        if let Some(signal) = stop.signal() {
-            // The caller's error path shuts the executor down, stopping what runs.
-            return Err(Interrupted(signal).into());
+/// Where finished tasks go, and how they are counted.
+struct Outputs {
+    writers: Writers,
+    bad_rows: BadRows,
+    /// The input's name, for the message of a bad row.
+    input: String,
+    /// Told every transaction written, and its `error` and `timeout` results.
+    progress: crate::progress::Progress,
+    tally: Tally,
+}
+
+/// What a lane hands the writer for task `seq`.
+pub enum Entry {
+    Task(Finished),
+    /// The lane failed at this task (or reading the input failed here).
+    Failed(anyhow::Error),
+}
+
+/// Puts finished tasks back in input order and writes them.
+pub struct OrderedWriter {
+    order: Mutex<Order>,
+    /// Locked by the lane that writes (one at a time, as `Order::writing` says), and by
+    /// the run at its end to take the outputs back (`None` then).
+    outputs: Mutex<Option<Outputs>>,
+}
+
+struct Order {
+    pending: BTreeMap<u64, Entry>,
+    /// The task written next.
+    next: u64,
+    /// A lane is writing: it writes whatever is next before it lets go.
+    writing: bool,
+    /// The run failed: what it reports. Nothing more is written.
+    error: Option<anyhow::Error>,
+}
+
+impl OrderedWriter {
+    pub fn new(
+        writers: Writers,
+        bad_rows: BadRows,
+        input: String,
+        progress: crate::progress::Progress,
+        tally: Tally,
+    ) -> OrderedWriter {
+        OrderedWriter {
+            order: Mutex::new(Order {
+                pending: BTreeMap::new(),
+                next: 0,
+                writing: false,
+                error: None,
+            }),
+            outputs: Mutex::new(Some(Outputs {
+                writers,
+                bad_rows,
+                input,
+                progress,
+                tally,
+            })),
         }
-        match done.recv_timeout(Duration::from_millis(50)) {
-            Ok(Done::Task(task)) => {
-                pending.insert(task.seq, task);
-                while let Some(task) = pending.remove(&next) {
+    }
+
+    fn order(&self) -> MutexGuard<'_, Order> {
+        self.order.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands over task `seq`; if it is next (and no lane is writing), writes it and every
+    /// task after it that is done. False once the run has failed.
+    pub fn deposit(&self, seq: u64, entry: Entry, budget: &ByteBudget) -> bool {
+        let mut order = self.order();
+        if order.error.is_some() {
+            return false;
+        }
+        order.pending.insert(seq, entry);
+        if order.writing {
+            return true;
+        }
+        order.writing = true;
+        loop {
+            let next = order.next;
+            let Some(entry) = order.pending.remove(&next) else {
+                order.writing = false;
+                return true;
+            };
+            drop(order);
+            let written = match entry {
+                Entry::Task(task) => {
                     let release = task.release;
-                    write_task(task, out, tally)?;
-                    next += 1;
-                    budget.written(release, Some(next));
+                    let mut outputs = self.outputs();
+                    match outputs.as_mut() {
+                        Some(outputs) => write_task(task, outputs)
+                            .inspect(|()| budget.written(release, Some(next + 1))),
+                        // Taken back: the run is over (its error is set).
+                        None => Err(anyhow!("the run is over")),
+                    }
                 }
-            }
-            Ok(Done::Failed { seq: None, error }) => return Err(error),
-            Ok(Done::Failed {
-                seq: Some(seq),
-                error,
-            }) => {
-                if failed.as_ref().is_none_or(|(first, _)| seq < *first) {
-                    failed = Some((seq, error));
+                Entry::Failed(error) => Err(error),
+            };
+            order = self.order();
+            match written {
+                Ok(()) => order.next = next + 1,
+                Err(error) => {
+                    order.writing = false;
+                    order.error.get_or_insert(error);
+                    return false;
                 }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return match failed {
-                    Some((_, error)) => Err(error),
-                    None => Ok(pending.is_empty()),
-                };
             }
         }
-        if let Some((seq, _)) = &failed
-            && *seq <= next
-            && let Some((_, error)) = failed.take()
-        {
-            return Err(error);
+    }
+
+    /// The run fails with `error` (a lane that could not start), whatever is pending.
+    pub fn fail(&self, error: anyhow::Error) {
+        self.order().error.get_or_insert(error);
+    }
+
+    /// Whether the run has failed.
+    pub fn failed(&self) -> bool {
+        self.order().error.is_some()
+    }
+
+    fn outputs(&self) -> MutexGuard<'_, Option<Outputs>> {
+        self.outputs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The end of the run: the outputs back (after the write a lane may be in the middle
+    /// of: once taken, nothing more is written), and what the pipeline wrote (`Ok(None)`
+    /// when some of the `tasks` handed out were never written), or why it failed. With
+    /// lanes still running (a failed or interrupted run), `tasks` does not matter.
+    pub fn finish(&self, tasks: u64) -> (Option<Writers>, Result<Option<Tally>>) {
+        let mut order = self.order();
+        let error = order.error.take();
+        // Set, so that a lane still running writes nothing more.
+        order.error = Some(anyhow!("the run is over"));
+        let complete = order.next == tasks && order.pending.is_empty();
+        drop(order);
+        match (self.outputs().take(), error) {
+            (Some(outputs), Some(error)) => (Some(outputs.writers), Err(error)),
+            (Some(outputs), None) => (Some(outputs.writers), Ok(complete.then_some(outputs.tally))),
+            (None, _) => (
+                None,
+                Err(anyhow!("internal error: the outputs were taken twice")),
+            ),
         }
     }
 }
@@ -119,27 +204,35 @@ impl SideWriter {
     }
 }
 
-fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Result<()> {
+fn write_task(task: Finished, out: &mut Outputs) -> Result<()> {
+    let Outputs {
+        writers,
+        bad_rows,
+        input,
+        progress,
+        tally,
+    } = out;
     let skipped = task.bad.len() as u64;
     for bad in task.bad {
-        match (out.bad_rows, out.rejects.as_deref_mut()) {
+        match (*bad_rows, writers.rejects.as_mut()) {
             (BadRows::Skip, Some(rejects)) => {
                 rejects.write(&bad)?;
                 tally.bad_rows += 1;
             }
             _ => {
                 return Err(BadRowError {
-                    input: out.input.to_string(),
+                    input: input.clone(),
                     row: bad,
                 }
                 .into());
             }
         }
     }
-    out.results
+    writers
+        .results
         .write_formatted(&task.results, task.rows, &task.counts)?;
-    out.results.count_extra(&task.side.counters);
-    if let Some(side) = out.side.as_deref_mut() {
+    writers.results.count_extra(&task.side.counters);
+    if let Some(side) = writers.side.as_mut() {
         side.write(&task.side.bytes)?;
     }
     if tally.extra.len() < task.side.counters.len() {
@@ -161,7 +254,7 @@ fn write_task(task: Finished, out: &mut Outputs<'_>, tally: &mut Tally) -> Resul
         }
     }
     let of = |kind: crate::model::Kind| task.counts.iter().map(|c| c[kind as usize]).sum();
-    out.progress.written(
+    progress.written(
         task.rows,
         skipped,
         of(crate::model::Kind::Error),
