@@ -140,12 +140,19 @@ pub fn drive(
 
 /// The error for a panic of lane `index`.
 fn panicked(index: usize, panic: Box<dyn Any + Send>) -> anyhow::Error {
-    let message = panic
+    anyhow!(
+        "internal error: lane {index} panicked: {}",
+        panic_message(&*panic)
+    )
+}
+
+/// What a panic said, if it said it as text.
+pub fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into());
-    anyhow!("internal error: lane {index} panicked: {message}")
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// What a lane holds across tasks.

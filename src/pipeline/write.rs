@@ -8,6 +8,7 @@
 //! problem in input order is the one reported.
 
 use std::collections::BTreeMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 
 use std::io::Write;
@@ -19,7 +20,7 @@ use crate::input::BadRowError;
 use crate::model::Tally;
 use crate::output::{RejectsWriter, ResultsWriter, Sink};
 use crate::pipeline::budget::ByteBudget;
-use crate::pipeline::lane::Finished;
+use crate::pipeline::lane::{Finished, panic_message};
 
 /// The outputs of a run: lent to the pipeline for one input, and given back.
 pub struct Writers {
@@ -119,8 +120,18 @@ impl OrderedWriter {
                     let release = task.release;
                     let mut outputs = self.outputs();
                     match outputs.as_mut() {
-                        Some(outputs) => write_task(task, outputs)
-                            .inspect(|()| budget.written(release, Some(next + 1))),
+                        // A panic (a bug) fails the run, not the lane that writes: it
+                        // would leave `writing` set, and the run waiting for nobody.
+                        Some(outputs) => {
+                            panic::catch_unwind(AssertUnwindSafe(|| write_task(task, outputs)))
+                                .unwrap_or_else(|panic| {
+                                    Err(anyhow!(
+                                        "internal error: writing task {next} panicked: {}",
+                                        panic_message(&*panic)
+                                    ))
+                                })
+                                .inspect(|()| budget.written(release, Some(next + 1)))
+                        }
                         // Taken back: the run is over (its error is set).
                         None => Err(anyhow!("the run is over")),
                     }
