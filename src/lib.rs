@@ -27,8 +27,9 @@
 //! - `exec/`: executors hand out lanes — `threads` (rayon) and `processes` (supervised
 //!   workers: `supervisor`, `worker_loop`, `worker_process`, `progress_slot`,
 //!   `start_clock`), speaking `protocol`;
-//! - `pipeline/`: reader thread (framing) → lanes (typing, evaluating, formatting) →
-//!   writer in input order, memory bounded by bytes in flight;
+//! - `pipeline/`: `-j` lanes, each in turn framing the input, typing, evaluating and
+//!   formatting tasks, and writing them in input order (no reader or writer thread),
+//!   memory bounded by bytes in flight;
 //! - `summary`, `progress`, `signals`, `exit`: what people see, and exit codes; `exit`
 //!   (codes and the errors that decide them) and `cleanup` (temporary files, the exit
 //!   lock) sit below every stage and import none;

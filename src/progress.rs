@@ -56,8 +56,8 @@ struct Counts {
     said: Mutex<Option<Instant>>,
 }
 
-/// A handle the reader stage moves forward and the writer counts results on; clones
-/// share one bar.
+/// A handle the lanes move forward as they read, and count results on as they write;
+/// clones share one bar.
 #[derive(Clone)]
 pub struct Progress {
     bar: ProgressBar,

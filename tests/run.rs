@@ -534,3 +534,69 @@ fn a_rules_file_without_end_is_refused_not_read_into_memory() {
         ));
     assert!(!wd.exists("out.csv"));
 }
+
+#[test]
+fn a_run_is_its_lanes_with_no_reader_or_writer_thread() {
+    // `-j N` is N threads: the lanes frame the input and write the results themselves. A
+    // reader thread and a writer beside them made a `-j 1` run use more than one core.
+    use std::io::Write;
+    for jobs in [1usize, 3] {
+        let wd = Workdir::new("threads");
+        wd.rules(rules_with_columns(&rule(1, "amount > 10.0")));
+        let mut cmd = wd.command(&[
+            "run",
+            "-",
+            "--rules",
+            "rules.toml",
+            "-o",
+            "out.csv",
+            "-j",
+            &jobs.to_string(),
+            "-q",
+        ]);
+        cmd.stdin(std::process::Stdio::piped());
+        let mut running = wd.spawn(&mut cmd);
+        let mut stdin = running.take_stdin().expect("stdin");
+        // Some chunks (of 1 MiB), so that the lanes start; then the input stays open and
+        // every thread of the run waits for it.
+        let rows: String = (0..300_000)
+            .map(|i| format!("{i},{}.5\n", i % 50))
+            .collect();
+        stdin.write_all(b"id,amount\n").unwrap();
+        stdin.write_all(rows.as_bytes()).unwrap();
+        let pid = running.pid();
+        let mut expected: Vec<String> = (0..jobs).map(|i| format!("lane-{i}")).collect();
+        expected.push("signals".into());
+        let threads = || {
+            let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .flatten()
+                .filter(|task| task.file_name().to_str() != Some(&pid.to_string()))
+                .map(|task| {
+                    let comm = std::fs::read_to_string(task.path().join("comm")).unwrap();
+                    comm.trim_end().to_string()
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        // The input is opened on a thread of its own, which ends once the run starts.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            crate::workdir::wait_until_blocked(pid);
+            let seen = threads();
+            if seen == expected || std::time::Instant::now() > until {
+                assert_eq!(
+                    seen, expected,
+                    "-j {jobs}: the threads besides the main one"
+                );
+                break;
+            }
+        }
+        drop(stdin);
+        running
+            .finish_within(std::time::Duration::from_secs(120))
+            .expect_success();
+        assert_eq!(wd.read("out.csv").lines().count(), 300_001, "-j {jobs}");
+    }
+}

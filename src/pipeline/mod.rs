@@ -329,9 +329,22 @@ mod tests {
         bad_rows: BadRows,
         executor: OutOfOrder,
     ) -> (Result<Tally>, String, String) {
+        run_fake_from(
+            Box::new(std::io::Cursor::new(csv.into_bytes())),
+            bad_rows,
+            executor,
+        )
+    }
+
+    /// `run_fake` on what `source` gives.
+    fn run_fake_from(
+        source: Box<dyn std::io::Read + Send>,
+        bad_rows: BadRows,
+        executor: OutOfOrder,
+    ) -> (Result<Tally>, String, String) {
         let config = crate::framer::Config::default().with_chunk_size(64);
         let input = InputReader::from_reader(
-            Box::new(std::io::Cursor::new(csv.into_bytes())),
+            source,
             "t.csv".into(),
             None,
             &rules(),
@@ -485,5 +498,46 @@ mod tests {
             "line,reason,raw\n4,\"expected 1 fields, found 2\",\"3,x\"\n51,\"expected 1 fields, found 2\",\",\"\n"
         );
         assert_eq!(out, results_of((1..=100).filter(|&i| i != 3 && i != 50)));
+    }
+
+    /// A source that gives `bytes`, then fails.
+    fn failing_after(bytes: String) -> Box<dyn std::io::Read + Send> {
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        Box::new(std::io::Read::chain(
+            std::io::Cursor::new(bytes.into_bytes()),
+            Broken,
+        ))
+    }
+
+    #[test]
+    fn a_read_error_fails_the_run_after_the_rows_before_it_and_their_problems() {
+        // The rows read before the error are evaluated and written (nothing committed);
+        // the error is the run's.
+        let (tally, out, _) =
+            run_fake_from(failing_after(ids(30_000)), BadRows::Fail, fake(2, 30_000));
+        assert_eq!(
+            format!("{:#}", tally.unwrap_err()),
+            "cannot read t.csv: disk on fire"
+        );
+        assert_eq!(out, "", "nothing is committed");
+        // A bad row before it (in the held first task) is the problem reported.
+        let csv = ids(30_000).replace("\n3\n", "\n3,x\n");
+        let (tally, _, _) = run_fake_from(failing_after(csv), BadRows::Fail, fake(2, 29_999));
+        assert_eq!(
+            tally.unwrap_err().to_string(),
+            "t.csv:4: expected 1 fields, found 2"
+        );
+        // One lane: the same.
+        let (tally, _, _) =
+            run_fake_from(failing_after(ids(30_000)), BadRows::Fail, fake(1, 30_000));
+        assert_eq!(
+            format!("{:#}", tally.unwrap_err()),
+            "cannot read t.csv: disk on fire"
+        );
     }
 }
