@@ -54,9 +54,9 @@ pub struct Shared<'a> {
     pub ended: Sender<()>,
 }
 
-/// Drives lane `index` of `executor` until the work runs out or the run is over. A panic (a bug) fails the run like an error, not the process. With
-/// `windows`, each task's rows are fed to the windows stage in task order before they are
-/// evaluated.
+/// Drives lane `index` of `executor` until the work runs out or the run is over. A panic
+/// (a bug) fails the run like an error, not the process. With `windows`, each task's rows
+/// are fed to the windows stage in task order before they are evaluated.
 pub fn drive(
     executor: &dyn Executor,
     index: usize,

@@ -41,7 +41,6 @@ pub struct Reader {
 }
 
 impl Reader {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         framer: Framer<Box<dyn Read + Send>>,
         first: Chunk,
