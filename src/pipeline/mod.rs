@@ -479,6 +479,51 @@ mod tests {
         assert_eq!(out, "", "nothing is committed");
     }
 
+    /// Reads `bytes`, then panics (a bug in a decoder, say) instead of reading on.
+    struct PanicsAfter {
+        bytes: std::io::Cursor<Vec<u8>>,
+    }
+
+    impl std::io::Read for PanicsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.bytes.read(buf)? {
+                0 => panic!("the source broke"),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_while_reading_fails_the_run_instead_of_hanging_it() {
+        // The lane that framed chunks panicked with the reader taken out of the queue:
+        // the other lanes waited for it to be put back, and the run for them, forever.
+        for jobs in [1, 2, 4] {
+            let (done, ran) = mpsc::channel();
+            thread::spawn(move || {
+                let source = PanicsAfter {
+                    // More than the input is opened with: the panic comes mid-run.
+                    bytes: std::io::Cursor::new(ids(50_000).into_bytes()),
+                };
+                let _ = done.send(run_fake_from(
+                    Box::new(source),
+                    BadRows::Fail,
+                    fake(jobs, 50_000),
+                ));
+            });
+            let (tally, out, _) = match ran.recv_timeout(Duration::from_secs(30)) {
+                Ok(ran) => ran,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("-j {jobs}: the run hangs"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("-j {jobs}: the run panicked"),
+            };
+            let message = tally.unwrap_err().to_string();
+            assert!(
+                message.starts_with("internal error: ") && message.ends_with("the source broke"),
+                "-j {jobs}: {message}"
+            );
+            assert_eq!(out, "", "nothing is committed");
+        }
+    }
+
     #[test]
     fn bad_rows_are_handled_in_input_order_whichever_lane_finds_them() {
         // Bad rows on lines 4 (in the first task, held back) and 51.

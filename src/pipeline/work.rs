@@ -9,10 +9,14 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use anyhow::anyhow;
 
 use crate::framer::Chunk;
 use crate::pipeline::budget::{self, ByteBudget};
+use crate::pipeline::lane::panic_message;
 use crate::pipeline::read::{Read1, Reader};
 
 /// Records `records` of `chunk`, the `seq`-th task of the run.
@@ -156,7 +160,16 @@ impl WorkQueue {
         wait: bool,
     ) -> MutexGuard<'a, State> {
         drop(state);
-        let read = reader.next(budget, wait);
+        // A panic (a bug, say in a decoder) fails the run in its place, like a read error:
+        // unwinding would lose the reader, the other lanes waiting for it forever (and a
+        // lone lane ending the run as if the input were done).
+        let read = panic::catch_unwind(AssertUnwindSafe(|| reader.next(budget, wait)))
+            .unwrap_or_else(|panic| {
+                Err(anyhow!(
+                    "internal error: reading the input panicked: {}",
+                    panic_message(&*panic)
+                ))
+            });
         let mut state = self.lock();
         state.bytes_read = reader.bytes_read();
         state.reader = Some(reader);
