@@ -212,6 +212,14 @@ pub fn run(
         }
     }
     let mut tally = match give_back(writers) {
+        // Every task handed out was written, but a lane that died reading (not as a read
+        // error) would have handed out no more: the run would pass for complete.
+        Ok(_) if !queue.drained() => {
+            stop_all();
+            return Err(anyhow!(
+                "internal error: the lanes ended before the input did"
+            ));
+        }
         Ok(tally) => tally,
         Err(e) => {
             stop_all();

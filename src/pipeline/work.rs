@@ -189,6 +189,12 @@ impl WorkQueue {
         self.arrived.notify_all();
     }
 
+    /// Whether the input was read to its end and every record of it handed out.
+    pub fn drained(&self) -> bool {
+        let state = self.lock();
+        matches!(state.input, Input::Done) && state.ready.is_empty() && state.current.is_none()
+    }
+
     /// Tasks handed out so far (a read failure counts as one).
     pub fn tasks(&self) -> u64 {
         self.lock().seq
