@@ -7,7 +7,6 @@
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -45,7 +44,6 @@ pub struct Shared<'a> {
     pub queue: &'a WorkQueue,
     pub sizer: &'a Sizer,
     pub budget: &'a ByteBudget,
-    pub abort: &'a AtomicBool,
     /// Chunks no task holds any more go back to the reader for their buffers.
     pub recycle: Sender<Chunk>,
     pub writer: &'a OrderedWriter,
@@ -90,7 +88,8 @@ pub fn drive(
     };
     let mut batch = Batch::default();
     let mut outcomes = Vec::new();
-    while !shared.abort.load(Ordering::Relaxed) {
+    // A closed queue (the run failed or was interrupted) hands out nothing: the lane ends.
+    loop {
         let asked = shared.sizer.records();
         let task = match shared.queue.take(asked, shared.budget) {
             None => return,

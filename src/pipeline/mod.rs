@@ -28,7 +28,6 @@ mod write;
 pub use write::{SideWriter, Writers};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
@@ -96,7 +95,6 @@ pub fn run(
     let budget = Arc::new(ByteBudget::new((2 * jobs + 2) * config.chunk_size()));
     let (recycle_tx, recycle_rx) = mpsc::channel();
     let (ended_tx, ended_rx) = mpsc::channel::<()>();
-    let abort = Arc::new(AtomicBool::new(false));
     let reader = Reader::new(
         framer,
         first,
@@ -120,7 +118,6 @@ pub fn run(
     ));
     // Ends the run early (a failure, a signal): whoever waits gives up, workers stop.
     let stop_all = || {
-        abort.store(true, Ordering::Relaxed);
         budget.close();
         queue.close();
         if let Some(stage) = &stage {
@@ -145,11 +142,10 @@ pub fn run(
     let mut started = Ok(());
     for index in 0..jobs {
         let executor = Arc::clone(&executor);
-        let (queue, sizer, budget, abort, writer) = (
+        let (queue, sizer, budget, writer) = (
             Arc::clone(&queue),
             Arc::clone(&sizer),
             Arc::clone(&budget),
-            Arc::clone(&abort),
             Arc::clone(&writer),
         );
         let (ended, recycle) = (ended_tx.clone(), recycle_tx.clone());
@@ -175,7 +171,6 @@ pub fn run(
                     queue: &queue,
                     sizer: &sizer,
                     budget: &budget,
-                    abort: &abort,
                     recycle,
                     writer: &writer,
                     ended,
@@ -246,7 +241,7 @@ mod tests {
     use crate::exec::Lane;
     use crate::model::{Batch, Outcome};
     use crate::output::{Destination, RejectsWriter, ResultsWriter, Sink};
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     /// A fake executor: answers `true` for every pair (`false` for ids ending in 7), but
