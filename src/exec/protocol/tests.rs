@@ -2,6 +2,13 @@
 // Ranges of one element and empty ranges are what these tests are about.
 #![allow(clippy::single_range_in_vec_init, clippy::reversed_empty_ranges)]
 
+use std::time::Duration;
+
+use rhai::Dynamic;
+
+use crate::model::{ColumnType, Columns, Outcome, RawFields, Row};
+use crate::typing::StringCache;
+
 use super::frame::{put_u32, put_u64};
 use super::*;
 
