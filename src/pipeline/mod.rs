@@ -548,6 +548,105 @@ mod tests {
         assert_eq!(out, results_of((1..=100).filter(|&i| i != 3 && i != 50)));
     }
 
+    /// Rows holding `held-while-typing` wait, while being typed, until a row holding
+    /// `panic-while-typing` has broken its lane's typing (a bug), before its turn.
+    static TYPING_BROKE: AtomicBool = AtomicBool::new(false);
+
+    /// Called by the lanes on every row they type (`lane::Work::run`).
+    pub(super) fn typing_hook(body: &[u8]) {
+        let holds = |marker: &[u8]| body.windows(marker.len()).any(|w| w == marker);
+        if holds(b"held-while-typing") {
+            let until = Instant::now() + Duration::from_secs(10);
+            while !TYPING_BROKE.load(Ordering::SeqCst) && Instant::now() < until {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if holds(b"panic-while-typing") {
+            TYPING_BROKE.store(true, Ordering::SeqCst);
+            panic!("typing broke");
+        }
+    }
+
+    #[test]
+    fn a_panic_while_typing_with_windows_is_reported_after_the_tasks_before_it() {
+        // Typing broke on a row while the task before it had not had its windows' turn:
+        // the lane closed every turn, the task before it was dropped, and the failure
+        // was never reached by the writer ("some tasks were never written", or a run
+        // that waited forever for a lane held by the byte budget).
+        let set = crate::rules::file::parse(
+            "[columns]\nid = \"int\"\n[windows.n]\nkey = \"account\"\ntime = \"t\"\n\
+             span = \"1h\"\nfunction = \"count\"\n[[rule]]\nid = 1\nname = \"r\"\nwhen = \"n > 0\"\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let csv: String = std::iter::once("id,account,t\n".to_string())
+            .chain((1..=60).map(|i| {
+                let account = match i {
+                    30 => "held-while-typing",
+                    31 => "panic-while-typing",
+                    _ => "a",
+                };
+                format!("{i},{account},2026-01-01T00:00:{:02}Z\n", i % 60)
+            }))
+            .collect();
+        for jobs in [2, 4] {
+            TYPING_BROKE.store(false, Ordering::SeqCst);
+            let (csv, set) = (csv.clone(), set.clone());
+            let (done, ran) = mpsc::channel();
+            thread::spawn(move || {
+                let config = crate::framer::Config::default().with_chunk_size(64);
+                let input = InputReader::from_reader(
+                    Box::new(std::io::Cursor::new(csv.into_bytes())),
+                    "t.csv".into(),
+                    None,
+                    &set,
+                    config,
+                    true,
+                )
+                .unwrap();
+                let mut windows = windows::WindowStage::for_input(&set, &input, 0).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let results = ResultsWriter::new(
+                    Sink::create(&Destination::File(dir.path().join("out.csv"))).unwrap(),
+                    1,
+                )
+                .unwrap();
+                let settings = Settings {
+                    jobs,
+                    bad_rows: BadRows::Fail,
+                    // One row a task: the held row and the breaking one are two tasks.
+                    batch_size: 1,
+                    progress: Progress::new(crate::config::ProgressWhen::Never, None),
+                    stop: StopFlag::never(),
+                };
+                let mut writers = Some(Writers {
+                    results,
+                    rejects: None,
+                    side: None,
+                });
+                let ran = run(
+                    input,
+                    // Nothing held back: rows 0.
+                    Arc::new(fake(jobs, 0)),
+                    ResultsFormat::new(&[1]),
+                    &mut writers,
+                    &settings,
+                    &mut windows,
+                );
+                let _ = done.send(ran.map(|_| ()).map_err(|e| e.to_string()));
+            });
+            let message = match ran.recv_timeout(Duration::from_secs(60)) {
+                Ok(ran) => ran.unwrap_err(),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("-j {jobs}: the run hangs"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("-j {jobs}: the run panicked"),
+            };
+            assert!(
+                message.starts_with("internal error: lane ") && message.ends_with(" typing broke"),
+                "-j {jobs}: {message}"
+            );
+        }
+    }
+
     /// A source that gives `bytes`, then fails.
     fn failing_after(bytes: String) -> Box<dyn std::io::Read + Send> {
         struct Broken;

@@ -379,9 +379,15 @@ impl LaneWindows {
         true
     }
 
-    /// Wakes every lane waiting for its turn (this lane failed: its turn never comes).
+    /// Wakes every lane waiting for its turn (this lane failed before its first task).
     pub fn close(&self) {
         self.run.close();
+    }
+
+    /// This lane failed at task `seq` (maybe before its turn, which then never comes):
+    /// the later tasks give up their turns, the earlier ones still take theirs.
+    pub fn close_from(&self, seq: u64) {
+        self.run.turns.close_from(seq);
     }
 }
 /// `--columns` names as the header record they stand for: each quoted (a name holds no

@@ -27,6 +27,9 @@ struct Turn {
     next: u64,
     /// The run failed or stopped: nobody waits any more.
     closed: bool,
+    /// The first task that no longer takes its turn (a lane failed there): later ones give
+    /// up, earlier ones still take theirs, so that the writer reaches the failure.
+    failed_at: u64,
     /// Taken back once the run is over (`Turns::finish`).
     sequencer: Option<Sequencer>,
     /// Wake-ups of a lane whose turn had not come (tests: passing a turn wakes its lane).
@@ -40,6 +43,7 @@ impl Turns {
             turn: Mutex::new(Turn {
                 next: 0,
                 closed: false,
+                failed_at: u64::MAX,
                 sequencer: Some(sequencer),
                 #[cfg(test)]
                 idle_wakeups: 0,
@@ -54,18 +58,19 @@ impl Turns {
     }
 
     /// Waits for task `seq`'s turn, runs `feed` on the sequencer, and passes the turn on;
-    /// `None` once the run is closed (`close`).
+    /// `None` once the run is closed (`close`), or a task before it failed (`close_from`).
     pub fn take<R>(&self, seq: u64, feed: impl FnOnce(&mut Sequencer) -> R) -> Option<R> {
         let mut turn = self.lock();
         let gate = &self.gates[seq as usize % GATES];
-        while turn.next != seq && !turn.closed {
+        let given_up = |turn: &Turn| turn.closed || seq >= turn.failed_at;
+        while turn.next != seq && !given_up(&turn) {
             turn = gate.wait(turn).unwrap_or_else(|e| e.into_inner());
             #[cfg(test)]
             {
-                turn.idle_wakeups += u64::from(turn.next != seq && !turn.closed);
+                turn.idle_wakeups += u64::from(turn.next != seq && !given_up(&turn));
             }
         }
-        if turn.closed {
+        if given_up(&turn) {
             return None;
         }
         let fed = feed(turn.sequencer.as_mut()?);
@@ -81,6 +86,16 @@ impl Turns {
     /// turn a lane waits for may never come.
     pub fn close(&self) {
         self.lock().closed = true;
+        self.wake_all();
+    }
+
+    /// Task `seq` failed, maybe before its turn: it and every later task give up their
+    /// turns (the run fails there), while the tasks before it still take theirs.
+    pub fn close_from(&self, seq: u64) {
+        {
+            let mut turn = self.lock();
+            turn.failed_at = turn.failed_at.min(seq);
+        }
         self.wake_all();
     }
 
@@ -154,6 +169,24 @@ mod tests {
             "{idle} wake-ups of a lane whose turn had not come"
         );
         assert!(turns.finish().is_some());
+    }
+
+    #[test]
+    fn a_task_that_failed_gives_up_the_turns_after_it_not_before() {
+        let turns = Arc::new(Turns::new(Sequencer::new(0, Vec::new())));
+        let (before, after) = {
+            let take = |seq| {
+                let turns = Arc::clone(&turns);
+                std::thread::spawn(move || turns.take(seq, |_| seq))
+            };
+            (take(1), take(3))
+        };
+        // Task 2 failed before its turn: task 3 never gets one, task 1 still does.
+        turns.close_from(2);
+        assert_eq!(after.join().unwrap(), None);
+        assert_eq!(turns.take(0, |_| 0), Some(0));
+        assert_eq!(before.join().unwrap(), Some(1));
+        assert_eq!(turns.take(2, |_| 2), None);
     }
 
     #[test]
