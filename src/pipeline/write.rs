@@ -67,6 +67,22 @@ struct Order {
     error: Option<anyhow::Error>,
 }
 
+impl Order {
+    /// The task the writing lane writes next, if it is done; the lane stops writing
+    /// (`writing` cleared) when it is not, or (`Err`) when the run has failed meanwhile: a
+    /// lane that could not start, or a signal, must not let the writing lane go on
+    /// streaming finished tasks to stdout until the run takes the outputs back.
+    fn take_next(&mut self) -> Result<Option<Entry>, ()> {
+        if self.error.is_some() {
+            self.writing = false;
+            return Err(());
+        }
+        let entry = self.pending.remove(&self.next);
+        self.writing = entry.is_some();
+        Ok(entry)
+    }
+}
+
 impl OrderedWriter {
     pub fn new(
         writers: Writers,
@@ -110,9 +126,10 @@ impl OrderedWriter {
         order.writing = true;
         loop {
             let next = order.next;
-            let Some(entry) = order.pending.remove(&next) else {
-                order.writing = false;
-                return true;
+            let entry = match order.take_next() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => return true,
+                Err(()) => return false,
             };
             drop(order);
             let written = match entry {
@@ -272,4 +289,52 @@ fn write_task(task: Finished, out: &mut Outputs) -> Result<()> {
         of(crate::model::Kind::Timeout),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writing() -> Order {
+        Order {
+            pending: BTreeMap::new(),
+            next: 0,
+            writing: true,
+            error: None,
+        }
+    }
+
+    fn failed(what: &str) -> Entry {
+        Entry::Failed(anyhow!("{what}"))
+    }
+
+    #[test]
+    fn the_writing_lane_takes_the_next_task_and_lets_go_at_a_gap() {
+        let mut order = writing();
+        order.pending.insert(1, failed("one"));
+        assert!(matches!(order.take_next(), Ok(None)), "task 0 is not done");
+        assert!(
+            !order.writing,
+            "nobody writes: the lane that deposits 0 will"
+        );
+        order.pending.insert(0, failed("zero"));
+        order.writing = true;
+        match order.take_next() {
+            Ok(Some(Entry::Failed(e))) => assert_eq!(e.to_string(), "zero"),
+            _ => panic!("task 0 is next"),
+        }
+        assert!(order.writing);
+    }
+
+    #[test]
+    fn the_writing_lane_stops_once_the_run_has_failed() {
+        // A lane that could not start (or a signal) failed the run while another lane was
+        // writing: the finished tasks after it are not written, even to a streamed stdout.
+        let mut order = writing();
+        order.pending.insert(0, failed("zero"));
+        order.error = Some(anyhow!("lane 1 could not start"));
+        assert!(order.take_next().is_err());
+        assert!(!order.writing);
+        assert!(order.pending.contains_key(&0), "task 0 stays unwritten");
+    }
 }
