@@ -1,37 +1,43 @@
 //! `txguard run`: check the command line, take the lock, check the rules, then drive the
 //! pipeline (input → executor → ordered results), commit every output together, and
-//! report what happened.
+//! report what happened. Beside it: `inputs.rs` (the rules and inputs, opened and run one
+//! after another), `history.rs` (the windows stage and `--history`), `fail_on.rs`.
+
+mod fail_on;
+mod history;
+mod inputs;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::RunArgs;
-use crate::config::{BadRows, ExecutorKind, FailOn, Outputs, RunConfig};
-use crate::dialect::CsvConfig;
+use crate::config::{BadRows, ExecutorKind, Outputs, RunConfig};
 use crate::exec::Executor;
 use crate::exec::processes::{ProcessesExecutor, WorkerSetup};
 use crate::exec::threads::{FloorExecutor, ThreadsExecutor};
-use crate::exit::{self, Interrupted, Usage};
+use crate::exit::{self, Interrupted};
 use crate::format::ResultsFormat;
-use crate::input::{InputReader, Layout};
-use crate::model::Kind;
+use crate::input::Layout;
 use crate::model::Tally;
 use crate::output::{
     Destination, Finished, OutputLock, RejectsWriter, ResultsWriter, Sink, check_stdout_open,
     commit_all,
 };
 use crate::pipeline::SideWriter;
-use crate::pipeline::windows::WindowStage;
-use crate::pipeline::{self, Settings, Writers};
+use crate::pipeline::{Settings, Writers};
 use crate::progress::Progress;
-use crate::rules::{self, Evaluator, RuleSet, RulesErrors};
+use crate::rules::{Evaluator, RuleSet, RulesErrors};
 use crate::signals::StopFlag;
 use crate::summary::{RunFacts, Summary};
+
+use fail_on::check_decisions;
+pub(crate) use fail_on::{exit_code, fail_on_hit};
+pub(crate) use history::windows_stage;
+use inputs::{Inputs, total_bytes};
+pub(crate) use inputs::{load_rules, open_input};
 
 /// What a run has learnt so far: enough for a summary even when it fails half-way.
 struct Known {
@@ -508,384 +514,6 @@ fn part_digest(finished: &crate::output::Finished) -> Result<crate::shard::PartD
     };
     crate::shard::digest_file(temp)
         .with_context(|| format!("cannot read back {}", finished.label()))
-}
-
-/// The size of every input together, when each is a regular file (for the bar's ETA).
-fn total_bytes(config: &RunConfig, first: &InputReader) -> Option<u64> {
-    let mut total = first.total_bytes?;
-    for path in &config.inputs[1..] {
-        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-        total += meta.len();
-    }
-    Some(total)
-}
-
-/// What evaluating the inputs one after another needs besides the pipeline's stages.
-struct Inputs<'a> {
-    reference: crate::inputs::Reference,
-    executor: &'a Arc<dyn Executor>,
-    rule_ids: &'a [i64],
-    config: &'a RunConfig,
-    rules: &'a Arc<RuleSet>,
-    stop_at_too_long: bool,
-    stop: &'a StopFlag,
-}
-
-impl Inputs<'_> {
-    /// Runs the pipeline over `first`, then over every other input in order (each opened
-    /// when its turn comes, its header aligned to the first's), into the same results
-    /// and rejects. `summaries` holds one entry per input, filled in as each is done.
-    #[allow(clippy::too_many_arguments)]
-    fn run_all(
-        &self,
-        first: InputReader,
-        format: ResultsFormat,
-        writers: &mut Option<Writers>,
-        settings: &Settings,
-        summaries: &mut [crate::inputs::InputSummary],
-        windows: &mut Option<WindowStage>,
-    ) -> Result<Tally> {
-        let mut tally = Tally {
-            counts: vec![[0; 4]; self.rule_ids.len()],
-            ..Tally::default()
-        };
-        let mut first = Some(first);
-        for (path, summary) in self.config.inputs.iter().zip(summaries) {
-            let input = match first.take() {
-                Some(input) => input,
-                None => {
-                    let mut input = open_input(
-                        path,
-                        self.rules,
-                        &self.config.csv,
-                        self.stop_at_too_long,
-                        // `--columns` holds for every input (`--shard` takes one).
-                        &Layout {
-                            columns: self.config.columns.clone(),
-                            shard: None,
-                        },
-                        self.stop,
-                    )?;
-                    crate::inputs::align(&mut input, &self.reference)?;
-                    // The windows go on over this input's rows, whatever its column order.
-                    if let Some(stage) = windows.as_mut()
-                        && let Some(next) =
-                            WindowStage::for_input(self.rules, &input, self.config.seed)?
-                    {
-                        stage.continue_with(next);
-                    }
-                    input
-                }
-            };
-            if let Some(rejects) = writers.as_mut().and_then(|w| w.rejects.as_mut()) {
-                rejects.set_input(input.name());
-            }
-            settings.progress.next_input(tally.bytes);
-            let ran = pipeline::run(
-                input,
-                Arc::clone(self.executor),
-                format.clone(),
-                writers,
-                settings,
-                windows,
-            );
-            let done = match ran {
-                Ok(ran) => ran,
-                Err(err) => {
-                    // The reader of the streamed results went away during this input: the
-                    // summary counts what was written (`run`), this input's share too.
-                    if exit::is_broken_pipe(&err)
-                        && let Some(writers) = writers.as_ref()
-                    {
-                        let written = writers.results.written().rows;
-                        summary.transactions = written.saturating_sub(tally.rows);
-                        let rejected = writers.rejects.as_ref().map_or(0, RejectsWriter::rows);
-                        summary.bad_rows = rejected.saturating_sub(tally.bad_rows);
-                    }
-                    return Err(err);
-                }
-            };
-            summary.bytes = done.bytes;
-            summary.transactions = done.rows;
-            summary.bad_rows = done.bad_rows;
-            tally.rows += done.rows;
-            tally.bad_rows += done.bad_rows;
-            tally.bytes += done.bytes;
-            for (total, counts) in tally.counts.iter_mut().zip(&done.counts) {
-                for (t, c) in total.iter_mut().zip(counts) {
-                    *t += c;
-                }
-            }
-            // The format's own counters (decisions): the first input sets their length.
-            if tally.extra.len() < done.extra.len() {
-                tally.extra.resize(done.extra.len(), 0);
-            }
-            for (total, c) in tally.extra.iter_mut().zip(&done.extra) {
-                *total += c;
-            }
-            // The stage goes on from input to input: its last stats cover them all.
-            tally.windows = done.windows;
-        }
-        Ok(tally)
-    }
-}
-
-/// The windows stage of a run, when the rules have `[windows]`, with every `--history`
-/// file fed to it in order (their bad rows fail the run under `--bad-rows fail`, and are
-/// skipped and counted under `skip`: the rejects file is the input's). `diff` builds its
-/// stage here too, so that a backtest sees the windows a run saw.
-pub(crate) fn windows_stage(
-    config: &RunConfig,
-    rules: &Arc<RuleSet>,
-    input: &InputReader,
-    stop: &StopFlag,
-) -> Result<Option<WindowStage>> {
-    // A `where` that does not compile is the rules file's error, named as `check` names it.
-    let first = WindowStage::for_input(rules, input, config.seed).map_err(|e| {
-        match e.downcast::<crate::pipeline::windows::FilterErrors>() {
-            Ok(filters) => RulesErrors::of(&config.rules, filters.0).into(),
-            Err(e) => e,
-        }
-    })?;
-    let Some(stage) = first else {
-        if let Some(first) = config.history.first() {
-            return Err(exit::Usage(format!(
-                "--history {}: the rules declare no [windows.*] for history to fill",
-                first.display()
-            ))
-            .into());
-        }
-        return Ok(None);
-    };
-    // A window reads the rows before each row: a shard has not got them.
-    if let Some(spec) = config.shard {
-        return Err(exit::Usage(format!(
-            "--shard {spec}: the rules declare [windows.*], which need every earlier row of \
-             the input; a shard reads only its range: run the whole input in one run"
-        ))
-        .into());
-    }
-    if config.columns.is_some() && !config.history.is_empty() {
-        return Err(exit::Usage(
-            "--columns with --history: the history files are aligned to the input's header \
-             row, which --columns says the input has not got"
-                .into(),
-        )
-        .into());
-    }
-    if config.history.is_empty() {
-        return Ok(Some(stage));
-    }
-    let (schema, name) = (input.schema.clone(), input.name().to_string());
-    // On a lane's stack: history rows go through the windows' `where` filters.
-    let mut stage = thread::scope(|scope| {
-        thread::Builder::new()
-            .name("history".into())
-            .stack_size(crate::exec::LANE_STACK_BYTES)
-            .spawn_scoped(scope, move || {
-                feed_history(stage, (&schema, &name), config, rules, stop)
-            })
-            .context("cannot start the history thread")?
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the history thread panicked")))
-    })?;
-    // Back to the input's column order, with the history's windows.
-    if let Some(reading) = WindowStage::for_input(rules, input, config.seed)? {
-        stage.continue_with(reading);
-    }
-    Ok(Some(stage))
-}
-
-/// Feeds every `--history` file to `stage`, in order. A history file has the columns of
-/// the input (`input`: its schema and name), in any order, as several inputs may.
-fn feed_history(
-    mut stage: WindowStage,
-    input: (&crate::typing::Schema, &str),
-    config: &RunConfig,
-    rules: &Arc<RuleSet>,
-    stop: &StopFlag,
-) -> Result<WindowStage> {
-    for path in &config.history {
-        let fail = config.bad_rows == BadRows::Fail;
-        let history = open_input(path, rules, &config.csv, fail, &Layout::default(), stop)?;
-        let name = history.name().to_string();
-        history.schema.aligned_to(input.0, &name, input.1)?;
-        // The windows go on reading this file's column order.
-        if let Some(reading) = WindowStage::for_input(rules, &history, config.seed)? {
-            stage.continue_with(reading);
-        }
-        let go_on = || match stop.signal() {
-            Some(signal) => Err(Interrupted(signal).into()),
-            None => Ok(()),
-        };
-        let fed = stage.feed_history(history, fail, go_on)?;
-        if let Some(first) = fed.first_bad
-            && fail
-        {
-            return Err(crate::input::BadRowError {
-                input: name,
-                row: first,
-            }
-            .into());
-        }
-        stage.count_history(fed.rows, fed.bad);
-    }
-    Ok(stage)
-}
-
-/// Reads the rules on a thread of its own, like the input: `--rules` may name a FIFO
-/// nobody writes, and a signal must still end the run at once.
-pub(crate) fn load_rules(
-    path: &Path,
-    timeout: Duration,
-    stop: &StopFlag,
-) -> Result<rules::LoadedRules> {
-    let (tx, rx) = mpsc::channel();
-    let path = path.to_path_buf();
-    thread::Builder::new()
-        .name("load-rules".into())
-        .spawn(move || {
-            let _ = tx.send(rules::load(&path, timeout));
-        })
-        .context("cannot start a thread to read the rules")?;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(loaded) => return Ok(loaded?),
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(signal) = stop.signal() {
-                    return Err(Interrupted(signal).into());
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => bail!("the thread reading the rules panicked"),
-        }
-    }
-}
-
-/// Opens the input and reads its header on a thread of its own: opening a FIFO nobody
-/// writes, or reading a header from a silent stdin, blocks in the kernel, and a signal
-/// must still end the run at once (the blocked thread is left to the process's exit).
-pub(crate) fn open_input(
-    path: &Path,
-    rules: &Arc<RuleSet>,
-    csv: &CsvConfig,
-    stop_at_too_long: bool,
-    layout: &Layout,
-    stop: &StopFlag,
-) -> Result<InputReader> {
-    let (tx, rx) = mpsc::channel();
-    let (path, rules, csv, layout) = (
-        path.to_path_buf(),
-        Arc::clone(rules),
-        csv.clone(),
-        layout.clone(),
-    );
-    thread::Builder::new()
-        .name("open-input".into())
-        .spawn(move || {
-            let _ = tx.send(InputReader::open_layout(
-                &path,
-                &rules,
-                &csv,
-                stop_at_too_long,
-                &layout,
-            ));
-        })
-        .context("cannot start a thread to open the input")?;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(opened) => return opened,
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(signal) = stop.signal() {
-                    return Err(Interrupted(signal).into());
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => bail!("the thread opening the input panicked"),
-        }
-    }
-}
-
-/// What `--fail-on` found: e.g. `a result named by --fail-on occurred: 2 error
-/// (--fail-on error,timeout)`.
-pub(crate) fn fail_on_hit(fail_on: &[FailOn], tally: &Tally, rules: Option<&RuleSet>) -> String {
-    let total = |kind: Kind| -> u64 { tally.counts.iter().map(|c| c[kind as usize]).sum() };
-    let mut found = Vec::new();
-    let mut named = Vec::new();
-    for f in fail_on {
-        let (n, name) = match f {
-            FailOn::Error => (total(Kind::Error), "error"),
-            FailOn::Timeout => (total(Kind::Timeout), "timeout"),
-            FailOn::False => (total(Kind::False), "false"),
-            FailOn::Decision(name) => (decided(tally, rules, name), name.as_str()),
-        };
-        named.push(name);
-        if n > 0 {
-            found.push(format!("{n} {name}"));
-        }
-    }
-    format!(
-        "a result named by --fail-on occurred: {} (--fail-on {})",
-        found.join(", "),
-        named.join(",")
-    )
-}
-
-/// Transactions given decision `name` (0 when the file has no such decision).
-fn decided(tally: &Tally, rules: Option<&RuleSet>, name: &str) -> u64 {
-    rules
-        .and_then(|r| r.decision.as_ref())
-        .and_then(|d| d.index(name))
-        .and_then(|i| tally.extra.get(i).copied())
-        .unwrap_or(0)
-}
-
-/// `--decisions` needs `[decision]`, and every decision `--fail-on` names must be one of
-/// the file's (a usage error, exit 2, found once the rules are read).
-fn check_decisions(config: &RunConfig, rules: &RuleSet) -> Result<()> {
-    let names = rules
-        .decision
-        .as_ref()
-        .map(|d| d.names().join(", "))
-        .unwrap_or_default();
-    if config.decisions.is_some() && rules.decision.is_none() {
-        return Err(Usage(format!(
-            "--decisions: {} has no [decision] table",
-            crate::output::paths::show(&config.rules)
-        ))
-        .into());
-    }
-    for f in &config.fail_on {
-        if let FailOn::Decision(name) = f
-            && rules
-                .decision
-                .as_ref()
-                .and_then(|d| d.index(name))
-                .is_none()
-        {
-            let known = if names.is_empty() {
-                "it has no [decision] table".to_string()
-            } else {
-                format!("its decisions: {names}")
-            };
-            return Err(Usage(format!(
-                "--fail-on {name}: neither a result (error, timeout, false) nor a decision of {} ({known})",
-                crate::output::paths::show(&config.rules)
-            ))
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// 3 when a result or decision named by `--fail-on` occurred, else 0.
-pub(crate) fn exit_code(fail_on: &[FailOn], tally: &Tally, rules: &RuleSet) -> i32 {
-    let occurred = |kind: Kind| tally.counts.iter().any(|c| c[kind as usize] > 0);
-    let hit = fail_on.iter().any(|f| match f {
-        FailOn::Error => occurred(Kind::Error),
-        FailOn::Timeout => occurred(Kind::Timeout),
-        FailOn::False => occurred(Kind::False),
-        FailOn::Decision(name) => decided(tally, Some(rules), name) > 0,
-    });
-    if hit { exit::FAIL_ON } else { exit::SUCCESS }
 }
 
 /// The `--summary` JSON, written and synced like every output, committed by the caller
