@@ -29,9 +29,10 @@ impl Splitter {
         }
     }
 
-    /// The fields of `record`, one record as a [`Chunk`] gives it (no terminator). The
-    /// result equals the `csv` crate's for the same record: quoted fields are unquoted and
-    /// unescaped (`""` → `"`), in `scratch` when they must change, borrowed otherwise.
+    /// The fields of `record`, one record as a [`Chunk`](super::Chunk) gives it (no
+    /// terminator). The result equals the `csv` crate's for the same record: quoted fields
+    /// are unquoted and unescaped (`""` → `"`), in `scratch` when they must change,
+    /// borrowed otherwise.
     pub fn split<'a>(&'a mut self, record: &'a [u8]) -> Fields<'a> {
         self.scratch.clear();
         self.fields.clear();

@@ -58,7 +58,8 @@ impl<R: Read> Framer<R> {
     }
 
     /// Frames the input from `at`, where `source` is positioned: a record start as
-    /// [`record_start_at_or_after`] or a [`Record`] gives it (with the line there).
+    /// [`record_start_at_or_after`](super::record_start_at_or_after) or a
+    /// [`Record`](super::Record) gives it (with the line there).
     pub fn resume(source: R, at: Position, config: Config) -> Framer<R> {
         Framer {
             source,
