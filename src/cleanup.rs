@@ -27,9 +27,24 @@ pub fn unfinished() -> MutexGuard<'static, Vec<PathBuf>> {
 
 /// Removes every temporary output file that was never committed.
 pub fn remove_unfinished() {
-    for path in unfinished().drain(..) {
+    drop(remove_and_hold(&UNFINISHED));
+}
+
+/// What the signal watchdog does before it exits while the main thread goes on: removes
+/// every temporary output file not committed, and keeps the list locked until the exit.
+/// A temporary file is created and listed under this lock (`output::create_temporary`),
+/// so none is created after the removal (the main thread writing the summary of the run
+/// the signal stopped), to be left behind by the exit.
+pub fn remove_unfinished_before_exit() -> MutexGuard<'static, Vec<PathBuf>> {
+    remove_and_hold(&UNFINISHED)
+}
+
+fn remove_and_hold(list: &Mutex<Vec<PathBuf>>) -> MutexGuard<'_, Vec<PathBuf>> {
+    let mut listed = list.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for path in listed.drain(..) {
         let _ = fs::remove_file(path);
     }
+    listed
 }
 
 /// Locks `EXIT` (a panic elsewhere never keeps the process from ending).

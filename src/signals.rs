@@ -79,11 +79,83 @@ fn exit_after(signal: i32) {
         drop(committed);
         return;
     }
-    crate::cleanup::remove_unfinished();
+    // Held until the exit: a temporary file the main thread would create meanwhile
+    // could not be removed.
+    let unfinished = crate::cleanup::remove_unfinished_before_exit();
+    // Tests create an output here, as the main thread ending the run may.
+    #[cfg(test)]
+    tests::after_removal();
     crate::progress::clear_shown();
     let message = crate::exit::Interrupted(signal).to_string();
     let _ = writeln!(std::io::stderr(), "txguard: {message}");
-    // The lock stays held: nothing may be committed any more.
+    // The locks stay held: nothing may be committed, nor created, any more.
+    std::mem::forget(unfinished);
     std::mem::forget(committed);
     std::process::exit(128 + signal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+
+    use crate::output::{Destination, Sink};
+
+    /// The watchdog (`exit_after`) removed the unfinished files, and waits for `CREATED`.
+    static REMOVED: AtomicBool = AtomicBool::new(false);
+    /// The main thread went on to create an output meanwhile.
+    static CREATED: AtomicBool = AtomicBool::new(false);
+
+    /// Called by `exit_after` once the unfinished files are removed: lets the test's main
+    /// thread create its output before the exit (at most a few seconds: the watchdog
+    /// may keep it from creating any).
+    pub(super) fn after_removal() {
+        REMOVED.store(true, Ordering::SeqCst);
+        let until = Instant::now() + Duration::from_secs(3);
+        while !CREATED.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A second signal while the main thread was ending the run: the watchdog removed the
+    /// temporary files, the main thread then created the summary's, and the exit left it
+    /// behind (`.summary.json.XXXXXX.tmp`). The child is this test binary, re-run on this
+    /// test, in a directory of its own.
+    #[test]
+    fn a_temporary_file_created_while_the_watchdog_exits_is_not_left_behind() {
+        const CHILD: &str = "TXGUARD_SIGNALS_TEST_CHILD";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let dir = std::path::PathBuf::from(dir);
+            let _results = Sink::create(&Destination::File(dir.join("results.csv"))).unwrap();
+            std::thread::spawn(|| exit_after(SIGINT));
+            while !REMOVED.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _summary = Sink::create(&Destination::File(dir.join("summary.json")));
+            CREATED.store(true, Ordering::SeqCst);
+            // The watchdog exits meanwhile.
+            std::thread::sleep(Duration::from_secs(60));
+            std::process::exit(0);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "signals::tests::a_temporary_file_created_while_the_watchdog_exits_is_not_left_behind",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left behind: {left:?}");
+    }
 }
