@@ -27,7 +27,7 @@ pub fn unfinished() -> MutexGuard<'static, Vec<PathBuf>> {
 
 /// Removes every temporary output file that was never committed.
 pub fn remove_unfinished() {
-    drop(remove_and_hold(&UNFINISHED));
+    drop(remove_unfinished_before_exit());
 }
 
 /// What the signal watchdog does before it exits while the main thread goes on: removes
@@ -36,11 +36,7 @@ pub fn remove_unfinished() {
 /// so none is created after the removal (the main thread writing the summary of the run
 /// the signal stopped), to be left behind by the exit.
 pub fn remove_unfinished_before_exit() -> MutexGuard<'static, Vec<PathBuf>> {
-    remove_and_hold(&UNFINISHED)
-}
-
-fn remove_and_hold(list: &Mutex<Vec<PathBuf>>) -> MutexGuard<'_, Vec<PathBuf>> {
-    let mut listed = list.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut listed = unfinished();
     for path in listed.drain(..) {
         let _ = fs::remove_file(path);
     }
