@@ -345,16 +345,29 @@ mod tests {
         bad_rows: BadRows,
         executor: OutOfOrder,
     ) -> (Result<Tally>, String, String) {
+        run_fake_with(source, &rules(), 4, bad_rows, executor)
+    }
+
+    /// `run_fake_from` with the rules `set` (its windows too) and tasks of at most
+    /// `batch_size` records.
+    fn run_fake_with(
+        source: Box<dyn std::io::Read + Send>,
+        set: &crate::rules::RuleSet,
+        batch_size: usize,
+        bad_rows: BadRows,
+        executor: OutOfOrder,
+    ) -> (Result<Tally>, String, String) {
         let config = crate::framer::Config::default().with_chunk_size(64);
         let input = InputReader::from_reader(
             source,
             "t.csv".into(),
             None,
-            &rules(),
+            set,
             config,
             bad_rows == BadRows::Fail,
         )
         .unwrap();
+        let mut windows = windows::WindowStage::for_input(set, &input, 0).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.csv");
         let rejected = dir.path().join("rejects.csv");
@@ -366,7 +379,7 @@ mod tests {
         let settings = Settings {
             jobs: executor.jobs,
             bad_rows,
-            batch_size: 4,
+            batch_size,
             progress: Progress::new(crate::config::ProgressWhen::Never, None),
             stop: StopFlag::never(),
         };
@@ -381,7 +394,7 @@ mod tests {
             ResultsFormat::new(&[1]),
             &mut writers,
             &settings,
-            &mut None,
+            &mut windows,
         );
         let writers = writers.expect("the outputs are given back");
         if ran.is_ok() {
@@ -392,6 +405,24 @@ mod tests {
         }
         let read = |p| std::fs::read_to_string(p).unwrap_or_default();
         (ran, read(&path), read(&rejected))
+    }
+
+    /// What `run` gives, run on a thread of its own: a test fails, not hangs, when the run
+    /// does not end within `secs` (a generous bound, not a timing).
+    fn without_hanging<T: Send + 'static>(
+        jobs: usize,
+        secs: u64,
+        run: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (done, ran) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = done.send(run());
+        });
+        match ran.recv_timeout(Duration::from_secs(secs)) {
+            Ok(ran) => ran,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("-j {jobs}: the run hangs"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("-j {jobs}: the run panicked"),
+        }
     }
 
     fn ids(rows: u64) -> String {
@@ -501,23 +532,13 @@ mod tests {
         // The lane that framed chunks panicked with the reader taken out of the queue:
         // the other lanes waited for it to be put back, and the run for them, forever.
         for jobs in [1, 2, 4] {
-            let (done, ran) = mpsc::channel();
-            thread::spawn(move || {
+            let (tally, out, _) = without_hanging(jobs, 30, move || {
                 let source = PanicsAfter {
                     // More than the input is opened with: the panic comes mid-run.
                     bytes: std::io::Cursor::new(ids(50_000).into_bytes()),
                 };
-                let _ = done.send(run_fake_from(
-                    Box::new(source),
-                    BadRows::Fail,
-                    fake(jobs, 50_000),
-                ));
+                run_fake_from(Box::new(source), BadRows::Fail, fake(jobs, 50_000))
             });
-            let (tally, out, _) = match ran.recv_timeout(Duration::from_secs(30)) {
-                Ok(ran) => ran,
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("-j {jobs}: the run hangs"),
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("-j {jobs}: the run panicked"),
-            };
             let message = tally.unwrap_err().to_string();
             assert!(
                 message.starts_with("internal error: ") && message.ends_with("the source broke"),
@@ -592,54 +613,13 @@ mod tests {
         for jobs in [2, 4] {
             TYPING_BROKE.store(false, Ordering::SeqCst);
             let (csv, set) = (csv.clone(), set.clone());
-            let (done, ran) = mpsc::channel();
-            thread::spawn(move || {
-                let config = crate::framer::Config::default().with_chunk_size(64);
-                let input = InputReader::from_reader(
-                    Box::new(std::io::Cursor::new(csv.into_bytes())),
-                    "t.csv".into(),
-                    None,
-                    &set,
-                    config,
-                    true,
-                )
-                .unwrap();
-                let mut windows = windows::WindowStage::for_input(&set, &input, 0).unwrap();
-                let dir = tempfile::tempdir().unwrap();
-                let results = ResultsWriter::new(
-                    Sink::create(&Destination::File(dir.path().join("out.csv"))).unwrap(),
-                    1,
-                )
-                .unwrap();
-                let settings = Settings {
-                    jobs,
-                    bad_rows: BadRows::Fail,
-                    // One row a task: the held row and the breaking one are two tasks.
-                    batch_size: 1,
-                    progress: Progress::new(crate::config::ProgressWhen::Never, None),
-                    stop: StopFlag::never(),
-                };
-                let mut writers = Some(Writers {
-                    results,
-                    rejects: None,
-                    side: None,
-                });
-                let ran = run(
-                    input,
-                    // Nothing held back: rows 0.
-                    Arc::new(fake(jobs, 0)),
-                    ResultsFormat::new(&[1]),
-                    &mut writers,
-                    &settings,
-                    &mut windows,
-                );
-                let _ = done.send(ran.map(|_| ()).map_err(|e| e.to_string()));
+            let (tally, _, _) = without_hanging(jobs, 60, move || {
+                let source = Box::new(std::io::Cursor::new(csv.into_bytes()));
+                // One row a task: the held row and the breaking one are two tasks. Nothing
+                // held back by the executor: rows 0.
+                run_fake_with(source, &set, 1, BadRows::Fail, fake(jobs, 0))
             });
-            let message = match ran.recv_timeout(Duration::from_secs(60)) {
-                Ok(ran) => ran.unwrap_err(),
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("-j {jobs}: the run hangs"),
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("-j {jobs}: the run panicked"),
-            };
+            let message = tally.unwrap_err().to_string();
             assert!(
                 message.starts_with("internal error: lane ") && message.ends_with(" typing broke"),
                 "-j {jobs}: {message}"
