@@ -3,7 +3,9 @@
 //! (the same input framed, typed, reordered and written with no rule evaluated), for
 //! threads -j 1, threads -j N and processes -j N, and against DuckDB running the same
 //! three rules (`duckdb_rules.py`, when a Python with the `duckdb` module is found). Then
-//! heavier rules (cpu8, 1,000,000 rows) at -j 1 and -j N, to show how evaluation scales;
+//! heavier rules (cpu8, 1,000,000 rows) at -j 1 and -j N, to show how evaluation scales,
+//! beside N separate -j 1 runs at once on a shard each (what N cores give with nothing
+//! shared: the machine's own ceiling);
 //! then the original program's hanging rules (seedlike, 200 and 1000 rows, 2 lanes) with
 //! both executors, against their floor (hangs × 200 ms / lanes). Every executor's results
 //! must be byte-identical (DuckDB's equal to txguard's without the `detail` column), in
@@ -613,10 +615,12 @@ fn simple3(root: &Path, input: &str, rows: u64, lanes: &[usize], rounds: usize) 
     measured
 }
 
-/// cpu8 on `tx-cpu8.csv`, threads at each of `lanes` (the first is 1), `rounds`
-/// interleaved rounds: the table, each speed-up over -j 1, the outputs checked.
+/// cpu8 on `tx-cpu8.csv`, threads at each of `lanes` (the first is 1), and N (the last of
+/// `lanes`) separate `-j 1` runs at once, one shard each, `rounds` interleaved rounds: the
+/// table, each speed-up over -j 1, what the shards give, the outputs checked.
 fn cpu8(root: &Path, lanes: &[usize], rounds: usize) {
-    let variants: Vec<Variant> = lanes
+    let n = *lanes.last().expect("lanes");
+    let mut variants: Vec<Variant> = lanes
         .iter()
         .map(|j| {
             let j = j.to_string();
@@ -627,11 +631,63 @@ fn cpu8(root: &Path, lanes: &[usize], rounds: usize) {
             )
         })
         .collect();
-    let measured = measure(root, &variants, rounds);
+    variants.push(shards_at_once("cpu8", "tx-cpu8.csv", "cpu8.toml", n));
+    let mut measured = measure(root, &variants, rounds);
     let input_mb = megabytes(root, "tx-cpu8.csv");
     print_table(&measured, CPU8_ROWS, 8, input_mb);
     print_speed_ups(&measured, "cpu8 threads", lanes);
+    let label = format!("cpu8 {n} shards -j 1");
+    if let (Some(one), Some(many), Some(shards)) = (
+        find(&measured, "cpu8 threads -j 1"),
+        find(&measured, &format!("cpu8 threads -j {n}")),
+        find(&measured, &label),
+    ) {
+        let secs = |d: Duration| d.as_secs_f64();
+        println!(
+            "  {n} separate -j 1 runs at once, a shard each (sharing nothing but the machine): \
+             {:.2}x over -j 1 at {:.2}x its CPU; their wall / threads -j {n}'s = {:.2}",
+            secs(one.wall) / secs(shards.wall),
+            secs(shards.cpu) / secs(one.cpu),
+            secs(shards.wall) / secs(many.wall)
+        );
+    }
+    // The shards' parts of the last round, merged (not timed), must be the whole run's.
+    if let Some(m) = measured.iter_mut().find(|m| m.label == label) {
+        let merge = strings(&["merge", "shards.csv", "-q"]);
+        timed(&txguard(), &merge, root).expect("merge the shards");
+        m.output = Some(Digest::of(&root.join("shards.csv"), Compare::Exact));
+    }
     check_identical(&measured);
+}
+
+/// `n` separate `txguard run INPUT --shard I/n -j 1` started at once by one `sh`, which
+/// waits for them all (its wait4 counts their CPU; its peak RSS is the largest of theirs):
+/// what `n` cores give this work with nothing shared but the machine, the ceiling the
+/// machine itself puts on `-j n`. Their parts (`shards.csv.part-…`) are merged after the
+/// rounds, untimed: `cpu8` compares the merged output.
+fn shards_at_once(name: &str, input: &str, rules: &str, n: usize) -> Variant {
+    const SCRIPT: &str = r#"bin=$1 n=$2 input=$3 rules=$4 i=0 pids=
+while [ "$i" -lt "$n" ]; do
+  "$bin" run "$input" --rules "$rules" -q -o shards.csv --shard "$i/$n" -j 1 & pids="$pids $!"
+  i=$((i + 1))
+done
+failed=0
+for pid in $pids; do wait "$pid" || failed=1; done
+exit "$failed""#;
+    Variant {
+        label: format!("{name} {n} shards -j 1"),
+        program: PathBuf::from("sh"),
+        args: vec![
+            "-c".into(),
+            SCRIPT.into(),
+            "sh".into(),
+            txguard().display().to_string(),
+            n.to_string(),
+            input.into(),
+            rules.into(),
+        ],
+        output: None,
+    }
 }
 
 /// `PREFIX -j J` against `PREFIX -j 1`, for each J of `lanes` but the first (1).
@@ -666,7 +722,8 @@ fn generate(root: &Path, rows: u64, file: &str) {
 /// `cargo bench --bench throughput -- --scale-up`: the issue's many-core targets, for a
 /// machine with many cores. simple3 on 4,000,000 rows (target: 8M tx/s at -j N) and cpu8 on
 /// 1,000,000 rows (target: -j N at least 12 times -j 1), each at -j 1, 2, 4, … N, with the
-/// floor, the process executor and DuckDB at N; the seedlike rules on 4,000 rows and N
+/// floor, the process executor and DuckDB at N (and, for cpu8, N separate -j 1 runs on a
+/// shard each); the seedlike rules on 4,000 rows and N
 /// lanes, both executors; and the peak RSS of simple3 on 10,000,000 rows at -j N (target:
 /// under 100 MB). Every output is compared as in the 2-core part, but the memory run's:
 /// nothing else runs on its input.
