@@ -4,8 +4,8 @@
 //! threads -j 1, threads -j N and processes -j N, and against DuckDB running the same
 //! three rules (`duckdb_rules.py`, when a Python with the `duckdb` module is found). Then
 //! heavier rules (cpu8, 1,000,000 rows) at -j 1 and -j N, to show how evaluation scales,
-//! beside N separate -j 1 runs at once on a shard each (what N cores give with nothing
-//! shared: the machine's own ceiling);
+//! beside N separate -j 1 runs at once on a shard each (what N cores give this work with
+//! no coordination at all);
 //! then the original program's hanging rules (seedlike, 200 and 1000 rows, 2 lanes) with
 //! both executors, against their floor (hangs × 200 ms / lanes). Every executor's results
 //! must be byte-identical (DuckDB's equal to txguard's without the `detail` column), in
@@ -151,6 +151,9 @@ struct Variant {
     args: Vec<String>,
     /// Where its results are, and how they compare: `None` for the floor (all `false`).
     output: Option<(&'static str, Compare)>,
+    /// txguard arguments run after each round, untimed, before its results are read (the
+    /// shards' merge); a failure is a difference in results.
+    untimed_after: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -305,6 +308,7 @@ fn tx(label: String, args: Vec<String>, compared: bool) -> Variant {
         program: txguard(),
         args,
         output: compared.then_some(("out.csv", Compare::Exact)),
+        untimed_after: None,
     }
 }
 
@@ -378,6 +382,10 @@ fn measure(dir: &Path, variants: &[Variant], rounds: usize) -> Vec<Measured> {
                     failures[i] = Some(e);
                     continue;
                 }
+            }
+            if let Some(Err(e)) = v.untimed_after.as_ref().map(|a| timed(&txguard(), a, dir)) {
+                eprintln!("  RESULTS DIFFER: {}: {e}", v.label);
+                std::process::exit(1);
             }
             // Read now: the next variant writes the same file.
             if let Some((file, compare)) = v.output {
@@ -595,6 +603,7 @@ fn simple3(root: &Path, input: &str, rows: u64, lanes: &[usize], rounds: usize) 
                 n.clone(),
             ],
             output: Some(("duck.csv", Compare::WithoutDetail)),
+            untimed_after: None,
         }),
         Err(why) => println!("  (DuckDB not measured: {why})"),
     }
@@ -631,12 +640,13 @@ fn cpu8(root: &Path, lanes: &[usize], rounds: usize) {
             )
         })
         .collect();
-    variants.push(shards_at_once("cpu8", "tx-cpu8.csv", "cpu8.toml", n));
-    let mut measured = measure(root, &variants, rounds);
+    let shards = shards_at_once("cpu8", "tx-cpu8.csv", "cpu8.toml", n);
+    let label = shards.label.clone();
+    variants.push(shards);
+    let measured = measure(root, &variants, rounds);
     let input_mb = megabytes(root, "tx-cpu8.csv");
     print_table(&measured, CPU8_ROWS, 8, input_mb);
     print_speed_ups(&measured, "cpu8 threads", lanes);
-    let label = format!("cpu8 {n} shards -j 1");
     if let (Some(one), Some(many), Some(shards)) = (
         find(&measured, "cpu8 threads -j 1"),
         find(&measured, &format!("cpu8 threads -j {n}")),
@@ -651,22 +661,19 @@ fn cpu8(root: &Path, lanes: &[usize], rounds: usize) {
             secs(shards.wall) / secs(many.wall)
         );
     }
-    // The shards' parts of the last round, merged (not timed), must be the whole run's.
-    if let Some(m) = measured.iter_mut().find(|m| m.label == label) {
-        let merge = strings(&["merge", "shards.csv", "-q"]);
-        timed(&txguard(), &merge, root).expect("merge the shards");
-        m.output = Some(Digest::of(&root.join("shards.csv"), Compare::Exact));
-    }
     check_identical(&measured);
 }
 
 /// `n` separate `txguard run INPUT --shard I/n -j 1` started at once by one `sh`, which
-/// waits for them all (its wait4 counts their CPU; its peak RSS is the largest of theirs):
-/// what `n` cores give this work with nothing shared but the machine, the ceiling the
-/// machine itself puts on `-j n`. Their parts (`shards.csv.part-…`) are merged after the
-/// rounds, untimed: `cpu8` compares the merged output.
+/// waits for them all (its wait4 counts their CPU; its peak RSS is the largest of theirs,
+/// not their sum): what `n` cores give this work with no coordination at all, each process
+/// sharing nothing but the machine, as a reference for `-j n` (each also starts, compiles
+/// its rules and finds its byte range itself). After each round, untimed, the parts
+/// (`shards.csv.part-…`, the last round's removed first) are merged into `shards.csv`,
+/// which must equal the other variants' results.
 fn shards_at_once(name: &str, input: &str, rules: &str, n: usize) -> Variant {
     const SCRIPT: &str = r#"bin=$1 n=$2 input=$3 rules=$4 i=0 pids=
+rm -f shards.csv shards.csv.part-*
 while [ "$i" -lt "$n" ]; do
   "$bin" run "$input" --rules "$rules" -q -o shards.csv --shard "$i/$n" -j 1 & pids="$pids $!"
   i=$((i + 1))
@@ -675,7 +682,7 @@ failed=0
 for pid in $pids; do wait "$pid" || failed=1; done
 exit "$failed""#;
     Variant {
-        label: format!("{name} {n} shards -j 1"),
+        label: format!("{name} {n} shards"),
         program: PathBuf::from("sh"),
         args: vec![
             "-c".into(),
@@ -686,7 +693,8 @@ exit "$failed""#;
             input.into(),
             rules.into(),
         ],
-        output: None,
+        output: Some(("shards.csv", Compare::Exact)),
+        untimed_after: Some(strings(&["merge", "shards.csv", "-q"])),
     }
 }
 
