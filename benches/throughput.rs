@@ -731,9 +731,8 @@ fn generate(root: &Path, rows: u64, file: &str) {
 /// machine with many cores. simple3 on 4,000,000 rows (target: 8M tx/s at -j N) and cpu8 on
 /// 1,000,000 rows (target: -j N at least 12 times -j 1), each at -j 1, 2, 4, … N, with the
 /// floor, the process executor and DuckDB at N (and, for cpu8, N separate -j 1 runs on a
-/// shard each); the seedlike rules on 4,000 rows and N
-/// lanes, both executors; and the peak RSS of simple3 on 10,000,000 rows at -j N (target:
-/// under 100 MB). Every output is compared as in the 2-core part, but the memory run's:
+/// shard each); the seedlike rules on 4,000 rows and N lanes, both executors; and the peak
+/// RSS of simple3 on 10,000,000 rows at -j N (target: under 100 MB). Every output is compared as in the 2-core part, but the memory run's:
 /// nothing else runs on its input.
 fn scale_up(root: &Path, jobs: usize) {
     let n = jobs.to_string();
